@@ -1,0 +1,9 @@
+"""Keras layers of ei_keras. LayerNorm is Keras' own:
+``keras.layers.LayerNormalization(center=False, scale=False, epsilon=1e-5)``."""
+
+from ei_keras.layers.e_dense import EDense
+from ei_keras.layers.ei_dense import EIDense
+from ei_keras.layers.error_normalization import ErrorNormalization
+from ei_keras.layers.inorm_dense import INormDense
+
+__all__ = ["EDense", "EIDense", "ErrorNormalization", "INormDense"]

@@ -1,0 +1,184 @@
+"""INormDense: learned inhibitory normalization (subtractive + divisive populations)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from ei_keras.initializers import divisive_svd_init
+from ei_keras.layers import _dale
+from ei_keras.layers.error_normalization import add_lateral_weights
+from ei_keras.ops import error_normalization as _errnorm
+
+
+@keras.saving.register_keras_serializable(package="ei_keras")
+class INormDense(keras.layers.Layer):
+    """Dale's-principle dense layer normalized by two learned inhibitory populations.
+
+    With ``xs = stop_gradient(x)`` (inhibition sends no task error back to ``x``):
+
+    - subtractive: ``s = (xs W_IE^T) W_EI^T``
+    - divisive: ``delta = sqrt(((xs B_IE^T)^2) B_EI^T + eps)`` (``delta = 1`` if
+      ``subtractive_only``)
+    - forward: ``z = (x W_EE^T + b - sg(s)) / sg(delta)``, then error normalization
+      (``error_normalization`` mode, identity forward), then ``activation``.
+
+    The layer adds its normalization loss with :meth:`add_loss`; its gradient reaches only the
+    inhibitory weights (``W_IE``, ``W_EI``, ``B_IE``, ``B_EI``). With ``e = sg(x W_EE^T + b)``
+    and ``zh = (e - s) / delta``:
+    ``L_norm = norm_weight * mean_batch[(mean_j zh)^2 + (var_j zh - 1)^2]``
+    (subtractive-only: ``norm_weight * mean_batch[(mean_j zh)^2]``). The task loss reaches only
+    ``W_EE``, ``b`` and the input.
+
+    Initialisation: ``W_EE``, ``W_IE``, ``W_EI`` as :class:`EIDense`; ``B_IE = diag(S) V^T``
+    from the SVD of ``W = W_EE - W_EI W_IE`` and ``B_EI = 1/ne``, so that at initialisation
+    ``delta^2 = mean_j (W x)_j^2 + eps`` exactly (needs ``d >= units``). ``B_IE`` may be
+    negative (the paper notes the divisive path breaks Dale's law); the others stay >= 0.
+
+    Args:
+        units: excitatory units ``ne``.
+        inhibitory_units: ``ni`` of the subtractive population; default ``max(1, units // 10)``.
+        error_normalization: ``"none"``, ``"full"`` (GradNorm), ``"center"``, ``"scale"``,
+            ``"decorrelate"`` or ``"lateral"``.
+        subtractive_only: no divisive population (Fig. 3b).
+        norm_weight: ``lambda``, the weight of the normalization loss (paper: 0.01).
+        trainable_ei: whether ``W_EI`` and ``B_EI`` learn (the reference code freezes them).
+        activation: Keras activation applied after error normalization (default: none).
+        epsilon: added under the square root of ``delta`` and in error normalization.
+        init_distribution: ``"exponential"`` or ``"lognormal"``.
+        seed: NumPy seed of the initialisation and of the lateral weights.
+        **kwargs: base ``keras.layers.Layer`` arguments.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from ei_keras.layers import INormDense
+    >>> layer = INormDense(16, error_normalization="full", seed=0)
+    >>> layer(np.random.rand(8, 32).astype("float32")).shape
+    (8, 16)
+    >>> len(layer.losses)  # the normalization loss
+    1
+
+    Reference:
+        Eyono et al. (2026), "Learned inhibitory normalization" (Fig. 3-5).
+    """
+
+    def __init__(
+        self,
+        units: int,
+        inhibitory_units: int | None = None,
+        error_normalization: str = "none",
+        subtractive_only: bool = False,
+        norm_weight: float = 0.01,
+        trainable_ei: bool = True,
+        activation=None,
+        epsilon: float = 1e-5,
+        init_distribution: str = "exponential",
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = _dale.check_units(units)
+        self.inhibitory_units = (
+            _dale.default_inhibitory_units(self.units)
+            if inhibitory_units is None
+            else _dale.check_units(inhibitory_units, "inhibitory_units")
+        )
+        self.error_normalization = _errnorm.validate_mode(error_normalization)
+        self.subtractive_only = bool(subtractive_only)
+        if not (np.isfinite(norm_weight) and norm_weight >= 0):
+            raise ValueError(f"Expected `norm_weight` >= 0. Received: norm_weight={norm_weight!r}")
+        self.norm_weight = float(norm_weight)
+        self.trainable_ei = bool(trainable_ei)
+        self.activation = keras.activations.get(activation)
+        if not epsilon > 0:
+            raise ValueError(f"Expected `epsilon` > 0. Received: epsilon={epsilon!r}")
+        self.epsilon = float(epsilon)
+        self.init_distribution = _dale.check_distribution(init_distribution)
+        self.seed = seed
+        self.lateral_weights = None
+        self.input_spec = keras.layers.InputSpec(min_ndim=2)
+
+    def build(self, input_shape):
+        d = _dale.input_width(self, input_shape)
+        if not self.subtractive_only and d < self.units:
+            raise ValueError(
+                "INormDense's SVD initialisation of the divisive population needs input width "
+                f">= units. Received: input width {d}, units={self.units}. Use units <= {d} "
+                "or subtractive_only=True."
+            )
+        seed = _dale.build_seed(self)
+        w_ee = _dale.add_excitatory_weights(self, d, seed)
+        w_ie, w_ei = _dale.add_inhibitory_weights(self, w_ee, seed, self.trainable_ei)
+        if not self.subtractive_only:
+            b_ie, b_ei = divisive_svd_init(w_ee, w_ie, w_ei)
+            self.B_IE = self.add_weight(
+                name="B_IE", shape=b_ie.shape, initializer=_dale._constant(b_ie),
+            )
+            self.B_EI = self.add_weight(
+                name="B_EI", shape=b_ei.shape, initializer=_dale._constant(b_ei),
+                constraint=keras.constraints.NonNeg(),
+                trainable=self.trainable_ei,
+            )
+        if self.error_normalization == "lateral":
+            self.lateral_weights = add_lateral_weights(self, self.units, seed + 2)
+        self.input_spec = keras.layers.InputSpec(ndim=2, axes={-1: d})
+
+    def _parts(self, x):
+        """``(e, s, delta)``: excitatory drive, subtractive and divisive inhibition (float32)."""
+        xs = ops.stop_gradient(x)
+        e = _dale.dense_t(x, self.W_EE) + self.bias
+        s = _dale.dense_t(_dale.dense_t(xs, self.W_IE), self.W_EI)
+        if self.subtractive_only:
+            return e, s, None
+        q = ops.square(_dale.dense_t(xs, self.B_IE))
+        delta = ops.sqrt(ops.maximum(_dale.dense_t(q, self.B_EI), 0.0) + self.epsilon)
+        return e, s, delta
+
+    def normalization_loss(self, e, s, delta):
+        """``L_norm`` from the parts; gradients reach only ``s`` and ``delta``."""
+        zh = ops.stop_gradient(e) - s
+        if delta is not None:
+            zh = zh / delta
+        mean = ops.mean(zh, axis=-1)
+        loss = ops.square(mean)
+        if delta is not None:
+            var = ops.mean(ops.square(zh - mean[:, None]), axis=-1)
+            loss = loss + ops.square(var - 1.0)
+        return self.norm_weight * ops.mean(loss)
+
+    def preactivation(self, inputs):
+        """The normalized pre-activation ``z`` (before error normalization and activation) and
+        the normalization loss, in float32."""
+        x = ops.cast(inputs, "float32")
+        e, s, delta = self._parts(x)
+        z = e - ops.stop_gradient(s)
+        if delta is not None:
+            z = z / ops.stop_gradient(delta)
+        return z, self.normalization_loss(e, s, delta)
+
+    def call(self, inputs):
+        z, loss = self.preactivation(inputs)
+        self.add_loss(loss)
+        z = _errnorm.normalize_error(z, self.error_normalization, self.lateral_weights,
+                                     self.epsilon)
+        return self.activation(ops.cast(z, self.compute_dtype))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "inhibitory_units": self.inhibitory_units,
+            "error_normalization": self.error_normalization,
+            "subtractive_only": self.subtractive_only,
+            "norm_weight": self.norm_weight,
+            "trainable_ei": self.trainable_ei,
+            "activation": keras.activations.serialize(self.activation),
+            "epsilon": self.epsilon,
+            "init_distribution": self.init_distribution,
+            "seed": self.seed,
+        }

@@ -1,0 +1,158 @@
+"""Named presets: the paper's conditions as ready, compiled models.
+
+>>> from ei_keras import zoo
+>>> zoo.names()[:3]
+['ei', 'ei_ln', 'e_ln']
+>>> model = zoo.build("inorm_gradnorm", width=64, seed=0)  # doctest: +SKIP
+
+Every preset is a ``784 -> width -> width -> 10`` :class:`~ei_keras.models.EINetwork` with an
+EI readout (``ni = 1``), trained with plain SGD at three learning rates (``lr_e``, ``lr_ie``,
+``lr_ei``; :func:`ei_keras.optimizers.dale_sgd`) on softmax cross-entropy with label smoothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+import keras
+
+from ei_keras.losses import SparseSmoothedCrossentropy
+from ei_keras.models import EINetwork
+from ei_keras.optimizers import dale_sgd
+
+DEFAULT_WIDTH = 234  # the reference code's width
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One condition of the paper.
+
+    Attributes:
+        name: the preset's name.
+        figure: where it appears in the paper.
+        description: what it is, in the paper's words.
+        model: :class:`EINetwork` arguments.
+        hyperparameters: default training hyperparameters (see the evidence in the README).
+    """
+
+    name: str
+    figure: str
+    description: str
+    model: dict
+    hyperparameters: dict
+
+
+# Default hyperparameters were chosen by measurement (README "Choosing the defaults"): plain SGD,
+# momentum 0 (the paper's optimizer), lambda = 0.01 (the paper's stated default).
+_EI_HP = {"lr_e": 0.05, "lr_ie": 0.01, "lr_ei": 0.001, "momentum": 0.0}
+_INORM_HP = {"lr_e": 0.05, "lr_ie": 0.01, "lr_ei": 0.001, "momentum": 0.0, "norm_weight": 0.01}
+
+
+def _inorm(mode: str, **extra) -> dict:
+    return {"hidden_layer": "inorm", "error_normalization": mode, **extra}
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("ei", "Fig. 2a", "EI network (Dale's principle), no normalization",
+           {"hidden_layer": "ei"}, _EI_HP),
+    Preset("ei_ln", "Fig. 2a", "EI network + hard-coded LayerNorm before each ReLU (the "
+           "reference condition of every comparison)",
+           {"hidden_layer": "ei", "normalization": "layer_norm"}, _EI_HP),
+    Preset("e_ln", "Fig. 2b", "excitatory-only network + LayerNorm (no inhibitory units)",
+           {"hidden_layer": "e", "normalization": "layer_norm"}, _EI_HP),
+    Preset("inorm_sub", "Fig. 3b", "I-Norm with the subtractive population only (no divisive "
+           "inhibition), no error normalization", _inorm("none", subtractive_only=True), _INORM_HP),
+    Preset("inorm", "Fig. 3-4", "learned inhibitory normalization (subtractive + divisive), "
+           "no error normalization", _inorm("none"), _INORM_HP),
+    Preset("inorm_gradnorm", "Fig. 5", "I-Norm + GradNorm (error normalized exactly as "
+           "LayerNorm's backward)", _inorm("full"), _INORM_HP),
+    Preset("inorm_center", "Fig. 6", "I-Norm + error centering only", _inorm("center"),
+           _INORM_HP),
+    Preset("inorm_scale", "Fig. 6", "I-Norm + error scaling only", _inorm("scale"), _INORM_HP),
+    Preset("inorm_decorrelate", "Fig. 6", "I-Norm + error decorrelation (orthogonalization) only",
+           _inorm("decorrelate"), _INORM_HP),
+    Preset("inorm_lateral", "Fig. 7", "I-Norm + lateral inhibition of the error with fixed "
+           "random positive weights (Theorem 1)", _inorm("lateral"), _INORM_HP),
+]}
+
+HYPERPARAMETERS = ("lr_e", "lr_ie", "lr_ei", "momentum", "inhibitory_momentum", "norm_weight",
+                   "label_smoothing")
+
+
+def names() -> list[str]:
+    """The preset names, in the paper's order."""
+    return list(PRESETS)
+
+
+def get(name: str) -> Preset:
+    """The :class:`Preset` called ``name``; a clear error naming close matches otherwise."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(str(name), PRESETS, n=3)
+        hint = f" Did you mean {close}?" if close else ""
+        raise ValueError(f"Unknown preset {name!r}.{hint} Known presets: {names()}")
+    return PRESETS[name]
+
+
+def hyperparameters(name: str, **overrides) -> dict:
+    """The preset's default hyperparameters with ``overrides`` applied (unknown keys rejected)."""
+    preset = get(name)
+    hp = {"label_smoothing": 0.1, "inhibitory_momentum": None, **preset.hyperparameters}
+    unknown = set(overrides) - set(HYPERPARAMETERS)
+    if unknown:
+        raise ValueError(f"Unknown hyperparameter(s) {sorted(unknown)}. Known: {HYPERPARAMETERS}")
+    hp.update({k: v for k, v in overrides.items() if v is not None})
+    return hp
+
+
+def compile_model(model: EINetwork, hp: dict, jit_compile="auto",
+                  steps_per_execution: int = 1) -> EINetwork:
+    """Compile ``model`` with the paper's optimizer, loss and accuracy metric."""
+    model.compile(
+        optimizer=dale_sgd(hp["lr_e"], hp["lr_ie"], hp["lr_ei"], momentum=hp["momentum"],
+                           inhibitory_momentum=hp.get("inhibitory_momentum")),
+        loss=SparseSmoothedCrossentropy(hp["label_smoothing"]),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
+    return model
+
+
+def build(
+    name: str,
+    width: int = DEFAULT_WIDTH,
+    depth: int = 2,
+    seed: int | None = None,
+    input_dim: int = 784,
+    jit_compile="auto",
+    steps_per_execution: int = 1,
+    model_overrides: dict | None = None,
+    **hyperparameter_overrides,
+) -> EINetwork:
+    """A built, compiled model of preset ``name``.
+
+    Args:
+        name: a preset name (:func:`names`).
+        width: hidden width (paper sweep: 100-500; reference code: 234).
+        depth: number of hidden layers (paper: 2).
+        seed: initialisation seed (same weights on every backend).
+        input_dim: input width (784 for flattened Fashion-MNIST).
+        jit_compile: passed to ``compile``.
+        steps_per_execution: passed to ``compile`` (torch supports only 1).
+        model_overrides: extra :class:`EINetwork` arguments (e.g. ``{"trainable_ei": False}``).
+        **hyperparameter_overrides: ``lr_e``, ``lr_ie``, ``lr_ei``, ``momentum``,
+            ``inhibitory_momentum``, ``norm_weight``, ``label_smoothing``.
+
+    Returns:
+        A compiled :class:`EINetwork`.
+    """
+    preset = get(name)
+    hp = hyperparameters(name, **hyperparameter_overrides)
+    kwargs = {**preset.model, "hidden_units": (width,) * depth, "seed": seed,
+              **(model_overrides or {})}
+    if kwargs.get("hidden_layer") == "inorm":
+        kwargs["norm_weight"] = hp.get("norm_weight", 0.01)
+    model = EINetwork(name=name, **kwargs)
+    model.build((None, input_dim))
+    return compile_model(model, hp, jit_compile, steps_per_execution)
