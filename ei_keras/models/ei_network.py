@@ -134,6 +134,16 @@ class EINetwork(keras.Model):
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
         self.norm_loss_tracker = keras.metrics.Mean(name="norm_loss")
 
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for layer, norm in zip(self.hidden, self.norms):
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+            if norm is not None:
+                norm.build(shape)
+        self.readout.build(shape)
+        self.built = True
+
     # -- forward ----------------------------------------------------------------------------
     def hidden_preactivations(self, inputs, training: bool = False) -> list:
         """The input of each hidden ReLU (after LayerNorm / I-Norm division), one per layer."""

@@ -1,0 +1,88 @@
+"""Analysis of finished runs: loading result folders, statistics, figures and reports.
+
+Reads the files the training code writes (``config.json``, ``history.csv``, ``metrics.json``
+per run directory) and never imports Keras or an array backend, so it is fast to import and
+can run anywhere the results are. scipy, numpy and matplotlib are imported lazily.
+
+Typical use::
+
+    from ei_keras.analysis import load_runs, compare_to_reference, summarize, write_report
+
+    runs = load_runs("runs/fig6")
+    print(summarize(compare_to_reference(runs, reference="ei_ln")))
+    write_report("runs/fig6")  # runs/fig6/report.md + PNGs
+"""
+
+from .figures import (
+    pair_runs,
+    plot_accuracy_by_luminosity,
+    plot_alignment,
+    plot_moments,
+    plot_scatter_vs_reference,
+    save_figure,
+)
+from .report import (
+    REPORT_NAME,
+    compact_lines,
+    format_accuracy_table,
+    format_comparison_table,
+    format_inventory,
+    summarize,
+    write_report,
+    write_text_atomic,
+)
+from .runs import (
+    CHANCE_ACCURACY,
+    RunLoadError,
+    RunRecord,
+    RunScan,
+    group_runs,
+    load_run,
+    load_runs,
+    scan_runs,
+)
+from .stats import (
+    AccuracySummary,
+    ComparisonRow,
+    accuracy_table,
+    compare_to_reference,
+    format_p,
+    format_u,
+    mann_whitney,
+    stars,
+    summarize_accuracies,
+)
+
+__all__ = [
+    "CHANCE_ACCURACY",
+    "REPORT_NAME",
+    "AccuracySummary",
+    "ComparisonRow",
+    "RunLoadError",
+    "RunRecord",
+    "RunScan",
+    "accuracy_table",
+    "compact_lines",
+    "compare_to_reference",
+    "format_accuracy_table",
+    "format_comparison_table",
+    "format_inventory",
+    "format_p",
+    "format_u",
+    "group_runs",
+    "load_run",
+    "load_runs",
+    "mann_whitney",
+    "pair_runs",
+    "plot_accuracy_by_luminosity",
+    "plot_alignment",
+    "plot_moments",
+    "plot_scatter_vs_reference",
+    "save_figure",
+    "scan_runs",
+    "stars",
+    "summarize",
+    "summarize_accuracies",
+    "write_report",
+    "write_text_atomic",
+]

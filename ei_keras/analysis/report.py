@@ -1,0 +1,460 @@
+"""A Markdown report (plus PNG figures) of every run under a results root.
+
+``write_report(root)`` writes ``report.md`` with:
+
+1. a run inventory: runs per condition × luminosity r, statuses, backends, and how many
+   incomplete (no ``metrics.json``) or corrupt runs were skipped;
+2. an accuracy table condition × r: mean ± std (%), n and the number of diverged runs
+   (diverged runs count at chance accuracy, 10 %);
+3. a Mann-Whitney U table against the reference condition per condition × r (U, p, stars,
+   direction), and one compact line per condition in the paper's style
+   (``scale vs ei_ln — U 19/15/0/0, p 2.0e-10/…``);
+4. the figures (accuracy by r, moments, alignment, scatter against the reference), written
+   next to the report.
+
+Every file is written atomically: the whole report is rendered in memory first, each file
+goes to a temporary name in the output folder and is moved into place with ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .figures import (
+    plot_accuracy_by_luminosity,
+    plot_alignment,
+    plot_moments,
+    plot_scatter_vs_reference,
+)
+from .runs import CHANCE_ACCURACY, RunRecord, RunScan, scan_runs
+from .stats import (
+    NO_TEST,
+    ComparisonRow,
+    accuracy_table,
+    compare_to_reference,
+    format_p,
+    format_u,
+)
+
+__all__ = [
+    "REPORT_NAME",
+    "compact_lines",
+    "format_accuracy_table",
+    "format_comparison_table",
+    "format_inventory",
+    "summarize",
+    "write_report",
+    "write_text_atomic",
+]
+
+REPORT_NAME = "report.md"
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder + ``os.replace``).
+
+    Args:
+        path: Destination; its folder is created if needed.
+        text: The content (UTF-8).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return dest
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def _fmt_r(r: float | None) -> str:
+    """Luminosity label: ``0.25`` or ``?``."""
+    return "?" if r is None else f"{r:g}"
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    """A fraction as a percentage string, ``—`` for None/NaN."""
+    if x is None or not math.isfinite(x):
+        return NO_TEST
+    return f"{100.0 * x:.{digits}f}"
+
+
+def _md(text: str) -> str:
+    """Escape a table cell for Markdown."""
+    return text.replace("|", "\\|")
+
+
+def _label(name: str, labels: Mapping[str, str] | None) -> str:
+    """Display name of a condition."""
+    return labels.get(name, name) if labels else name
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
+    """A Markdown pipe table; ``align`` gives one of ``l``/``r`` per column (default l)."""
+    marks = [("---:" if a == "r" else ":---") for a in align.ljust(len(header), "l")]
+    lines = ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "|".join(marks) + "|"]
+    lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _lum_sorted(values: Sequence[float | None] | set[float | None]) -> list[float | None]:
+    """Luminosities ascending, None last."""
+    return sorted(values, key=lambda r: (r is None, r if r is not None else 0.0))
+
+
+def format_comparison_table(
+    rows: Sequence[ComparisonRow], labels: Mapping[str, str] | None = None
+) -> str:
+    """Markdown table of Mann-Whitney comparisons (one line per condition × r).
+
+    Args:
+        rows: Output of :func:`~ei_keras.analysis.stats.compare_to_reference`.
+        labels: Optional display names for conditions.
+
+    Returns:
+        The table (no trailing newline); an italic note when ``rows`` is empty.
+    """
+    if not rows:
+        return "_No comparisons (no runs besides the reference)._"
+    header = [
+        "condition", "vs", "r", "n", "n ref", "diverged", "median %", "ref median %",
+        "U", "p", "stars", "direction",
+    ]
+    body = [
+        [
+            _label(row.condition, labels),
+            _label(row.reference, labels),
+            _fmt_r(row.luminosity),
+            str(row.n),
+            str(row.n_ref),
+            f"{row.n_diverged}/{row.n_ref_diverged}",
+            _pct(row.median),
+            _pct(row.ref_median),
+            format_u(row.u),
+            format_p(row.p),
+            row.stars,
+            row.direction,
+        ]
+        for row in rows
+    ]
+    return _table(header, body, align="lllrrrrrrrll")
+
+
+def compact_lines(
+    rows: Sequence[ComparisonRow], labels: Mapping[str, str] | None = None
+) -> list[str]:
+    """One paper-style line per condition, r ascending.
+
+    Example: ``scale vs ei_ln — U 19/15/0/0, p 2.0e-10/6.9e-11/3.0e-11/3.0e-11
+    (r = 0/0.25/0.5/0.75; ***/***/***/***; worse/worse/worse/worse)``.
+
+    Args:
+        rows: Comparison rows.
+        labels: Optional display names for conditions.
+
+    Returns:
+        The lines, in the conditions' order of first appearance in ``rows``.
+    """
+    by_cond: dict[str, list[ComparisonRow]] = {}
+    for row in rows:
+        by_cond.setdefault(row.condition, []).append(row)
+    lines = []
+    for cond, crow in by_cond.items():
+        crow = sorted(crow, key=lambda r: (r.luminosity is None, r.luminosity or 0.0))
+        ref = _label(crow[0].reference, labels)
+        us = "/".join(format_u(r.u) for r in crow)
+        ps = "/".join(format_p(r.p) for r in crow)
+        rs = "/".join(_fmt_r(r.luminosity) for r in crow)
+        st = "/".join(r.stars for r in crow)
+        dirs = "/".join(r.direction for r in crow)
+        lines.append(
+            f"{_label(cond, labels)} vs {ref} — U {us}, p {ps} (r = {rs}; {st}; {dirs})"
+        )
+    return lines
+
+
+def summarize(rows: Sequence[ComparisonRow], labels: Mapping[str, str] | None = None) -> str:
+    """Plain-text (terminal) summary of comparisons: an aligned table then the compact lines.
+
+    Args:
+        rows: Comparison rows.
+        labels: Optional display names for conditions.
+
+    Returns:
+        The text (ends with a newline); a one-line note when ``rows`` is empty.
+    """
+    if not rows:
+        return "no comparisons (no runs besides the reference)\n"
+    header = ["condition", "r", "n", "n_ref", "div", "median%", "ref%", "U", "p", "", "dir"]
+    body = [
+        [
+            _label(r.condition, labels),
+            _fmt_r(r.luminosity),
+            str(r.n),
+            str(r.n_ref),
+            f"{r.n_diverged}/{r.n_ref_diverged}",
+            _pct(r.median),
+            _pct(r.ref_median),
+            format_u(r.u),
+            format_p(r.p),
+            r.stars,
+            r.direction,
+        ]
+        for r in rows
+    ]
+    widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
+    left = {0, 9, 10}
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    out = [f"Mann-Whitney U (two-sided) vs {_label(rows[0].reference, labels)}", line(header)]
+    out += [line(b) for b in body]
+    out += [""] + compact_lines(rows, labels)
+    return "\n".join(out) + "\n"
+
+
+def format_inventory(
+    scan: RunScan, labels: Mapping[str, str] | None = None, reference: str | None = None
+) -> str:
+    """Markdown inventory of a scan: runs per condition × r, statuses, skipped runs.
+
+    Args:
+        scan: Output of :func:`~ei_keras.analysis.runs.scan_runs`.
+        labels: Optional display names for conditions.
+        reference: Listed first when present.
+
+    Returns:
+        Markdown text (no trailing newline).
+    """
+    runs = scan.runs
+    parts: list[str] = []
+    n_div = sum(r.diverged for r in runs)
+    parts.append(
+        f"{len(runs)} runs loaded ({n_div} diverged); "
+        f"{len(scan.incomplete)} incomplete runs skipped; "
+        f"{len(scan.corrupt)} corrupt runs skipped."
+    )
+    if runs:
+        lums = _lum_sorted({r.luminosity for r in runs})
+        conds = sorted({r.condition for r in runs}, key=lambda c: (c != reference, c))
+        counts = Counter((r.condition, r.luminosity) for r in runs)
+        divs = Counter((r.condition, r.luminosity) for r in runs if r.diverged)
+        body = []
+        for c in conds:
+            cells = []
+            for lum in lums:
+                n, d = counts[(c, lum)], divs[(c, lum)]
+                cells.append(NO_TEST if n == 0 else (f"{n} ({d} div)" if d else str(n)))
+            total = sum(counts[(c, lum)] for lum in lums)
+            cells.append(str(total))
+            body.append([_label(c, labels), *cells])
+        header = ["condition", *[f"r = {_fmt_r(lum)}" for lum in lums], "total"]
+        parts.append(_table(header, body, align="l" + "r" * (len(lums) + 1)))
+        statuses = Counter(r.status for r in runs)
+        parts.append(
+            "Statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())) + "."
+        )
+        backends = Counter(r.backend or "unknown" for r in runs)
+        parts.append(
+            "Backends: " + ", ".join(f"{k} {v}" for k, v in sorted(backends.items())) + "."
+        )
+    if scan.incomplete:
+        parts.append(
+            "Incomplete (no `metrics.json`): "
+            + ", ".join(f"`{_rel(p, scan.root)}`" for p in scan.incomplete[:20])
+            + (f" and {len(scan.incomplete) - 20} more" if len(scan.incomplete) > 20 else "")
+            + "."
+        )
+    if scan.corrupt:
+        parts.append(
+            "Corrupt (skipped):\n"
+            + "\n".join(f"- `{_rel(p, scan.root)}`: {why}" for p, why in scan.corrupt)
+        )
+    if scan.warnings:
+        parts.append("Warnings:\n" + "\n".join(f"- {w}" for w in scan.warnings))
+    return "\n\n".join(parts)
+
+
+def _rel(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it."""
+    try:
+        return str(path.relative_to(root)) or "."
+    except ValueError:
+        return str(path)
+
+
+def format_accuracy_table(
+    scan_or_runs: RunScan | Sequence[RunRecord],
+    labels: Mapping[str, str] | None = None,
+    reference: str | None = None,
+) -> str:
+    """Markdown accuracy table, condition × r: ``mean ± std`` (%), n and diverged count.
+
+    Args:
+        scan_or_runs: A scan or a list of runs.
+        labels: Optional display names for conditions.
+        reference: Listed first when present.
+
+    Returns:
+        Markdown text (no trailing newline).
+    """
+    runs = scan_or_runs.runs if isinstance(scan_or_runs, RunScan) else scan_or_runs
+    table = accuracy_table(runs)
+    if not table:
+        return "_No runs._"
+    lums = _lum_sorted({lum for by_r in table.values() for lum in by_r})
+    conds = sorted(table, key=lambda c: (c != reference, c))
+    body = []
+    for c in conds:
+        cells = []
+        for lum in lums:
+            s = table[c].get(lum)
+            if s is None or s.n == 0:
+                cells.append(NO_TEST)
+                continue
+            std = f" ± {_pct(s.std)}" if s.std is not None else ""
+            cells.append(f"{_pct(s.mean)}{std} (n={s.n}, {s.n_diverged} div)")
+        body.append([_label(c, labels), *cells])
+    header = ["condition", *[f"r = {_fmt_r(lum)}" for lum in lums]]
+    return _table(header, body, align="l" + "r" * len(lums))
+
+
+def _slug(name: str) -> str:
+    """A file-name-safe version of a condition name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "condition"
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def write_report(
+    root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    reference: str = "ei_ln",
+    title: str | None = None,
+    *,
+    conditions: Sequence[str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    figures: bool = True,
+    strict: bool = False,
+) -> Path:
+    """Scan ``root`` and write ``report.md`` with tables, tests and figures.
+
+    Args:
+        root: The results root (any nesting of run directories).
+        out_dir: Where to write ``report.md`` and the PNGs (default: ``root``).
+        reference: The reference condition for the Mann-Whitney tests (paper: LayerNorm).
+        title: Report title (default: ``"ei_keras results: <root>"``).
+        conditions: Conditions to compare with the reference, in order (default: all but the
+            reference, by name).
+        labels: Optional display names for conditions (e.g. ``{"ei_ln": "LN"}``).
+        figures: Whether to draw the PNG figures.
+        strict: Raise :class:`~ei_keras.analysis.runs.RunLoadError` on a corrupt run instead
+            of warning, skipping and counting it.
+
+    Returns:
+        The path of ``report.md``.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a directory.
+        RunLoadError: ``strict`` is set and a run file is corrupt.
+    """
+    root_path = Path(root)
+    scan = scan_runs(root_path, strict=strict)
+    out = Path(out_dir) if out_dir is not None else root_path
+    out.mkdir(parents=True, exist_ok=True)
+    runs = scan.runs
+    rows = compare_to_reference(runs, reference=reference, conditions=conditions)
+    ref_label = _label(reference, labels)
+    have_ref = any(r.condition == reference for r in runs)
+
+    md: list[str] = [f"# {title or f'ei_keras results: {root_path}'}", ""]
+    md += [
+        f"Results root: `{root_path}`. Reference condition: **{ref_label}**"
+        + ("" if have_ref else " (no runs of it were found)")
+        + ".",
+        "",
+        f"Accuracy is the final test accuracy. Diverged runs (no finite test accuracy) count at "
+        f"chance, {100 * CHANCE_ACCURACY:g} %, as failed configurations; every table says how "
+        f"many runs diverged.",
+        "",
+        "## Run inventory",
+        "",
+        format_inventory(scan, labels, reference),
+        "",
+        "## Test accuracy (%)",
+        "",
+        "Mean ± sample standard deviation over runs, n runs, diverged runs.",
+        "",
+        format_accuracy_table(runs, labels, reference),
+        "",
+        f"## Mann-Whitney U vs {ref_label}",
+        "",
+        "Two-sided `scipy.stats.mannwhitneyu(condition, reference)`; U is the condition's "
+        "statistic (pairs in which the condition is higher; 0 = every run below every "
+        "reference run, n·n_ref = every run above). Stars: *** p < 0.001, ** p < 0.01, "
+        "* p < 0.05, n.s. otherwise; — = fewer than 2 runs on a side. Direction: better/worse "
+        "when p < 0.05, ≈ otherwise. Diverged: condition/reference.",
+        "",
+        format_comparison_table(rows, labels),
+        "",
+    ]
+    lines = compact_lines(rows, labels)
+    if lines:
+        md += ["Compact:", "", "```", *lines, "```", ""]
+
+    if figures and runs:
+        drawn: list[tuple[str, Path]] = []
+        acc = plot_accuracy_by_luminosity(
+            runs, out / "accuracy_by_luminosity.png", reference=reference, labels=labels
+        )
+        if acc is not None:
+            drawn.append(("Test accuracy by luminosity", acc))
+        mom = plot_moments(runs, out / "moments.png", reference=reference, labels=labels)
+        if mom is not None:
+            drawn.append(
+                ("Hidden-layer moments per epoch, mean over runs at all r (LN targets 0, 1)", mom)
+            )
+        ali = plot_alignment(
+            runs, out / "alignment.png", reference=reference, labels=labels
+        )
+        if ali is not None:
+            drawn.append(("Output and gradient alignment with LN per epoch, all r", ali))
+        if have_ref:
+            for cond in dict.fromkeys(row.condition for row in rows):
+                name = f"scatter_{_slug(cond)}_vs_{_slug(reference)}.png"
+                sc = plot_scatter_vs_reference(
+                    runs, out / name, cond, reference, labels=labels
+                )
+                if sc is not None:
+                    drawn.append(
+                        (f"{_label(cond, labels)} vs {ref_label}, paired by r and seed/trial",
+                         sc)
+                    )
+        if drawn:
+            md += ["## Figures", ""]
+            for caption, p in drawn:
+                md += [f"### {caption}", "", f"![{caption}]({p.name})", ""]
+    return write_text_atomic(out / REPORT_NAME, "\n".join(md).rstrip() + "\n")

@@ -1,0 +1,314 @@
+"""Statistics over runs: per-cell accuracy summaries and Mann-Whitney U tests against a
+reference condition (the paper compares every condition's sweep accuracies with LayerNorm's).
+
+All accuracies here are fractions (0.81, not 81 %) and are the runs' *effective* accuracies
+(:attr:`~ei_keras.analysis.runs.RunRecord.accuracy`): a diverged run counts at chance, 0.10.
+
+The test is ``scipy.stats.mannwhitneyu(x, ref, alternative="two-sided")`` with scipy's default
+method (exact for small samples without ties, otherwise the normal approximation with
+continuity correction, which is what reproduces the paper's ``U 19, p 2e-10`` for 30 vs 30).
+``U`` is the statistic of the condition's sample, as scipy returns it for its first argument:
+the number of (condition, reference) pairs in which the condition is higher (ties count ½).
+So ``U = 0`` means every condition run is below every reference run, and ``U = n·n_ref`` the
+opposite. scipy is imported lazily, on the first test.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .runs import RunRecord, group_runs
+
+__all__ = [
+    "AccuracySummary",
+    "ComparisonRow",
+    "NO_TEST",
+    "accuracy_table",
+    "compare_to_reference",
+    "format_p",
+    "format_u",
+    "mann_whitney",
+    "stars",
+    "summarize_accuracies",
+]
+
+#: Marker used for stars/direction when a cell cannot be tested (n < 2 on either side).
+NO_TEST = "—"
+
+#: Significance level used to call a direction "better"/"worse".
+ALPHA = 0.05
+
+
+def stars(p: float | None) -> str:
+    """Significance stars for a p-value.
+
+    Args:
+        p: A p-value, or None when no test was run.
+
+    Returns:
+        ``"***"`` for p < 0.001, ``"**"`` for p < 0.01, ``"*"`` for p < 0.05, ``"n.s."``
+        otherwise, and ``"—"`` for None or NaN.
+    """
+    if p is None or not math.isfinite(p):
+        return NO_TEST
+    if p < 0.001:
+        return "***"
+    if p < 0.01:
+        return "**"
+    if p < 0.05:
+        return "*"
+    return "n.s."
+
+
+def format_p(p: float | None) -> str:
+    """Format a p-value compactly: ``0.76`` at or above 0.1, three significant digits between
+    0.01 and 0.1 (``0.0497``, so that values near 0.05 stay distinguishable), ``2.1e-10`` below.
+
+    Args:
+        p: A p-value or None.
+
+    Returns:
+        The formatted value; ``"—"`` for None or NaN.
+    """
+    if p is None or not math.isfinite(p):
+        return NO_TEST
+    if p >= 0.1:
+        return f"{p:.2f}"
+    if p >= 0.01:
+        return f"{p:.3g}"
+    if p == 0.0:
+        return "0"
+    mantissa, exponent = f"{p:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def format_u(u: float | None) -> str:
+    """Format a U statistic: an integer when whole (``19``), else one decimal (``58.5``).
+
+    Args:
+        u: The statistic or None.
+
+    Returns:
+        The formatted value; ``"—"`` for None or NaN.
+    """
+    if u is None or not math.isfinite(u):
+        return NO_TEST
+    if float(u).is_integer():
+        return str(int(u))
+    return f"{u:.1f}"
+
+
+@dataclass(frozen=True)
+class AccuracySummary:
+    """Summary of one cell's (condition × luminosity) effective accuracies, as fractions.
+
+    Attributes:
+        n: Number of runs.
+        n_diverged: How many of them diverged (counted at chance accuracy).
+        mean: Mean accuracy (NaN when n = 0).
+        std: Sample standard deviation (ddof = 1); None when n < 2.
+        median: Median accuracy (NaN when n = 0).
+        min: Lowest accuracy (NaN when n = 0).
+        max: Highest accuracy (NaN when n = 0).
+        values: The accuracies, in the runs' deterministic order.
+    """
+
+    n: int
+    n_diverged: int
+    mean: float
+    std: float | None
+    median: float
+    min: float
+    max: float
+    values: tuple[float, ...]
+
+
+def summarize_accuracies(values: Iterable[float], n_diverged: int = 0) -> AccuracySummary:
+    """Summarize a sample of accuracies.
+
+    Args:
+        values: Accuracies (fractions).
+        n_diverged: How many of them come from diverged runs.
+
+    Returns:
+        The summary.
+    """
+    vals = tuple(float(v) for v in values)
+    n = len(vals)
+    if n == 0:
+        nan = math.nan
+        return AccuracySummary(0, n_diverged, nan, None, nan, nan, nan, vals)
+    return AccuracySummary(
+        n=n,
+        n_diverged=n_diverged,
+        mean=statistics.fmean(vals),
+        std=statistics.stdev(vals) if n >= 2 else None,
+        median=statistics.median(vals),
+        min=min(vals),
+        max=max(vals),
+        values=vals,
+    )
+
+
+def _summary_of(runs: Sequence[RunRecord]) -> AccuracySummary:
+    """Summary of the effective accuracies of ``runs``."""
+    return summarize_accuracies((r.accuracy for r in runs), sum(r.diverged for r in runs))
+
+
+def accuracy_table(
+    runs: Iterable[RunRecord],
+) -> dict[str, dict[float | None, AccuracySummary]]:
+    """Accuracy summaries per condition and luminosity.
+
+    Args:
+        runs: The runs (diverged ones count at chance accuracy).
+
+    Returns:
+        ``{condition: {luminosity: AccuracySummary}}``, conditions sorted by name and
+        luminosities ascending (None last).
+    """
+    return {
+        cond: {r: _summary_of(cell) for r, cell in by_r.items()}
+        for cond, by_r in group_runs(list(runs)).items()
+    }
+
+
+def mann_whitney(x: Sequence[float], ref: Sequence[float]) -> tuple[float, float] | None:
+    """Two-sided Mann-Whitney U test of ``x`` against ``ref``.
+
+    Args:
+        x: The condition's sample.
+        ref: The reference sample.
+
+    Returns:
+        ``(U, p)`` with U the statistic for ``x`` as scipy returns it, or None when either
+        sample has fewer than two values. A NaN p (degenerate input) is returned as 1.0.
+    """
+    if len(x) < 2 or len(ref) < 2:
+        return None
+    from scipy.stats import mannwhitneyu  # lazy: keeps `import ei_keras.analysis` fast
+
+    res = mannwhitneyu(list(x), list(ref), alternative="two-sided")
+    u, p = float(res.statistic), float(res.pvalue)
+    if not math.isfinite(p):
+        p = 1.0
+    return u, p
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One Mann-Whitney comparison of a condition against the reference at one luminosity.
+
+    Accuracies are fractions. ``u``/``p`` are None (and ``stars``/``direction`` ``"—"``) when
+    ``n < 2`` or ``n_ref < 2``.
+
+    Attributes:
+        condition: The condition tested.
+        reference: The reference condition.
+        luminosity: The luminosity-shift range r (None when the runs do not say).
+        n: Number of condition runs in the cell.
+        n_ref: Number of reference runs at this luminosity.
+        n_diverged: Diverged condition runs (counted at chance accuracy).
+        n_ref_diverged: Diverged reference runs.
+        median: Median condition accuracy (NaN when n = 0).
+        mean: Mean condition accuracy (NaN when n = 0).
+        std: Sample std of condition accuracy (None when n < 2).
+        ref_median: Median reference accuracy (None when n_ref = 0).
+        ref_mean: Mean reference accuracy (None when n_ref = 0).
+        u: The U statistic of the condition's sample.
+        p: The two-sided p-value.
+        stars: Significance stars (see :func:`stars`).
+        direction: ``"better"``/``"worse"`` when p < 0.05 (by whether U is above or below
+            ``n·n_ref/2``), ``"≈"`` when not significant, ``"—"`` when untested.
+        effect_size: ``U / (n·n_ref)``, the probability that a condition run beats a reference
+            run (0.5 = no difference); None when untested.
+    """
+
+    condition: str
+    reference: str
+    luminosity: float | None
+    n: int
+    n_ref: int
+    n_diverged: int
+    n_ref_diverged: int
+    median: float
+    mean: float
+    std: float | None
+    ref_median: float | None
+    ref_mean: float | None
+    u: float | None
+    p: float | None
+    stars: str
+    direction: str
+    effect_size: float | None
+
+
+def _lum_key(r: float | None) -> tuple[bool, float]:
+    """Sort key for luminosities, None last."""
+    return (r is None, r if r is not None else 0.0)
+
+
+def compare_to_reference(
+    runs: Iterable[RunRecord],
+    reference: str = "ei_ln",
+    conditions: Sequence[str] | None = None,
+) -> list[ComparisonRow]:
+    """Mann-Whitney U test of each condition against the reference, per luminosity.
+
+    Args:
+        runs: All runs (the reference's among them).
+        reference: The reference condition (the paper's is LayerNorm, ``"ei_ln"``).
+        conditions: Conditions to test, in this order; by default every condition but the
+            reference, sorted by name. A condition without runs gives no rows.
+
+    Returns:
+        One row per (condition, luminosity at which the condition has runs), in the order of
+        ``conditions`` then ascending luminosity.
+    """
+    grouped = group_runs(list(runs))
+    ref_cells = grouped.get(reference, {})
+    if conditions is None:
+        conditions = [c for c in grouped if c != reference]
+    rows: list[ComparisonRow] = []
+    for cond in conditions:
+        for lum, cell in sorted(grouped.get(cond, {}).items(), key=lambda kv: _lum_key(kv[0])):
+            ref_cell = ref_cells.get(lum, [])
+            s = _summary_of(cell)
+            sr = _summary_of(ref_cell)
+            test = mann_whitney(s.values, sr.values)
+            if test is None:
+                u = p = effect = None
+                direction = NO_TEST
+            else:
+                u, p = test
+                half = s.n * sr.n / 2.0
+                effect = u / (s.n * sr.n)
+                if p < ALPHA and u != half:
+                    direction = "better" if u > half else "worse"
+                else:
+                    direction = "≈"
+            rows.append(
+                ComparisonRow(
+                    condition=cond,
+                    reference=reference,
+                    luminosity=lum,
+                    n=s.n,
+                    n_ref=sr.n,
+                    n_diverged=s.n_diverged,
+                    n_ref_diverged=sr.n_diverged,
+                    median=s.median,
+                    mean=s.mean,
+                    std=s.std,
+                    ref_median=sr.median if sr.n else None,
+                    ref_mean=sr.mean if sr.n else None,
+                    u=u,
+                    p=p,
+                    stars=stars(p),
+                    direction=direction,
+                    effect_size=effect,
+                )
+            )
+    return rows

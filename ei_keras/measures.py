@@ -1,0 +1,131 @@
+"""Measures of SPEC section 5, as functions and as per-epoch Keras callbacks.
+
+- moments: per hidden layer, ``mean_batch(mean_j z)`` and ``mean_batch(var_j z)`` of the input
+  of the ReLU (after LayerNorm or I-Norm division); LayerNorm's target is ``(0, 1)``.
+- output alignment: per hidden layer, the cosine between ``relu(LN(z_raw))`` and the layer's own
+  output ``relu(z)`` over a probe batch, where ``z_raw`` is the layer's un-normalized Dale
+  pre-activation (``x W_EE^T + b - (x W_IE^T) W_EI^T``).
+- gradient alignment: per hidden layer, the cosine between the task-loss gradient w.r.t.
+  ``W_EE`` under the network's own backward and under a "LayerNorm twin" with the same weights
+  in which every hidden layer computes ``relu(LN(z_raw))``.
+
+The callbacks write their values into the epoch's ``logs`` (so ``History``, ``CSVLogger`` and
+``history.csv`` get them) as ``hidden_<k>_mean``, ``hidden_<k>_var``,
+``output_alignment_<k>``, ``gradient_alignment_<k>``. They evaluate a fixed probe batch once
+per epoch, outside the compiled training step.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from ei_keras.layers import EDense, EIDense, INormDense
+from ei_keras.models.gradients import gradients
+
+
+def _np(x) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float64)
+
+
+def moments(model, x) -> list[tuple[float, float]]:
+    """``[(mean_batch(mean_j z), mean_batch(var_j z)) for each hidden layer]``."""
+    out = []
+    for z in model.hidden_preactivations(x):
+        z = _np(z)
+        out.append((float(z.mean(axis=1).mean()), float(z.var(axis=1).mean())))
+    return out
+
+
+def _layer_norm(z, epsilon=1e-5):
+    mean = ops.mean(z, axis=-1, keepdims=True)
+    var = ops.var(z, axis=-1, keepdims=True)
+    return (z - mean) * ops.rsqrt(var + epsilon)
+
+
+def raw_preactivation(layer, x):
+    """The un-normalized Dale pre-activation ``x W_EE^T + b - (x W_IE^T) W_EI^T``."""
+    if isinstance(layer, INormDense):
+        e, s, _ = layer._parts(ops.cast(x, "float32"))
+        return e - s
+    if isinstance(layer, (EIDense, EDense)):
+        return layer(x)
+    raise TypeError(f"Unsupported hidden layer type {type(layer).__name__}")
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel(), b.ravel()
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denom) if denom > 0 else float("nan")
+
+
+def output_alignment(model, x) -> list[float]:
+    """Per hidden layer: cosine between ``relu(LN(z_raw))`` and the layer's own output."""
+    out = []
+    h = x
+    for layer, z in zip(model.hidden, model.hidden_preactivations(x)):
+        own = ops.relu(z)
+        ln = ops.relu(_layer_norm(raw_preactivation(layer, h), model.epsilon))
+        out.append(_cosine(_np(own), _np(ln)))
+        h = own
+    return out
+
+
+def _twin_logits(model, x):
+    h = x
+    for layer in model.hidden:
+        h = ops.relu(_layer_norm(raw_preactivation(layer, h), model.epsilon))
+    return model.readout(h)
+
+
+def gradient_alignment(model, x, y) -> list[float]:
+    """Per hidden layer: cosine between the task-loss gradients w.r.t. ``W_EE`` of the network
+    and of its LayerNorm twin (same weights)."""
+    loss_fn = model.loss
+    variables = [layer.W_EE for layer in model.hidden]
+    _, own = gradients(lambda: loss_fn(y, model(x)), variables)
+    _, twin = gradients(lambda: loss_fn(y, _twin_logits(model, x)), variables)
+    return [_cosine(a, b) for a, b in zip(own, twin)]
+
+
+class HiddenMoments(keras.callbacks.Callback):
+    """Logs ``hidden_<k>_mean`` and ``hidden_<k>_var`` on a probe batch at each epoch's end.
+
+    Args:
+        probe_x: a fixed batch of inputs (e.g. 512 shifted test images).
+    """
+
+    def __init__(self, probe_x):
+        super().__init__()
+        self.probe_x = ops.convert_to_tensor(np.asarray(probe_x, "float32"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        for k, (m, v) in enumerate(moments(self.model, self.probe_x), start=1):
+            logs[f"hidden_{k}_mean"] = m
+            logs[f"hidden_{k}_var"] = v
+
+
+class LayerNormAlignment(keras.callbacks.Callback):
+    """Logs ``output_alignment_<k>`` and ``gradient_alignment_<k>`` at each epoch's end.
+
+    Args:
+        probe_x: a fixed batch of inputs.
+        probe_y: their integer labels.
+    """
+
+    def __init__(self, probe_x, probe_y):
+        super().__init__()
+        self.probe_x = ops.convert_to_tensor(np.asarray(probe_x, "float32"))
+        self.probe_y = ops.convert_to_tensor(np.asarray(probe_y, "int32"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        for k, c in enumerate(output_alignment(self.model, self.probe_x), start=1):
+            logs[f"output_alignment_{k}"] = c
+        grads = gradient_alignment(self.model, self.probe_x, self.probe_y)
+        for k, c in enumerate(grads, start=1):
+            logs[f"gradient_alignment_{k}"] = c

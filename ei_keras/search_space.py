@@ -1,0 +1,45 @@
+"""The hyperparameter ranges of the paper's sweeps (SPEC section 3), shared by the recipes and
+the KerasTuner configurations in ``tuner_configs/``.
+
+The paper's numeric ranges were lost in its text; these were chosen by measurement on this
+project's networks (README, "Choosing the defaults"): they bracket the learning rates at which
+each family trains within 3 epochs, and extend past them on both sides so that a sweep also
+samples the configurations where a family is fragile — as the paper's 30-configuration sweeps do.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# name: (low, high, sampling)
+EI_SPACE = {
+    "lr_e": (0.01, 0.5, "log"),
+    "lr_ie": (1e-3, 0.1, "log"),
+    "lr_ei": (1e-4, 1e-2, "log"),
+}
+INORM_SPACE = {
+    "lr_e": (0.01, 0.5, "log"),
+    "lr_ie": (0.03, 1.0, "log"),
+    "lr_ei": (0.01, 0.3, "log"),
+}
+WIDTH_RANGE = (100, 500)
+
+
+def space_for(preset: str) -> dict:
+    """The search space of a preset's family."""
+    return INORM_SPACE if preset.startswith("inorm") else EI_SPACE
+
+
+def sample(preset: str, index: int, base_seed: int = 0, sample_width: bool = False) -> dict:
+    """Configuration ``index`` of a sweep: learning rates drawn log-uniformly from the preset's
+    space with ``np.random.default_rng([base_seed, index])`` (so configuration ``i`` is the same
+    draw for every preset of a family and every luminosity), and optionally a width."""
+    rng = np.random.default_rng([base_seed, index])
+    out = {}
+    for name, (low, high, _) in space_for(preset).items():
+        out[name] = float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    if sample_width:
+        out["width"] = int(rng.integers(WIDTH_RANGE[0], WIDTH_RANGE[1] + 1))
+    return out
