@@ -51,7 +51,8 @@ def _add_common(p: argparse.ArgumentParser, default_backend: str | None = None):
 def _split_overrides(items: list[str]) -> list[str]:
     bad = [o for o in items if "=" not in o]
     if bad:
-        raise SystemExit(f"error: overrides must look like key=value (e.g. opt.lr_e=0.1); got {bad}")
+        raise SystemExit(
+            f"error: overrides must look like key=value (e.g. opt.lr_e=0.1); got {bad}")
     return [o.lstrip("-") for o in items]
 
 

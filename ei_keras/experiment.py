@@ -90,8 +90,9 @@ def apply_overrides(config: dict, overrides) -> dict:
         for p in parents:
             path.append(p)
             if not isinstance(node.get(p), dict):
-                raise ConfigError(f"Unknown configuration section {'.'.join(path)!r}. Known "
-                                  f"sections: {sorted(k for k, v in node.items() if isinstance(v, dict))}")
+                sections = sorted(k for k, v in node.items() if isinstance(v, dict))
+                raise ConfigError(f"Unknown configuration section {'.'.join(path)!r}. "
+                                  f"Known sections: {sections}")
             node = node[p]
         if leaf not in node:
             raise ConfigError(f"Unknown configuration key {key!r}. Known keys here: "
@@ -215,12 +216,16 @@ def run_experiment(config: dict, run_dir, printer=print, overwrite: bool = False
         why).
     """
     import keras
-    import numpy as np
 
     from ei_keras import data, zoo
     from ei_keras.divergence import DivergenceMonitor
-    from ei_keras.measures import (HiddenMoments, LayerNormAlignment, gradient_alignment,
-                                   moments, output_alignment)
+    from ei_keras.measures import (
+        HiddenMoments,
+        LayerNormAlignment,
+        gradient_alignment,
+        moments,
+        output_alignment,
+    )
 
     cfg = validate_config(config)
     run_dir = Path(run_dir)
@@ -251,7 +256,7 @@ def run_experiment(config: dict, run_dir, printer=print, overwrite: bool = False
         n_probe = min(cfg["measures"]["probe_size"], len(x_test))
         probe_x, probe_y = x_test[:n_probe], y_test[:n_probe]
         monitor = DivergenceMonitor()
-        callbacks = [monitor]
+        callbacks = [train.sync_callback(), monitor]  # Keras epoch e reads stream e
         if cfg["measures"]["moments"]:
             callbacks.append(HiddenMoments(probe_x))
         if cfg["measures"]["alignment"]:

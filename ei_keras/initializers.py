@@ -37,7 +37,8 @@ def draw_positive(shape, scale: float, distribution: str, rng: np.random.Generat
         mu = math.log(scale) - 0.5 * sigma * sigma
         return rng.lognormal(mu, sigma, size=shape)
     raise ValueError(
-        f"Expected `distribution` to be one of {DISTRIBUTIONS}. Received: distribution={distribution!r}"
+        f"Expected `distribution` to be one of {DISTRIBUTIONS}. "
+        f"Received: distribution={distribution!r}"
     )
 
 

@@ -32,7 +32,8 @@ def variable_group(variable) -> str:
 def _check_rate(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value < 0:
-        raise ValueError(f"Expected `{name}` to be a finite number >= 0. Received: {name}={value!r}")
+        raise ValueError(
+            f"Expected `{name}` to be a finite number >= 0. Received: {name}={value!r}")
     return float(value)
 
 

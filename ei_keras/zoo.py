@@ -77,7 +77,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
 ]}
 
 HYPERPARAMETERS = ("lr_e", "lr_ie", "lr_ei", "momentum", "inhibitory_momentum", "norm_weight",
-                   "label_smoothing")
+                   "label_smoothing", "inhibitory_clipnorm")
 
 
 def names() -> list[str]:
@@ -97,7 +97,8 @@ def get(name: str) -> Preset:
 def hyperparameters(name: str, **overrides) -> dict:
     """The preset's default hyperparameters with ``overrides`` applied (unknown keys rejected)."""
     preset = get(name)
-    hp = {"label_smoothing": 0.1, "inhibitory_momentum": None, **preset.hyperparameters}
+    hp = {"label_smoothing": 0.1, "inhibitory_momentum": None, "inhibitory_clipnorm": None,
+          **preset.hyperparameters}
     unknown = set(overrides) - set(HYPERPARAMETERS)
     if unknown:
         raise ValueError(f"Unknown hyperparameter(s) {sorted(unknown)}. Known: {HYPERPARAMETERS}")
@@ -110,7 +111,8 @@ def compile_model(model: EINetwork, hp: dict, jit_compile="auto",
     """Compile ``model`` with the paper's optimizer, loss and accuracy metric."""
     model.compile(
         optimizer=dale_sgd(hp["lr_e"], hp["lr_ie"], hp["lr_ei"], momentum=hp["momentum"],
-                           inhibitory_momentum=hp.get("inhibitory_momentum")),
+                           inhibitory_momentum=hp.get("inhibitory_momentum"),
+                           clipnorm=hp.get("inhibitory_clipnorm")),
         loss=SparseSmoothedCrossentropy(hp["label_smoothing"]),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=jit_compile,

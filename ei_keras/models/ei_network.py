@@ -5,8 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ei_keras.layers import EDense, EIDense, INormDense
-from ei_keras.layers import _dale
+from ei_keras.layers import EDense, EIDense, INormDense, _dale
 from ei_keras.ops import error_normalization as _errnorm
 
 HIDDEN_LAYERS = ("ei", "e", "inorm")
