@@ -5,7 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@.venv/bin/ei-keras demo
+	@KERAS_BACKEND=$${KERAS_BACKEND:-jax} .venv/bin/ei-keras demo
 
 test: setup
 	@bash scripts/test_all_backends.sh

@@ -1,8 +1,10 @@
 """ei_keras: excitatory-inhibitory (Dale's principle) networks and inhibitory normalization of
 error signals, as Keras 3 layers and models that run under TensorFlow, JAX and PyTorch.
 
-Submodules load on first use (so that ``KERAS_BACKEND`` can still be chosen after
-``import ei_keras``, e.g. by the CLI's ``--backend``):
+Importing ``ei_keras`` imports Keras (choose ``KERAS_BACKEND`` before it) and registers every
+layer, loss, initializer and model, so ``keras.models.load_model("x.keras")`` needs no
+``custom_objects``. The modules that need no Keras (``analysis``) and the run machinery load on
+first use:
 
 - :mod:`ei_keras.layers` — ``EIDense``, ``EDense``, ``INormDense``, ``ErrorNormalization``
 - :mod:`ei_keras.ops` — ``normalize_error`` (``keras.ops.custom_gradient``)
@@ -17,8 +19,15 @@ error signals improves learning in neural circuits".
 """
 
 import importlib
+import os
+
+# TensorFlow's C++ start-up chatter (oneDNN notices, CPU-feature banners) drowns progress
+# output; warnings and errors still show. A value set by the user wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+from ei_keras import initializers, layers, losses, models, ops, optimizers, zoo  # noqa: E402
 
 __all__ = [
     "analysis", "data", "divergence", "experiment", "initializers", "layers", "losses",

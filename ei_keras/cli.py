@@ -31,10 +31,17 @@ def _quiet_environment():
     os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-def _select_backend(name: str | None):
+def _select_backend(name: str | None, argv, may_reexec: bool):
+    """Set ``KERAS_BACKEND``. ``import ei_keras`` (which runs before this module) has already
+    imported Keras, so a different backend means starting the command again in a fresh process."""
     if name:
-        if "keras" in sys.modules and os.environ.get("KERAS_BACKEND") != name:
-            raise SystemExit("--backend must be chosen before Keras is imported.")
+        current = sys.modules["keras"].backend.backend() if "keras" in sys.modules else None
+        if current is not None and current != name:
+            if not may_reexec:
+                raise SystemExit(f"error: Keras is already running on {current!r} in this "
+                                 f"process; cannot switch to --backend {name}.")
+            os.environ["KERAS_BACKEND"] = name
+            os.execv(sys.executable, [sys.executable, "-m", "ei_keras.cli", *argv])
         os.environ["KERAS_BACKEND"] = name
     if os.environ.get("KERAS_BACKEND") == "torch":
         import torch  # noqa: F401  (before tensorflow, which the data/tuner paths may import)
@@ -178,12 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     _quiet_environment()
+    may_reexec = argv is None
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     backend = args.backend
     if args.command == "demo" and not backend and "KERAS_BACKEND" not in os.environ:
         backend = "jax"  # the fastest backend on CPU (bench/)
-    _select_backend(backend)
+    _select_backend(backend, argv, may_reexec)
     try:
         return args.func(args)
     except (ValueError, FileExistsError, FileNotFoundError) as e:

@@ -69,6 +69,12 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("fig7", "Fig. 7: lateral inhibition of the error (fixed random weights)",
              ("ei_ln", "inorm_lateral", "inorm_center"), smoke=_SMOKE,
              expected="lateral ≈ center ≈ LN, all n.s."),
+    Protocol("defaults", "The presets' defaults: every I-Norm preset vs LN, 3 seeds, 3 epochs "
+             "(issue: I-Norm networks that train reliably out of the box)",
+             ("ei_ln", "inorm", "inorm_sub", "inorm_gradnorm", "inorm_center", "inorm_lateral",
+              "inorm_scale", "inorm_decorrelate"), luminosities=(0.0, 0.75), configs=3,
+             epochs=3, sweep=False, overrides={"model.width": 234}, smoke=_SMOKE,
+             expected="no run diverges; gradnorm/center/lateral within 2 points of ei_ln"),
     Protocol("demo", "Quick demo: the key finding at r = 0.75 in about 6 minutes",
              ("ei", "ei_ln", "inorm", "inorm_gradnorm"), luminosities=(0.75,), configs=4,
              epochs=2, overrides={"model.width": 234},

@@ -9,6 +9,21 @@ from ei_keras.layers import EDense, EIDense, INormDense, _dale
 from ei_keras.ops import error_normalization as _errnorm
 
 HIDDEN_LAYERS = ("ei", "e", "inorm")
+
+
+def portable_compile_config(config):
+    """A copy of a compile config with backend-specific optimizer classes made public."""
+    if isinstance(config, dict):
+        out = {k: portable_compile_config(v) for k, v in config.items()}
+        module = out.get("module")
+        if isinstance(module, str) and module.startswith("keras.src.backend.") and \
+                ".optimizers" in module:
+            out["module"] = "keras.optimizers"
+            out["registered_name"] = None
+        return out
+    if isinstance(config, list):
+        return [portable_compile_config(v) for v in config]
+    return config
 NORMALIZATIONS = (None, "layer_norm")
 
 
@@ -181,6 +196,17 @@ class EINetwork(keras.Model):
         return total
 
     # -- config -----------------------------------------------------------------------------
+    def compile_from_config(self, config):
+        """Restore the compile configuration of a ``.keras`` file saved under any backend.
+
+        Keras records backend-specific optimizer classes (e.g. the torch backend's fused SGD,
+        ``keras.src.backend.torch.optimizers.torch_sgd``); loaded under another backend such an
+        optimizer cannot update that backend's variables. Those entries are mapped back to the
+        public ``keras.optimizers`` class of the same name, which resolves to the running
+        backend's implementation; learning rates, momenta and clipping are unchanged.
+        """
+        return super().compile_from_config(portable_compile_config(config))
+
     def get_config(self):
         return {
             "name": self.name,

@@ -1,0 +1,251 @@
+"""``EIHyperModel``: one trial of a sweep is one :func:`ei_keras.experiment.run_experiment` run.
+
+A trial's values (``lr_e``, ``lr_ie``, ``lr_ei``, ``width``, ``norm_weight``, ...) become the
+dotted configuration of a run; the run directory lands in
+``<out>/runs/<preset>/r<luminosity>/trial_<id>/`` with ``config.json`` (carrying ``trial_id``,
+``condition`` = the preset and ``luminosity``), ``history.csv`` and ``metrics.json``, which is
+what :func:`ei_keras.analysis.load_runs` and the report read. The trial's objective,
+``val_accuracy``, is the final accuracy on the luminosity-shifted test set (the paper's
+measure); a diverged trial scores chance, 0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import keras_tuner
+
+CHANCE_ACCURACY = 0.10
+OBJECTIVE = "val_accuracy"
+
+#: Where each hyperparameter of a trial goes in a run configuration (ei_keras.experiment).
+_CONFIG_KEY = {
+    "lr_e": "opt.lr_e",
+    "lr_ie": "opt.lr_ie",
+    "lr_ei": "opt.lr_ei",
+    "momentum": "opt.momentum",
+    "norm_weight": "loss.norm_weight",
+    "width": "model.width",
+    "depth": "model.depth",
+    "batch_size": "data.batch_size",
+    "epochs": "train.epochs",
+}
+#: Run sizes of ``--smoke`` sweeps (the width range is in the smoke search space).
+SMOKE_OVERRIDES = {"data.train_subset": 128, "data.test_subset": 128,
+                   "measures.probe_size": 64, "measures.moments": False,
+                   "measures.alignment": False}
+
+
+def lum_dir(luminosity: float) -> str:
+    """``r0.75``: the luminosity part of run and project names (as in the recipes)."""
+    return f"r{float(luminosity):g}"
+
+
+def _atomic_write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class EIHyperModel(keras_tuner.HyperModel):
+    """Builds and trains a zoo preset from a trial's hyperparameter values.
+
+    ``build(hp)`` returns the preset built and compiled by :func:`ei_keras.zoo.build` (the
+    Tuner must not be given ``optimizer=`` or ``loss=``, which would recompile it). ``fit``
+    trains through :func:`ei_keras.experiment.run_experiment` (shifted training stream with
+    fresh shifts every epoch, divergence monitor, run directory written atomically) and returns
+    ``{"val_accuracy": final shifted-test accuracy}``.
+
+    Args:
+        preset: a zoo preset name (:func:`ei_keras.zoo.names`).
+        luminosity: the shift half-width ``r``.
+        runs_dir: where run directories go: ``<runs_dir>/<preset>/r<lum>/trial_<id>``.
+        smoke: tiny runs for CI (:data:`SMOKE_OVERRIDES`).
+        overrides: further dotted run-configuration overrides (e.g. ``{"data.data_dir": ...}``).
+        save_model: also write ``model.keras`` into each run directory (needed for
+            ``tuner.get_best_models()``).
+        printer: progress output.
+
+    Example:
+
+    ```python
+    import keras_tuner
+    from ei_keras.tuning import EIHyperModel, load_search_space
+
+    hp = load_search_space("tuner_configs/ei.json")
+    model = EIHyperModel("ei_ln", 0.75, "runs/sweeps/runs").build(hp)
+    ```
+    """
+
+    def __init__(self, preset: str, luminosity: float, runs_dir, smoke: bool = False,
+                 overrides: dict | None = None, save_model: bool = False, printer=print,
+                 name: str | None = None):
+        from ei_keras import zoo
+
+        zoo.get(preset)  # clear error for an unknown preset
+        if not isinstance(luminosity, (int, float)) or not 0 <= luminosity <= 1:
+            raise ValueError(f"Expected `luminosity` in [0, 1]. Received: "
+                             f"luminosity={luminosity!r}")
+        super().__init__(name=name or f"{preset}_{lum_dir(luminosity)}", tunable=False)
+        self.preset = preset
+        self.luminosity = float(luminosity)
+        self.runs_dir = Path(runs_dir)
+        self.smoke = bool(smoke)
+        self.overrides = dict(overrides or {})
+        self.save_model = bool(save_model)
+        self.printer = printer
+        self.label = f"{preset} {lum_dir(luminosity)}"
+
+    # ---------------------------------------------------------------------------------------
+    def values(self, hp) -> dict:
+        """The trial's hyperparameter values that this preset uses (``norm_weight`` only for the
+        I-Norm presets)."""
+        from ei_keras.tuning.space import family
+
+        out = {k: _plain(v) for k, v in hp.values.items() if k in _CONFIG_KEY}
+        if family(self.preset) != "inorm":
+            out.pop("norm_weight", None)
+        return out
+
+    def run_dir(self, trial_id: str) -> Path:
+        """The run directory of trial ``trial_id``."""
+        return self.runs_dir / self.preset / lum_dir(self.luminosity) / f"trial_{trial_id}"
+
+    def run_config(self, hp, trial_id: str) -> dict:
+        """The :func:`ei_keras.experiment.run_experiment` configuration of a trial. The run seed
+        (initialisation and shift streams) is the trial number, so trial ``i`` of every preset
+        and luminosity starts from the same seed, as configuration ``i`` of the recipes does."""
+        from ei_keras.experiment import DEFAULT_CONFIG, apply_overrides
+
+        overrides = {"preset": self.preset, "condition": self.preset,
+                     "seed": int(trial_id), "data.luminosity": self.luminosity}
+        overrides.update({_CONFIG_KEY[k]: v for k, v in self.values(hp).items()})
+        if self.smoke:
+            overrides.update(SMOKE_OVERRIDES)
+        if self.save_model:
+            overrides["output.save_model"] = True
+        overrides.update(self.overrides)
+        return apply_overrides(DEFAULT_CONFIG, overrides)
+
+    def build(self, hp, seed: int | None = 0):
+        """The preset built and compiled with the trial's values (``zoo.build``)."""
+        from ei_keras import zoo
+
+        values = self.values(hp)
+        rates = {k: values[k] for k in ("lr_e", "lr_ie", "lr_ei", "momentum", "norm_weight")
+                 if k in values}
+        return zoo.build(self.preset, width=int(values.get("width", zoo.DEFAULT_WIDTH)),
+                         depth=int(values.get("depth", 2)), seed=seed, **rates)
+
+    # ---------------------------------------------------------------------------------------
+    def fit(self, hp, model, *args, trial_id: str | None = None, tuner_id: str = "tuner0",
+            **kwargs):
+        """Train trial ``trial_id`` (passed by :class:`ei_keras.tuning.SweepTuner`) and write its
+        run directory; return ``{"val_accuracy": accuracy}`` (chance for a diverged trial).
+
+        ``model`` (built by the Tuner from the same values) is not trained: ``run_experiment``
+        builds its own from the same preset and values, seeded by the trial number. A complete
+        run directory of the same trial with the same values (a trial whose process was killed
+        after writing it, before the tuner recorded it) is reused instead of trained again.
+        """
+        from ei_keras.experiment import ConfigError, run_experiment
+
+        del model, args, kwargs  # the Tuner's callbacks only concern its own model
+        if trial_id is None:
+            raise keras_tuner.errors.FatalValueError(
+                "EIHyperModel.fit needs the trial id; use ei_keras.tuning.SweepTuner.")
+        values = self.values(hp)
+        final = self.run_dir(trial_id)
+        shown = " ".join(f"{k}={_fmt(v)}" for k, v in values.items())
+        metrics = self._reusable(final, trial_id, values)
+        start = time.time()
+        if metrics is not None:
+            self.printer(f"[sweep {self.label}] trial {trial_id} ({tuner_id}): complete run "
+                         f"directory found, reused: {final}")
+        else:
+            self.printer(f"[sweep {self.label}] trial {trial_id} ({tuner_id}) starts: {shown}")
+            _remove_leftovers(final)
+            staging = final.with_name(f".{final.name}.staging")
+            try:
+                cfg = self.run_config(hp, trial_id)
+                metrics = run_experiment(cfg, staging, printer=self.printer)
+            except (ConfigError, FileNotFoundError) as e:  # no later trial can do better
+                raise keras_tuner.errors.FatalValueError(str(e)) from e
+            sweep_info = {"trial_id": trial_id, "tuner_id": tuner_id, "values": values,
+                          "project": self.name}
+            config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
+            _atomic_write_json(staging / "config.json",
+                               {**config, "trial_id": trial_id, "sweep": sweep_info})
+            metrics = {**metrics, "trial_id": trial_id}
+            _atomic_write_json(staging / "metrics.json", metrics)
+            if final.exists():  # a run of other values under this id: replaced, not doubled
+                shutil.rmtree(final)
+            os.replace(staging, final)
+        accuracy = metrics.get("test_accuracy")
+        ok = metrics.get("status") == "ok" and isinstance(accuracy, (int, float)) and \
+            math.isfinite(accuracy)
+        score = float(accuracy) if ok else CHANCE_ACCURACY
+        self.printer(f"[sweep {self.label}] trial {trial_id} ({tuner_id}) done: "
+                     f"{OBJECTIVE}={score:.4f}" +
+                     ("" if ok else f" (chance: {metrics.get('status')}, "
+                      f"{metrics.get('message')})") +
+                     f" in {time.time() - start:.1f} s{_rss_note()}")
+        keras.backend.clear_session()
+        return {OBJECTIVE: score}
+
+    def _reusable(self, final: Path, trial_id: str, values: dict) -> dict | None:
+        try:
+            config = json.loads((final / "config.json").read_text(encoding="utf-8"))
+            metrics = json.loads((final / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        sweep = config.get("sweep") or {}
+        if (config.get("trial_id") == trial_id and sweep.get("values") == values
+                and config.get("preset") == self.preset
+                and config.get("luminosity") == self.luminosity):
+            return metrics
+        return None
+
+
+def _remove_leftovers(final: Path) -> None:
+    """Delete what a killed attempt of this trial left: the hidden staging directory and
+    ``run_experiment``'s hidden partial directories (``load_runs`` skips both anyway)."""
+    parent = final.parent
+    if not parent.is_dir():
+        return
+    for pattern in (f".{final.name}.staging", f"..{final.name}.staging.partial-*",
+                    f".{final.name}.partial-*"):
+        for leftover in parent.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _plain(v):
+    """A Python int/float for a (possibly numpy) number, so configurations JSON-round-trip."""
+    if hasattr(v, "item"):
+        v = v.item()
+    return v
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def rss_megabytes() -> float | None:
+    """The current resident memory of this process in MB (Linux), else None."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def _rss_note() -> str:
+    rss = rss_megabytes()
+    return "" if rss is None else f", RSS {rss:.0f} MB"
