@@ -40,7 +40,6 @@ class EDense(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self.init_distribution = _dale.check_distribution(init_distribution)
         self.seed = seed
-        self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
         d = _dale.input_width(self, input_shape)

@@ -61,7 +61,6 @@ class EIDense(keras.layers.Layer):
         self.init_distribution = _dale.check_distribution(init_distribution)
         self.trainable_ei = bool(trainable_ei)
         self.seed = seed
-        self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
         d = _dale.input_width(self, input_shape)

@@ -79,6 +79,9 @@ class INormDense(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # Normalization computes in float32 like keras.layers.LayerNormalization; the output
+        # is cast back to compute_dtype (mixed precision without overflow in delta or L_norm).
+        self.autocast = False
         self.units = _dale.check_units(units)
         self.inhibitory_units = (
             _dale.default_inhibitory_units(self.units)
@@ -98,7 +101,6 @@ class INormDense(keras.layers.Layer):
         self.init_distribution = _dale.check_distribution(init_distribution)
         self.seed = seed
         self.lateral_weights = None
-        self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     def build(self, input_shape):
         d = _dale.input_width(self, input_shape)

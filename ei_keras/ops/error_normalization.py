@@ -115,6 +115,9 @@ def normalize_error(z, mode: str = "full", lateral_weights=None, epsilon: float 
     mode = validate_mode(mode)
     if mode == "none":
         return z
+    if isinstance(z, keras.Variable):
+        # A custom gradient needs a tensor: TF rejects a variable, torch silently drops it.
+        z = ops.copy(z)
     eps = float(epsilon)
 
     if mode == "lateral":

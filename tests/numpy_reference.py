@@ -1,0 +1,228 @@
+"""A float64 NumPy reference of the ei_keras layers (SPEC sections 1-2), written independently of
+the package: forward passes, the normalization loss and every gradient, by manual backprop.
+
+Weights use the paper's (out, in) orientation: ``W_EE`` (ne, d), ``W_IE`` (ni, d), ``W_EI``
+(ne, ni), ``B_IE`` (ne, d), ``B_EI`` (ne, ne), ``b`` (ne,). Inputs ``x`` are (batch, d).
+Every function takes and returns float64 arrays. The manual gradients are themselves checked
+against central finite differences (``numerical_gradient``) in ``tests/test_ops.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPSILON = 1e-5
+MODES = ("full", "center", "scale", "decorrelate", "lateral", "none")
+
+
+def _f64(*arrays):
+    return [np.asarray(a, dtype=np.float64) for a in arrays]
+
+
+# --------------------------------------------------------------------------------------------
+# SPEC section 2: the error-normalization backward maps
+
+
+def normalized_error(g, z, mode, lateral_weights=None, epsilon=EPSILON):
+    """The backward map ``g -> g'`` of error-normalization ``mode`` at the point ``z``."""
+    g, z = _f64(g, z)
+    mu = z.mean(axis=-1, keepdims=True)
+    sigma = np.sqrt(((z - mu) ** 2).mean(axis=-1, keepdims=True) + epsilon)
+    y = (z - mu) / sigma
+    gy = (g * y).mean(axis=-1, keepdims=True)
+    if mode == "full":
+        return (g - g.mean(axis=-1, keepdims=True) - y * gy) / sigma
+    if mode == "center":
+        return g - g.mean(axis=-1, keepdims=True)
+    if mode == "scale":
+        return g / sigma
+    if mode == "decorrelate":
+        return g - y * gy
+    if mode == "lateral":
+        w = np.asarray(lateral_weights, dtype=np.float64)
+        return g - (g * w).sum(axis=-1, keepdims=True)
+    if mode == "none":
+        return g
+    raise ValueError(f"unknown mode {mode!r}")
+
+
+def layer_norm(z, epsilon=EPSILON):
+    """``(z - mean_j z) / sqrt(var_j z + eps)``, per sample."""
+    (z,) = _f64(z)
+    mu = z.mean(axis=-1, keepdims=True)
+    return (z - mu) / np.sqrt(((z - mu) ** 2).mean(axis=-1, keepdims=True) + epsilon)
+
+
+# --------------------------------------------------------------------------------------------
+# Activations
+
+
+def _activation(z, activation):
+    if activation is None or activation == "linear":
+        return z, np.ones_like(z)
+    if activation == "relu":
+        return np.maximum(z, 0.0), (z > 0).astype(np.float64)
+    raise ValueError(f"unsupported activation {activation!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# EIDense / EDense
+
+
+def ei_dense_forward(x, W_EE, W_IE, W_EI, b, activation=None):
+    """``z = x W_EE^T - (x W_IE^T) W_EI^T + b``; returns ``activation(z)``."""
+    x, W_EE, W_IE, W_EI, b = _f64(x, W_EE, W_IE, W_EI, b)
+    z = x @ W_EE.T - (x @ W_IE.T) @ W_EI.T + b
+    return _activation(z, activation)[0]
+
+
+def ei_dense_task_gradients(x, W_EE, W_IE, W_EI, b, c, activation=None):
+    """Gradients of ``sum(c * EIDense(x))`` w.r.t. ``W_EE, W_IE, W_EI, b, x`` (a dict)."""
+    x, W_EE, W_IE, W_EI, b, c = _f64(x, W_EE, W_IE, W_EI, b, c)
+    u = x @ W_IE.T
+    z = x @ W_EE.T - u @ W_EI.T + b
+    _, dact = _activation(z, activation)
+    gz = c * dact
+    gu = -gz @ W_EI
+    return {
+        "W_EE": gz.T @ x,
+        "W_IE": gu.T @ x,
+        "W_EI": -gz.T @ u,
+        "bias": gz.sum(axis=0),
+        "x": gz @ W_EE + gu @ W_IE,
+    }
+
+
+def e_dense_forward(x, W_EE, b, activation=None):
+    x, W_EE, b = _f64(x, W_EE, b)
+    return _activation(x @ W_EE.T + b, activation)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# INormDense
+
+
+def inorm_parts(x, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, epsilon=EPSILON):
+    """``(e, s, delta)``; ``delta`` is None for the subtractive-only variant."""
+    x, W_EE, b, W_IE, W_EI = _f64(x, W_EE, b, W_IE, W_EI)
+    e = x @ W_EE.T + b
+    s = (x @ W_IE.T) @ W_EI.T
+    if B_IE is None:
+        return e, s, None
+    B_IE, B_EI = _f64(B_IE, B_EI)
+    delta = np.sqrt(((x @ B_IE.T) ** 2) @ B_EI.T + epsilon)
+    return e, s, delta
+
+
+def inorm_preactivation(x, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, epsilon=EPSILON):
+    """The normalized pre-activation ``z = (e - s) / delta``."""
+    e, s, delta = inorm_parts(x, W_EE, b, W_IE, W_EI, B_IE, B_EI, epsilon)
+    return (e - s) if delta is None else (e - s) / delta
+
+
+def inorm_forward(x, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, activation=None,
+                  epsilon=EPSILON):
+    """The layer output: error normalization is the identity in the forward pass."""
+    z = inorm_preactivation(x, W_EE, b, W_IE, W_EI, B_IE, B_EI, epsilon)
+    return _activation(z, activation)[0]
+
+
+def inorm_norm_loss(x, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, norm_weight=0.01,
+                    epsilon=EPSILON):
+    """``L_norm = lambda mean_batch[(mean_j zh)^2 + (var_j zh - 1)^2]`` (subtractive-only:
+    ``lambda mean_batch[(mean_j zh)^2]``), ``zh = (e - s) / delta``."""
+    zh = inorm_preactivation(x, W_EE, b, W_IE, W_EI, B_IE, B_EI, epsilon)
+    m = zh.mean(axis=-1)
+    per_sample = m**2
+    if B_IE is not None:
+        v = ((zh - m[:, None]) ** 2).mean(axis=-1)
+        per_sample = per_sample + (v - 1.0) ** 2
+    return norm_weight * per_sample.mean()
+
+
+def inorm_task_gradients(x, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, c=None, mode="none",
+                         lateral_weights=None, activation=None, epsilon=EPSILON):
+    """Gradients of ``sum(c * INormDense(x))`` w.r.t. every variable and ``x`` (a dict).
+
+    ``z = (e - sg(s)) / sg(delta)`` with ``s`` and ``delta`` computed from ``sg(x)``: the task
+    error reaches only ``W_EE``, ``b`` and ``x`` (through ``e``); the inhibitory weights get 0.
+    """
+    e, s, delta = inorm_parts(x, W_EE, b, W_IE, W_EI, B_IE, B_EI, epsilon)
+    x, W_EE, c = _f64(x, W_EE, c)
+    z = (e - s) if delta is None else (e - s) / delta
+    _, dact = _activation(z, activation)
+    gz = normalized_error(c * dact, z, mode, lateral_weights, epsilon)
+    ge = gz if delta is None else gz / delta
+    grads = {
+        "W_EE": ge.T @ x,
+        "bias": ge.sum(axis=0),
+        "x": ge @ W_EE,
+        "W_IE": np.zeros_like(np.asarray(W_IE, np.float64)),
+        "W_EI": np.zeros_like(np.asarray(W_EI, np.float64)),
+    }
+    if B_IE is not None:
+        grads["B_IE"] = np.zeros_like(np.asarray(B_IE, np.float64))
+        grads["B_EI"] = np.zeros_like(np.asarray(B_EI, np.float64))
+    return grads
+
+
+def inorm_norm_loss_gradients(x, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, norm_weight=0.01,
+                              epsilon=EPSILON):
+    """Gradients of ``L_norm`` w.r.t. every variable and ``x`` (a dict), by manual backprop.
+
+    ``e`` is stopped and ``s``, ``delta`` read ``sg(x)``: ``W_EE``, ``b`` and ``x`` get 0.
+    """
+    x, W_EE, b, W_IE, W_EI = _f64(x, W_EE, b, W_IE, W_EI)
+    batch = x.shape[0]
+    e, s, delta = inorm_parts(x, W_EE, b, W_IE, W_EI, B_IE, B_EI, epsilon)
+    zh = (e - s) if delta is None else (e - s) / delta
+    n = zh.shape[-1]
+    m = zh.mean(axis=-1, keepdims=True)
+    # d/dzh of (mean zh)^2 is 2 m / n; of (var zh - 1)^2 is 2 (v - 1) * 2 (zh - m) / n.
+    g_zh = 2.0 * m / n * np.ones_like(zh)
+    if delta is not None:
+        v = ((zh - m) ** 2).mean(axis=-1, keepdims=True)
+        g_zh = g_zh + 2.0 * (v - 1.0) * 2.0 * (zh - m) / n
+    g_zh = g_zh * norm_weight / batch
+    if delta is None:
+        g_s = -g_zh
+    else:
+        g_s = -g_zh / delta
+    u = x @ W_IE.T
+    grads = {
+        "W_EE": np.zeros_like(W_EE),
+        "bias": np.zeros_like(b),
+        "x": np.zeros_like(x),
+        "W_EI": g_s.T @ u,
+        "W_IE": (g_s @ W_EI).T @ x,
+    }
+    if delta is not None:
+        B_IE, B_EI = _f64(B_IE, B_EI)
+        g_delta = -g_zh * (e - s) / delta**2
+        g_p = g_delta / (2.0 * delta)  # delta = sqrt(p + eps)
+        r = x @ B_IE.T
+        q = r**2
+        grads["B_EI"] = g_p.T @ q
+        g_r = (g_p @ B_EI) * 2.0 * r
+        grads["B_IE"] = g_r.T @ x
+    return grads
+
+
+# --------------------------------------------------------------------------------------------
+# A check of the manual gradients
+
+
+def numerical_gradient(f, array, step=1e-6):
+    """Central finite differences of the scalar ``f()`` w.r.t. ``array`` (modified in place and
+    restored), float64."""
+    grad = np.zeros_like(array)
+    flat, gflat = array.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + step
+        up = f()
+        flat[i] = old - step
+        down = f()
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * step)
+    return grad
