@@ -10,6 +10,7 @@ Examples::
     ei-keras reproduce fig6 --out runs/fig6 --smoke
     ei-keras report runs/fig6
     ei-keras demo
+    ei-keras sweep --config tuner_configs/inorm.json --preset inorm_gradnorm --luminosity 0.75
 """
 
 from __future__ import annotations
@@ -173,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where report.md and the PNGs go (default: the runs dir)")
     p.add_argument("--reference", default="ei_ln")
     p.set_defaults(func=cmd_report)
+
+    from ei_keras.tuning import add_sweep_parser
+
+    add_sweep_parser(sub)
 
     p = sub.add_parser("demo", help="the quick reproduction of the key finding (~6 min)")
     _add_common(p, default_backend=None)

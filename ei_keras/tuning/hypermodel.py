@@ -18,7 +18,6 @@ import shutil
 import time
 from pathlib import Path
 
-import keras
 import keras_tuner
 
 CHANCE_ACCURACY = 0.10
@@ -39,7 +38,7 @@ _CONFIG_KEY = {
 #: Run sizes of ``--smoke`` sweeps (the width range is in the smoke search space).
 SMOKE_OVERRIDES = {"data.train_subset": 128, "data.test_subset": 128,
                    "measures.probe_size": 64, "measures.moments": False,
-                   "measures.alignment": False}
+                   "measures.alignment": False, "train.jit_compile": False}
 
 
 def lum_dir(luminosity: float) -> str:
@@ -196,7 +195,8 @@ class EIHyperModel(keras_tuner.HyperModel):
                      ("" if ok else f" (chance: {metrics.get('status')}, "
                       f"{metrics.get('message')})") +
                      f" in {time.time() - start:.1f} s{_rss_note()}")
-        keras.backend.clear_session()
+        # Memory: run_experiment's model and data are released on return; the Tuner calls
+        # keras.backend.clear_session() and gc.collect() before building the next trial's model.
         return {OBJECTIVE: score}
 
     def _reusable(self, final: Path, trial_id: str, values: dict) -> dict | None:

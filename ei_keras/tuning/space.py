@@ -62,8 +62,10 @@ NORM_WEIGHT_GRID = (0.001, 0.01, 0.1)
 PAPER_EPOCHS = 50
 PAPER_BATCH_SIZE = 32
 PAPER_DEPTH = 2
-#: Width range of ``--smoke`` sweeps (tiny models for CI).
+#: Width range and step of ``--smoke`` sweeps: tiny models for CI, and only two shapes, since
+#: every new shape costs compilation time (JAX compiles each op per shape when not jitted).
 SMOKE_WIDTH_RANGE = (8, 16)
+SMOKE_WIDTH_STEP = 8
 
 FAMILIES = ("ei", "inorm")
 
@@ -416,7 +418,7 @@ def resize_space(hp, epochs: int | None = None, smoke: bool = False):
             low, high = SMOKE_WIDTH_RANGE
             entry["class_name"], entry["config"] = "Int", {
                 "name": "width", "default": None, "conditions": [], "min_value": low,
-                "max_value": high, "step": 1, "sampling": "linear"}
+                "max_value": high, "step": SMOKE_WIDTH_STEP, "sampling": "linear"}
             config["values"]["width"] = low
     return keras_tuner.HyperParameters.from_config(config)
 
