@@ -22,10 +22,11 @@ class DivergenceMonitor(keras.callbacks.Callback):
 
     Args:
         check_weights_every: also scan the weights every this many steps (0: only at epoch end).
-        max_abs_weight: weights above this magnitude count as diverged (default 1e6).
+        max_abs_weight: weights above this magnitude count as diverged (default 1e3; initial
+            weights are O(0.1-10), and gradient clipping can keep exploding weights finite).
     """
 
-    def __init__(self, check_weights_every: int = 0, max_abs_weight: float = 1e6):
+    def __init__(self, check_weights_every: int = 0, max_abs_weight: float = 1e3):
         super().__init__()
         self.check_weights_every = int(check_weights_every)
         self.max_abs_weight = float(max_abs_weight)

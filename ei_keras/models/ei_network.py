@@ -204,8 +204,12 @@ class EINetwork(keras.Model):
         optimizer cannot update that backend's variables. Those entries are mapped back to the
         public ``keras.optimizers`` class of the same name, which resolves to the running
         backend's implementation; learning rates, momenta and clipping are unchanged.
+        ``jit_compile`` is reset to ``"auto"`` for the same reason.
         """
-        return super().compile_from_config(portable_compile_config(config))
+        # Keras saves the resolved jit_compile (True under JAX, False under TF-on-CPU/torch);
+        # "auto" lets the loading backend choose (a JAX file would otherwise torch.compile).
+        return super().compile_from_config({**portable_compile_config(config),
+                                            "jit_compile": "auto"})
 
     def get_config(self):
         return {

@@ -49,7 +49,10 @@ def gradients(loss_fn: Callable[[], object], variables: Sequence) -> tuple[float
 
         values = [v.value for v in variables]
         loss = loss_fn()
-        grads = torch.autograd.grad(loss, values, allow_unused=True)
+        if isinstance(loss, torch.Tensor) and loss.requires_grad:
+            grads = torch.autograd.grad(loss, values, allow_unused=True)
+        else:  # the loss reaches none of the variables (e.g. only stop-gradient paths)
+            grads = [None] * len(values)
     else:  # pragma: no cover - numpy/openvino backends cannot differentiate
         raise NotImplementedError(f"Gradients are not available on the {_BACKEND!r} backend.")
     out = [

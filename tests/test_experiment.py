@@ -1,0 +1,196 @@
+"""Run directories, divergence as an outcome, the ``ei-keras`` CLI and a recipe smoke run.
+
+Tiny real runs (width 16, one epoch of 256 shifted Fashion-MNIST images, 256 test images):
+
+- ``recipes.run_protocol("fig6", smoke=True, ...)`` runs two cells with
+  ``experiment.run_experiment``, resumes without rerunning them, and writes report.md; each cell
+  is a complete run directory: config.json, history.csv, metrics.json (status ``ok``, finite test
+  accuracy, backend and library versions) and nothing else, no ``.partial`` folder behind;
+  ``run_experiment`` refuses an existing run directory;
+- a huge inhibitory learning rate (``inorm``, ``opt.lr_ie=1e6``) ends as status ``diverged`` with
+  the step and a message naming the learning rate to lower, not a crash and not a silent
+  chance-level "ok";
+- the CLI returns non-zero and prints the message for a diverged run (``opt.lr_e=1e6``, so that
+  this test covers the CLI path independently of the one above), and exit code 2 with a message
+  naming the key for an invalid override or preset.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import keras
+import pytest
+
+from ei_keras import cli, recipes
+from ei_keras.experiment import run_experiment
+
+BACKEND = keras.backend.backend()
+TINY = {"model": {"width": 16, "depth": 2}, "train": {"epochs": 1},
+        "data": {"train_subset": 256, "test_subset": 256, "luminosity": 0.5, "batch_size": 32},
+        "measures": {"probe_size": 64}}
+#: For the runs that diverge: no per-epoch measures (nothing to measure on non-finite weights).
+NO_MEASURES = {"measures": {"probe_size": 64, "moments": False, "alignment": False}}
+TINY_OVERRIDES = ["model.width=16", "train.epochs=1", "data.train_subset=256",
+                  "data.test_subset=256", "measures.moments=false", "measures.alignment=false"]
+LEARNING_RATES = ("lr_e", "lr_ie", "lr_ei")
+
+
+def silent(*args, **kwargs):
+    pass
+
+
+def leftovers(parent: Path) -> list[str]:
+    """Hidden ``.<name>.partial-*`` work folders left next to run directories."""
+    return sorted(p.name for p in parent.iterdir() if ".partial" in p.name)
+
+
+# --------------------------------------------------------------------------------------------
+# A recipe at smoke size: its cells are complete run directories (run_experiment's output)
+
+CONDITIONS = ("ei_ln", "inorm_gradnorm")
+FIG6_KWARGS = {
+    "smoke": True, "configs": 1, "luminosities": [0.5], "conditions": CONDITIONS,
+    # the tiny run of the brief; learning rates pinned (the recipe otherwise draws them)
+    "overrides": {"model.width": 16, "train.epochs": 1, "data.train_subset": 256,
+                  "data.test_subset": 256, "measures.probe_size": 64, "opt.lr_e": 0.05,
+                  "opt.lr_ie": 0.01, "opt.lr_ei": 0.001},
+}
+
+
+@pytest.fixture(scope="module")
+def fig6(tmp_path_factory):
+    out = tmp_path_factory.mktemp("recipes") / "fig6"
+    lines = []
+    summary = recipes.run_protocol("fig6", out, printer=lines.append, **FIG6_KWARGS)
+    return out, summary, lines
+
+
+def cell(out: Path, condition: str) -> Path:
+    return out / condition / "r0.5" / "cfg00"
+
+
+def test_fig6_smoke_runs_resumes_and_reports(fig6):
+    out, summary, lines = fig6
+    assert summary["ran"] == 2 and summary["skipped"] == 0 and summary["diverged"] == 0
+    report = Path(summary["report"])
+    assert report == out / "report.md" and report.exists()
+    text = report.read_text()
+    assert "Fig. 6" in text
+    for condition in CONDITIONS:
+        assert condition in text
+    assert any("test accuracy" in line for line in lines)  # progress went to the printer
+    # A second call resumes: every cell is complete, nothing runs again.
+    again = recipes.run_protocol("fig6", out, printer=silent, **FIG6_KWARGS)
+    assert again["ran"] == 0 and again["skipped"] == 2
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_run_directory_is_complete(fig6, condition):
+    out, _, _ = fig6
+    run_dir = cell(out, condition)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "history.csv",
+                                                         "metrics.json"]
+    assert leftovers(run_dir.parent) == []
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "ok"
+    assert metrics["diverged_step"] is None and metrics["message"] is None
+    assert math.isfinite(metrics["test_accuracy"]) and 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert math.isfinite(metrics["test_loss"])
+    assert metrics["backend"] == BACKEND
+    versions = metrics["versions"]
+    assert versions["backend"] == BACKEND and versions["keras"] == keras.__version__
+    assert versions["backend_version"] and versions["python"] and versions["ei_keras"]
+    assert metrics["seed"] == 0 and metrics["preset"] == condition
+    assert metrics["luminosity"] == 0.5
+    assert metrics["hyperparameters"]["lr_e"] == 0.05
+    assert metrics["hyperparameters"]["lr_ie"] == 0.01
+    for k in (1, 2):  # final measures on the probe
+        assert math.isfinite(metrics["moments"][f"hidden_{k}"]["var"])
+    assert len(metrics["alignment"]["gradient"]) == 2
+
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["preset"] == condition and config["seed"] == 0
+    assert config["model"]["width"] == 16 and config["data"]["train_subset"] == 256
+    assert config["train"]["epochs"] == 1
+    assert config["hyperparameters"] == metrics["hyperparameters"]
+
+    with open(run_dir / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]["epoch"] == "1"
+    expected = {"loss", "task_loss", "norm_loss", "accuracy", "hidden_1_mean", "hidden_2_var",
+                "output_alignment_1", "gradient_alignment_2"}
+    assert expected <= set(rows[0])
+    assert all(math.isfinite(float(rows[0][k])) for k in expected)
+
+
+def test_existing_run_directory_is_refused(fig6):
+    out, _, _ = fig6
+    run_dir = cell(out, "inorm_gradnorm")
+    before = (run_dir / "metrics.json").read_bytes()
+    with pytest.raises(FileExistsError, match="already exists"):
+        run_experiment({"preset": "inorm_gradnorm", **TINY}, run_dir, printer=silent)
+    assert (run_dir / "metrics.json").read_bytes() == before
+    assert leftovers(run_dir.parent) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Divergence is an outcome
+
+
+def test_huge_inhibitory_learning_rate_ends_as_diverged(tmp_path):
+    run_dir = tmp_path / "inorm-lr_ie-1e6"
+    metrics = run_experiment(
+        {"preset": "inorm", "seed": 0, **TINY, **NO_MEASURES, "opt": {"lr_ie": 1e6}}, run_dir,
+        printer=silent)
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics, default=str))  # what was returned
+    assert metrics["status"] == "diverged", (
+        f"status {metrics['status']!r} with test accuracy {metrics['test_accuracy']} "
+        f"(chance 0.10) and test loss {metrics['test_loss']}")
+    assert isinstance(metrics["diverged_step"], int) and metrics["diverged_step"] >= 1
+    assert metrics["diverged_epoch"] == 1
+    assert "lr_ie" in metrics["message"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "history.csv",
+                                                         "metrics.json"]
+    assert leftovers(tmp_path) == []
+
+
+def test_cli_train_reports_divergence_with_nonzero_exit(tmp_path, capsys):
+    out = tmp_path / "cli-diverged"
+    rc = cli.main(["train", "--preset", "inorm", "--out", str(out), "opt.lr_e=1e6",
+                   *TINY_OVERRIDES])
+    captured = capsys.readouterr()
+    assert rc != 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["diverged_step"] >= 1
+    assert metrics["message"] in captured.err
+    assert "diverged" in captured.err.lower()
+    assert any(rate in metrics["message"] for rate in LEARNING_RATES)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("override, key", [
+    ("opt.lr_x=0.1", "opt.lr_x"),            # unknown key
+    ("optimizer.lr_e=0.1", "optimizer"),     # unknown section
+    ("model.width=abc", "model.width"),      # bad type
+    ("model.width=0", "model.width"),        # bad value
+    ("opt.lr_ie=-1", "opt.lr_ie"),           # negative learning rate
+    ("data.luminosity=2", "data.luminosity"),
+])
+def test_cli_rejects_invalid_override_with_exit_code_2(override, key, tmp_path, capsys):
+    out = tmp_path / "never"
+    rc = cli.main(["train", "--preset", "inorm", "--out", str(out), override])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert key in err, err
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_cli_rejects_unknown_preset_with_exit_code_2(tmp_path, capsys):
+    rc = cli.main(["train", "--preset", "inorm_gradnrom", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "inorm_gradnorm" in err  # names the close match
