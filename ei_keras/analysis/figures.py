@@ -11,15 +11,14 @@ state, no GUI backend); matplotlib and numpy are imported lazily so that importi
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._atomic import write_atomic
 from .runs import CHANCE_ACCURACY, RunRecord, group_runs
 from .stats import compare_to_reference, format_p, format_u
 
@@ -54,19 +53,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=_DPI)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return dest
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI))
 
 
 def _new_figure(width: float, height: float) -> Figure:

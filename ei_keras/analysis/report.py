@@ -18,15 +18,14 @@ goes to a temporary name in the output folder and is moved into place with ``os.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ._atomic import write_atomic
 from .figures import (
     plot_accuracy_by_luminosity,
     plot_alignment,
@@ -67,19 +66,11 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return dest
+
+    return write_atomic(path, write)
 
 
 # ----------------------------------------------------------------------------- formatting
