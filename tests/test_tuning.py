@@ -2,9 +2,8 @@
 random search (issue 6). Trials use --smoke sizes (width 8 or 16, 1 epoch, 128 samples).
 
 The subprocess tests (chief + 2 workers, kill-and-resume, bounded waits) start fresh Python
-processes: each pays Keras' import (10-25 s on the 2-core CI machines), so they run under one
-backend only, tensorflow (the suite's default), unless EI_KERAS_SWEEP_SUBPROCESS_BACKENDS names
-others ("all" for every one). `scripts/distributed_sweep_check.sh` runs them under all three.
+processes that inherit KERAS_BACKEND, so they run under every backend like the rest of the
+suite (each pays Keras' import, 10-25 s on the 2-core CI machines).
 """
 
 from __future__ import annotations
@@ -238,12 +237,7 @@ def test_hypermodel_builds_the_preset_compiled_from_trial_values(tmp_path):
 
 # ------------------------------------------------------------------------------- subprocesses
 
-_SUBPROCESS_BACKENDS = os.environ.get("EI_KERAS_SWEEP_SUBPROCESS_BACKENDS", "tensorflow")
-subprocess_backend = pytest.mark.skipif(
-    _SUBPROCESS_BACKENDS != "all" and keras.backend.backend() not in
-    _SUBPROCESS_BACKENDS.replace(",", " ").split(),
-    reason="sweep subprocess tests run under EI_KERAS_SWEEP_SUBPROCESS_BACKENDS (default "
-    "tensorflow); scripts/distributed_sweep_check.sh runs them under every backend")
+# They run under every backend (each subprocess inherits KERAS_BACKEND): ~1-2 min a backend.
 
 
 def _free_port() -> int:
@@ -269,7 +263,6 @@ def _starts(log: str) -> list[str]:
             if line.startswith("[sweep") and ") starts:" in line]
 
 
-@subprocess_backend
 def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
     from ei_keras.analysis import load_runs
 
@@ -303,7 +296,6 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
     assert f"finished: {trials}/{trials} trials" in logs["chief"]
 
 
-@subprocess_backend
 def test_killed_sweep_resumes_with_each_trial_run_once(tmp_path):
     from ei_keras.analysis import load_runs, scan_runs
 
@@ -353,7 +345,6 @@ def test_killed_sweep_resumes_with_each_trial_run_once(tmp_path):
     assert sorted(oracle["end_order"]) == everything and oracle["retry_queue"] == []
 
 
-@subprocess_backend
 def test_chief_without_workers_and_worker_without_chief_give_up(tmp_path):
     """Bounded waits: a chief nobody contacts and a worker whose chief is unreachable exit
     after --timeout with a message saying how to resume (KerasTuner alone waits forever / an
