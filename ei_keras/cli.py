@@ -193,7 +193,13 @@ def main(argv=None) -> int:
     may_reexec = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Overrides may come after options (`reproduce fig2 --configs 4 train.epochs=2`), which
+    # argparse's positional matching does not allow: collect the leftovers as overrides.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*(args.overrides or []), *extra]
     backend = args.backend
     if args.command == "demo" and not backend and "KERAS_BACKEND" not in os.environ:
         backend = "jax"  # the fastest backend on CPU (bench/)

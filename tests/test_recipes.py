@@ -52,3 +52,16 @@ def test_smoke_run_writes_what_a_full_run_writes(name, results):
         assert condition in report
     assert (out / "accuracy_by_luminosity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in out.rglob(".*partial*")]
+
+
+def test_cli_takes_overrides_after_options(results, capsys):
+    from ei_keras import cli
+
+    argv = ["reproduce", "fig7", "--smoke", "--luminosity", "0.75", "--out",
+            str(results / "shared"), *(f"{k}={v}" for k, v in TINY.items())]
+    assert cli.main(argv) == 0
+    assert "fig7" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["reproduce", "fig7", "--smoke", "--out", str(results / "x"), "--bogus"])
+    assert exit_info.value.code == 2 and "unrecognized arguments: --bogus" in \
+        capsys.readouterr().err
