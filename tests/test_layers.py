@@ -58,7 +58,8 @@ def to_numpy(x) -> np.ndarray:
 def fashion_images() -> np.ndarray:
     """The first 512 Fashion-MNIST test images, flattened, pixels / 255 (float32, 512 x 784)."""
     if not FASHION_MNIST_TEST_IMAGES.exists():
-        pytest.skip(f"{FASHION_MNIST_TEST_IMAGES} not installed (Debian: dataset-fashion-mnist)")
+        pytest.fail(f"{FASHION_MNIST_TEST_IMAGES} not installed: run `make test` (its set-up "
+                    "installs Debian's dataset-fashion-mnist); these tests need the real data")
     n = 512
     with gzip.open(FASHION_MNIST_TEST_IMAGES, "rb") as f:
         header = np.frombuffer(f.read(16), dtype=">u4")
