@@ -35,10 +35,13 @@ class DivergenceMonitor(keras.callbacks.Callback):
         self.epoch = None
         self.message = None
         self._global_step = 0
+        self._epoch_start = 0
+        self._last_check = 0
         self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._epoch_start = self._global_step
 
     def _group_report(self) -> tuple[str | None, str]:
         """The group to blame: the first with non-finite weights, else the largest weight."""
@@ -74,13 +77,20 @@ class DivergenceMonitor(keras.callbacks.Callback):
         self.model.stop_training = True
 
     def on_train_batch_end(self, batch, logs=None):
-        self._global_step += 1
+        # ``batch`` is the epoch's last finished step: with steps_per_execution = K Keras calls
+        # this once per K steps, so the loss is checked (and the step counted) K-grained.
+        # The last group of an epoch may be shorter than K: Keras still reports its nominal end.
+        steps = (self.params or {}).get("steps")
+        done = batch + 1 if not steps else min(batch + 1, steps)
+        self._global_step = self._epoch_start + done
         if self.diverged:
             return
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self._stop(f"loss is {float(loss)}")
-        elif self.check_weights_every and self._global_step % self.check_weights_every == 0:
+        elif self.check_weights_every and \
+                self._global_step - self._last_check >= self.check_weights_every:
+            self._last_check = self._global_step
             self._check_weights()
 
     def _check_weights(self):

@@ -26,7 +26,13 @@ import keras
 import pytest
 
 from ei_keras import cli, recipes
-from ei_keras.experiment import run_experiment
+from ei_keras.experiment import (
+    AUTO_STEPS_PER_EXECUTION,
+    ConfigError,
+    resolve_steps_per_execution,
+    run_experiment,
+    validate_config,
+)
 
 BACKEND = keras.backend.backend()
 TINY = {"model": {"width": 16, "depth": 2}, "train": {"epochs": 1},
@@ -194,3 +200,70 @@ def test_cli_rejects_unknown_preset_with_exit_code_2(tmp_path, capsys):
     rc = cli.main(["train", "--preset", "inorm_gradnrom", "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert rc == 2 and "inorm_gradnorm" in err  # names the close match
+
+
+# --------------------------------------------------------------------------------------------
+# train.steps_per_execution: speed, not numbers
+
+@pytest.mark.parametrize("value", [0, -1, "fast", True, 2.5])
+def test_invalid_steps_per_execution_is_named(value):
+    with pytest.raises(ConfigError, match="train.steps_per_execution"):
+        validate_config({"train": {"steps_per_execution": value}})
+
+
+def test_steps_per_execution_auto_resolves_per_backend():
+    assert resolve_steps_per_execution("auto", "torch") == 1
+    assert resolve_steps_per_execution("auto", "jax") == AUTO_STEPS_PER_EXECUTION > 1
+    assert resolve_steps_per_execution("auto", "tensorflow") == AUTO_STEPS_PER_EXECUTION
+    assert resolve_steps_per_execution(4, "jax") == 4
+    with pytest.raises(ConfigError, match="auto"):
+        resolve_steps_per_execution(4, "torch")
+    if BACKEND == "torch":
+        with pytest.raises(ConfigError, match="--backend torch"):
+            validate_config({"train": {"steps_per_execution": 8}})
+    else:
+        assert validate_config({"train": {"steps_per_execution": 8}})["train"][
+            "steps_per_execution"] == 8
+
+
+def test_steps_per_execution_gives_the_same_run(tmp_path):
+    """``auto`` (32 steps per call on TF/JAX) and 1 train identically; the divergence monitor
+    counts every step (8 per epoch here) whatever the grouping."""
+    results = {}
+    for spe in ("auto", 1):
+        cfg = {"preset": "inorm_gradnorm", "seed": 1, **TINY, **NO_MEASURES,
+               "train": {"epochs": 2, "steps_per_execution": spe}}
+        run_dir = tmp_path / f"spe-{spe}"
+        results[spe] = run_experiment(cfg, run_dir, printer=silent)
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["steps_per_execution"] == (
+            1 if spe == 1 or BACKEND == "torch" else AUTO_STEPS_PER_EXECUTION)
+        with open(run_dir / "history.csv") as f:
+            results[spe]["history"] = list(csv.DictReader(f))
+    a, b = results["auto"], results[1]
+    assert a["status"] == b["status"] == "ok"
+    assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1e-6)
+    assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-5)
+    for ra, rb in zip(a["history"], b["history"], strict=True):
+        for key in ("loss", "task_loss", "norm_loss", "accuracy"):
+            assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5), key
+
+
+def test_divergence_monitor_counts_steps_grouped_by_steps_per_execution():
+    import numpy as np
+
+    from ei_keras import zoo
+    from ei_keras.divergence import DivergenceMonitor
+
+    spe = 1 if BACKEND == "torch" else 4
+    model = zoo.build("ei_ln", width=8, seed=0, steps_per_execution=spe)
+    monitor = DivergenceMonitor(check_weights_every=3)
+    checks = []
+    monitor._check_weights = lambda: checks.append(monitor._global_step)
+    x = np.random.default_rng(0).random((80, 784), dtype=np.float32)
+    y = np.arange(80) % 10
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[monitor])  # 10 steps/epoch
+    assert monitor._global_step == 20 and not monitor.diverged
+    # weight scans at least every 3 steps (at the end of a group of `spe` steps) + epoch ends
+    gaps = np.diff([0, *checks])
+    assert len(checks) >= 20 // max(3, spe) and gaps.max() <= max(3, spe) + 1
