@@ -9,29 +9,20 @@ processes competing for the cores, unlike wall time), median of interleaved roun
 - components of the Keras step: forward, forward + loss + backward, ``optimizer.apply`` and, in
   it, the per-variable gradient clip and the ``NonNeg`` constraints, metrics;
 - the same step of the plain-PyTorch peer (bench/torch_peer.py);
-- the Keras step with candidate changes patched in, one by one and all together:
+- the Keras step with the library's own eager-PyTorch fast paths undone (``U``: Keras'
+  generic ``MultiOptimizer.apply`` instead of :class:`ei_keras.optimizers.DaleSGD`'s foreach
+  SGD + clip + clamp, ``Layer.__call__`` for every sub-layer instead of direct ``call``, and the
+  one-hot smoothed cross-entropy) -- what those changes bought;
+- candidate changes not (yet) in the library, patched in one by one:
 
-  A. ``NonNeg`` in place: ``clamp_`` of the variable's tensor instead of
-     ``variable.assign(ops.maximum(variable, 0))`` (one new tensor + a copy per variable);
-  B. per-variable clipnorm with two foreach kernels (``torch._foreach_norm`` /
-     ``torch._foreach_mul_``) instead of Keras' ``_clip_by_norm`` (~8 ops per variable);
-  C. ``EINetwork.call`` calling the sub-layers' ``call`` directly (no Keras ``Layer.__call__``
-     bookkeeping for the inner layers: autocast scopes, input checks, call context);
   D. the training-loss trackers of ``EINetwork.compute_loss`` (``task_loss``/``norm_loss``)
      left out (changes the logs: shown only to price them);
-  E. a torch fast path of the optimizer for the presets' plain SGD (momentum 0): per group one
-     foreach clip, one ``torch._foreach_add_`` update, then one ``torch._foreach_clamp_min_``
-     for all ``NonNeg`` variables, instead of ``MultiOptimizer.apply`` -> 3 x
-     ``Optimizer.apply`` (per-variable Python: filtering, clip ops, ``assign(constraint(v))``);
-     subsumes A and B;
   F. ``normalize_error`` (GradNorm / lateral) as a native ``torch.autograd.Function`` instead
-     of ``keras.ops.custom_gradient`` + ~12 ``keras.ops`` calls in the backward;
-  G. ``SparseSmoothedCrossentropy.call`` as ``(1 - eps) * nll + eps * mean(-log_softmax)``
-     (log_softmax + take_along_axis + mean) instead of one-hot + dense label smoothing +
-     ``categorical_crossentropy``;
+     of ``keras.ops.custom_gradient`` + ~12 ``keras.ops`` calls in the backward (backend-specific
+     code, so not adopted unless it pays);
 
-and checks that the changes that keep the numbers (all but D, which drops two logged
-trackers) give the same weights as the unpatched step after a few steps.
+and checks that the number-preserving ones (U, F) give the same weights as the step as is
+after a few steps.
 
 Usage::
 
@@ -77,70 +68,20 @@ class Patches:
             self.saved.append((obj, name, obj.__dict__.get(name, _MISSING)))
             setattr(obj, name, value)
 
-        if "A" in self.names:
-            def nonneg(self_, w):
-                if isinstance(w, keras.Variable):
-                    v = w.value
-                    with torch.no_grad():
-                        v.clamp_(min=0.0)
-                    return v
-                return ops.maximum(w, 0)
-            setattr_saved(keras.constraints.NonNeg, "__call__", nonneg)
-        if "B" in self.names:
-            from keras.src.optimizers.base_optimizer import BaseOptimizer
+        if "U" in self.names:
+            from ei_keras import losses, optimizers
+            from ei_keras.models import ei_network
 
-            orig = BaseOptimizer._clip_gradients
+            setattr_saved(optimizers.DaleSGD, "apply", keras.optimizers.MultiOptimizer.apply)
+            setattr_saved(ei_network, "_EAGER_TORCH", False)
 
-            def clip(self_, grads):
-                if self_.clipnorm and self_.clipnorm > 0 and all(g is not None for g in grads):
-                    with torch.no_grad():
-                        c = float(self_.clipnorm)
-                        norms = torch._foreach_norm(grads)
-                        torch._foreach_mul_(grads, [c / n.clamp_min(c) for n in norms])
-                    return grads
-                return orig(self_, grads)
-            setattr_saved(BaseOptimizer, "_clip_gradients", clip)
-        if "C" in self.names:
-            def call(self_, inputs, training=False):
-                x = inputs
-                for layer, norm in zip(self_.hidden, self_.norms):
-                    z = layer.call(x)
-                    if norm is not None:
-                        z = norm.call(z)
-                    x = ops.relu(z)
-                return self_.readout.call(x)
-            setattr_saved(EINetwork, "call", call)
-        if "E" in self.names:
-            from keras.src.optimizers.multi_optimizer import MultiOptimizer
-
-            orig_apply = MultiOptimizer.apply
-
-            def apply(self_, grads, trainable_variables=None):
-                subs = self_._inner_optimizers
-                if trainable_variables is None or not self_.built or any(
-                        type(o).__name__ != "SGD" or o.momentum for o in subs):
-                    return orig_apply(self_, grads, trainable_variables)
-                groups = [([], []) for _ in subs]
-                nonneg = []
-                for g, v in zip(grads, trainable_variables):
-                    gs, vs = groups[self_._var_to_optimizer_idx[id(v)]]
-                    gs.append(g)
-                    vs.append(v.value)
-                    if isinstance(v.constraint, keras.constraints.NonNeg):
-                        nonneg.append(v.value)
-                with torch.no_grad():
-                    for o, (gs, vs) in zip(subs, groups):
-                        if not gs:
-                            continue
-                        if o.clipnorm:
-                            c = float(o.clipnorm)
-                            norms = torch._foreach_norm(gs)
-                            torch._foreach_mul_(gs, [c / n.clamp_min(c) for n in norms])
-                        torch._foreach_add_(vs, gs, alpha=-float(o.learning_rate))
-                        o._iterations.value.add_(1)
-                    torch._foreach_clamp_min_(nonneg, 0.0)
-                    self_._iterations.value.add_(1)
-            setattr_saved(MultiOptimizer, "apply", apply)
+            def onehot_loss(self_, y_true, y_pred):
+                labels = ops.one_hot(ops.reshape(ops.cast(y_true, "int32"), (-1,)),
+                                     ops.shape(y_pred)[-1])
+                return keras.losses.categorical_crossentropy(
+                    ops.cast(labels, y_pred.dtype), y_pred, from_logits=True,
+                    label_smoothing=self_.label_smoothing)
+            setattr_saved(losses.SparseSmoothedCrossentropy, "call", onehot_loss)
         if "F" in self.names:
             from ei_keras.ops import error_normalization as errnorm
 
@@ -183,16 +124,6 @@ class Patches:
                     return Lateral.apply(z, w.detach())
                 return orig_normalize(z, mode, lateral_weights, epsilon)
             setattr_saved(errnorm, "normalize_error", normalize_error)
-        if "G" in self.names:
-            from ei_keras.losses import SparseSmoothedCrossentropy
-
-            def loss_call(self_, y_true, y_pred):
-                logp = ops.log_softmax(y_pred, axis=-1)
-                labels = ops.reshape(ops.cast(y_true, "int32"), (-1, 1))
-                nll = -ops.take_along_axis(logp, labels, axis=-1)[:, 0]
-                eps = self_.label_smoothing
-                return (1.0 - eps) * nll - eps * ops.mean(logp, axis=-1)
-            setattr_saved(SparseSmoothedCrossentropy, "call", loss_call)
         if "D" in self.names:
             def compute_loss(self_, x=None, y=None, y_pred=None, sample_weight=None,
                              training=True):
@@ -226,11 +157,9 @@ def profile(preset, width, batch, steps, rounds, seed=0):
     ys = torch.as_tensor(rng.integers(0, N_OUT, batch).astype("int32"))
     data = [(xs, ys)]
 
-    variants = {"keras (as is)": "", "A: NonNeg in place": "A", "B: foreach clipnorm": "B",
-                "C: direct sub-layer calls": "C", "D: no loss trackers": "D",
-                "E: foreach SGD fast path": "E", "F: native torch GradNorm/lateral": "F",
-                "G: direct smoothed cross-entropy": "G", "C+E+F+G": "CEFG",
-                "C+E+F+G+D": "CDEFG"}
+    variants = {"ei_keras (as is)": "", "U: fast paths undone (Keras' generic path)": "U",
+                "D: no loss trackers": "D", "F: native torch GradNorm/lateral": "F",
+                "D+F": "DF"}
     models = {}
     for name, patches in variants.items():
         m = zoo.build(preset, width=width, seed=seed)
@@ -247,7 +176,7 @@ def profile(preset, width, batch, steps, rounds, seed=0):
         peer_step(xl, yl)
 
     # Components of the unpatched step.
-    m = models["keras (as is)"]
+    m = models["ei_keras (as is)"]
     tv = m.trainable_weights[:]
     grads = [torch.zeros_like(v.value) for v in tv]
     cons = [v for v in m.weights if v.constraint is not None]
@@ -296,8 +225,8 @@ def profile(preset, width, batch, steps, rounds, seed=0):
     timers["step: torch peer"] = lambda: peer_step(xl, yl)
     timers.update({
         "keras forward (no grad)": fwd, "keras forward + loss + backward": fwd_bwd,
-        "keras optimizer.apply": opt, "  of which clipnorm": clip,
-        "  of which NonNeg constraints": constraints, "keras compute_metrics": metrics,
+        "keras optimizer.apply (DaleSGD)": opt, "generic path: Keras clipnorm": clip,
+        "generic path: NonNeg assign(constraint(v))": constraints, "keras compute_metrics": metrics,
         "peer forward (no grad)": peer_fwd, "peer forward + loss + backward": peer_fwd_bwd,
     })
     res = {k: [] for k in timers}
@@ -321,7 +250,7 @@ def profile(preset, width, batch, steps, rounds, seed=0):
         d = [(torch.as_tensor(rng.random((batch, N_IN), dtype=np.float32)),
               torch.as_tensor(rng.integers(0, N_OUT, batch).astype("int32")))]
         a.train_function(d)
-        with Patches("ABCEFG"):
+        with Patches("UF"):
             b.train_function(d)
     diff = max(float(np.max(np.abs(keras.ops.convert_to_numpy(u) - keras.ops.convert_to_numpy(v))))
                for u, v in zip(a.weights, b.weights))
@@ -350,7 +279,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     for preset in args.presets.split(","):
         med, diff = profile(preset, args.width, args.batch, args.steps, args.rounds)
-        base = med["step: keras (as is)"]
+        base = med["step: ei_keras (as is)"]
         print(f"\n### {preset}, width {args.width}, batch {args.batch}, T={args.threads} "
               f"(CPU ms per step, median of {args.rounds} interleaved rounds of {args.steps})\n")
         print("| measurement | CPU ms/step | vs Keras step as is |\n|---|---|---|")
@@ -358,7 +287,7 @@ def main(argv=None):
             rel = f"{base / v:.2f}× faster" if k.startswith("step: ") else \
                 f"{100 * v / base:.0f} % of it"
             print(f"| {k} | {v:.2f} | {rel} |")
-        print(f"\nA+B+C+E+F+G vs as is, same init and batches, 5 steps: max |ΔW| = {diff:.1e}")
+        print(f"\nU+F vs as is, same init and batches, 5 steps: max |ΔW| = {diff:.1e}")
 
 
 if __name__ == "__main__":
