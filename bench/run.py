@@ -273,6 +273,60 @@ def tables(records, meta) -> str:
     return "\n".join(lines)
 
 
+def figure(records, meta, path) -> None:
+    """``path``: steps/s of each contender per preset (first thread setting, log scale) and,
+    if there is a width sweep, steps/s against width with the FLOP floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = meta["threads"][0]
+    steps = [r for r in records if r["kind"] == "step" and r["width"] == meta["width"]
+             and r["threads"] == t and r.get("median")]
+    presets = [p for p in meta["presets"] if any(r["preset"] == p for r in steps)]
+    contenders = sorted({r["contender"] for r in steps},
+                        key=lambda c: (not c.startswith("torch-peer"), c))
+    sweep = meta.get("sweep")
+    fig, axes = plt.subplots(1, 2 if sweep else 1, figsize=(13 if sweep else 8, 4.8),
+                             squeeze=False)
+    ax = axes[0][0]
+    idx = index(records)
+    bar_w = 0.8 / max(1, len(contenders))
+    for i, c in enumerate(contenders):
+        vals = [(idx.get((c, p, meta["width"], t)) or {}).get("median", 0) for p in presets]
+        ax.bar([k + i * bar_w for k in range(len(presets))], vals, bar_w, label=c,
+               hatch="//" if c.startswith("torch-peer") else None)
+    ax.set_xticks([k + 0.4 - bar_w / 2 for k in range(len(presets))], presets)
+    ax.set_yscale("log")
+    ax.set_ylabel("training steps / s (median, wall)")
+    ax.set_title(f"width {meta['width']}, batch {meta['batch']}, T={t}")
+    ax.legend(fontsize=6, ncol=2)
+    if sweep:
+        ax = axes[0][1]
+        fl = {(r["preset"], r["width"]): r for r in records
+              if r["kind"] == "flops" and r["threads"] == sweep["threads"]}
+        for p in sweep["presets"]:
+            for c in sweep["contenders"]:
+                pts = [(w, idx[(c, p, w, sweep["threads"])]["median"]) for w in sweep["widths"]
+                       if (c, p, w, sweep["threads"]) in idx]
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", label=f"{p}: {c}")
+            floor = [(w, fl[(p, w)]["floor_steps_s_shapes"]) for w in sweep["widths"]
+                     if (p, w) in fl]
+            if floor:
+                ax.plot(*zip(*floor), "k--", lw=1, label=f"{p}: matmul FLOP floor")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("hidden width")
+        ax.set_ylabel("training steps / s")
+        ax.set_title(f"width sweep, T={sweep['threads']}")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -299,9 +353,19 @@ def main(argv=None):
     ap.add_argument("--no-peer-compile", action="store_true")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     ap.add_argument("--out", default=None,
-                    help="write OUT.md (tables) and OUT.json (all records); a folder or a stem")
+                    help="write OUT.md (tables), OUT.json (all records) and OUT.png (figure); "
+                         "a folder or a stem")
+    ap.add_argument("--plot-only", default=None, metavar="JSON",
+                    help="redraw the tables and figure of an earlier run's OUT.json")
     args = ap.parse_args(argv)
 
+    if args.plot_only:
+        saved = json.loads(Path(args.plot_only).read_text())
+        print(tables(saved["records"], saved["meta"]))
+        png = Path(args.plot_only).with_suffix(".png")
+        figure(saved["records"], saved["meta"], png)
+        print(f"\nwrote {png}", file=sys.stderr)
+        return
     q = args.quick
     threads = [int(t) for t in (args.threads or ("1" if q else "1,2")).split(",")]
     steps = args.steps or (64 if q else 640)
@@ -418,7 +482,8 @@ def main(argv=None):
         stem.with_suffix(".md").write_text(text + "\n")
         stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "records": records},
                                                         indent=1))
-        print(f"\nwrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}", file=log)
+        figure(records, meta, stem.with_suffix(".png"))
+        print(f"\nwrote {stem.with_suffix('.md')}, .json and .png", file=log)
 
 
 if __name__ == "__main__":
