@@ -296,7 +296,7 @@ def figure(records, meta, path) -> None:
     for i, c in enumerate(contenders):
         vals = [(idx.get((c, p, meta["width"], t)) or {}).get("median", 0) for p in presets]
         ax.bar([k + i * bar_w for k in range(len(presets))], vals, bar_w, label=c,
-               hatch="//" if c.startswith("torch-peer") else None)
+               color=plt.cm.tab20(i % 20), hatch="//" if c.startswith("torch-peer") else None)
     ax.set_xticks([k + 0.4 - bar_w / 2 for k in range(len(presets))], presets)
     ax.set_yscale("log")
     ax.set_ylabel("training steps / s (median, wall)")
@@ -306,16 +306,19 @@ def figure(records, meta, path) -> None:
         ax = axes[0][1]
         fl = {(r["preset"], r["width"]): r for r in records
               if r["kind"] == "flops" and r["threads"] == sweep["threads"]}
-        for p in sweep["presets"]:
-            for c in sweep["contenders"]:
+        styles = ("-", ":", "-.", "--")
+        for j, p in enumerate(sweep["presets"]):
+            for i, c in enumerate(sweep["contenders"]):
                 pts = [(w, idx[(c, p, w, sweep["threads"])]["median"]) for w in sweep["widths"]
                        if (c, p, w, sweep["threads"]) in idx]
                 if pts:
-                    ax.plot(*zip(*pts), marker="o", label=f"{p}: {c}")
+                    ax.plot(*zip(*pts), marker="o", ls=styles[j % len(styles)],
+                            color=plt.cm.tab10(i % 10), label=f"{p}: {c}")
             floor = [(w, fl[(p, w)]["floor_steps_s_shapes"]) for w in sweep["widths"]
                      if (p, w) in fl]
             if floor:
-                ax.plot(*zip(*floor), "k--", lw=1, label=f"{p}: matmul FLOP floor")
+                ax.plot(*zip(*floor), color="k", lw=1, ls=styles[j % len(styles)],
+                        label=f"{p}: matmul FLOP floor")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("hidden width")
