@@ -257,6 +257,18 @@ def test_diverged_runs_count_at_chance(runs: list) -> None:
     assert any(r.test_accuracy is not None and math.isnan(r.test_accuracy) for r in div)
 
 
+def test_run_stopped_by_the_weight_bound_counts_at_chance(tmp_path: Path) -> None:
+    # The divergence monitor stops a run whose weights pass its bound; evaluation of the
+    # blown-up network can still give a finite accuracy. It is a failed run all the same.
+    write_run(tmp_path, "stopped", condition="c", luminosity=0.0, seed=0, acc=0.71,
+              status="diverged")
+    write_run(tmp_path, "fine", condition="c", luminosity=0.0, seed=1, acc=0.71)
+    stopped, fine = sorted(load_runs(tmp_path), key=lambda r: r.seed)
+    assert stopped.diverged and stopped.test_accuracy == pytest.approx(0.71)
+    assert stopped.accuracy == CHANCE_ACCURACY
+    assert not fine.diverged and fine.accuracy == pytest.approx(0.71)
+
+
 def test_metrics_override_config_and_preset_default(tmp_path: Path) -> None:
     d = write_run(tmp_path, "a", condition=None, preset="inorm_gradnorm", luminosity=0.5, seed=3)
     run = load_run(d)

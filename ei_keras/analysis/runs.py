@@ -17,8 +17,11 @@ contains ``metrics.json``; it normally also holds ``config.json`` and ``history.
 partially written (incomplete) run: it is skipped and counted.
 
 Diverged runs are kept. Their *effective* accuracy (:attr:`RunRecord.accuracy`) is chance,
-:data:`CHANCE_ACCURACY` = 0.10, whenever ``test_accuracy`` is null or non-finite: a diverged
-configuration is a failed configuration, as in the paper's sweeps.
+:data:`CHANCE_ACCURACY` = 0.10, whenever the status is ``diverged`` or ``test_accuracy`` is null
+or non-finite: a diverged configuration is a failed configuration, as in the paper's sweeps.
+(A run stopped because its weights passed the divergence monitor's bound still evaluates to a
+finite accuracy of its blown-up, partly trained network; that raw value stays in
+``test_accuracy`` but counts as chance, so that every diverged run is treated alike.)
 
 This module imports neither Keras nor any array backend; it is safe and fast to import.
 """
@@ -50,7 +53,7 @@ __all__ = [
     "scan_runs",
 ]
 
-#: Accuracy a run without a finite test accuracy (diverged, NaN) counts as in the statistics.
+#: Accuracy a diverged run (or one without a finite test accuracy) counts as in the statistics.
 CHANCE_ACCURACY: float = 0.10
 
 METRICS_FILE = "metrics.json"
@@ -122,9 +125,10 @@ class RunRecord:
     def accuracy(self) -> float:
         """The effective test accuracy (fraction) used in all statistics.
 
-        The raw ``test_accuracy`` when it is finite, otherwise :data:`CHANCE_ACCURACY`.
+        The raw ``test_accuracy`` when the run did not diverge and it is finite, otherwise
+        :data:`CHANCE_ACCURACY`.
         """
-        if _is_finite(self.test_accuracy):
+        if not self.diverged:
             return float(self.test_accuracy)  # type: ignore[arg-type]
         return CHANCE_ACCURACY
 
