@@ -79,3 +79,17 @@ def emit(record: dict) -> None:
 def parse_results(text: str) -> list[dict]:
     return [json.loads(line[len(RESULT_TAG):]) for line in text.splitlines()
             if line.startswith(RESULT_TAG)]
+
+
+def write_outputs(out: str, default_name: str, text: str, meta: dict, records: list):
+    """Write ``STEM.md`` (``text``) and ``STEM.json`` (meta + records); return ``STEM``, a
+    ``pathlib.Path``. ``out`` is a folder (``out/default_name``) or a stem."""
+    from pathlib import Path
+
+    path = Path(out)
+    stem = path / default_name if path.is_dir() or str(out).endswith("/") else path
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".md").write_text(text + "\n")
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "records": records},
+                                                    indent=1))
+    return stem

@@ -20,7 +20,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -31,7 +30,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import configure_threads, emit, parse_results, set_library_threads  # noqa: E402
+from _common import (  # noqa: E402
+    configure_threads,
+    emit,
+    parse_results,
+    set_library_threads,
+    write_outputs,
+)
 
 BACKENDS = ("tensorflow", "jax", "torch")
 # Explicit per-backend compilation (the "auto" of Keras gives TF *no* XLA on a CPU-only machine).
@@ -236,12 +241,7 @@ def main(argv=None):
     text = table(records, meta)
     print(text)
     if args.out:
-        out = Path(args.out)
-        stem = out / "backend_compare" if out.is_dir() or str(args.out).endswith("/") else out
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        stem.with_suffix(".md").write_text(text + "\n")
-        stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "records": records},
-                                                        indent=1))
+        stem = write_outputs(args.out, "backend_compare", text, meta, records)
         print(f"\nwrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}",
               file=sys.stderr)
 

@@ -60,6 +60,7 @@ class Patches:
     def __enter__(self):
         import keras
         import torch
+        import torch_peer
         from keras import ops
 
         from ei_keras.models import EINetwork
@@ -86,38 +87,11 @@ class Patches:
             from ei_keras.ops import error_normalization as errnorm
 
             orig_normalize = errnorm.normalize_error
-            eps_default = 1e-5
+            GradNorm, Lateral = torch_peer.error_functions()
 
-            class GradNorm(torch.autograd.Function):
-                @staticmethod
-                def forward(ctx, z, eps):
-                    ctx.save_for_backward(z)
-                    ctx.eps = eps
-                    return z.view_as(z)
-
-                @staticmethod
-                def backward(ctx, g):
-                    (z,) = ctx.saved_tensors
-                    c = z - z.mean(dim=-1, keepdim=True)
-                    inv = torch.rsqrt(c.square().mean(dim=-1, keepdim=True) + ctx.eps)
-                    y = c * inv
-                    return (g - g.mean(dim=-1, keepdim=True)
-                            - y * (g * y).mean(dim=-1, keepdim=True)) * inv, None
-
-            class Lateral(torch.autograd.Function):
-                @staticmethod
-                def forward(ctx, z, w):
-                    ctx.save_for_backward(w)
-                    return z.view_as(z)
-
-                @staticmethod
-                def backward(ctx, g):
-                    (w,) = ctx.saved_tensors
-                    return g - (g * w).sum(dim=-1, keepdim=True), None
-
-            def normalize_error(z, mode="full", lateral_weights=None, epsilon=eps_default):
-                if mode == "full" and z.dtype == torch.float32:
-                    return GradNorm.apply(z, float(epsilon))
+            def normalize_error(z, mode="full", lateral_weights=None, epsilon=torch_peer.EPS):
+                if mode == "full" and z.dtype == torch.float32 and epsilon == torch_peer.EPS:
+                    return GradNorm.apply(z)
                 if mode == "lateral" and z.dtype == torch.float32:
                     w = lateral_weights.value if isinstance(lateral_weights, keras.Variable) \
                         else lateral_weights

@@ -41,7 +41,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import PRESETS, parse_results  # noqa: E402
+from _common import PRESETS, parse_results, write_outputs  # noqa: E402
 
 PY = sys.executable
 
@@ -479,12 +479,7 @@ def main(argv=None):
     text = tables(records, meta)
     print(text)
     if args.out:
-        out = Path(args.out)
-        stem = out / "benchmark" if out.is_dir() or str(args.out).endswith("/") else out
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        stem.with_suffix(".md").write_text(text + "\n")
-        stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "records": records},
-                                                        indent=1))
+        stem = write_outputs(args.out, "benchmark", text, meta, records)
         figure(records, meta, stem.with_suffix(".png"))
         print(f"\nwrote {stem.with_suffix('.md')}, .json and .png", file=log)
 

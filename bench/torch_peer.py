@@ -92,11 +92,10 @@ def _np_init(d, ne, ni, seed, inorm):
     return out
 
 
-def build(preset: str, width: int, seed: int = 0, hp: dict | None = None):
-    """``(net, optimizer, constrained_params, clipped_params, clipnorm)`` of the peer."""
+def error_functions():
+    """``(GradNorm, Lateral)``: the error normalizations of SPEC section 2 as native
+    ``torch.autograd.Function`` s (identity forward; GradNorm at ``eps = EPS``)."""
     import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
 
     class GradNorm(torch.autograd.Function):
         @staticmethod
@@ -123,6 +122,17 @@ def build(preset: str, width: int, seed: int = 0, hp: dict | None = None):
         def backward(ctx, g):
             (w,) = ctx.saved_tensors
             return g - (g * w).sum(dim=-1, keepdim=True), None
+
+    return GradNorm, Lateral
+
+
+def build(preset: str, width: int, seed: int = 0, hp: dict | None = None):
+    """``(net, optimizer, constrained_params, clipped_params, clipnorm)`` of the peer."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    GradNorm, Lateral = error_functions()
 
     def param(a):
         return nn.Parameter(torch.as_tensor(a, dtype=torch.float32))
