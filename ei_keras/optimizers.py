@@ -51,8 +51,8 @@ class DaleSGD(keras.optimizers.MultiOptimizer):
     then one in-place clamp of all ``NonNeg`` variables. Anything else (momentum, schedules,
     weight decay, EMA, gradient accumulation, loss scaling, other constraints or backends)
     takes Keras' path. ``tests/test_training.py`` checks every variable after a step against an
-    independent computation on all backends, and ``tests/test_ops.py``-style equality of the two
-    paths is in ``tests/test_training.py::test_dale_sgd_fast_path_matches_keras_apply``.
+    independent computation on all backends; ``tests/test_fast_paths.py`` checks that the two
+    paths give the same variables and iterations.
     """
 
     def _fast_path(self, grads, trainable_variables):
@@ -99,7 +99,7 @@ class DaleSGD(keras.optimizers.MultiOptimizer):
                     c = float(o.clipnorm)
                     norms = torch._foreach_norm(gs)
                     gs = torch._foreach_mul(gs, c)
-                    torch._foreach_div_(gs, [n.clamp_min(c) for n in norms])
+                    torch._foreach_div_(gs, torch._foreach_clamp_min(norms, c))
                 torch._foreach_add_(vs, gs, alpha=-float(o.learning_rate))
                 o._iterations.value.add_(1)
             if nonneg:
