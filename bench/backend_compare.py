@@ -57,7 +57,8 @@ def worker(args) -> None:
     if args.backend == "tensorflow":
         import tensorflow  # noqa: F401
     set_library_threads(args.threads)
-    from ei_keras.experiment import read_history, run_experiment
+    from ei_keras.experiment import run_experiment
+    from ei_keras.run_directory import read_history
 
     stamps = []
 

@@ -11,6 +11,11 @@ Examples::
     ei-keras report runs/fig6
     ei-keras demo
     ei-keras sweep --config tuner_configs/inorm.json --preset inorm_gradnorm --luminosity 0.75
+
+Exit codes: 0 done; 2 invalid input or an unusable location (one ``error:`` line, nothing
+written); 3 the run diverged (``train``; its run directory is written); 4/5 a distributed sweep
+gave up waiting (``sweep --help``); 130 interrupted (Ctrl-C or SIGTERM; finished runs are kept,
+nothing half-written is left).
 """
 
 from __future__ import annotations
@@ -18,11 +23,47 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 BACKENDS = ("jax", "tensorflow", "torch")
+EXIT_INVALID = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one ``error:`` line (and a pointer to --help) instead of a usage dump."""
+
+    def error(self, message):
+        self.exit(EXIT_INVALID, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _luminosities(text: str) -> list[float]:
+    out = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            value = float("nan")
+        if not 0.0 <= value <= 1.0:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated numbers in [0, 1] (e.g. 0,0.75), got {part.strip()!r}")
+        out.append(value)
+    return out
 
 
 def _quiet_environment():
@@ -56,14 +97,6 @@ def _add_common(p: argparse.ArgumentParser, default_backend: str | None = None):
                    help="Keras backend (default: $KERAS_BACKEND, else Keras' default)")
 
 
-def _split_overrides(items: list[str]) -> list[str]:
-    bad = [o for o in items if "=" not in o]
-    if bad:
-        raise SystemExit(
-            f"error: overrides must look like key=value (e.g. opt.lr_e=0.1); got {bad}")
-    return [o.lstrip("-") for o in items]
-
-
 def cmd_presets(args) -> int:
     from ei_keras import zoo  # imports keras: fine, nothing runs
 
@@ -75,38 +108,33 @@ def cmd_presets(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from ei_keras.experiment import apply_overrides, run_experiment
+    from ei_keras.config import SMOKE_OVERRIDES, RunConfig
+    from ei_keras.experiment import run_experiment
 
-    cfg = {"preset": args.preset, "seed": args.seed}
-    overrides = _split_overrides(args.overrides)
-    if args.smoke:
-        overrides = ["train.epochs=1", "data.train_subset=256", "data.test_subset=256",
-                     "model.width=32", "measures.probe_size=64", *overrides]
-    from ei_keras.experiment import DEFAULT_CONFIG
-
-    cfg = apply_overrides(apply_overrides(DEFAULT_CONFIG, cfg), overrides)
+    cfg = RunConfig().with_overrides({"preset": args.preset, "seed": args.seed,
+                                      **(SMOKE_OVERRIDES if args.smoke else {})})
+    cfg = cfg.with_overrides(args.overrides)
     out = Path(args.out or f"runs/train/{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
     metrics = run_experiment(cfg, out, overwrite=args.overwrite)
     print(json.dumps({k: metrics[k] for k in ("status", "test_accuracy", "diverged_step",
                                                "message", "backend", "wall_time_s")}, indent=2))
     print(f"run directory: {out}")
+    if metrics.get("model_error"):
+        print(f"error: {metrics['model_error']} (in {out})", file=sys.stderr)
+        return EXIT_INVALID
     if metrics["status"] == "diverged":
         print(f"error: {metrics['message']}", file=sys.stderr)
-        return 3
+        return EXIT_DIVERGED
     return 0
 
 
 def cmd_reproduce(args) -> int:
     from ei_keras import recipes
 
-    overrides = dict(o.split("=", 1) for o in _split_overrides(args.overrides))
-    from ei_keras.experiment import _parse_value
-
-    overrides = {k: _parse_value(v) for k, v in overrides.items()}
-    lums = [float(x) for x in args.luminosity.split(",")] if args.luminosity else None
     out = Path(args.out or f"runs/{args.recipe}{'-smoke' if args.smoke else ''}")
     summary = recipes.run_protocol(args.recipe, out, smoke=args.smoke, configs=args.configs,
-                                   luminosities=lums, overrides=overrides)
+                                   luminosities=args.luminosity, overrides=args.overrides,
+                                   overwrite=args.overwrite)
     if summary["report"]:
         from ei_keras.analysis import compare_to_reference, load_runs, summarize
 
@@ -115,14 +143,31 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from ei_keras.analysis import compare_to_reference, load_runs, summarize, write_report
+    from ei_keras.analysis import scan_runs
 
     root = Path(args.runs)
     if not root.is_dir():
-        print(f"error: {root} is not a directory of runs", file=sys.stderr)
-        return 2
+        print(f"error: {root} is not a folder of run directories: give the --out of a "
+              "train, reproduce or sweep command", file=sys.stderr)
+        return EXIT_INVALID
+    with warnings.catch_warnings():  # corrupt runs are listed in the report and below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _report(args, root, scan_runs(root))
+
+
+def _report(args, root, scan) -> int:
+    from ei_keras.analysis import compare_to_reference, summarize, write_report
+    from ei_keras.run_directory import check_writable_folder
+
+    if not scan.runs:
+        skipped = "".join(f"; skipped {path}: {why}" for path, why in scan.corrupt[:3])
+        print(f"error: no finished runs under {root} ({len(scan.incomplete)} incomplete, "
+              f"{len(scan.corrupt)} corrupt{skipped}): give the --out of a train, reproduce "
+              "or sweep command", file=sys.stderr)
+        return EXIT_INVALID
+    check_writable_folder(args.out or root, "--out" if args.out else "the runs folder")
     path = write_report(root, out_dir=args.out, reference=args.reference)
-    print(summarize(compare_to_reference(load_runs(root), reference=args.reference)))
+    print(summarize(compare_to_reference(scan.runs, reference=args.reference)))
     print(f"report: {path}")
     return 0
 
@@ -140,31 +185,40 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ei-keras", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from ei_keras.config import describe_keys
+
+    parser = _Parser(prog="ei-keras", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"ei-keras {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    keys_epilog = "configuration keys (key=value overrides):\n" + describe_keys()
 
     p = sub.add_parser("presets", help="list the presets (the paper's conditions)")
     _add_common(p)
     p.set_defaults(func=cmd_presets)
 
-    p = sub.add_parser("train", help="train one preset with one configuration")
+    p = sub.add_parser("train", help="train one preset with one configuration",
+                       epilog=keys_epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p)
-    p.add_argument("--preset", required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", required=True, help="zoo preset (ei-keras presets lists them)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and data seed (default 0)")
     p.add_argument("--out", help="run directory (default runs/train/<preset>-<time>)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--smoke", action="store_true", help="tiny size for CI")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="dotted overrides, e.g. opt.lr_e=0.1 data.luminosity=0.5 train.epochs=5")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("reproduce", help="run (or resume) a recipe of the paper and report")
+    p = sub.add_parser("reproduce", help="run (or resume) a recipe of the paper and report",
+                       epilog=keys_epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p)
-    p.add_argument("recipe", help="fig2 ... fig7, or demo")
-    p.add_argument("--out")
-    p.add_argument("--smoke", action="store_true")
-    p.add_argument("--configs", type=int, help="configurations per cell (paper: 30)")
-    p.add_argument("--luminosity", help="comma-separated r values (default: the recipe's)")
+    p.add_argument("recipe", help="fig2 ... fig7, defaults or demo")
+    p.add_argument("--out", help="results folder (default runs/<recipe>); rerunning resumes")
+    p.add_argument("--smoke", action="store_true", help="tiny size for CI")
+    p.add_argument("--configs", type=_positive_int, help="configurations per cell (paper: 30)")
+    p.add_argument("--luminosity", type=_luminosities,
+                   help="comma-separated r values in [0, 1] (default: the recipe's)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train again (and replace) finished cells made with other settings")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_reproduce)
 
@@ -172,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("runs", help="a directory of run directories")
     p.add_argument("--out", help="where report.md and the PNGs go (default: the runs dir)")
-    p.add_argument("--reference", default="ei_ln")
+    p.add_argument("--reference", default="ei_ln",
+                   help="condition the others are compared with (default ei_ln, the paper's LN)")
     p.set_defaults(func=cmd_report)
 
     from ei_keras.tuning import add_sweep_parser
@@ -181,8 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the quick reproduction of the key finding (~6 min)")
     _add_common(p, default_backend=None)
-    p.add_argument("--out")
-    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--out", help="results folder (default runs/demo)")
+    p.add_argument("--smoke", action="store_true", help="tiny size for CI")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train again (and replace) finished cells made with other settings")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_demo)
     return parser
@@ -204,11 +261,42 @@ def main(argv=None) -> int:
     if args.command == "demo" and not backend and "KERAS_BACKEND" not in os.environ:
         backend = "jax"  # the fastest backend on CPU (bench/)
     _select_backend(backend, argv, may_reexec)
+    from ei_keras.config import ConfigError
+    from ei_keras.data import DataFileError
+    from ei_keras.run_directory import RunDirectoryError, is_disk_full
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # clean up like Ctrl-C
     try:
         return args.func(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
+    except (ConfigError, RunDirectoryError, DataFileError, FileNotFoundError,
+            FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_INVALID
+    except OSError as e:
+        why = "the disk is full" if is_disk_full(e) else (e.strerror or str(e))
+        print(f"error: {why} ({getattr(e, 'filename', None) or 'while writing'}); nothing "
+              "half-written was kept: free space or choose another --out, then rerun",
+              file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("error: interrupted; finished runs are kept and nothing half-written is left: "
+              "rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ei-keras")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ import dataclasses
 import time
 from pathlib import Path
 
+from ei_keras.config import DEFAULT_WIDTH, SMOKE_OVERRIDES, ConfigError, RunConfig
+from ei_keras.run_directory import lum_dir
+
 LUMINOSITIES = (0.0, 0.25, 0.5, 0.75)
 
 
@@ -46,9 +49,7 @@ class Protocol:
     expected: str = ""
 
 
-_SMOKE = {"configs": 1, "luminosities": (0.0, 0.75),
-          "overrides": {"train.epochs": 1, "data.train_subset": 256, "data.test_subset": 256,
-                        "model.width": 32, "measures.probe_size": 64}}
+_SMOKE = {"configs": 1, "luminosities": (0.0, 0.75), "overrides": SMOKE_OVERRIDES}
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("fig2", "Fig. 2: LayerNorm vs no normalization across luminosity shifts; "
@@ -73,75 +74,106 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              "(issue: I-Norm networks that train reliably out of the box)",
              ("ei_ln", "inorm", "inorm_sub", "inorm_gradnorm", "inorm_center", "inorm_lateral",
               "inorm_scale", "inorm_decorrelate"), luminosities=(0.0, 0.75), configs=3,
-             epochs=3, sweep=False, overrides={"model.width": 234}, smoke=_SMOKE,
+             epochs=3, sweep=False, overrides={"model.width": DEFAULT_WIDTH}, smoke=_SMOKE,
              expected="no run diverges; gradnorm/center/lateral within 2 points of ei_ln"),
     Protocol("demo", "Quick demo: the key finding at r = 0.75 in about 5 minutes",
              ("ei", "ei_ln", "inorm", "inorm_gradnorm"), luminosities=(0.75,), configs=8,
-             epochs=2, overrides={"model.width": 234},
+             epochs=2, overrides={"model.width": DEFAULT_WIDTH},
              smoke=_SMOKE,
              expected="LN > EI; I-Norm + GradNorm ≈ LN; I-Norm without GradNorm below LN"),
 ]}
 
 
 def get(name: str) -> Protocol:
+    """The protocol called ``name``."""
     if name not in PROTOCOLS:
-        raise ValueError(f"Unknown recipe {name!r}. Known recipes: {list(PROTOCOLS)}")
+        raise ConfigError(f"Unknown recipe {name!r}. Known recipes: {', '.join(PROTOCOLS)}.")
     return PROTOCOLS[name]
 
 
-def _lum_dir(r: float) -> str:
-    return f"r{r:g}"
-
-
 def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
-         luminosities=None, conditions=None, overrides: dict | None = None) -> list[tuple]:
-    """The cells of a protocol: ``[(relative run dir, config dict), ...]``."""
-    from ei_keras import search_space
-    from ei_keras.experiment import DEFAULT_CONFIG, apply_overrides
+         luminosities=None, conditions=None, overrides=None) -> list[tuple[Path, RunConfig]]:
+    """The cells of a protocol: ``[(relative run dir, RunConfig), ...]``.
 
+    Raises:
+        ConfigError: ``configs`` is not an integer >= 1, a luminosity is outside [0, 1], a
+            condition is not a preset, or an override is invalid (each names the option).
+    """
+    from ei_keras import search_space
+
+    if configs is not None and (isinstance(configs, bool) or not isinstance(configs, int)
+                                or configs < 1):
+        raise ConfigError(f"Expected --configs to be an integer >= 1. Received: "
+                          f"--configs {configs!r}")
     n = configs or (protocol.smoke.get("configs", 1) if smoke else protocol.configs)
     lums = luminosities or (protocol.smoke.get("luminosities", protocol.luminosities) if smoke
                             else protocol.luminosities)
     fixed = {"train.epochs": protocol.epochs, **protocol.overrides,
-             **(protocol.smoke.get("overrides", {}) if smoke else {}), **(overrides or {})}
+             **(protocol.smoke.get("overrides", {}) if smoke else {})}
+    RunConfig().with_overrides(overrides or {})  # a bad override fails before any cell
     cells = []
     for condition in conditions or protocol.conditions:
         for r in lums:
             for i in range(n):
-                cfg = apply_overrides(DEFAULT_CONFIG, {"preset": condition, "seed": i,
-                                                       "data.luminosity": float(r)})
+                cell = {"preset": condition, "seed": i, "data.luminosity": r}
                 if protocol.sweep:
-                    drawn = search_space.sample(condition, i)
-                    cfg = apply_overrides(cfg, {f"opt.{k}": v for k, v in drawn.items()})
-                cfg = apply_overrides(cfg, fixed)
-                cells.append((Path(condition) / _lum_dir(r) / f"cfg{i:02d}", cfg))
+                    cell.update({f"opt.{k}": v for k, v in search_space.sample(condition,
+                                                                               i).items()})
+                cfg = RunConfig().with_overrides({**cell, **fixed}).with_overrides(
+                    overrides or {})  # the user's overrides win over sampled rates
+                cells.append((Path(condition) / lum_dir(r) / f"cfg{i:02d}", cfg))
     return cells
 
 
 def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report: bool = True,
-                 **plan_kwargs) -> dict:
+                 overwrite: bool = False, **plan_kwargs) -> dict:
     """Run (or resume) a protocol into ``out_dir`` and write its report.
+
+    Every configuration is checked before anything trains. A finished cell is reused only if
+    its fingerprint (everything that determines its result) equals the planned one; otherwise
+    this stops with :class:`ei_keras.run_directory.StaleRunsError` naming the differing keys,
+    unless ``overwrite`` (then those cells are trained again and replaced).
 
     Returns:
         ``{"ran": n, "skipped": n, "diverged": n, "report": path or None, "seconds": s}``.
     """
-    from ei_keras.experiment import run_experiment
+    from ei_keras.experiment import resolve, run_experiment
+    from ei_keras.run_directory import (
+        check_reusable,
+        check_writable_folder,
+        record_plan,
+        remove_stale_partials,
+    )
 
     protocol = get(name)
-    out = Path(out_dir)
-    cells = plan(protocol, smoke=smoke, **plan_kwargs)
+    out = check_writable_folder(out_dir)
+    cells = [(out / rel, cfg, resolve(cfg)["fingerprint"])
+             for rel, cfg in plan(protocol, smoke=smoke, **plan_kwargs)]
+    fix = ("Choose a new --out for the new settings, or pass --overwrite to train those cells "
+           "again with them (the old runs are replaced).")
+    if overwrite:
+        stale = set()
+        try:
+            check_reusable([(d, fp) for d, _, fp in cells], fix=fix)
+        except Exception as e:  # noqa: BLE001  (StaleRunsError: replaced below)
+            stale = set(getattr(e, "paths", []))
+        reusable = {d for d, _, _ in cells if (d / "metrics.json").is_file()} - stale
+    else:
+        reusable = set(check_reusable([(d, fp) for d, _, fp in cells], fix=fix))
+    for path in remove_stale_partials(out):
+        printer(f"[{name}] removed {path} (left by an interrupted run)")
+    record_plan(out, name, protocol.title, [str(d.relative_to(out)) for d, _, _ in cells])
     start = time.time()
-    ran = skipped = diverged = 0
-    printer(f"[{name}] {protocol.title}: {len(cells)} runs into {out}")
-    for k, (rel, cfg) in enumerate(cells, start=1):
-        run_dir = out / rel
-        if (run_dir / "metrics.json").exists():
-            skipped += 1
-            continue
+    ran = diverged = 0
+    skipped = len(reusable)
+    printer(f"[{name}] {protocol.title}: {len(cells)} runs into {out}"
+            + (f" ({skipped} already complete)" if skipped else ""))
+    todo = [(d, cfg) for d, cfg, _ in cells if d not in reusable]
+    for k, (run_dir, cfg) in enumerate(todo, start=1):
         elapsed = time.time() - start
-        eta = "" if not ran else f", ~{elapsed / ran * (len(cells) - k + 1):.0f} s left"
-        printer(f"[{name}] run {k}/{len(cells)}{eta}")
-        metrics = run_experiment(cfg, run_dir, printer=printer)
+        eta = "" if not ran else f", ~{elapsed / ran * (len(todo) - k + 1):.0f} s left"
+        printer(f"[{name}] run {k}/{len(todo)}{eta}")
+        metrics = run_experiment(cfg, run_dir, printer=printer, overwrite=overwrite)
         ran += 1
         diverged += metrics["status"] == "diverged"
     report_path = None

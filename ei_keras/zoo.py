@@ -17,11 +17,10 @@ import difflib
 
 import keras
 
+from ei_keras.config import DEFAULT_DEPTH, DEFAULT_WIDTH, HYPERPARAMETERS
 from ei_keras.losses import SparseSmoothedCrossentropy
 from ei_keras.models import EINetwork
 from ei_keras.optimizers import dale_sgd
-
-DEFAULT_WIDTH = 234  # the reference code's width
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +83,6 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "random positive weights (Theorem 1)", _inorm("lateral"), _INORM_HP),
 ]}
 
-HYPERPARAMETERS = ("lr_e", "lr_ie", "lr_ei", "momentum", "inhibitory_momentum", "norm_weight",
-                   "label_smoothing", "inhibitory_clipnorm")
 
 
 def names() -> list[str]:
@@ -132,7 +129,7 @@ def compile_model(model: EINetwork, hp: dict, jit_compile="auto",
 def build(
     name: str,
     width: int = DEFAULT_WIDTH,
-    depth: int = 2,
+    depth: int = DEFAULT_DEPTH,
     seed: int | None = None,
     input_dim: int = 784,
     jit_compile="auto",

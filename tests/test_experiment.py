@@ -26,13 +26,20 @@ import keras
 import pytest
 
 from ei_keras import cli, recipes
+from ei_keras.config import RunConfig
 from ei_keras.experiment import (
     AUTO_STEPS_PER_EXECUTION,
     ConfigError,
+    resolve,
     resolve_steps_per_execution,
     run_experiment,
-    validate_config,
 )
+from ei_keras.run_directory import RunDirectoryError
+
+
+def validate_config(mapping):
+    """The configuration as ``run_experiment`` resolves it (validation included)."""
+    return resolve(RunConfig.from_dict(mapping))["config"]
 
 BACKEND = keras.backend.backend()
 TINY = {"model": {"width": 16, "depth": 2}, "train": {"epochs": 1},
@@ -42,7 +49,6 @@ TINY = {"model": {"width": 16, "depth": 2}, "train": {"epochs": 1},
 NO_MEASURES = {"measures": {"probe_size": 64, "moments": False, "alignment": False}}
 TINY_OVERRIDES = ["model.width=16", "train.epochs=1", "data.train_subset=256",
                   "data.test_subset=256", "measures.moments=false", "measures.alignment=false"]
-LEARNING_RATES = ("lr_e", "lr_ie", "lr_ei")
 
 
 def silent(*args, **kwargs):
@@ -122,7 +128,10 @@ def test_run_directory_is_complete(fig6, condition):
     assert config["preset"] == condition and config["seed"] == 0
     assert config["model"]["width"] == 16 and config["data"]["train_subset"] == 256
     assert config["train"]["epochs"] == 1
-    assert config["hyperparameters"] == metrics["hyperparameters"]
+    assert config["resolved"]["hyperparameters"] == metrics["hyperparameters"]
+    assert config["fingerprint"] == resolve(RunConfig.from_dict(
+        {k: v for k, v in config.items() if k not in ("resolved", "fingerprint")}))[
+        "fingerprint"]
 
     with open(run_dir / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -137,7 +146,7 @@ def test_existing_run_directory_is_refused(fig6):
     out, _, _ = fig6
     run_dir = cell(out, "inorm_gradnorm")
     before = (run_dir / "metrics.json").read_bytes()
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(RunDirectoryError, match="already exists"):
         run_experiment({"preset": "inorm_gradnorm", **TINY}, run_dir, printer=silent)
     assert (run_dir / "metrics.json").read_bytes() == before
     assert leftovers(run_dir.parent) == []
@@ -159,7 +168,8 @@ def test_huge_inhibitory_learning_rate_ends_as_diverged(tmp_path):
         f"(chance 0.10) and test loss {metrics['test_loss']}")
     assert isinstance(metrics["diverged_step"], int) and metrics["diverged_step"] >= 1
     assert metrics["diverged_epoch"] == 1
-    assert "lr_ie" in metrics["message"]
+    assert metrics["diverged_cause"] == "inhibitory_input"
+    assert "opt.lr_ie (now 1e+06)" in metrics["message"]
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "history.csv",
                                                          "metrics.json"]
     assert leftovers(tmp_path) == []
@@ -175,7 +185,9 @@ def test_cli_train_reports_divergence_with_nonzero_exit(tmp_path, capsys):
     assert metrics["status"] == "diverged" and metrics["diverged_step"] >= 1
     assert metrics["message"] in captured.err
     assert "diverged" in captured.err.lower()
-    assert any(rate in metrics["message"] for rate in LEARNING_RATES)
+    # only lr_e was raised: the excitatory group is blamed, not lr_ie or norm_weight
+    assert metrics["diverged_cause"] == "excitatory"
+    assert "opt.lr_e" in metrics["message"] and "lr_ie" not in metrics["message"]
     assert leftovers(tmp_path) == []
 
 
@@ -222,8 +234,8 @@ def test_steps_per_execution_auto_resolves_per_backend():
         with pytest.raises(ConfigError, match="--backend torch"):
             validate_config({"train": {"steps_per_execution": 8}})
     else:
-        assert validate_config({"train": {"steps_per_execution": 8}})["train"][
-            "steps_per_execution"] == 8
+        assert validate_config({"train": {"steps_per_execution": 8}}).train.steps_per_execution \
+            == 8
 
 
 def test_steps_per_execution_gives_the_same_run(tmp_path):
@@ -236,7 +248,7 @@ def test_steps_per_execution_gives_the_same_run(tmp_path):
         run_dir = tmp_path / f"spe-{spe}"
         results[spe] = run_experiment(cfg, run_dir, printer=silent)
         config = json.loads((run_dir / "config.json").read_text())
-        assert config["steps_per_execution"] == (
+        assert config["resolved"]["steps_per_execution"] == (
             1 if spe == 1 or BACKEND == "torch" else AUTO_STEPS_PER_EXECUTION)
         with open(run_dir / "history.csv") as f:
             results[spe]["history"] = list(csv.DictReader(f))
@@ -249,21 +261,25 @@ def test_steps_per_execution_gives_the_same_run(tmp_path):
             assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5), key
 
 
-def test_divergence_monitor_counts_steps_grouped_by_steps_per_execution():
+def test_divergence_monitor_snapshots_every_group_and_counts_every_step():
+    """The monitor counts every step whatever the grouping, and keeps a good copy of the
+    variables at the start of every compiled call (every SNAPSHOT_EVERY steps on torch)."""
     import numpy as np
 
     from ei_keras import zoo
-    from ei_keras.divergence import DivergenceMonitor
+    from ei_keras.divergence import SNAPSHOT_EVERY, DivergenceMonitor
 
     spe = 1 if BACKEND == "torch" else 4
     model = zoo.build("ei_ln", width=8, seed=0, steps_per_execution=spe)
-    monitor = DivergenceMonitor(check_weights_every=3)
-    checks = []
-    monitor._check_weights = lambda: checks.append(monitor._global_step)
+    monitor = DivergenceMonitor()
+    taken = []
+    snapshot = monitor._snapshot
+    monitor._snapshot = lambda batch: (taken.append(monitor._global_step), snapshot(batch))
     x = np.random.default_rng(0).random((80, 784), dtype=np.float32)
     y = np.arange(80) % 10
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[monitor])  # 10 steps/epoch
     assert monitor._global_step == 20 and not monitor.diverged
-    # weight scans at least every 3 steps (at the end of a group of `spe` steps) + epoch ends
-    gaps = np.diff([0, *checks])
-    assert len(checks) >= 20 // max(3, spe) and gaps.max() <= max(3, spe) + 1
+    assert monitor._good is not None and monitor._good[0] == taken[-1]
+    gaps = np.diff(taken)
+    assert taken[0] == 0 and 10 in taken  # every epoch start
+    assert gaps.max() <= (spe if spe > 1 else SNAPSHOT_EVERY)

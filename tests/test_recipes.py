@@ -1,8 +1,7 @@
 """Every recipe's --smoke run, on real data, under the current backend: it runs end to end and
 writes the same files as a full run (config.json, history.csv, metrics.json per cell, and the
-report with its figures). Recipes share one results folder, so a cell common to several
-recipes (e.g. ei_ln at r = 0.75) is trained once and resumed by the others — which also
-exercises resuming."""
+report with its figures). Each recipe trains into its own folder, so every test trains its
+cells whatever ran before it."""
 
 from __future__ import annotations
 
@@ -28,7 +27,17 @@ def test_full_plans_match_the_paper_protocol():
         cells = recipes.plan(protocol)
         assert len(cells) == len(protocol.conditions) * len(protocol.luminosities) * \
             protocol.configs, name
-        assert all(cfg["train"]["epochs"] == protocol.epochs for _, cfg in cells), name
+        assert all(cfg.train.epochs == protocol.epochs for _, cfg in cells), name
+        if protocol.sweep:  # configuration i draws its learning rates from the search space
+            from ei_keras import search_space
+
+            for rel, cfg in cells:
+                i = int(rel.name.removeprefix("cfg"))
+                drawn = search_space.sample(cfg.preset, i)
+                assert (cfg.opt.lr_e, cfg.opt.lr_ie, cfg.opt.lr_ei) == (
+                    drawn["lr_e"], drawn["lr_ie"], drawn["lr_ei"]), rel
+                low, high, _ = search_space.space_for(cfg.preset)["lr_e"]
+                assert low <= cfg.opt.lr_e <= high and cfg.seed == i
     fig6 = recipes.get("fig6")
     assert fig6.configs == 30 and fig6.epochs == 50 and fig6.luminosities == (0, .25, .5, .75)
     with pytest.raises(ValueError, match="Known recipes"):
@@ -37,11 +46,11 @@ def test_full_plans_match_the_paper_protocol():
 
 @pytest.mark.parametrize("name", list(recipes.PROTOCOLS))
 def test_smoke_run_writes_what_a_full_run_writes(name, results):
-    out = results / ("defaults" if name == "defaults" else "shared")
+    out = results / name
     summary = recipes.run_protocol(name, out, smoke=True, luminosities=[0.75],
                                    overrides=TINY, printer=lambda *a: None)
     protocol = recipes.get(name)
-    assert summary["ran"] + summary["skipped"] == len(protocol.conditions)
+    assert summary["ran"] == len(protocol.conditions) and summary["skipped"] == 0
     assert Path(summary["report"]).name == "report.md"
     report = Path(summary["report"]).read_text()
     for condition in protocol.conditions:
@@ -57,10 +66,16 @@ def test_smoke_run_writes_what_a_full_run_writes(name, results):
 def test_cli_takes_overrides_after_options(results, capsys):
     from ei_keras import cli
 
-    argv = ["reproduce", "fig7", "--smoke", "--luminosity", "0.75", "--out",
-            str(results / "shared"), *(f"{k}={v}" for k, v in TINY.items())]
+    out = results / "cli-fig4"
+    argv = ["reproduce", "fig4", "--smoke", "--luminosity", "0.75", "--out", str(out),
+            *(f"{k}={v}" for k, v in TINY.items()), "opt.lr_e=0.02"]
     assert cli.main(argv) == 0
-    assert "fig7" in capsys.readouterr().out
+    assert "fig4" in capsys.readouterr().out
+    for condition in recipes.get("fig4").conditions:
+        config = json.loads((out / condition / "r0.75" / "cfg00" / "config.json").read_text())
+        assert config["model"]["width"] == 8 and config["data"]["train_subset"] == 64
+        assert config["opt"]["lr_e"] == 0.02  # the override wins over the sampled rate
+        assert config["resolved"]["hyperparameters"]["lr_e"] == 0.02
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["reproduce", "fig7", "--smoke", "--out", str(results / "x"), "--bogus"])
     assert exit_info.value.code == 2 and "unrecognized arguments: --bogus" in \

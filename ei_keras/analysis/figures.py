@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._atomic import write_atomic
+from ei_keras.run_directory import write_atomic
+
 from .runs import CHANCE_ACCURACY, RunRecord, group_runs
 from .stats import compare_to_reference, format_p, format_u
 

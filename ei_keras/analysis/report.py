@@ -25,7 +25,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ._atomic import write_atomic
+from ei_keras.run_directory import read_plan, write_text_atomic
+
 from .figures import (
     plot_accuracy_by_luminosity,
     plot_alignment,
@@ -54,23 +55,6 @@ __all__ = [
 ]
 
 REPORT_NAME = "report.md"
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder + ``os.replace``).
-
-    Args:
-        path: Destination; its folder is created if needed.
-        text: The content (UTF-8).
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
-    """
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-
-    return write_atomic(path, write)
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -285,7 +269,62 @@ def format_inventory(
         )
     if scan.warnings:
         parts.append("Warnings:\n" + "\n".join(f"- {w}" for w in scan.warnings))
+    settings = format_settings(runs)
+    if settings:
+        parts.append(settings)
+    missing = format_missing(scan)
+    if missing:
+        parts.append(missing)
     return "\n\n".join(parts)
+
+
+#: Settings a reader needs to judge a table, shown first when the runs share them.
+_HEADLINE_SETTINGS = ("model.width", "model.depth", "train.epochs", "data.batch_size",
+                      "data.train_subset", "data.test_subset", "ei_keras")
+
+
+def format_settings(runs: Sequence[RunRecord]) -> str:
+    """The settings every run shares (from their fingerprints) and the keys that vary, as
+    Markdown; empty when no run carries a fingerprint."""
+    prints = [r.config.get("fingerprint") for r in runs]
+    prints = [p for p in prints if isinstance(p, dict)]
+    if not prints:
+        return ""
+    keys = sorted(set().union(*prints), key=lambda k: (k not in _HEADLINE_SETTINGS,
+                                                       _HEADLINE_SETTINGS.index(k)
+                                                       if k in _HEADLINE_SETTINGS else 0, k))
+    shared, varying = [], []
+    for k in keys:
+        values = {repr(p.get(k)) for p in prints}
+        if len(values) == 1:
+            if k in _HEADLINE_SETTINGS:
+                shared.append(f"{k} = {prints[0].get(k)}")
+        else:
+            varying.append(k)
+    out = "Settings shared by all runs: " + (", ".join(shared) if shared else "none") + "."
+    if varying:
+        out += " Varying between runs: " + ", ".join(varying) + "."
+    if len(prints) < len(runs):
+        out += f" ({len(runs) - len(prints)} runs carry no fingerprint: made by an older version.)"
+    return out
+
+
+def format_missing(scan: RunScan) -> str:
+    """The cells a recipe planned in this results root (``plan.json``) that have no finished
+    run, as Markdown; empty when nothing is missing or there is no plan."""
+    done = {_rel(r.path, scan.root) for r in scan.runs}
+    lines = []
+    for recipe, entry in read_plan(scan.root).items():
+        cells = [c for c in entry.get("cells", []) if isinstance(c, str)]
+        missing = [c for c in cells if c not in done]
+        if missing:
+            shown = ", ".join(f"`{c}`" for c in missing[:20])
+            more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+            lines.append(f"- {recipe}: {len(missing)} of {len(cells)} planned cells have no "
+                         f"finished run: {shown}{more}. Rerun `ei-keras reproduce {recipe}` "
+                         "with the same options to complete them.")
+    return ("**Missing cells** (the protocol is incomplete; the statistics below use only the "
+            "finished runs):\n" + "\n".join(lines)) if lines else ""
 
 
 def _rel(path: Path, root: Path) -> str:

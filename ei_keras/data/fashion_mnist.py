@@ -347,7 +347,28 @@ def _load_cached(
     folder = Path(directory)
     train = _decode_split(folder, FILE_NAMES["train_images"], FILE_NAMES["train_labels"])
     test = _decode_split(folder, FILE_NAMES["test_images"], FILE_NAMES["test_labels"])
+    _check_split_sizes(folder, len(train[0]), len(test[0]))
     return train, test
+
+
+#: The numbers of images in Fashion-MNIST's training and test files.
+STANDARD_SIZES = {"train": 60_000, "test": 10_000}
+
+
+def _check_split_sizes(folder: Path, n_train: int, n_test: int) -> None:
+    """Files of the standard sizes must sit under the right names: a 10 000-image training set
+    (or a 60 000-image test set) means the training and test files were swapped or mixed up.
+    (Smaller, self-made data sets are accepted as they are.)"""
+    standard = set(STANDARD_SIZES.values())
+    if (n_train in standard or n_test in standard) and \
+            (n_train, n_test) != (STANDARD_SIZES["train"], STANDARD_SIZES["test"]):
+        raise DataFileError(
+            f"Fashion-MNIST's training files ({FILE_NAMES['train_images']}, "
+            f"{FILE_NAMES['train_labels']}) hold {STANDARD_SIZES['train']} images and its test "
+            f"files ({FILE_NAMES['test_images']}, {FILE_NAMES['test_labels']}) "
+            f"{STANDARD_SIZES['test']}, but in {folder} the training files hold {n_train} and "
+            f"the test files {n_test}: the training and test files are swapped or mixed up. "
+            f"{_FILE_FIX}")
 
 
 def load_fashion_mnist(

@@ -70,7 +70,7 @@ def cmd_sweep(args) -> int:
         run_sweep(args.config, preset=args.preset, luminosity=args.luminosity,
                   trials=args.trials, out_dir=args.out, smoke=args.smoke, epochs=args.epochs,
                   seed=args.seed, timeout=args.timeout, data_dir=args.data_dir,
-                  save_models=args.save_models)
+                  save_models=args.save_models, freeze_gc=True)
     except SweepTimeoutError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_NO_WORKERS

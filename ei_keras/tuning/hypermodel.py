@@ -11,45 +11,19 @@ measure); a diverged trial scores chance, 0.1.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
 import keras_tuner
 
-CHANCE_ACCURACY = 0.10
+from ei_keras.config import SHORT_KEYS, SMOKE_OVERRIDES, ConfigError, RunConfig
+from ei_keras.run_directory import CHANCE_ACCURACY, lum_dir
+
+__all__ = ["CHANCE_ACCURACY", "OBJECTIVE", "EIHyperModel", "lum_dir"]
+
 OBJECTIVE = "val_accuracy"
-
-#: Where each hyperparameter of a trial goes in a run configuration (ei_keras.experiment).
-_CONFIG_KEY = {
-    "lr_e": "opt.lr_e",
-    "lr_ie": "opt.lr_ie",
-    "lr_ei": "opt.lr_ei",
-    "momentum": "opt.momentum",
-    "norm_weight": "loss.norm_weight",
-    "width": "model.width",
-    "depth": "model.depth",
-    "batch_size": "data.batch_size",
-    "epochs": "train.epochs",
-}
-#: Run sizes of ``--smoke`` sweeps (the width range is in the smoke search space).
-SMOKE_OVERRIDES = {"data.train_subset": 128, "data.test_subset": 128,
-                   "measures.probe_size": 64, "measures.moments": False,
-                   "measures.alignment": False, "train.jit_compile": False}
-
-
-def lum_dir(luminosity: float) -> str:
-    """``r0.75``: the luminosity part of run and project names (as in the recipes)."""
-    return f"r{float(luminosity):g}"
-
-
-def _atomic_write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class EIHyperModel(keras_tuner.HyperModel):
@@ -65,7 +39,7 @@ class EIHyperModel(keras_tuner.HyperModel):
         preset: a zoo preset name (:func:`ei_keras.zoo.names`).
         luminosity: the shift half-width ``r``.
         runs_dir: where run directories go: ``<runs_dir>/<preset>/r<lum>/trial_<id>``.
-        smoke: tiny runs for CI (:data:`SMOKE_OVERRIDES`).
+        smoke: tiny runs for CI (:data:`ei_keras.config.SMOKE_OVERRIDES`).
         overrides: further dotted run-configuration overrides (e.g. ``{"data.data_dir": ...}``).
         save_model: also write ``model.keras`` into each run directory (needed for
             ``tuner.get_best_models()``).
@@ -107,7 +81,7 @@ class EIHyperModel(keras_tuner.HyperModel):
         I-Norm presets)."""
         from ei_keras.tuning.space import family
 
-        out = {k: _plain(v) for k, v in hp.values.items() if k in _CONFIG_KEY}
+        out = {k: _plain(v) for k, v in hp.values.items() if k in SHORT_KEYS}
         if family(self.preset) != "inorm":
             out.pop("norm_weight", None)
         return out
@@ -116,31 +90,27 @@ class EIHyperModel(keras_tuner.HyperModel):
         """The run directory of trial ``trial_id``."""
         return self.runs_dir / self.preset / lum_dir(self.luminosity) / f"trial_{trial_id}"
 
-    def run_config(self, hp, trial_id: str) -> dict:
-        """The :func:`ei_keras.experiment.run_experiment` configuration of a trial. The run seed
-        (initialisation and shift streams) is the trial number, so trial ``i`` of every preset
-        and luminosity starts from the same seed, as configuration ``i`` of the recipes does."""
-        from ei_keras.experiment import DEFAULT_CONFIG, apply_overrides
-
-        overrides = {"preset": self.preset, "condition": self.preset,
-                     "seed": int(trial_id), "data.luminosity": self.luminosity}
-        overrides.update({_CONFIG_KEY[k]: v for k, v in self.values(hp).items()})
+    def run_config(self, hp, trial_id: str) -> RunConfig:
+        """The :class:`ei_keras.config.RunConfig` of a trial. The run seed (initialisation and
+        shift streams) is the trial number, so trial ``i`` of every preset and luminosity
+        starts from the same seed, as configuration ``i`` of the recipes does."""
+        overrides = {"preset": self.preset, "seed": int(trial_id),
+                     "data.luminosity": self.luminosity}
         if self.smoke:
             overrides.update(SMOKE_OVERRIDES)
+        overrides.update({SHORT_KEYS[k]: v for k, v in self.values(hp).items()})
         if self.save_model:
             overrides["output.save_model"] = True
         overrides.update(self.overrides)
-        return apply_overrides(DEFAULT_CONFIG, overrides)
+        return RunConfig().with_overrides(overrides)
 
     def build(self, hp, seed: int | None = 0):
         """The preset built and compiled with the trial's values (``zoo.build``)."""
         from ei_keras import zoo
 
-        values = self.values(hp)
-        rates = {k: values[k] for k in ("lr_e", "lr_ie", "lr_ei", "momentum", "norm_weight")
-                 if k in values}
-        return zoo.build(self.preset, width=int(values.get("width", zoo.DEFAULT_WIDTH)),
-                         depth=int(values.get("depth", 2)), seed=seed, **rates)
+        cfg = self.run_config(hp, "0")
+        return zoo.build(self.preset, width=cfg.model.width, depth=cfg.model.depth, seed=seed,
+                         **cfg.hyperparameter_overrides())
 
     # ---------------------------------------------------------------------------------------
     def fit(self, hp, model, *args, trial_id: str | None = None, tuner_id: str = "tuner0",
@@ -150,10 +120,12 @@ class EIHyperModel(keras_tuner.HyperModel):
 
         ``model`` (built by the Tuner from the same values) is not trained: ``run_experiment``
         builds its own from the same preset and values, seeded by the trial number. A complete
-        run directory of the same trial with the same values (a trial whose process was killed
-        after writing it, before the tuner recorded it) is reused instead of trained again.
+        run directory of the same trial whose fingerprint matches (a trial whose process was
+        killed after writing it, before the tuner recorded it) is reused instead of trained
+        again; one with another fingerprint is replaced.
         """
-        from ei_keras.experiment import ConfigError, run_experiment
+        from ei_keras.experiment import resolve, run_experiment
+        from ei_keras.run_directory import StaleRunsError, check_reusable, load_run
 
         del model, args, kwargs  # the Tuner's callbacks only concern its own model
         if trial_id is None:
@@ -162,30 +134,29 @@ class EIHyperModel(keras_tuner.HyperModel):
         values = self.values(hp)
         final = self.run_dir(trial_id)
         shown = " ".join(f"{k}={_fmt(v)}" for k, v in values.items())
-        metrics = self._reusable(final, trial_id, values)
         start = time.time()
-        if metrics is not None:
+        try:
+            cfg = self.run_config(hp, trial_id)
+            wanted = resolve(cfg)["fingerprint"]
+        except ConfigError as e:  # no later trial can do better
+            raise keras_tuner.errors.FatalValueError(str(e)) from e
+        try:
+            reuse = bool(check_reusable([(final, wanted)], fix=""))
+        except StaleRunsError:
+            reuse = False
+        if reuse:
+            metrics = load_run(final, history=False).metrics
             self.printer(f"[sweep {self.label}] trial {trial_id} ({tuner_id}): complete run "
                          f"directory found, reused: {final}")
         else:
             self.printer(f"[sweep {self.label}] trial {trial_id} ({tuner_id}) starts: {shown}")
-            _remove_leftovers(final)
-            staging = final.with_name(f".{final.name}.staging")
+            record = {"trial_id": trial_id, "sweep": {"tuner_id": tuner_id, "values": values,
+                                                      "project": self.name}}
             try:
-                cfg = self.run_config(hp, trial_id)
-                metrics = run_experiment(cfg, staging, printer=self.printer)
+                metrics = run_experiment(cfg, final, printer=self.printer, overwrite=True,
+                                         record=record)
             except (ConfigError, FileNotFoundError) as e:  # no later trial can do better
                 raise keras_tuner.errors.FatalValueError(str(e)) from e
-            sweep_info = {"trial_id": trial_id, "tuner_id": tuner_id, "values": values,
-                          "project": self.name}
-            config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
-            _atomic_write_json(staging / "config.json",
-                               {**config, "trial_id": trial_id, "sweep": sweep_info})
-            metrics = {**metrics, "trial_id": trial_id}
-            _atomic_write_json(staging / "metrics.json", metrics)
-            if final.exists():  # a run of other values under this id: replaced, not doubled
-                shutil.rmtree(final)
-            os.replace(staging, final)
         accuracy = metrics.get("test_accuracy")
         ok = metrics.get("status") == "ok" and isinstance(accuracy, (int, float)) and \
             math.isfinite(accuracy)
@@ -198,31 +169,6 @@ class EIHyperModel(keras_tuner.HyperModel):
         # Memory: run_experiment's model and data are released on return; the Tuner calls
         # keras.backend.clear_session() and gc.collect() before building the next trial's model.
         return {OBJECTIVE: score}
-
-    def _reusable(self, final: Path, trial_id: str, values: dict) -> dict | None:
-        try:
-            config = json.loads((final / "config.json").read_text(encoding="utf-8"))
-            metrics = json.loads((final / "metrics.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        sweep = config.get("sweep") or {}
-        if (config.get("trial_id") == trial_id and sweep.get("values") == values
-                and config.get("preset") == self.preset
-                and config.get("luminosity") == self.luminosity):
-            return metrics
-        return None
-
-
-def _remove_leftovers(final: Path) -> None:
-    """Delete what a killed attempt of this trial left: the hidden staging directory and
-    ``run_experiment``'s hidden partial directories (``load_runs`` skips both anyway)."""
-    parent = final.parent
-    if not parent.is_dir():
-        return
-    for pattern in (f".{final.name}.staging", f"..{final.name}.staging.partial-*",
-                    f".{final.name}.partial-*"):
-        for leftover in parent.glob(pattern):
-            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _plain(v):

@@ -33,18 +33,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-#: Hyperparameter names a tuner configuration may hold, with the kinds each may take.
-ALLOWED_HYPERPARAMETERS: dict[str, str] = {
-    "lr_e": "rate",  # learning rate of W_EE and the biases
-    "lr_ie": "rate",  # learning rate of W_IE
-    "lr_ei": "rate",  # learning rate of W_EI
-    "norm_weight": "weight",  # lambda, the weight of the I-Norm loss
-    "momentum": "momentum",  # SGD momentum (the paper: 0)
-    "width": "count",  # hidden width
-    "depth": "count",  # number of hidden layers
-    "batch_size": "count",
-    "epochs": "count",
-}
+from ei_keras.config import DEFAULT_DEPTH, KINDS, SHORT_KEYS, ConfigError, DataConfig
+
+#: Hyperparameter names a tuner configuration may hold: every preset hyperparameter and the
+#: sizes (``ei_keras.config.SHORT_KEYS``), each checked by its configuration key's kind.
+ALLOWED_HYPERPARAMETERS: dict[str, str] = dict(SHORT_KEYS)
 #: Names every file must define (a value per trial is needed to train).
 REQUIRED_HYPERPARAMETERS = ("lr_e", "lr_ie", "lr_ei", "width", "depth", "batch_size", "epochs")
 TOP_LEVEL_KEYS = ("description", "presets", "hyperparameters")
@@ -60,8 +53,8 @@ _SAMPLINGS = ("linear", "log", "reverse_log")
 #: lambda grid of the I-Norm families (SPEC section 3: "lambda on a grid, default 0.01").
 NORM_WEIGHT_GRID = (0.001, 0.01, 0.1)
 PAPER_EPOCHS = 50
-PAPER_BATCH_SIZE = 32
-PAPER_DEPTH = 2
+PAPER_BATCH_SIZE = DataConfig().batch_size
+PAPER_DEPTH = DEFAULT_DEPTH
 #: Width range and step of ``--smoke`` sweeps: tiny models for CI, and only two shapes, since
 #: every new shape costs compilation time (JAX compiles each op per shape when not jitted).
 SMOKE_WIDTH_RANGE = (8, 16)
@@ -187,20 +180,18 @@ def _fail(field: str, expected: str, value: Any) -> ValueError:
                       f"Received: {field}={value!r}")
 
 
-def _check_value(field: str, kind: str, value: Any) -> None:
-    """A single value of hyperparameter kind ``kind`` (see ALLOWED_HYPERPARAMETERS)."""
-    if kind == "count":
-        if not _is_int(value) or value < 1:
-            raise _fail(field, "an integer >= 1", value)
-    elif kind == "rate":
-        if not _is_number(value) or value <= 0:
-            raise _fail(field, "a finite number > 0", value)
-    elif kind == "weight":
-        if not _is_number(value) or value < 0:
-            raise _fail(field, "a finite number >= 0", value)
-    elif kind == "momentum":
-        if not _is_number(value) or not 0 <= value < 1:
-            raise _fail(field, "a number in [0, 1)", value)
+def _check_value(field: str, name: str, value: Any) -> None:
+    """A single value of hyperparameter ``name``, checked as its configuration key is."""
+    if value is None or isinstance(value, str):
+        raise _fail(field, KINDS[SHORT_KEYS[name]].describe(), value)
+    try:
+        KINDS[SHORT_KEYS[name]].parse(field, value)
+    except ConfigError:
+        raise _fail(field, KINDS[SHORT_KEYS[name]].describe(), value) from None
+
+
+def _is_count(name: str) -> bool:
+    return KINDS[SHORT_KEYS[name]].name == "int"
 
 
 def _check_entry(i: int, entry: Any, seen: set) -> tuple[str, str, dict]:
@@ -233,17 +224,16 @@ def _check_entry(i: int, entry: Any, seen: set) -> tuple[str, str, dict]:
     if cfg.get("conditions", []) != []:
         raise _fail(f"{where}.conditions", "[] (conditional hyperparameters are not supported)",
                     cfg["conditions"])
-    kind = ALLOWED_HYPERPARAMETERS[name]
     if cls == "Fixed":
         if "value" not in cfg:
             raise _fail(f"{where}.value", "a value", None)
-        _check_value(f"{where}.value", kind, cfg["value"])
+        _check_value(f"{where}.value", name, cfg["value"])
     elif cls == "Choice":
         values = cfg.get("values")
         if not isinstance(values, list) or not values:
             raise _fail(f"{where}.values", "a non-empty list", values)
         for j, v in enumerate(values):
-            _check_value(f"{where}.values[{j}]", kind, v)
+            _check_value(f"{where}.values[{j}]", name, v)
         if len({type(v) for v in values}) > 1:
             raise _fail(f"{where}.values", "values of one type (all int or all float)", values)
         if cfg.get("default") is not None and cfg["default"] not in values:
@@ -251,10 +241,10 @@ def _check_entry(i: int, entry: Any, seen: set) -> tuple[str, str, dict]:
         if cfg.get("ordered") is not None and not isinstance(cfg["ordered"], bool):
             raise _fail(f"{where}.ordered", "true or false", cfg["ordered"])
     else:  # Float, Int
-        if cls == "Float" and kind == "count":
+        if cls == "Float" and _is_count(name):
             raise _fail(f"{where[:-len('.config')]}.class_name",
                         f"Int, Choice or Fixed for the integer hyperparameter {name!r}", cls)
-        if cls == "Int" and kind != "count":
+        if cls == "Int" and not _is_count(name):
             raise _fail(f"{where[:-len('.config')]}.class_name",
                         f"Float, Choice or Fixed for the real hyperparameter {name!r}", cls)
         number = _is_int if cls == "Int" else _is_number
@@ -265,8 +255,8 @@ def _check_entry(i: int, entry: Any, seen: set) -> tuple[str, str, dict]:
         low, high = cfg["min_value"], cfg["max_value"]
         if not low < high:
             raise _fail(f"{where}.max_value", f"a number > min_value ({low!r})", high)
-        _check_value(f"{where}.min_value", kind, low)
-        _check_value(f"{where}.max_value", kind, high)
+        _check_value(f"{where}.min_value", name, low)
+        _check_value(f"{where}.max_value", name, high)
         sampling = cfg.get("sampling", "linear")
         if sampling not in _SAMPLINGS:
             raise _fail(f"{where}.sampling", f"one of {_SAMPLINGS}", sampling)

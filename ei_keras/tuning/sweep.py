@@ -41,7 +41,8 @@ from pathlib import Path
 
 import keras_tuner
 
-from ei_keras.tuning.hypermodel import OBJECTIVE, EIHyperModel, lum_dir
+from ei_keras.run_directory import check_writable_folder, lum_dir
+from ei_keras.tuning.hypermodel import OBJECTIVE, EIHyperModel
 
 DEFAULT_TIMEOUT = 900.0
 EXIT_NO_WORKERS = 4
@@ -370,7 +371,8 @@ def _check_existing_project(project_dir: Path, hp, seed: int) -> None:
 def run_sweep(config_path=None, preset: str = "ei_ln", luminosity: float = 0.75,
               trials: int = 30, out_dir="runs/sweeps", smoke: bool = False,
               epochs: int | None = None, seed: int = 1, timeout: float = DEFAULT_TIMEOUT,
-              data_dir=None, save_models: bool = False, printer=_print) -> dict:
+              data_dir=None, save_models: bool = False, printer=_print,
+              freeze_gc: bool = False) -> dict:
     """Run (or resume, or join as a distributed chief/worker) a random-search sweep.
 
     Args:
@@ -391,6 +393,10 @@ def run_sweep(config_path=None, preset: str = "ei_ln", luminosity: float = 0.75,
         data_dir: Fashion-MNIST folder (``data.data_dir``).
         save_models: keep ``model.keras`` in each run directory (for ``get_best_models``).
         printer: progress output.
+        freeze_gc: move the objects alive now out of the garbage collector's sight (for a
+            process that only sweeps, like the CLI's: KerasTuner collects twice per trial, and
+            with TensorFlow, torch and Keras loaded each full collection walks millions of
+            import-time objects). Off by default: it changes the whole process.
 
     Returns:
         ``{"role", "project_dir", "runs_dir", "finished", "best_trial", "best_value",
@@ -431,7 +437,7 @@ def run_sweep(config_path=None, preset: str = "ei_ln", luminosity: float = 0.75,
                          f"{list(loaded.presets)}, not {preset!r}; use tuner_configs/"
                          f"{family(preset)}.json.")
     hp = resize_space(loaded.hyperparameters, epochs=epochs, smoke=smoke)
-    out = Path(out_dir)
+    out = check_writable_folder(out_dir)
     project_name = f"{preset}_{lum_dir(luminosity)}"
     if role != "worker":
         _check_existing_project(out / project_name, hp, seed)
@@ -441,13 +447,9 @@ def run_sweep(config_path=None, preset: str = "ei_ln", luminosity: float = 0.75,
     tuner = SweepTuner(hypermodel, hp, max_trials=trials, seed=seed, directory=out,
                        project_name=project_name, printer=printer)
     where = f"{config_path}" if config_path is not None else "generated space"
-    # KerasTuner runs gc.collect() twice per trial; with TensorFlow, torch and Keras loaded a
-    # full collection walks millions of import-time objects (~0.3-1 s each, most of a smoke
-    # trial). Freezing them moves them out of the collector's sight; they live for the whole
-    # process anyway (garbage is collected first), and every object made afterwards (models,
-    # data) is collected as usual.
-    gc.collect()
-    gc.freeze()
+    if freeze_gc:  # garbage is collected first; objects made afterwards are collected as usual
+        gc.collect()
+        gc.freeze()
     summary = {"role": role, "project_dir": str(tuner.project_dir),
                "runs_dir": str(out / "runs" / preset / lum_dir(luminosity)),
                "finished": None, "best_trial": None, "best_value": None}

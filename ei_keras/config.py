@@ -1,0 +1,463 @@
+"""The one schema of a run's configuration: sections, dotted keys, types, defaults, smoke sizes.
+
+Every consumer (the zoo's hyperparameters, :mod:`ei_keras.experiment`, the recipes, the
+KerasTuner hypermodel and the CLI) reads the keys, defaults and parsers defined here, and
+nothing else defines them. A configuration is a frozen :class:`RunConfig`; its dotted keys
+(``opt.lr_e``, ``model.width``, ...) are derived from the dataclass fields, so adding a field
+adds a key everywhere.
+
+Parsing is typed: a key's value may be given as the right Python type or as the text the
+command line passes (``"0.1"``, ``"yes"``). Booleans accept ``true/false/1/0/yes/no/on/off``
+and nothing else; numbers reject NaN and infinities; ``none``/``null`` is accepted only where
+``None`` is meaningful (``None`` for a hyperparameter means "the preset's default").
+
+Example:
+
+```python
+from ei_keras.config import RunConfig
+
+cfg = RunConfig().with_overrides(["opt.lr_e=0.1", "model.trainable_ei=no"])
+cfg.opt.lr_e, cfg.model.trainable_ei  # (0.1, False)
+cfg.to_dict()["model"]                 # {'width': 234, 'depth': 2, 'trainable_ei': False}
+```
+
+This module imports neither Keras nor an array backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the key, what is expected and the value."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Value kinds: one parser per kind of value. Each takes a Python value or the command line's
+# text and returns the typed value or raises ConfigError naming the key.
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+_NONE = ("none", "null")
+_BOOL_TEXT = "a boolean (true/false, 1/0, yes/no, on/off)"
+
+
+def _fail(key: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(f"Expected `{key}` to be {expected}. Received: {key}={value!r}")
+
+
+def _is_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in _NONE)
+
+
+def _parse_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+    raise _fail(key, _BOOL_TEXT, value)
+
+
+def _parse_int(key: str, value: Any, low: int | None) -> int:
+    out = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        out = value
+    elif isinstance(value, float) and math.isfinite(value) and value == int(value):
+        out = int(value)
+    elif isinstance(value, str):
+        try:
+            out = int(value.strip())
+        except ValueError:
+            out = None
+    if out is None or (low is not None and out < low):
+        raise _fail(key, f"an integer >= {low}" if low is not None else "an integer", value)
+    return out
+
+
+def _parse_float(key: str, value: Any, low: float | None, high: float | None,
+                 low_open: bool, high_open: bool) -> float:
+    out = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        out = float(value)
+    elif isinstance(value, str):
+        try:
+            out = float(value.strip())
+        except ValueError:
+            out = None
+    ok = out is not None and math.isfinite(out)
+    if ok and low is not None:
+        ok = out > low if low_open else out >= low
+    if ok and high is not None:
+        ok = out < high if high_open else out <= high
+    if not ok:
+        if low is not None and high is not None:
+            what = (f"a number in {'(' if low_open else '['}{low:g}, {high:g}"
+                    f"{')' if high_open else ']'}")
+        elif low is not None:
+            what = f"a finite number {'>' if low_open else '>='} {low:g}"
+        else:
+            what = "a finite number"
+        raise _fail(key, what, value)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """How one key's value is parsed and checked.
+
+    Attributes:
+        name: ``"bool"``, ``"int"``, ``"float"``, ``"str"``, ``"auto_int"`` (``"auto"`` or an
+            int) or ``"auto_bool"`` (``"auto"`` or a bool).
+        low, high: bounds for numbers (``None``: unbounded).
+        low_open, high_open: whether the bounds are excluded.
+        optional: ``None`` is a valid value.
+    """
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False
+
+    def parse(self, key: str, value: Any) -> Any:
+        if _is_none(value):
+            if self.optional:
+                return None
+            raise _fail(key, f"{self.describe()} (not None)", value)
+        if self.name == "bool":
+            return _parse_bool(key, value)
+        if self.name == "int":
+            return _parse_int(key, value, None if self.low is None else int(self.low))
+        if self.name == "float":
+            return _parse_float(key, value, self.low, self.high, self.low_open, self.high_open)
+        if self.name in ("auto_int", "auto_bool"):
+            if isinstance(value, str) and value.strip().lower() == "auto":
+                return "auto"
+            try:
+                return (_parse_int(key, value, int(self.low or 1)) if self.name == "auto_int"
+                        else _parse_bool(key, value))
+            except ConfigError:
+                raise _fail(key, self.describe(), value) from None
+        if self.name == "str":
+            if not isinstance(value, str) or not value.strip():
+                raise _fail(key, "a non-empty string", value)
+            return value
+        raise AssertionError(self.name)
+
+    def describe(self) -> str:
+        if self.name == "bool":
+            return _BOOL_TEXT
+        if self.name == "auto_int":
+            return f'"auto" or an integer >= {int(self.low or 1)}'
+        if self.name == "auto_bool":
+            return f'"auto" or {_BOOL_TEXT}'
+        if self.name == "str":
+            return "a string"
+        if self.name == "int":
+            return f"an integer >= {int(self.low)}" if self.low is not None else "an integer"
+        lo = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        hi = "" if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
+        return "a number " + " and ".join(p for p in (lo, hi) if p)
+
+
+def _key(kind: Kind, default: Any, help: str, *, fingerprint: bool = True):
+    """A dataclass field carrying its kind, help text and whether it determines results."""
+    return dataclasses.field(default=default, metadata={
+        "kind": kind, "help": help, "fingerprint": fingerprint})
+
+
+_RATE = Kind("float", low=0.0, optional=True)
+_COUNT = Kind("int", low=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The schema. Defaults live here and only here.
+
+#: Hidden width of every preset unless set (the reference code's width) and hidden layers.
+DEFAULT_WIDTH = 234
+DEFAULT_DEPTH = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    width: int = _key(_COUNT, DEFAULT_WIDTH, "hidden width (paper sweep: 100-500)")
+    depth: int = _key(_COUNT, DEFAULT_DEPTH, "number of hidden layers (paper: 2)")
+    trainable_ei: bool = _key(Kind("bool"), True,
+                              "whether the hidden I-Norm layers' W_EI/B_EI learn")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    luminosity: float = _key(Kind("float", low=0.0, high=1.0), 0.75,
+                             "luminosity-shift half-width r in [0, 1]")
+    batch_size: int = _key(_COUNT, 32, "training batch size (paper: 32)")
+    train_subset: int | None = _key(Kind("int", low=1, optional=True), None,
+                                    "use only the first N training images (None: all 60000)")
+    test_subset: int | None = _key(Kind("int", low=1, optional=True), None,
+                                   "use only the first N test images (None: all 10000)")
+    data_dir: str | None = _key(Kind("str", optional=True), None,
+                                "folder with the four Fashion-MNIST IDX .gz files",
+                                fingerprint=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _key(_COUNT, 3, "training epochs (paper: 50)")
+    validate_each_epoch: bool = _key(Kind("bool"), False,
+                                     "evaluate the shifted test set after every epoch")
+    jit_compile: Any = _key(Kind("auto_bool"), "auto", "Keras' jit_compile")
+    steps_per_execution: Any = _key(Kind("auto_int", low=1), "auto",
+                                    "training steps per compiled call (auto: 32 on "
+                                    "TensorFlow/JAX, 1 on PyTorch)")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptConfig:
+    lr_e: float | None = _key(_RATE, None, "learning rate of W_EE and the biases")
+    lr_ie: float | None = _key(_RATE, None, "learning rate of W_IE (and B_IE)")
+    lr_ei: float | None = _key(_RATE, None, "learning rate of W_EI (and B_EI)")
+    momentum: float | None = _key(Kind("float", low=0.0, high=1.0, high_open=True,
+                                       optional=True), None, "SGD momentum (paper: 0)")
+    inhibitory_momentum: float | None = _key(
+        Kind("float", low=0.0, high=1.0, high_open=True, optional=True), None,
+        "SGD momentum of the inhibitory groups (None: as momentum)")
+    inhibitory_clipnorm: float | None = _key(
+        Kind("float", low=0.0, low_open=True, optional=True), None,
+        "clip each inhibitory variable's gradient norm at this value")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    norm_weight: float | None = _key(_RATE, None, "lambda, the weight of the I-Norm loss")
+    label_smoothing: float | None = _key(
+        Kind("float", low=0.0, high=1.0, high_open=True, optional=True), None,
+        "label smoothing of the task loss (reference code: 0.1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasuresConfig:
+    moments: bool = _key(Kind("bool"), True, "record the hidden layers' moments per epoch")
+    alignment: bool = _key(Kind("bool"), True,
+                           "record output/gradient alignment with LayerNorm per epoch")
+    probe_size: int = _key(_COUNT, 512, "test images the measures are computed on")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig:
+    save_model: bool = _key(Kind("bool"), False, "write model.keras into the run directory",
+                            fingerprint=False)
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "opt": OptConfig,
+             "loss": LossConfig, "measures": MeasuresConfig, "output": OutputConfig}
+
+#: The sections whose keys are the presets' training hyperparameters (``zoo.hyperparameters``).
+HYPERPARAMETER_SECTIONS = ("opt", "loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """The whole configuration of one training run.
+
+    Build one with :meth:`from_dict` (a nested or dotted mapping) or
+    :meth:`with_overrides`; both validate every value. ``to_dict()`` gives the nested JSON
+    form written to ``config.json``.
+    """
+
+    preset: str = _key(Kind("str"), "ei_ln", "zoo preset (ei-keras presets)")
+    condition: str | None = _key(Kind("str", optional=True), None,
+                                 "label of the run in reports (default: the preset)",
+                                 fingerprint=False)
+    seed: int = _key(Kind("int", low=0), 0, "initialisation and data-stream seed")
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    opt: OptConfig = dataclasses.field(default_factory=OptConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    measures: MeasuresConfig = dataclasses.field(default_factory=MeasuresConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any] | None = None) -> RunConfig:
+        """A validated configuration from a nested (``{"opt": {"lr_e": 0.1}}``) and/or dotted
+        (``{"opt.lr_e": 0.1}``) mapping; missing keys take their defaults."""
+        return cls().with_overrides(flatten(mapping or {}))
+
+    def with_overrides(self, overrides: Mapping[str, Any] | Iterable[str]) -> RunConfig:
+        """A copy with dotted overrides applied: a mapping ``{"opt.lr_e": 0.1}`` or the command
+        line's ``["opt.lr_e=0.1", ...]``. Every value is parsed by its key's kind.
+
+        Raises:
+            ConfigError: an unknown key (with close matches), a malformed override or a value of
+                the wrong type or range.
+        """
+        flat = self.flat()
+        for key, value in _items(overrides):
+            if key not in flat:
+                raise ConfigError(_unknown(key))
+            flat[key] = KINDS[key].parse(key, value)
+        out = _build(flat)
+        _check_preset(out.preset)
+        return out
+
+    # -- views ---------------------------------------------------------------------------------
+    def flat(self) -> dict[str, Any]:
+        """``{dotted key: value}`` for every key."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECTIONS:
+                out.update({f"{f.name}.{k}": v for k, v in dataclasses.asdict(value).items()})
+            else:
+                out[f.name] = value
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The nested JSON-ready form (as in ``config.json``)."""
+        return dataclasses.asdict(self)
+
+    def get(self, key: str) -> Any:
+        """The value of dotted ``key``."""
+        flat = self.flat()
+        if key not in flat:
+            raise ConfigError(_unknown(key))
+        return flat[key]
+
+    def hyperparameter_overrides(self) -> dict[str, Any]:
+        """The set (not None) ``opt.*`` and ``loss.*`` values by bare name, for
+        :func:`ei_keras.zoo.hyperparameters`."""
+        return {k.split(".", 1)[1]: v for k, v in self.flat().items()
+                if k.split(".", 1)[0] in HYPERPARAMETER_SECTIONS and v is not None}
+
+    @property
+    def label(self) -> str:
+        """The condition label: ``condition`` or the preset."""
+        return self.condition or self.preset
+
+
+def _fields(cls) -> list[dataclasses.Field]:
+    return list(dataclasses.fields(cls))
+
+
+def _all_keys() -> dict[str, dataclasses.Field]:
+    out = {}
+    for f in _fields(RunConfig):
+        if f.name in _SECTIONS:
+            out.update({f"{f.name}.{g.name}": g for g in _fields(_SECTIONS[f.name])})
+        else:
+            out[f.name] = f
+    return out
+
+
+_FIELDS = _all_keys()
+#: Every dotted key, in schema order.
+KEYS: tuple[str, ...] = tuple(_FIELDS)
+#: The kind of every key.
+KINDS: dict[str, Kind] = {k: f.metadata["kind"] for k, f in _FIELDS.items()}
+#: One line of help per key.
+HELP: dict[str, str] = {k: f.metadata["help"] for k, f in _FIELDS.items()}
+#: Keys that do not change a run's result (where files go, labels): left out of fingerprints.
+NON_FINGERPRINT_KEYS: tuple[str, ...] = tuple(
+    k for k, f in _FIELDS.items() if not f.metadata["fingerprint"])
+#: The presets' training hyperparameters: the bare names of the ``opt``/``loss`` keys.
+HYPERPARAMETERS: tuple[str, ...] = tuple(
+    k.split(".", 1)[1] for k in KEYS if k.split(".", 1)[0] in HYPERPARAMETER_SECTIONS)
+#: Dotted key of each bare hyperparameter name (``"lr_e" -> "opt.lr_e"``).
+HYPERPARAMETER_KEYS: dict[str, str] = {
+    k.split(".", 1)[1]: k for k in KEYS if k.split(".", 1)[0] in HYPERPARAMETER_SECTIONS}
+
+#: Bare names for the keys a search space or a sweep trial sets (the hyperparameters, plus the
+#: network and training sizes), and the dotted key each stands for.
+SHORT_KEYS: dict[str, str] = {**HYPERPARAMETER_KEYS, "width": "model.width",
+                              "depth": "model.depth", "batch_size": "data.batch_size",
+                              "epochs": "train.epochs"}
+
+#: The tiny size of every ``--smoke`` run (CLI ``train``, recipes, sweeps): CI-sized, real data.
+SMOKE_OVERRIDES: dict[str, Any] = {
+    "train.epochs": 1, "data.train_subset": 256, "data.test_subset": 256, "model.width": 32,
+    "measures.probe_size": 64}
+
+
+def _build(flat: Mapping[str, Any]) -> RunConfig:
+    sections = {name: {} for name in _SECTIONS}
+    top = {}
+    for key, value in flat.items():
+        head, _, leaf = key.partition(".")
+        if leaf:
+            sections[head][leaf] = value
+        else:
+            top[key] = value
+    return RunConfig(**top, **{n: _SECTIONS[n](**v) for n, v in sections.items()})
+
+
+def _unknown(key: str) -> str:
+    close = difflib.get_close_matches(key, KEYS, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return (f"Unknown configuration key {key!r}.{hint} Known keys: {', '.join(KEYS)} "
+            "(ei-keras train --help lists them with their meaning).")
+
+
+def _items(overrides) -> Iterable[tuple[str, Any]]:
+    if isinstance(overrides, Mapping):
+        yield from overrides.items()
+        return
+    for item in overrides:
+        if not isinstance(item, str) or "=" not in item:
+            raise ConfigError(f"An override must look like key=value (e.g. opt.lr_e=0.1). "
+                              f"Received: {item!r}")
+        key, value = item.split("=", 1)
+        key = key.strip().lstrip("-")
+        if not key:
+            raise ConfigError(f"An override must look like key=value. Received: {item!r}")
+        yield key, value
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested configuration mapping as ``{dotted key: value}`` (dotted keys pass through)."""
+    out = {}
+    for k, v in mapping.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            if key not in _SECTIONS:
+                raise ConfigError(_unknown(key) if key not in KEYS else
+                                  f"`{key}` is a value, not a section. Received: {key}={v!r}")
+            out.update(flatten(v, key + "."))
+        else:
+            if key in _SECTIONS:
+                raise ConfigError(f"`{key}` is a section; give its keys ({key}.<name>=value). "
+                                  f"Received: {key}={v!r}")
+            out[key] = v
+    return out
+
+
+def _check_preset(name: str) -> None:
+    from ei_keras import zoo  # lazily: the zoo imports Keras
+
+    try:
+        zoo.get(name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def describe_keys() -> str:
+    """One line per key: ``key (kind, default) help`` — the CLI's list of overrides."""
+    return "\n".join(f"  {key:28s} {HELP[key]} (default {_FIELDS[key].default!r})"
+                     for key in KEYS)
+
+
+def differing_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two flat mappings (absent counts as None)."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))

@@ -1,0 +1,440 @@
+"""The catalogue of bad inputs and faults a user can cause, one case per entry.
+
+Each case asserts what the user sees (one ``error:`` line naming the problem and the fix), the
+documented exit code (2 invalid input or unusable location, 3 divergence, 130 interrupted) and
+that nothing half-written is left behind (no ``.partial`` folder, no run directory for a run
+that never trained, finished runs untouched). The faults that need a separate process
+(SIGTERM, a read-only folder for a non-root user, a file-size limit while saving) run the real
+``ei-keras`` command in one; the others call ``ei_keras.cli.main`` in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from ei_keras import cli
+from ei_keras.config import SMOKE_OVERRIDES, ConfigError, RunConfig
+from ei_keras.data import fashion_mnist
+from ei_keras.experiment import run_experiment
+
+BACKEND = keras.backend.backend()
+#: A tiny run: the CLI's smoke size, smaller still, and no per-epoch measures.
+TINY = ["model.width=8", "data.train_subset=64", "data.test_subset=64",
+        "measures.probe_size=32"]
+DEBIAN = fashion_mnist.DEBIAN_DATA_DIR
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Partial folders and temporary files anywhere under ``root``."""
+    return sorted(p for p in root.rglob("*") if ".partial-" in p.name)
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def call(capsys, argv) -> tuple[int, str, str]:
+    """``ei-keras ARGV`` in this process: (exit code, stdout, stderr)."""
+    try:
+        rc = cli.main(argv)
+    except SystemExit as e:  # argparse
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_error(err: str, *words: str) -> str:
+    lines = error_lines(err)
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+def cli_process(args, *, as_user: bool = False, file_size_kb: int | None = None, env=None,
+                timeout=600, wait=True):
+    """The real command in its own process (the current backend); ``as_user`` drops root to
+    ``nobody`` so that folder permissions apply; ``file_size_kb`` limits the size of every file
+    it writes (SIGXFSZ ignored, so a write past it fails with EFBIG as on a full disk)."""
+    cmd = [sys.executable, "-m", "ei_keras.cli", *args]
+    if file_size_kb is not None:
+        cmd = ["bash", "-c", f'trap "" XFSZ; ulimit -f {file_size_kb}; exec "$@"', "_", *cmd]
+    environment = {**os.environ, "KERAS_BACKEND": BACKEND, **(env or {})}
+    if as_user and os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", *cmd]
+        environment["HOME"] = environment["KERAS_HOME"] = "/tmp"
+        environment.pop("JAX_COMPILATION_CACHE_DIR", None)
+    if not wait:
+        return subprocess.Popen(cmd, env=environment, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=environment, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def shared_tmp():
+    """A folder every user can enter (pytest's tmp_path is private to root)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="ei-keras-bad-inputs-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Silently wrong science before: stale runs, "no" read as true, --configs 0, a 1.5e13 loss "ok",
+# an accuracy of 1.5 shown as 150 %, swapped data files.
+
+
+def test_rerun_with_other_settings_stops_naming_the_key(tmp_path, capsys):
+    out = tmp_path / "fig4"
+    base = ["reproduce", "fig4", "--smoke", "--luminosity", "0.75", "--out", str(out), *TINY]
+    rc, _, err = call(capsys, base)
+    assert rc == 0, err
+    runs = sorted(out.rglob("metrics.json"))
+    before = {p: p.read_bytes() for p in runs}
+    assert len(runs) == 2
+    rc, _, err = call(capsys, [*base, "model.width=64"])
+    line = assert_one_error(err, "model.width", "--out", "--overwrite")
+    assert rc == 2 and "8 on disk, 64 now" in line
+    rc, _, err = call(capsys, [*base, "train.epochs=2"])  # the smoke / full-run collision
+    assert rc == 2 and "train.epochs" in assert_one_error(err)
+    assert {p: p.read_bytes() for p in runs} == before  # nothing was touched
+    rc, _, err = call(capsys, [*base, "model.width=16", "--overwrite"])
+    assert rc == 0, err
+    for p in runs:
+        assert json.loads((p.parent / "config.json").read_text())["model"]["width"] == 16
+    assert leftovers(out) == []
+
+
+def test_booleans_are_parsed_not_truthy(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, _, err = call(capsys, ["train", "--preset", "inorm", "--smoke", "--out", str(out), *TINY,
+                               "model.trainable_ei=no", "output.save_model=no",
+                               "measures.alignment=off", "measures.moments=0"])
+    assert rc == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["trainable_ei"] is False
+    assert config["output"]["save_model"] is False
+    assert config["measures"]["alignment"] is False and config["measures"]["moments"] is False
+    assert not (out / "model.keras").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "alignment" not in metrics and "moments" not in metrics
+    for bad in ("maybe", "2", "none", ""):
+        with pytest.raises(ConfigError, match="model.trainable_ei.*true/false"):
+            RunConfig().with_overrides([f"model.trainable_ei={bad}"])
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc"])
+def test_configs_must_be_a_positive_integer(value, tmp_path, capsys):
+    out = tmp_path / "never"
+    rc, _, err = call(capsys, ["reproduce", "fig2", "--configs", value, "--out", str(out)])
+    assert rc == 2 and assert_one_error(err, "--configs")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["abc", "2", "0.5,nan"])
+def test_luminosity_list_is_checked(value, tmp_path, capsys):
+    out = tmp_path / "never"
+    rc, _, err = call(capsys, ["reproduce", "fig2", "--luminosity", value, "--out", str(out)])
+    assert rc == 2 and assert_one_error(err, "--luminosity", "[0, 1]")
+    assert "could not convert" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("override, key", [
+    ("opt.lr_e=nan", "opt.lr_e"), ("opt.lr_e=inf", "opt.lr_e"),
+    ("loss.norm_weight=-0.1", "loss.norm_weight"), ("seed=1.5", "seed"),
+    ("train.steps_per_execution=0", "train.steps_per_execution"),
+    ("opt.inhibitory_clipnorm=0", "opt.inhibitory_clipnorm"),
+    ("model.widht=8", "model.width"),  # unknown key: the close match is named
+])
+def test_invalid_values_are_named_before_training(override, key, tmp_path, capsys):
+    out = tmp_path / "never"
+    rc, _, err = call(capsys, ["train", "--preset", "inorm", "--out", str(out), override])
+    assert rc == 2 and assert_one_error(err, key)
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_every_preset_hyperparameter_is_settable(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, _, err = call(capsys, ["train", "--preset", "inorm_gradnorm", "--smoke", "--out",
+                               str(out), *TINY, "opt.inhibitory_clipnorm=0.5",
+                               "opt.inhibitory_momentum=0.25", "loss.label_smoothing=0"])
+    assert rc == 0, err
+    hp = json.loads((out / "metrics.json").read_text())["hyperparameters"]
+    assert hp["inhibitory_clipnorm"] == 0.5 and hp["inhibitory_momentum"] == 0.25
+    assert hp["label_smoothing"] == 0.0
+
+
+def test_a_huge_but_finite_final_loss_is_diverged():
+    from ei_keras import zoo
+    from ei_keras.divergence import DivergenceMonitor
+
+    monitor = DivergenceMonitor()
+    monitor.set_model(zoo.build("ei_ln", width=8, seed=0))
+    monitor.on_train_end({"loss": 1.5e13})
+    assert monitor.diverged and "1.5e+13" in monitor.message
+    fine = DivergenceMonitor()
+    fine.set_model(zoo.build("ei_ln", width=8, seed=0))
+    fine.on_train_end({"loss": 2.3})
+    assert not fine.diverged
+
+
+def test_report_refuses_an_impossible_accuracy(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert call(capsys, ["train", "--preset", "ei_ln", "--smoke", "--out", str(out), *TINY])[0] == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["test_accuracy"] = 1.5  # edited by hand
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    rc, _, err = call(capsys, ["report", str(tmp_path)])
+    assert rc == 2 and assert_one_error(err, "no finished runs")
+    report_rc, _, _ = call(capsys, ["report", str(tmp_path), "--out", str(tmp_path / "rep")])
+    assert report_rc == 2
+    from ei_keras.analysis import scan_runs
+
+    with pytest.warns(RuntimeWarning, match="not a fraction"):
+        scan = scan_runs(tmp_path)
+    assert scan.runs == [] and "not a fraction in [0, 1]" in scan.corrupt[0][1]
+
+
+def test_swapped_train_and_test_files_are_named(tmp_path, capsys):
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    names = fashion_mnist.FILE_NAMES
+    for a, b in (("train_images", "test_images"), ("train_labels", "test_labels")):
+        (swapped / names[a]).symlink_to(DEBIAN / names[b])
+        (swapped / names[b]).symlink_to(DEBIAN / names[a])
+    out = tmp_path / "never"
+    rc, _, err = call(capsys, ["train", "--preset", "ei_ln", "--out", str(out),
+                               f"data.data_dir={swapped}"])
+    line = assert_one_error(err, "swapped", names["train_images"], "60000", "10000")
+    assert rc == 2 and "hold 10000" in line and not out.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Unusable locations: one error line, exit 2, before any training.
+
+
+def test_out_under_a_file(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for argv in (["train", "--preset", "ei_ln", "--out", str(blocker / "run")],
+                 ["reproduce", "fig2", "--smoke", "--out", str(blocker / "runs")]):
+        rc, _, err = call(capsys, argv)
+        assert rc == 2 and assert_one_error(err, str(blocker), "is a file")
+    assert blocker.read_text() == "x"
+
+
+def test_overwrite_onto_a_file_fails_before_training(tmp_path, capsys):
+    target = tmp_path / "a-file"
+    target.write_text("keep me")
+    start = time.time()
+    rc, out, err = call(capsys, ["train", "--preset", "ei_ln", "--overwrite", "--out",
+                                 str(target)])
+    assert rc == 2 and assert_one_error(err, str(target), "is a file")
+    assert "[train]" not in out and time.time() - start < 30  # refused before any training
+    assert target.read_text() == "keep me" and leftovers(tmp_path) == []
+
+
+def test_sweep_out_is_a_file(tmp_path, capsys):
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    rc, _, err = call(capsys, ["sweep", "--preset", "ei_ln", "--smoke", "--trials", "1",
+                               "--out", str(target)])
+    assert rc == 2 and assert_one_error(err, str(target), "is a file")
+
+
+def test_report_on_an_empty_or_missing_folder(tmp_path, capsys):
+    rc, _, err = call(capsys, ["report", str(tmp_path)])
+    assert rc == 2 and assert_one_error(err, "no finished runs")
+    rc, _, err = call(capsys, ["report", str(tmp_path / "missing")])
+    assert rc == 2 and assert_one_error(err, "not a folder")
+
+
+def test_read_only_out_and_report_out(shared_tmp):
+    """As a user who cannot write there (root drops to ``nobody`` for this test)."""
+    ro = shared_tmp / "read-only"
+    ro.mkdir()
+    ro.chmod(0o555)
+    proc = cli_process(["train", "--preset", "ei_ln", "--out", str(ro / "run"), *TINY],
+                       as_user=True)
+    assert proc.returncode == 2, proc.stderr
+    assert_one_error(proc.stderr, str(ro), "not writable")
+    assert list(ro.iterdir()) == []
+    runs = shared_tmp / "runs"
+    runs.mkdir()
+    runs.chmod(0o777)
+    proc = cli_process(["train", "--preset", "ei_ln", "--smoke", "--out", str(runs / "one"),
+                        *TINY], as_user=True)
+    assert proc.returncode == 0, proc.stderr
+    proc = cli_process(["report", str(runs), "--out", str(ro / "report")], as_user=True)
+    assert proc.returncode == 2, proc.stderr
+    assert_one_error(proc.stderr, str(ro), "not writable")
+
+
+# --------------------------------------------------------------------------------------------
+# Faults while running: nothing lost, nothing half-written.
+
+
+def test_model_that_cannot_be_saved_keeps_the_metrics(tmp_path):
+    """A file-size limit makes writing ``model.keras`` fail as a full disk would: the run's
+    metrics, history and config are kept and the command says what is missing."""
+    out = tmp_path / "run"  # the JSON and CSV files are a few kB; the model is ~1 MB
+    proc = cli_process(["train", "--preset", "ei_ln", "--smoke", "--out", str(out), *TINY,
+                        "output.save_model=true", "model.width=256"], file_size_kb=64)
+    assert proc.returncode == 2, proc.stderr
+    assert_one_error(proc.stderr, "model.keras could not be written")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and 0 <= metrics["test_accuracy"] <= 1
+    assert "model.keras" in metrics["model_error"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "history.csv",
+                                                     "metrics.json"]
+    assert leftovers(tmp_path) == []
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
+    out = tmp_path / "run"
+    proc = cli_process(["train", "--preset", "ei_ln", "--out", str(out), "train.epochs=50",
+                        "data.train_subset=2048", "model.width=16"], wait=False)
+    deadline = time.time() + 300
+    while not leftovers(tmp_path) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert leftovers(tmp_path), "the run never started"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert_one_error(err, "interrupted", "rerun")
+    assert leftovers(tmp_path) == [] and not out.exists()
+
+
+def test_stale_partial_folders_are_removed_by_the_next_run(tmp_path, capsys):
+    dead = subprocess.Popen(["true"])  # a pid that no longer runs
+    dead.wait()
+    host = __import__("socket").gethostname()
+    out = tmp_path / "fig4"
+    stale = out / "inorm" / "r0.75" / f".cfg00.partial-{host}-{dead.pid}"
+    stale.mkdir(parents=True)
+    (stale / "config.json").write_text("{}")
+    alive = out / "inorm" / "r0.75" / f".cfg01.partial-{host}-{os.getpid()}"  # running: kept
+    alive.mkdir()
+    rc, text, err = call(capsys, ["reproduce", "fig4", "--smoke", "--luminosity", "0.75",
+                                  "--out", str(out), *TINY])
+    assert rc == 0, err
+    assert not stale.exists() and alive.exists() and "left by an interrupted run" in text
+    single = tmp_path / f".one.partial-{host}-{dead.pid}"
+    single.mkdir()
+    rc, _, err = call(capsys, ["train", "--preset", "ei_ln", "--smoke", "--out",
+                               str(tmp_path / "one"), *TINY])
+    assert rc == 0 and not single.exists()
+
+
+def test_report_lists_the_missing_cells_of_an_interrupted_protocol(tmp_path, capsys):
+    out = tmp_path / "fig4"
+    rc, _, err = call(capsys, ["reproduce", "fig4", "--smoke", "--luminosity", "0.75",
+                               "--out", str(out), *TINY])
+    assert rc == 0, err
+    shutil.rmtree(out / "inorm" / "r0.75" / "cfg00")  # as if killed before this cell
+    rc, _, err = call(capsys, ["report", str(out)])
+    assert rc == 0, err
+    report = (out / "report.md").read_text()
+    assert "Missing cells" in report and "1 of 2 planned cells" in report
+    assert "`inorm/r0.75/cfg00`" in report
+    assert "model.width = 8" in report and "train.epochs = 1" in report
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o002, 0o775)])
+def test_run_folders_follow_the_umask(umask, mode, tmp_path):
+    previous = os.umask(umask)
+    try:
+        run_experiment(RunConfig.from_dict({"preset": "ei_ln"}).with_overrides(
+            {**SMOKE_OVERRIDES, "model.width": 8, "data.train_subset": 64,
+             "data.test_subset": 64, "measures.probe_size": 32}), tmp_path / "run",
+            printer=lambda *a: None)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "run").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "run" / "metrics.json").stat().st_mode & 0o777 == mode & 0o666
+
+
+# --------------------------------------------------------------------------------------------
+# Divergence: the true step and the true cause.
+
+DIVERGING = ["model.width=16", "data.train_subset=256", "data.test_subset=64",
+             "measures.moments=false", "measures.alignment=false"]
+
+
+@pytest.mark.parametrize("preset, rate, cause", [
+    ("inorm", "lr_e", "excitatory"),
+    ("inorm", "lr_ie", "inhibitory_input"),
+    ("inorm", "lr_ei", "inhibitory_output"),
+    ("ei_ln", "lr_e", "excitatory"),
+    ("ei_ln", "lr_ei", "inhibitory_output"),
+])
+def test_divergence_blames_the_group_whose_rate_was_raised(preset, rate, cause, tmp_path,
+                                                          capsys):
+    out = tmp_path / "run"
+    rc, _, err = call(capsys, ["train", "--preset", preset, "--out", str(out), *DIVERGING,
+                               f"opt.{rate}=1e6"])
+    assert rc == 3
+    line = assert_one_error(err, f"opt.{rate} (now 1e+06)")
+    others = {"lr_e", "lr_ie", "lr_ei"} - {rate}
+    assert not any(re.search(rf"opt\.{o}\b", line) for o in others), line
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["diverged_cause"] == cause
+
+
+def test_non_finite_input_is_blamed_on_the_data():
+    from ei_keras import zoo
+    from ei_keras.divergence import DivergenceMonitor
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            rng = np.random.default_rng(0)
+            self.x = rng.random((12 * 8, 784), dtype=np.float32)
+            self.x[5 * 8 + 3, 100] = np.nan  # step 6 holds a NaN pixel
+            self.y = np.arange(12 * 8) % 10
+
+        def __len__(self):
+            return 12
+
+        def __getitem__(self, i):
+            return self.x[i * 8:(i + 1) * 8], self.y[i * 8:(i + 1) * 8]
+
+    spe = 1 if BACKEND == "torch" else 4
+    model = zoo.build("ei_ln", width=8, seed=0, steps_per_execution=spe)
+    monitor = DivergenceMonitor(rates={"lr_e": 0.05})
+    data = Batches()
+    model.fit(data, epochs=1, verbose=0, callbacks=[monitor], shuffle=False)
+    assert monitor.diverged
+    monitor.locate(data)
+    assert monitor.cause == "input" and monitor.step == 6
+    assert "input" in monitor.message and "lr_e" not in monitor.message
+
+
+def test_diverged_step_is_the_true_step_whatever_steps_per_execution(tmp_path):
+    base = RunConfig.from_dict({"preset": "inorm", "opt": {"lr_ie": 1e6}}).with_overrides(
+        DIVERGING)
+    steps = {}
+    for spe in (1, "auto") if BACKEND != "torch" else (1,):
+        metrics = run_experiment(base.with_overrides({"train.steps_per_execution": spe}),
+                                 tmp_path / f"spe-{spe}", printer=lambda *a: None)
+        assert metrics["status"] == "diverged"
+        steps[spe] = (metrics["diverged_step"], metrics["diverged_cause"])
+    assert steps[1][0] > 1  # not at the first step: the replay has steps to walk through
+    assert len(set(steps.values())) == 1, steps
