@@ -283,3 +283,61 @@ def test_divergence_monitor_snapshots_every_group_and_counts_every_step():
     gaps = np.diff(taken)
     assert taken[0] == 0 and 10 in taken  # every epoch start
     assert gaps.max() <= (spe if spe > 1 else SNAPSHOT_EVERY)
+
+
+# --------------------------------------------------------------------------------------------
+# The other verbs: presets, report (on what run_experiment wrote), demo, sweep
+
+
+def test_cli_presets_lists_every_preset_with_its_defaults(capsys):
+    from ei_keras import zoo
+
+    assert cli.main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in zoo.names():
+        preset = zoo.get(name)
+        assert f"{name} " in out and preset.description[:30] in out
+        assert f"lr_e={preset.hyperparameters['lr_e']:g}" in out
+
+
+def test_cli_report_reads_what_run_experiment_wrote(fig6, capsys):
+    out, _, _ = fig6
+    report_dir = out.parent / "fig6-report"
+    assert cli.main(["report", str(out), "--out", str(report_dir)]) == 0
+    text = (report_dir / "report.md").read_text()
+    printed = capsys.readouterr().out
+    for condition in CONDITIONS:
+        metrics = json.loads((cell(out, condition) / "metrics.json").read_text())
+        accuracy = f"{100 * metrics['test_accuracy']:.1f}"
+        assert accuracy in text, (condition, accuracy)  # the table shows each run's accuracy
+    assert "model.width = 16" in text and "train.epochs = 1" in text
+    assert "inorm_gradnorm vs ei_ln" in printed
+
+
+def test_cli_demo_smoke_writes_its_report(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--smoke", "--out", str(out), "model.width=8",
+                     "data.train_subset=64", "data.test_subset=64",
+                     "measures.probe_size=32"]) == 0
+    assert "demo finished" in capsys.readouterr().out
+    text = (out / "report.md").read_text()
+    for condition in recipes.get("demo").conditions:
+        assert condition in text
+        assert (out / condition / "r0.75" / "cfg00" / "metrics.json").is_file()
+
+
+def test_cli_sweep_verb_writes_runs_the_report_reads(tmp_path):
+    """As its own process: the CLI's sweep freezes the garbage collector for speed."""
+    import subprocess
+    import sys
+
+    from ei_keras.analysis import load_runs
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ei_keras.cli", "sweep", "--preset", "ei_ln", "--smoke",
+         "--trials", "2", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600,
+        env={**__import__("os").environ, "KERAS_BACKEND": BACKEND})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = load_runs(tmp_path)
+    assert sorted(r.trial_id for r in runs) == ["0", "1"]
+    assert all(r.status in ("ok", "diverged") for r in runs)

@@ -228,11 +228,20 @@ def test_hypermodel_builds_the_preset_compiled_from_trial_values(tmp_path):
     from ei_keras.tuning import EIHyperModel
 
     hp = space_module.load_search_space(CONFIGS / "inorm.json")
-    hp.values.update(width=12, lr_e=0.2, norm_weight=0.1)
+    hp.values.update(width=12, lr_e=0.2, lr_ie=0.05, lr_ei=0.02, norm_weight=0.1)
     model = EIHyperModel("inorm_center", 0.25, tmp_path).build(hp)
     assert isinstance(model, keras.Model) and model.compiled
     assert model.name == "inorm_center"
     assert tuple(model.predict(np.zeros((2, 784), "float32"), verbose=0).shape) == (2, 10)
+    from ei_keras.layers import INormDense
+    from ei_keras.optimizers import group_learning_rates
+
+    hidden = [layer for layer in model._flatten_layers() if isinstance(layer, INormDense)]
+    assert len(hidden) == 2 and all(layer.units == 12 for layer in hidden)
+    assert all(float(keras.ops.convert_to_numpy(layer.norm_weight)) == pytest.approx(0.1)
+               for layer in hidden)
+    assert group_learning_rates(model.optimizer) == pytest.approx(
+        {"excitatory": 0.2, "inhibitory_input": 0.05, "inhibitory_output": 0.02})
 
 
 # ------------------------------------------------------------------------------- subprocesses
@@ -240,10 +249,15 @@ def test_hypermodel_builds_the_preset_compiled_from_trial_values(tmp_path):
 # They run under every backend (each subprocess inherits KERAS_BACKEND): ~1-2 min a backend.
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _reserve_port() -> tuple[socket.socket, int]:
+    """A port held by a bound, non-listening socket with SO_REUSEPORT: no other program can
+    take it between this call and its use (picking a free port and releasing it races), while
+    the chief's gRPC server (which sets SO_REUSEPORT) can still listen on it, and a worker that
+    connects to a port nobody listens on is refused. Close the socket when done."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", 0))
+    return s, s.getsockname()[1]
 
 
 def _env(**extra) -> dict:
@@ -266,7 +280,8 @@ def _starts(log: str) -> list[str]:
 def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
     from ei_keras.analysis import load_runs
 
-    trials, port = 3, _free_port()
+    trials = 3
+    reservation, port = _reserve_port()
     common = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port)}
     cmd = _sweep_cmd(tmp_path, "ei_ln", trials, "--timeout", "120")
     procs = {}
@@ -282,6 +297,7 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
             if p.poll() is None:
                 p.kill()
             log.close()
+        reservation.close()
     logs = {n: (tmp_path / f"{n}.log").read_text() for n in procs}
     for name, (p, _) in procs.items():
         assert p.returncode == 0, f"{name} exited {p.returncode}:\n{logs[name][-3000:]}"
@@ -306,12 +322,14 @@ def test_killed_sweep_resumes_with_each_trial_run_once(tmp_path):
     first = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=_env())
     try:
         deadline = time.time() + 300
-        # Kill while trial 1 trains: trial 0 complete, trial 1's hidden staging folder exists.
+        # Kill while trial 1 trains: trial 0 complete and trial 1 announced. The announcement
+        # comes before the trial loads its data and compiles (seconds), so a 0.1 s poll of the
+        # log cannot miss the window.
         while time.time() < deadline and first.poll() is None:
-            if (runs_dir / "trial_0" / "metrics.json").exists() and any(
-                    p.name.lstrip(".").startswith("trial_1.") for p in runs_dir.iterdir()):
+            if (runs_dir / "trial_0" / "metrics.json").exists() and "1" in _starts(
+                    (tmp_path / "first.log").read_text()):
                 break
-            time.sleep(0.02)
+            time.sleep(0.1)
         assert first.poll() is None, "the sweep finished before it could be killed"
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
@@ -349,14 +367,20 @@ def test_chief_without_workers_and_worker_without_chief_give_up(tmp_path):
     """Bounded waits: a chief nobody contacts and a worker whose chief is unreachable exit
     after --timeout with a message saying how to resume (KerasTuner alone waits forever / an
     hour)."""
-    procs = {}
+    procs, reservations = {}, []
     for name in ("chief", "worker0"):
+        reservation, port = _reserve_port()  # separate ports: the worker's chief never listens
+        reservations.append(reservation)
         env = _env(KERASTUNER_TUNER_ID=name, KERASTUNER_ORACLE_IP="127.0.0.1",
-                   KERASTUNER_ORACLE_PORT=str(_free_port()))
+                   KERASTUNER_ORACLE_PORT=str(port))
         procs[name] = subprocess.Popen(_sweep_cmd(tmp_path / name, "ei", 2, "--timeout", "3"),
                                        cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True)
-    outputs = {n: p.communicate(timeout=300)[0] for n, p in procs.items()}
+    try:
+        outputs = {n: p.communicate(timeout=300)[0] for n, p in procs.items()}
+    finally:
+        for reservation in reservations:
+            reservation.close()
     assert procs["chief"].returncode == 4, outputs["chief"][-2000:]
     assert "No worker has contacted the chief" in outputs["chief"]
     assert "same command to resume" in outputs["chief"]
