@@ -52,6 +52,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _shard(text: str) -> tuple[int, int]:
+    from ei_keras.config import ConfigError
+    from ei_keras.recipes import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(f"expected i/N with 1 <= i <= N, got {text!r}") from e
+
+
+def _add_jobs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=_positive_int, default=1,
+                   help="cells trained at once, each in a worker process pinned to its share "
+                   "of the CPUs (default 1)")
+
+
 def _luminosities(text: str) -> list[float]:
     out = []
     for part in text.split(","):
@@ -134,7 +150,8 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out or f"runs/{args.recipe}{'-smoke' if args.smoke else ''}")
     summary = recipes.run_protocol(args.recipe, out, smoke=args.smoke, configs=args.configs,
                                    luminosities=args.luminosity, overrides=args.overrides,
-                                   overwrite=args.overwrite)
+                                   overwrite=args.overwrite, jobs=args.jobs,
+                                   shard=args.shard)
     if summary["report"]:
         from ei_keras.analysis import compare_to_reference, load_runs, summarize
 
@@ -176,6 +193,7 @@ def cmd_demo(args) -> int:
     args.recipe = "demo"
     args.configs = None
     args.luminosity = None
+    args.shard = None
     args.overrides = args.overrides or []
     args.out = args.out or ("runs/demo-smoke" if args.smoke else "runs/demo")
     start = time.time()
@@ -219,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated r values in [0, 1] (default: the recipe's)")
     p.add_argument("--overwrite", action="store_true",
                    help="train again (and replace) finished cells made with other settings")
+    _add_jobs(p)
+    p.add_argument("--shard", type=_shard, metavar="i/N",
+                   help="run only every N-th cell, from the i-th (1-based): N processes or "
+                   "machines sharing one --out split a protocol with no coordination")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_reproduce)
 
@@ -240,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="tiny size for CI")
     p.add_argument("--overwrite", action="store_true",
                    help="train again (and replace) finished cells made with other settings")
+    _add_jobs(p)
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -125,8 +125,25 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
     return cells
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/N"`` (1 <= i <= N) as ``(i, N)``.
+
+    Raises:
+        ConfigError: naming ``--shard`` and the expected form.
+    """
+    try:
+        i, n = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        i = n = 0
+    if not 1 <= i <= n:
+        raise ConfigError(f"Expected --shard to be i/N with 1 <= i <= N (e.g. 1/4). Received: "
+                          f"--shard {text!r}")
+    return i, n
+
+
 def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report: bool = True,
-                 overwrite: bool = False, **plan_kwargs) -> dict:
+                 overwrite: bool = False, jobs: int = 1, shard: tuple[int, int] | None = None,
+                 **plan_kwargs) -> dict:
     """Run (or resume) a protocol into ``out_dir`` and write its report.
 
     Every configuration is checked before anything trains. A finished cell is reused only if
@@ -134,48 +151,61 @@ def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report:
     this stops with :class:`ei_keras.run_directory.StaleRunsError` naming the differing keys,
     unless ``overwrite`` (then those cells are trained again and replaced).
 
+    Args:
+        name: the recipe (:data:`PROTOCOLS`).
+        out_dir: the results folder (rerunning resumes).
+        smoke: the tiny CI size.
+        printer: progress output.
+        report: write ``report.md`` and the figures at the end.
+        overwrite: train stale cells again instead of stopping.
+        jobs: cells trained at once, each in its own worker process pinned to its share of
+            the CPUs (:mod:`ei_keras.parallel`).
+        shard: ``(i, N)``: only every N-th cell, starting at the i-th (1-based), so that N
+            processes (a SLURM array, several machines over a shared folder) split a protocol
+            with no coordination; each finished cell is a run directory the report merges.
+        **plan_kwargs: ``configs``, ``luminosities``, ``conditions``, ``overrides`` (see
+            :func:`plan`).
+
     Returns:
         ``{"ran": n, "skipped": n, "diverged": n, "report": path or None, "seconds": s}``.
     """
-    from ei_keras.experiment import resolve, run_experiment
+    from ei_keras.experiment import resolve
+    from ei_keras.parallel import run_cells
     from ei_keras.run_directory import (
-        check_reusable,
         check_writable_folder,
         record_plan,
         remove_stale_partials,
+        sort_finished,
+        stale_runs_error,
     )
 
     protocol = get(name)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"Expected --jobs to be an integer >= 1. Received: --jobs {jobs!r}")
+    if shard is not None:
+        shard = parse_shard(f"{shard[0]}/{shard[1]}")
     out = check_writable_folder(out_dir)
-    cells = [(out / rel, cfg, resolve(cfg)["fingerprint"])
-             for rel, cfg in plan(protocol, smoke=smoke, **plan_kwargs)]
-    fix = ("Choose a new --out for the new settings, or pass --overwrite to train those cells "
-           "again with them (the old runs are replaced).")
-    if overwrite:
-        stale = set()
-        try:
-            check_reusable([(d, fp) for d, _, fp in cells], fix=fix)
-        except Exception as e:  # noqa: BLE001  (StaleRunsError: replaced below)
-            stale = set(getattr(e, "paths", []))
-        reusable = {d for d, _, _ in cells if (d / "metrics.json").is_file()} - stale
-    else:
-        reusable = set(check_reusable([(d, fp) for d, _, fp in cells], fix=fix))
+    planned = plan(protocol, smoke=smoke, **plan_kwargs)
+    mine = planned[shard[0] - 1::shard[1]] if shard else planned
+    cells = [(out / rel, cfg, resolve(cfg)["fingerprint"]) for rel, cfg in mine]
+    reusable, stale = sort_finished([(d, fp) for d, _, fp in cells])
+    if stale and not overwrite:
+        raise stale_runs_error(stale, fix="Choose a new --out for the new settings, or pass "
+                               "--overwrite to train those cells again with them (the old runs "
+                               "are replaced).")
     for path in remove_stale_partials(out):
         printer(f"[{name}] removed {path} (left by an interrupted run)")
-    record_plan(out, name, protocol.title, [str(d.relative_to(out)) for d, _, _ in cells])
+    record_plan(out, name, protocol.title, [str(rel) for rel, _ in planned])
     start = time.time()
-    ran = diverged = 0
     skipped = len(reusable)
-    printer(f"[{name}] {protocol.title}: {len(cells)} runs into {out}"
-            + (f" ({skipped} already complete)" if skipped else ""))
-    todo = [(d, cfg) for d, cfg, _ in cells if d not in reusable]
-    for k, (run_dir, cfg) in enumerate(todo, start=1):
-        elapsed = time.time() - start
-        eta = "" if not ran else f", ~{elapsed / ran * (len(todo) - k + 1):.0f} s left"
-        printer(f"[{name}] run {k}/{len(todo)}{eta}")
-        metrics = run_experiment(cfg, run_dir, printer=printer, overwrite=overwrite)
-        ran += 1
-        diverged += metrics["status"] == "diverged"
+    todo = [(d, cfg) for d, cfg, _ in cells if d not in set(reusable)]
+    where = f" (shard {shard[0]}/{shard[1]}: {len(cells)} of {len(planned)})" if shard else ""
+    printer(f"[{name}] {protocol.title}: {len(cells)} runs into {out}{where}"
+            + (f" ({skipped} already complete)" if skipped else "")
+            + (f", {jobs} at a time" if jobs > 1 and todo else ""))
+    results = run_cells(todo, jobs=jobs, printer=printer, overwrite=overwrite, label=name)
+    ran = len(results)
+    diverged = sum(m["status"] == "diverged" for m in results)
     report_path = None
     if report:
         from ei_keras.analysis import write_report

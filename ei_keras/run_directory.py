@@ -377,32 +377,39 @@ def is_complete(run_dir: str | os.PathLike[str]) -> bool:
     return (Path(run_dir) / METRICS_FILE).is_file()
 
 
-def check_reusable(cells: list[tuple[Path, dict[str, Any]]], *, fix: str) -> list[Path]:
-    """The finished run directories among ``cells`` (``[(run dir, wanted fingerprint)]``) that
-    can be reused; raise :class:`StaleRunsError` if any finished one was made with other
-    settings (or before fingerprints), naming the differing keys and ``fix``."""
-    reusable, stale, differences = [], [], {}
+def sort_finished(cells: list[tuple[Path, dict[str, Any]]]
+                  ) -> tuple[list[Path], dict[Path, dict[str, tuple]]]:
+    """Sort the finished run directories among ``cells`` (``[(run dir, wanted fingerprint)]``)
+    into those that can be reused (same fingerprint) and the stale ones, each with
+    ``{key: (value on disk, value wanted)}`` (``"fingerprint"`` for a run made before them)."""
+    reusable, stale = [], {}
     for run_dir, wanted in cells:
         if not is_complete(run_dir):
             continue
         have = stored_fingerprint(run_dir)
         if have == wanted:
             reusable.append(Path(run_dir))
-            continue
-        stale.append(Path(run_dir))
-        if have is None:
-            differences.setdefault("fingerprint", ("absent (an older or corrupt run)", "—"))
-            continue
-        for key in sorted(set(have) | set(wanted)):
-            if have.get(key) != wanted.get(key):
-                differences.setdefault(key, (have.get(key, "absent"), wanted.get(key, "absent")))
-    if stale:
-        keys = ", ".join(f"{k} ({a!r} on disk, {b!r} now)" for k, (a, b) in differences.items())
-        where = stale[0] if len(stale) == 1 else f"{stale[0]} and {len(stale) - 1} more"
-        raise StaleRunsError(
-            f"{len(stale)} finished run(s) were made with other settings, so they cannot be "
-            f"reused: {keys} (first: {where}). {fix}", differences, stale)
-    return reusable
+        elif have is None:
+            stale[Path(run_dir)] = {"fingerprint": ("absent (an older or corrupt run)", "—")}
+        else:
+            stale[Path(run_dir)] = {k: (have.get(k, "absent"), wanted.get(k, "absent"))
+                                    for k in sorted(set(have) | set(wanted))
+                                    if have.get(k) != wanted.get(k)}
+    return reusable, stale
+
+
+def stale_runs_error(stale: dict[Path, dict[str, tuple]], fix: str) -> StaleRunsError:
+    """The error for stale runs (:func:`sort_finished`), naming the differing keys and ``fix``."""
+    differences: dict[str, tuple] = {}
+    for diff in stale.values():
+        for key, pair in diff.items():
+            differences.setdefault(key, pair)
+    paths = sorted(stale)
+    keys = ", ".join(f"{k} ({a!r} on disk, {b!r} now)" for k, (a, b) in differences.items())
+    where = paths[0] if len(paths) == 1 else f"{paths[0]} and {len(paths) - 1} more"
+    return StaleRunsError(
+        f"{len(paths)} finished run(s) were made with other settings, so they cannot be "
+        f"reused: {keys} (first: {where}). {fix}", differences, paths)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -438,3 +438,12 @@ def test_diverged_step_is_the_true_step_whatever_steps_per_execution(tmp_path):
         steps[spe] = (metrics["diverged_step"], metrics["diverged_cause"])
     assert steps[1][0] > 1  # not at the first step: the replay has steps to walk through
     assert len(set(steps.values())) == 1, steps
+
+
+@pytest.mark.parametrize("option, value", [("--shard", "3/2"), ("--shard", "0/2"),
+                                           ("--shard", "x"), ("--jobs", "0")])
+def test_shard_and_jobs_are_checked(option, value, tmp_path, capsys):
+    out = tmp_path / "never"
+    rc, _, err = call(capsys, ["reproduce", "fig2", option, value, "--out", str(out)])
+    assert rc == 2 and assert_one_error(err, option)
+    assert not out.exists()

@@ -80,3 +80,35 @@ def test_cli_takes_overrides_after_options(results, capsys):
         cli.main(["reproduce", "fig7", "--smoke", "--out", str(results / "x"), "--bogus"])
     assert exit_info.value.code == 2 and "unrecognized arguments: --bogus" in \
         capsys.readouterr().err
+
+
+def test_shards_split_a_protocol_and_the_report_merges_them(results):
+    out = results / "sharded"
+    first = recipes.run_protocol("fig4", out, smoke=True, luminosities=[0.75], overrides=TINY,
+                                 shard=(1, 2), printer=lambda *a: None)
+    assert first["ran"] == 1
+    report = (out / "report.md").read_text()
+    assert "1 of 2 planned cells have no finished run" in report
+    second = recipes.run_protocol("fig4", out, smoke=True, luminosities=[0.75],
+                                  overrides=TINY, shard=(2, 2), printer=lambda *a: None)
+    assert second["ran"] == 1 and second["skipped"] == 0  # no cell ran twice
+    assert "Missing cells" not in (out / "report.md").read_text()
+    whole = recipes.run_protocol("fig4", out, smoke=True, luminosities=[0.75],
+                                 overrides=TINY, printer=lambda *a: None)
+    assert whole["ran"] == 0 and whole["skipped"] == 2
+
+
+def test_jobs_train_in_worker_processes_with_the_same_results(results):
+    """Two worker processes give the runs one process gives (float32 rounding aside: each
+    worker runs its backend on one thread)."""
+    kwargs = {"smoke": True, "luminosities": [0.75], "overrides": TINY,
+              "printer": lambda *a: None}
+    serial = recipes.run_protocol("fig2", results / "serial", **kwargs)
+    parallel = recipes.run_protocol("fig2", results / "parallel", jobs=2, **kwargs)
+    assert serial["ran"] == parallel["ran"] == 3
+    for condition in recipes.get("fig2").conditions:
+        a, b = (json.loads((results / name / condition / "r0.75" / "cfg00" /
+                            "metrics.json").read_text()) for name in ("serial", "parallel"))
+        assert a["status"] == b["status"] == "ok"
+        assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-4)
+        assert not [p for p in (results / "parallel").rglob(".*partial*")]

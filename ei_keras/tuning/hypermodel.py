@@ -125,7 +125,7 @@ class EIHyperModel(keras_tuner.HyperModel):
         again; one with another fingerprint is replaced.
         """
         from ei_keras.experiment import resolve, run_experiment
-        from ei_keras.run_directory import StaleRunsError, check_reusable, load_run
+        from ei_keras.run_directory import load_run, sort_finished
 
         del model, args, kwargs  # the Tuner's callbacks only concern its own model
         if trial_id is None:
@@ -140,11 +140,7 @@ class EIHyperModel(keras_tuner.HyperModel):
             wanted = resolve(cfg)["fingerprint"]
         except ConfigError as e:  # no later trial can do better
             raise keras_tuner.errors.FatalValueError(str(e)) from e
-        try:
-            reuse = bool(check_reusable([(final, wanted)], fix=""))
-        except StaleRunsError:
-            reuse = False
-        if reuse:
+        if sort_finished([(final, wanted)])[0]:  # finished under the same fingerprint
             metrics = load_run(final, history=False).metrics
             self.printer(f"[sweep {self.label}] trial {trial_id} ({tuner_id}): complete run "
                          f"directory found, reused: {final}")
