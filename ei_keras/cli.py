@@ -68,6 +68,22 @@ def _add_jobs(p: argparse.ArgumentParser) -> None:
                    "of the CPUs (default 1)")
 
 
+def _add_draw_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="draw seed of the configurations: each value gives a new, independent "
+                   "set of learning-rate draws and run seeds (default 0)")
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _luminosities(text: str) -> list[float]:
     out = []
     for part in text.split(","):
@@ -151,7 +167,7 @@ def cmd_reproduce(args) -> int:
     summary = recipes.run_protocol(args.recipe, out, smoke=args.smoke, configs=args.configs,
                                    luminosities=args.luminosity, overrides=args.overrides,
                                    overwrite=args.overwrite, jobs=args.jobs,
-                                   shard=args.shard)
+                                   shard=args.shard, seed=args.seed)
     if summary["report"]:
         from ei_keras.analysis import compare_to_reference, load_runs, summarize
 
@@ -238,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="train again (and replace) finished cells made with other settings")
     _add_jobs(p)
+    _add_draw_seed(p)
     p.add_argument("--shard", type=_shard, metavar="i/N",
                    help="run only every N-th cell, from the i-th (1-based): N processes or "
                    "machines sharing one --out split a protocol with no coordination")
@@ -263,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="train again (and replace) finished cells made with other settings")
     _add_jobs(p)
+    _add_draw_seed(p)
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_demo)
     return parser

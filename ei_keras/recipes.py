@@ -91,9 +91,20 @@ def get(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
+#: Run seeds of draw seed ``s`` start at ``s * SEEDS_PER_DRAW`` (configuration ``i`` of draw
+#: seed ``s`` uses run seed ``s * SEEDS_PER_DRAW + i``), so draws never share a run seed.
+SEEDS_PER_DRAW = 1000
+
+
 def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
-         luminosities=None, conditions=None, overrides=None) -> list[tuple[Path, RunConfig]]:
+         luminosities=None, conditions=None, overrides=None,
+         seed: int = 0) -> list[tuple[Path, RunConfig]]:
     """The cells of a protocol: ``[(relative run dir, RunConfig), ...]``.
+
+    Configuration ``i`` draws its learning rates with ``search_space.sample(condition, i,
+    base_seed=seed)`` (the same draw for every preset of a family and every luminosity) and
+    trains with run seed ``seed * SEEDS_PER_DRAW + i``; ``seed`` (``--seed``) gives a whole
+    new, independent set of configurations, e.g. to see how a conclusion varies between draws.
 
     Raises:
         ConfigError: ``configs`` is not an integer >= 1, a luminosity is outside [0, 1], a
@@ -105,6 +116,11 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
                                 or configs < 1):
         raise ConfigError(f"Expected --configs to be an integer >= 1. Received: "
                           f"--configs {configs!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"Expected --seed to be an integer >= 0. Received: --seed {seed!r}")
+    if configs is not None and configs > SEEDS_PER_DRAW:
+        raise ConfigError(f"Expected --configs <= {SEEDS_PER_DRAW}. Received: --configs "
+                          f"{configs!r}")
     n = configs or (protocol.smoke.get("configs", 1) if smoke else protocol.configs)
     lums = luminosities or (protocol.smoke.get("luminosities", protocol.luminosities) if smoke
                             else protocol.luminosities)
@@ -115,10 +131,11 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
     for condition in conditions or protocol.conditions:
         for r in lums:
             for i in range(n):
-                cell = {"preset": condition, "seed": i, "data.luminosity": r}
+                cell = {"preset": condition, "seed": seed * SEEDS_PER_DRAW + i,
+                        "data.luminosity": r}
                 if protocol.sweep:
-                    cell.update({f"opt.{k}": v for k, v in search_space.sample(condition,
-                                                                               i).items()})
+                    drawn = search_space.sample(condition, i, base_seed=seed)
+                    cell.update({f"opt.{k}": v for k, v in drawn.items()})
                 cfg = RunConfig().with_overrides({**cell, **fixed}).with_overrides(
                     overrides or {})  # the user's overrides win over sampled rates
                 cells.append((Path(condition) / lum_dir(r) / f"cfg{i:02d}", cfg))

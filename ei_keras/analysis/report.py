@@ -37,7 +37,9 @@ from .runs import CHANCE_ACCURACY, RunRecord, RunScan, scan_runs
 from .stats import (
     NO_TEST,
     ComparisonRow,
+    PairedRow,
     accuracy_table,
+    compare_paired,
     compare_to_reference,
     format_p,
     format_u,
@@ -51,7 +53,6 @@ __all__ = [
     "format_inventory",
     "summarize",
     "write_report",
-    "write_text_atomic",
 ]
 
 REPORT_NAME = "report.md"
@@ -93,6 +94,19 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = ""
 def _lum_sorted(values: Sequence[float | None] | set[float | None]) -> list[float | None]:
     """Luminosities ascending, None last."""
     return sorted(values, key=lambda r: (r is None, r if r is not None else 0.0))
+
+
+def format_paired_table(rows: Sequence[PairedRow], labels: Mapping[str, str] | None = None
+                        ) -> str:
+    """Markdown table of :func:`~ei_keras.analysis.stats.compare_paired` rows."""
+    body = []
+    for row in rows:
+        diff = "—" if row.median_difference is None else f"{100 * row.median_difference:+.1f}"
+        body.append([_label(row.condition, labels), _fmt_r(row.luminosity), str(row.n_pairs),
+                     diff, f"{row.lower} / {row.higher}", format_p(row.p), row.stars,
+                     row.direction])
+    header = ["condition", "r", "pairs", "median diff", "lower / higher", "p", "", "direction"]
+    return _table(header, body, align="lrrrrrll")
 
 
 def format_comparison_table(
@@ -451,6 +465,20 @@ def write_report(
         format_comparison_table(rows, labels),
         "",
     ]
+    paired = compare_paired(runs, reference=reference, conditions=conditions)
+    if any(row.n_pairs for row in paired):
+        md += [
+            f"## Paired: the same configurations under each condition and {ref_label}",
+            "",
+            "Configurations run under both conditions (same r and seed or trial: the same data "
+            "stream and initialisation seed, and within a family the same learning rates), "
+            "compared pair by pair: median difference (condition − reference, points), pairs "
+            "in which the condition is lower / higher, two-sided Wilcoxon signed-rank p "
+            "(`scipy.stats.wilcoxon`).",
+            "",
+            format_paired_table(paired, labels),
+            "",
+        ]
     lines = compact_lines(rows, labels)
     if lines:
         md += ["Compact:", "", "```", *lines, "```", ""]

@@ -312,3 +312,78 @@ def compare_to_reference(
                 )
             )
     return rows
+
+
+@dataclass(frozen=True)
+class PairedRow:
+    """A condition against the reference over the configurations they share (same r and seed
+    or trial): the paired view of :class:`ComparisonRow`.
+
+    Attributes:
+        condition, reference, luminosity: as in :class:`ComparisonRow`.
+        n_pairs: configurations run under both.
+        median_difference: median of (condition − reference) effective accuracy, as a fraction.
+        lower, higher: pairs in which the condition is below / above the reference.
+        p: two-sided Wilcoxon signed-rank p (``scipy.stats.wilcoxon``), None below 2 pairs.
+        stars, direction: as in :class:`ComparisonRow`.
+    """
+
+    condition: str
+    reference: str
+    luminosity: float | None
+    n_pairs: int
+    median_difference: float | None
+    lower: int
+    higher: int
+    p: float | None
+    stars: str
+    direction: str
+
+
+def wilcoxon_paired(differences: Sequence[float]) -> float | None:
+    """Two-sided Wilcoxon signed-rank p of paired differences; None below 2 pairs; 1.0 when
+    every difference is 0 (no evidence of a difference)."""
+    if len(differences) < 2:
+        return None
+    if not any(differences):
+        return 1.0
+    from scipy.stats import wilcoxon
+
+    p = float(wilcoxon(list(differences), alternative="two-sided").pvalue)
+    return p if math.isfinite(p) else 1.0
+
+
+def compare_paired(
+    runs: Iterable[RunRecord],
+    reference: str = "ei_ln",
+    conditions: Sequence[str] | None = None,
+) -> list[PairedRow]:
+    """Wilcoxon signed-rank test of each condition against the reference over the shared
+    configurations (paired by r and seed or trial id), per luminosity. Pairing removes the
+    spread that shared seeds, data streams and (within a family) learning rates cause, so it
+    separates conditions with fewer runs than an unpaired test."""
+    from .figures import pair_runs
+
+    runs = list(runs)
+    grouped = group_runs(runs)
+    if conditions is None:
+        conditions = [c for c in grouped if c != reference]
+    rows = []
+    for cond in conditions:
+        pairs = pair_runs(runs, cond, reference)
+        by_lum: dict[float | None, list[float]] = {}
+        for run, ref in pairs:
+            by_lum.setdefault(run.luminosity, []).append(run.accuracy - ref.accuracy)
+        for lum, diffs in sorted(by_lum.items(), key=lambda kv: _lum_key(kv[0])):
+            p = wilcoxon_paired(diffs)
+            lower, higher = sum(d < 0 for d in diffs), sum(d > 0 for d in diffs)
+            median = float(statistics.median(diffs))
+            if p is None:
+                direction = NO_TEST
+            elif p < ALPHA and lower != higher:
+                direction = "better" if median > 0 else "worse"
+            else:
+                direction = "≈"
+            rows.append(PairedRow(cond, reference, lum, len(diffs), median, lower, higher, p,
+                                  stars(p), direction))
+    return rows
