@@ -223,6 +223,25 @@ def test_three_trial_sweep_gives_distinct_configurations_and_readable_runs(tmp_p
         run_sweep(CONFIGS / "inorm.json", preset="ei", trials=1, out_dir=tmp_path / "x",
                   smoke=True)
 
+    # Without the tuner's state, finished trials are reused from their run directories when
+    # their fingerprints match, and a trial made under other settings stops the sweep.
+    import shutil
+
+    shutil.rmtree(tmp_path / "inorm_gradnorm_r0.5")
+    lines.clear()
+    run_sweep(CONFIGS / "inorm.json", preset="inorm_gradnorm", luminosity=0.5, trials=3,
+              out_dir=tmp_path, smoke=True, printer=lines.append)
+    assert sum("complete run directory found, reused" in line for line in lines) == 3
+    assert not any("starts" in line for line in lines)
+    shutil.rmtree(tmp_path / "inorm_gradnorm_r0.5")
+    config_file = runs[0].path / "config.json"
+    config = json.loads(config_file.read_text())
+    config["fingerprint"]["ei_keras"] = "0.0.1"  # as if made by an older version
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"ei_keras \('0.0.1' on disk.*new --out"):
+        run_sweep(CONFIGS / "inorm.json", preset="inorm_gradnorm", luminosity=0.5, trials=3,
+                  out_dir=tmp_path, smoke=True, printer=lines.append)
+
 
 def test_hypermodel_builds_the_preset_compiled_from_trial_values(tmp_path):
     from ei_keras.tuning import EIHyperModel

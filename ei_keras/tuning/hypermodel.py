@@ -122,10 +122,10 @@ class EIHyperModel(keras_tuner.HyperModel):
         builds its own from the same preset and values, seeded by the trial number. A complete
         run directory of the same trial whose fingerprint matches (a trial whose process was
         killed after writing it, before the tuner recorded it) is reused instead of trained
-        again; one with another fingerprint is replaced.
+        again; one with another fingerprint stops the sweep with an error naming the keys.
         """
         from ei_keras.experiment import resolve, run_experiment
-        from ei_keras.run_directory import load_run, sort_finished
+        from ei_keras.run_directory import load_run, sort_finished, stale_runs_error
 
         del model, args, kwargs  # the Tuner's callbacks only concern its own model
         if trial_id is None:
@@ -140,7 +140,12 @@ class EIHyperModel(keras_tuner.HyperModel):
             wanted = resolve(cfg)["fingerprint"]
         except ConfigError as e:  # no later trial can do better
             raise keras_tuner.errors.FatalValueError(str(e)) from e
-        if sort_finished([(final, wanted)])[0]:  # finished under the same fingerprint
+        reusable, stale = sort_finished([(final, wanted)])
+        if stale:  # a finished trial of this id made under other settings: never mixed in
+            raise keras_tuner.errors.FatalValueError(str(stale_runs_error(
+                stale, fix="A sweep folder holds one sweep: choose a new --out for these "
+                "settings.")))
+        if reusable:  # finished under the same fingerprint
             metrics = load_run(final, history=False).metrics
             self.printer(f"[sweep {self.label}] trial {trial_id} ({tuner_id}): complete run "
                          f"directory found, reused: {final}")
