@@ -207,6 +207,9 @@ class DataConfig:
                                     "use only the first N training images (None: all 60000)")
     test_subset: int | None = _key(Kind("int", low=1, optional=True), None,
                                    "use only the first N test images (None: all 10000)")
+    validation_size: int = _key(Kind("int", low=0), 0,
+                                "training images held out as a shifted validation set (0: "
+                                "none); sweeps select on it, never on the test set")
     data_dir: str | None = _key(Kind("str", optional=True), None,
                                 "folder with the four Fashion-MNIST IDX .gz files",
                                 fingerprint=False)
@@ -216,7 +219,8 @@ class DataConfig:
 class TrainConfig:
     epochs: int = _key(_COUNT, 3, "training epochs (paper: 50)")
     validate_each_epoch: bool = _key(Kind("bool"), False,
-                                     "evaluate the shifted test set after every epoch")
+                                     "evaluate the held-out validation set after every epoch "
+                                     "(needs data.validation_size > 0)")
     jit_compile: Any = _key(Kind("auto_bool"), "auto", "Keras' jit_compile")
     steps_per_execution: Any = _key(Kind("auto_int", low=1), "auto",
                                     "training steps per compiled call (auto: 32 on "
@@ -311,6 +315,10 @@ class RunConfig:
             flat[key] = KINDS[key].parse(key, value)
         out = _build(flat)
         _check_preset(out.preset)
+        if out.train.validate_each_epoch and not out.data.validation_size:
+            raise ConfigError("train.validate_each_epoch=true needs a held-out split: set "
+                              "data.validation_size (e.g. 5000); the test set is never used "
+                              "for validation.")
         return out
 
     # -- views ---------------------------------------------------------------------------------

@@ -141,6 +141,15 @@ class DivergenceMonitor(keras.callbacks.Callback):
         if problem:
             self._detect(problem)
 
+    def check_final_loss(self, loss, what: str = "test loss") -> None:
+        """After training: a final evaluation loss past the bound also means divergence."""
+        if not self.diverged and loss_diverged(loss, self.max_loss):
+            self.diverged = True
+            self.epoch = max(self._epoch, 0)
+            self.step = self._global_step
+            self.message = self._compose(None, f"the final {what} is {float(loss):.3g}",
+                                         exact=False)
+
     def _detect(self, what: str) -> None:
         self.diverged = True
         self._what = what

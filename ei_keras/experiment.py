@@ -116,6 +116,15 @@ def _progress_callback(label: str, epochs: int, printer):
     return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
 
 
+def _validation_metrics(model, validation) -> dict:
+    """``val_accuracy`` and ``val_loss`` on the held-out split (nothing without one)."""
+    if validation is None:
+        return {}
+    result = model.evaluate(*validation, batch_size=1000, verbose=0, return_dict=True)
+    return {"val_accuracy": _finite_or_none(result.get("accuracy")),
+            "val_loss": _finite_or_none(result.get("loss"))}
+
+
 def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
                    overwrite: bool = False, record: Mapping | None = None) -> dict:
     """Train one configuration and write its run directory.
@@ -130,7 +139,8 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
             ``trial_id`` and ``sweep`` description).
 
     Returns:
-        The ``metrics.json`` contents. ``status`` is ``"diverged"`` when the loss or the
+        The ``metrics.json`` contents (with ``val_accuracy``/``val_loss`` on the held-out
+        split when ``data.validation_size`` > 0). ``status`` is ``"diverged"`` when the loss or the
         weights diverged during or at the end of training (training stopped; ``diverged_step``,
         ``diverged_cause`` and ``message`` say where and why). ``model_error`` is set when
         ``output.save_model`` was asked for and ``model.keras`` could not be written (the
@@ -145,7 +155,7 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
     import keras
 
     from ei_keras import data, zoo
-    from ei_keras.divergence import DivergenceMonitor, loss_diverged
+    from ei_keras.divergence import DivergenceMonitor
     from ei_keras.measures import (
         HiddenMoments,
         LayerNormAlignment,
@@ -163,10 +173,10 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         printer(f"[train] removed {path} (left by an interrupted run)")
     start = time.time()
     keras.utils.set_random_seed(cfg.seed)
-    train, (x_test, y_test) = data.make_datasets(
+    train, (x_test, y_test), validation = data.make_datasets(
         cfg.data.luminosity, batch_size=cfg.data.batch_size, seed=cfg.seed,
         train_subset=cfg.data.train_subset, test_subset=cfg.data.test_subset,
-        data_dir=cfg.data.data_dir)
+        data_dir=cfg.data.data_dir, validation_size=cfg.data.validation_size)
     label = f"{cfg.label} r={cfg.data.luminosity} seed={cfg.seed}"
     with staged_run_directory(run_dir, overwrite=overwrite) as tmp:
         write_json_atomic(tmp / CONFIG_FILE, {
@@ -191,8 +201,8 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
                 f"{cfg.train.epochs} epochs, lr_e={hp['lr_e']:g} lr_ie={hp['lr_ie']:g} "
                 f"lr_ei={hp['lr_ei']:g} on {keras.backend.backend()}")
         fit_kwargs = {}
-        if cfg.train.validate_each_epoch:
-            fit_kwargs = {"validation_data": (x_test, y_test), "validation_batch_size": 1000}
+        if cfg.train.validate_each_epoch:  # the held-out split, never the test set
+            fit_kwargs = {"validation_data": validation, "validation_batch_size": 1000}
         history = model.fit(train, epochs=cfg.train.epochs, shuffle=False, verbose=0,
                             callbacks=callbacks, **fit_kwargs)
         if monitor.diverged:
@@ -201,17 +211,13 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         train_time = time.time() - start
         evaluation = model.evaluate(x_test, y_test, batch_size=1000, verbose=0,
                                     return_dict=True)
-        if not monitor.diverged and loss_diverged(evaluation.get("loss"), monitor.max_loss):
-            monitor.step, monitor.epoch = monitor._global_step, cfg.train.epochs - 1
-            monitor.diverged = True
-            monitor.message = (f"Training diverged by the end (epoch {cfg.train.epochs}): the "
-                               f"test loss is {float(evaluation['loss']):.3g}. Lower the "
-                               "learning rates (opt.lr_e, opt.lr_ie, opt.lr_ei).")
+        monitor.check_final_loss(evaluation.get("loss"), "test loss")
         diverged = monitor.diverged
         metrics = {
             "status": "diverged" if diverged else "ok",
             "test_accuracy": _finite_or_none(evaluation.get("accuracy")),
             "test_loss": _finite_or_none(evaluation.get("loss")),
+            **_validation_metrics(model, validation),
             "diverged_step": monitor.step if diverged else None,
             "diverged_epoch": monitor.epoch + 1 if diverged else None,
             "diverged_cause": monitor.cause if diverged else None,

@@ -161,6 +161,7 @@ def test_luminosity_list_is_checked(value, tmp_path, capsys):
     ("train.steps_per_execution=0", "train.steps_per_execution"),
     ("opt.inhibitory_clipnorm=0", "opt.inhibitory_clipnorm"),
     ("model.widht=8", "model.width"),  # unknown key: the close match is named
+    ("train.validate_each_epoch=yes", "data.validation_size"),  # never on the test set
 ])
 def test_invalid_values_are_named_before_training(override, key, tmp_path, capsys):
     out = tmp_path / "never"

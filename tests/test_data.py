@@ -426,13 +426,31 @@ def test_evaluation_stream_is_reproducible():
 
 def test_make_datasets(tmp_path):
     write_fake_dataset(tmp_path / "fm", n_train=40, n_test=12)
-    train, (x_test, y_test) = data.make_datasets(
+    train, (x_test, y_test), validation = data.make_datasets(
         0.25, batch_size=8, seed=3, train_subset=20, test_subset=10, data_dir=tmp_path / "fm"
     )
-    assert isinstance(train, keras.utils.PyDataset)
+    assert isinstance(train, keras.utils.PyDataset) and validation is None
     assert len(train) == 3 and train.luminosity == 0.25 and train.seed == 3
     assert x_test.shape == (10, 784) and y_test.shape == (10,)
     assert 0.0 <= x_test.min() and x_test.max() <= 1.0
+
+
+def test_validation_images_are_held_out_of_training_and_shifted(tmp_path):
+    images, labels = write_fake_dataset(tmp_path / "fm", n_train=40, n_test=12)
+    flat = images.reshape(40, 784).astype(np.float32) / 255
+    kwargs = {"batch_size": 40, "data_dir": tmp_path / "fm", "validation_size": 10}
+    train, _, (x_val, y_val) = data.make_datasets(0.5, seed=3, **kwargs)
+    assert x_val.shape == (10, 784) and len(train.x) == 30
+    held_out = {flat[i].tobytes() for i in range(40)} - {row.tobytes() for row in train.x}
+    assert len(held_out) == 10  # never trained on: 10 of the 40 images are missing
+    # the same images for every seed (fair comparisons between runs), shifted per seed
+    _, _, (x_other, y_other) = data.make_datasets(0.5, seed=4, **kwargs)
+    np.testing.assert_array_equal(y_val, y_other)
+    assert not np.array_equal(x_val, x_other)
+    unshifted = data.make_datasets(0.0, seed=3, **kwargs).validation[0]
+    assert {row.tobytes() for row in unshifted} == held_out
+    with pytest.raises(ValueError, match="validation_size"):
+        data.make_datasets(0.5, validation_size=40, data_dir=tmp_path / "fm")
 
 
 class RecordingSequence(data.LuminosityShiftedSequence):

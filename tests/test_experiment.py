@@ -341,3 +341,18 @@ def test_cli_sweep_verb_writes_runs_the_report_reads(tmp_path):
     runs = load_runs(tmp_path)
     assert sorted(r.trial_id for r in runs) == ["0", "1"]
     assert all(r.status in ("ok", "diverged") for r in runs)
+
+
+def test_validation_split_is_held_out_and_reported_beside_the_test_accuracy(tmp_path):
+    metrics = run_experiment(
+        {"preset": "ei_ln", **TINY, **NO_MEASURES,
+         "data": {**TINY["data"], "validation_size": 128},
+         "train": {"epochs": 2, "validate_each_epoch": True}}, tmp_path / "run",
+        printer=silent)
+    assert 0 <= metrics["val_accuracy"] <= 1 and math.isfinite(metrics["val_loss"])
+    assert 0 <= metrics["test_accuracy"] <= 1
+    with open(tmp_path / "run" / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(0 <= float(row["val_accuracy"]) <= 1 for row in rows)
+    # the last epoch's validation is the final one
+    assert float(rows[-1]["val_accuracy"]) == pytest.approx(metrics["val_accuracy"], abs=1e-6)

@@ -206,6 +206,14 @@ def test_three_trial_sweep_gives_distinct_configurations_and_readable_runs(tmp_p
         assert r.config["loss"]["norm_weight"] == r.config["sweep"]["values"]["norm_weight"]
         assert r.seed == int(r.trial_id) and r.status in ("ok", "diverged")
         assert math.isfinite(r.accuracy)
+        # The objective is the held-out validation split's accuracy; the test accuracy is
+        # recorded beside it and never used for selection.
+        assert r.config["data"]["validation_size"] > 0
+        trial = json.loads((tmp_path / "inorm_gradnorm_r0.5" / f"trial_{r.trial_id}" /
+                            "trial.json").read_text())
+        score = r.metrics["val_accuracy"] if r.status == "ok" else 0.1
+        assert trial["score"] == pytest.approx(score)
+        assert 0 <= r.metrics["test_accuracy"] <= 1 and "val_loss" in r.metrics
     assert any("trial 2 completed" in line for line in lines)
 
     # Rerunning the finished sweep trains nothing and leaves the run directories alone.

@@ -6,7 +6,7 @@ Example:
 ```python
 import ei_keras.data
 
-train, (x_test, y_test) = ei_keras.data.make_datasets(luminosity=0.5, seed=0)
+train, (x_test, y_test), _ = ei_keras.data.make_datasets(luminosity=0.5, seed=0)
 ```
 
 The search locations `DEBIAN_DATA_DIR` and `KERAS_CACHE_DIR` are module attributes of
@@ -24,6 +24,8 @@ from ei_keras.data.fashion_mnist import (
     read_idx,
 )
 from ei_keras.data.luminosity import (
+    VALIDATION_SPLIT_SEED,
+    Datasets,
     LuminosityShiftedSequence,
     draw_shifts,
     make_datasets,
@@ -36,7 +38,9 @@ __all__ = [
     "FILE_NAMES",
     "DataFileError",
     "DataNotFoundError",
+    "Datasets",
     "LuminosityShiftedSequence",
+    "VALIDATION_SPLIT_SEED",
     "draw_shifts",
     "find_data_dir",
     "keras_cache_dir",

@@ -13,6 +13,7 @@ import math
 import numbers
 import os
 from collections.abc import Callable
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -20,7 +21,9 @@ import numpy as np
 from ei_keras.data.fashion_mnist import load_fashion_mnist
 
 __all__ = [
+    "Datasets",
     "LuminosityShiftedSequence",
+    "VALIDATION_SPLIT_SEED",
     "draw_shifts",
     "make_datasets",
     "shift_luminosity",
@@ -349,6 +352,27 @@ class _EpochSync(keras.callbacks.Callback):
         self.sequence.set_epoch(epoch)
 
 
+#: Seed of the one permutation that picks the validation images: the same held-out images for
+#: every run, preset and sweep trial, so validation accuracies compare like with like.
+VALIDATION_SPLIT_SEED = 0x5A11D
+# Key words of the validation set's shift stream (non-zero last word; see _TEST_STREAM_KEY).
+_VALIDATION_STREAM_KEY = (0x7A11D, 1)
+
+
+class Datasets(NamedTuple):
+    """What :func:`make_datasets` returns.
+
+    Attributes:
+        train: the shifted training stream (a ``keras.utils.PyDataset``).
+        test: ``(x_test_shifted, y_test)``.
+        validation: ``(x_val_shifted, y_val)`` held out of the training images, or None.
+    """
+
+    train: LuminosityShiftedSequence
+    test: tuple[np.ndarray, np.ndarray]
+    validation: tuple[np.ndarray, np.ndarray] | None
+
+
 def make_datasets(
     luminosity: float,
     batch_size: int = 32,
@@ -357,22 +381,29 @@ def make_datasets(
     test_subset: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     download: bool | Callable[[], object] = True,
-) -> tuple[LuminosityShiftedSequence, tuple[np.ndarray, np.ndarray]]:
-    """Builds the shifted training stream and the shifted test set for one condition.
+    validation_size: int = 0,
+) -> Datasets:
+    """Builds the shifted training stream, the shifted test set and, optionally, a shifted
+    validation set held out of the training images for one condition.
 
     Args:
         luminosity: The half-width `r` of the shift law, in [0, 1] (the paper uses 0, 0.25,
             0.5, 0.75).
         batch_size: Training batch size.
-        seed: Seed of both the training epochs' streams and the evaluation stream.
-        train_subset: Use only the first `train_subset` training samples; `None` for all.
+        seed: Seed of the training epochs' streams and of the evaluation sets' shifts.
+        train_subset: Use only the first `train_subset` training samples (after the validation
+            images are taken out); `None` for all.
         test_subset: Use only the first `test_subset` test samples; `None` for all.
         data_dir: An explicit folder holding the IDX files; see
             `ei_keras.data.find_data_dir`.
         download: Whether (or how) to download the files when none are found.
+        validation_size: Training images held out as a validation set (0: none). They are the
+            same images for every seed (:data:`VALIDATION_SPLIT_SEED`), never trained on, and
+            shifted once like the test set, from their own stream. Model selection (a sweep's
+            objective) uses them, so that the test set is never used to select.
 
     Returns:
-        `(train_sequence, (x_test_shifted, y_test))`.
+        A :class:`Datasets` ``(train, test, validation)``.
 
     Raises:
         ValueError: If an argument is invalid.
@@ -382,12 +413,22 @@ def make_datasets(
     Example:
 
     ```python
-    train, (x_test, y_test) = ei_keras.data.make_datasets(luminosity=0.75, seed=1)
+    train, (x_test, y_test), _ = ei_keras.data.make_datasets(luminosity=0.75, seed=1)
     model.fit(train, epochs=50, shuffle=False, callbacks=[train.sync_callback()])
     model.evaluate(x_test, y_test, batch_size=1000)
     ```
     """
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(data_dir, download=download)
+    validation = None
+    validation_size = _check_int("validation_size", validation_size, low=0,
+                                 high=x_train.shape[0] - 1)
+    if validation_size:
+        order = np.random.default_rng(VALIDATION_SPLIT_SEED).permutation(x_train.shape[0])
+        held_out, kept = np.sort(order[:validation_size]), np.sort(order[validation_size:])
+        rng = np.random.default_rng([_check_seed(seed), *_VALIDATION_STREAM_KEY])
+        validation = (shift_luminosity(x_train[held_out], luminosity, rng),
+                      np.array(y_train[held_out], dtype=np.int32))
+        x_train, y_train = x_train[kept], y_train[kept]
     train = LuminosityShiftedSequence(
         x_train,
         y_train,
@@ -399,4 +440,4 @@ def make_datasets(
     if test_subset is not None:
         test_subset = _check_int("test_subset", test_subset, low=1, high=x_test.shape[0])
         x_test, y_test = x_test[:test_subset], y_test[:test_subset]
-    return train, shifted_test_set(x_test, y_test, luminosity, seed=seed)
+    return Datasets(train, shifted_test_set(x_test, y_test, luminosity, seed=seed), validation)

@@ -5,8 +5,10 @@ dotted configuration of a run; the run directory lands in
 ``<out>/runs/<preset>/r<luminosity>/trial_<id>/`` with ``config.json`` (carrying ``trial_id``,
 ``condition`` = the preset and ``luminosity``), ``history.csv`` and ``metrics.json``, which is
 what :func:`ei_keras.analysis.load_runs` and the report read. The trial's objective,
-``val_accuracy``, is the final accuracy on the luminosity-shifted test set (the paper's
-measure); a diverged trial scores chance, 0.1.
+``val_accuracy``, is the final accuracy on a validation set held out of the training images
+(:data:`VALIDATION_SIZE` of them, shifted like the test set): the tuner never selects on the
+test set, whose accuracy is recorded beside it (``test_accuracy``, the paper's measure). A
+diverged trial scores chance, 0.1.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ import keras_tuner
 from ei_keras.config import SHORT_KEYS, SMOKE_OVERRIDES, ConfigError, RunConfig
 from ei_keras.run_directory import CHANCE_ACCURACY, lum_dir
 
-__all__ = ["CHANCE_ACCURACY", "OBJECTIVE", "EIHyperModel", "lum_dir"]
+__all__ = ["CHANCE_ACCURACY", "OBJECTIVE", "SMOKE_VALIDATION_SIZE", "VALIDATION_SIZE",
+           "EIHyperModel", "lum_dir"]
 
 OBJECTIVE = "val_accuracy"
+#: Training images each trial holds out for the objective (full size / ``--smoke``).
+VALIDATION_SIZE = 5000
+SMOKE_VALIDATION_SIZE = 64
 
 
 class EIHyperModel(keras_tuner.HyperModel):
@@ -33,7 +39,7 @@ class EIHyperModel(keras_tuner.HyperModel):
     Tuner must not be given ``optimizer=`` or ``loss=``, which would recompile it). ``fit``
     trains through :func:`ei_keras.experiment.run_experiment` (shifted training stream with
     fresh shifts every epoch, divergence monitor, run directory written atomically) and returns
-    ``{"val_accuracy": final shifted-test accuracy}``.
+    ``{"val_accuracy": final accuracy on the held-out validation split}``.
 
     Args:
         preset: a zoo preset name (:func:`ei_keras.zoo.names`).
@@ -95,9 +101,10 @@ class EIHyperModel(keras_tuner.HyperModel):
         shift streams) is the trial number, so trial ``i`` of every preset and luminosity
         starts from the same seed, as configuration ``i`` of the recipes does."""
         overrides = {"preset": self.preset, "seed": int(trial_id),
-                     "data.luminosity": self.luminosity}
+                     "data.luminosity": self.luminosity,
+                     "data.validation_size": VALIDATION_SIZE}
         if self.smoke:
-            overrides.update(SMOKE_OVERRIDES)
+            overrides.update({**SMOKE_OVERRIDES, "data.validation_size": SMOKE_VALIDATION_SIZE})
         overrides.update({SHORT_KEYS[k]: v for k, v in self.values(hp).items()})
         if self.save_model:
             overrides["output.save_model"] = True
@@ -158,7 +165,7 @@ class EIHyperModel(keras_tuner.HyperModel):
                                          record=record)
             except (ConfigError, FileNotFoundError) as e:  # no later trial can do better
                 raise keras_tuner.errors.FatalValueError(str(e)) from e
-        accuracy = metrics.get("test_accuracy")
+        accuracy = metrics.get(OBJECTIVE)
         ok = metrics.get("status") == "ok" and isinstance(accuracy, (int, float)) and \
             math.isfinite(accuracy)
         score = float(accuracy) if ok else CHANCE_ACCURACY
