@@ -126,7 +126,8 @@ def _validation_metrics(model, validation) -> dict:
 
 
 def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
-                   overwrite: bool = False, record: Mapping | None = None) -> dict:
+                   overwrite: bool = False, record: Mapping | None = None, *,
+                   model=None, callbacks=(), initial_epoch: int = 0) -> dict:
     """Train one configuration and write its run directory.
 
     Args:
@@ -137,6 +138,11 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         overwrite: replace an existing run directory.
         record: extra entries for ``config.json`` and ``metrics.json`` (a sweep's
             ``trial_id`` and ``sweep`` description).
+        model: train this compiled model (e.g. a KerasTuner tuner's, with weights it loaded)
+            instead of building the preset from the configuration.
+        callbacks: more Keras callbacks for ``fit`` (e.g. a tuner's checkpoints and reports).
+        initial_epoch: the epoch ``fit`` starts at (a Hyperband trial continued from its
+            checkpoint); the data stream of epoch ``e`` is the same whatever the start.
 
     Returns:
         The ``metrics.json`` contents (with ``val_accuracy``/``val_loss`` on the held-out
@@ -164,6 +170,7 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         output_alignment,
     )
 
+    extra_callbacks = list(callbacks or ())
     resolved = resolve(config)
     cfg: RunConfig = resolved["config"]
     hp, spe = resolved["hyperparameters"], resolved["steps_per_execution"]
@@ -184,10 +191,11 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
             "resolved": {"hyperparameters": {**hp, "batch_size": cfg.data.batch_size},
                          "steps_per_execution": spe, "backend": keras.backend.backend()},
             "fingerprint": resolved["fingerprint"]})
-        model = zoo.build(cfg.preset, width=cfg.model.width, depth=cfg.model.depth,
-                          seed=cfg.seed, jit_compile=cfg.train.jit_compile,
-                          steps_per_execution=spe,
-                          model_overrides={"trainable_ei": cfg.model.trainable_ei}, **hp)
+        if model is None:
+            model = zoo.build(cfg.preset, width=cfg.model.width, depth=cfg.model.depth,
+                              seed=cfg.seed, jit_compile=cfg.train.jit_compile,
+                              steps_per_execution=spe,
+                              model_overrides={"trainable_ei": cfg.model.trainable_ei}, **hp)
         n_probe = min(cfg.measures.probe_size, len(x_test))
         probe_x, probe_y = x_test[:n_probe], y_test[:n_probe]
         monitor = DivergenceMonitor(rates=hp)
@@ -197,6 +205,7 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         if cfg.measures.alignment:
             callbacks.append(LayerNormAlignment(probe_x, probe_y))
         callbacks.append(_progress_callback(label, cfg.train.epochs, printer))
+        callbacks.extend(extra_callbacks or ())
         printer(f"[train] {label}: {cfg.preset}, width {cfg.model.width}, "
                 f"{cfg.train.epochs} epochs, lr_e={hp['lr_e']:g} lr_ie={hp['lr_ie']:g} "
                 f"lr_ei={hp['lr_ei']:g} on {keras.backend.backend()}")
@@ -204,7 +213,7 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         if cfg.train.validate_each_epoch:  # the held-out split, never the test set
             fit_kwargs = {"validation_data": validation, "validation_batch_size": 1000}
         history = model.fit(train, epochs=cfg.train.epochs, shuffle=False, verbose=0,
-                            callbacks=callbacks, **fit_kwargs)
+                            callbacks=callbacks, initial_epoch=initial_epoch, **fit_kwargs)
         if monitor.diverged:
             monitor.locate(train)
         write_history(tmp / HISTORY_FILE, history.history)

@@ -413,3 +413,53 @@ def test_chief_without_workers_and_worker_without_chief_give_up(tmp_path):
     assert "same command to resume" in outputs["chief"]
     assert procs["worker0"].returncode == 5, outputs["worker0"][-2000:]
     assert "unreachable for 3 s" in outputs["worker0"]
+
+
+@pytest.mark.parametrize("kind", ["hyperband", "bayesian"])
+def test_other_tuners_write_runs_the_report_reads(kind, tmp_path):
+    from ei_keras.analysis import load_runs, write_report
+    from ei_keras.tuning import run_sweep
+
+    lines = []
+    summary = run_sweep(CONFIGS / "ei.json", preset="ei_ln", luminosity=0.75, trials=3,
+                        out_dir=tmp_path, smoke=True, tuner=kind, printer=lines.append)
+    assert summary["tuner"] == kind and summary["finished"] >= 3
+    runs = load_runs(tmp_path)
+    assert len(runs) == summary["finished"]
+    project = Path(summary["project_dir"])
+    for r in runs:
+        assert 0 <= r.metrics["val_accuracy"] <= 1 and 0 <= r.metrics["test_accuracy"] <= 1
+        trial = json.loads((project / f"trial_{r.trial_id}" / "trial.json").read_text())
+        score = r.metrics["val_accuracy"] if r.status == "ok" else 0.1
+        assert trial["score"] == pytest.approx(score)  # selected on validation, not test
+    if kind == "hyperband":  # brackets: some trials get the larger epoch budget
+        assert {r.config["train"]["epochs"] for r in runs} == {1, 3}
+    assert "ei_ln" in write_report(tmp_path, figures=False).read_text()
+
+
+def test_stock_keras_tuner_hyperband_drives_the_hypermodel(tmp_path):
+    """``keras_tuner.Hyperband(EIHyperModel(...))``, as a KerasTuner user writes it: the tuner's
+    own models are trained (Hyperband continues trials from its checkpoints) and every trial
+    is a run directory with validation and test accuracy."""
+    import keras_tuner
+
+    from ei_keras.analysis import load_runs
+    from ei_keras.tuning import EIHyperModel
+
+    hypermodel = EIHyperModel("ei_ln", 0.75, tmp_path / "runs", smoke=True,
+                              printer=lambda *a: None)
+    tuner = keras_tuner.Hyperband(
+        hypermodel, objective=keras_tuner.Objective("val_accuracy", "max"), max_epochs=3,
+        factor=3, hyperparameters=space_module.resize_space(
+            space_module.load_search_space(CONFIGS / "ei.json"), smoke=True),
+        tune_new_entries=False, directory=tmp_path, project_name="stock", seed=1)
+    tuner.search(verbose=0)
+    trials = tuner.oracle.trials.values()
+    continued = [t for t in trials if "tuner/trial_id" in t.hyperparameters.values]
+    assert continued, "Hyperband continued no trial from a checkpoint"
+    runs = load_runs(tmp_path / "runs")
+    assert len(runs) == len(trials)
+    assert all(0 <= r.metrics["val_accuracy"] <= 1 for r in runs)
+    best = tuner.oracle.get_best_trials(1)[0]
+    assert best.score == pytest.approx(max(r.metrics["val_accuracy"] for r in runs
+                                           if r.status == "ok"))

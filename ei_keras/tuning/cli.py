@@ -25,8 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--preset", required=True, help="zoo preset to sweep (ei-keras presets)")
     p.add_argument("--luminosity", type=float, default=0.75,
                    help="luminosity-shift half-width r (default 0.75)")
+    p.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), default="random",
+                   help="KerasTuner search: random (the paper's protocol, default), hyperband, "
+                   "or bayesian (needs scikit-learn: pip install 'ei-keras[bayesian]')")
     p.add_argument("--trials", type=int, default=30,
-                   help="random configurations (default 30, the paper's)")
+                   help="configurations tried by random and bayesian search (default 30, the "
+                   "paper's); Hyperband sizes itself from the space's epochs")
     p.add_argument("--out", default="runs/sweeps",
                    help="sweep root: tuner state in <out>/<preset>_r<lum>, run directories in "
                    "<out>/runs/<preset>/r<lum>/trial_<id> (default runs/sweeps)")
@@ -70,7 +74,7 @@ def cmd_sweep(args) -> int:
         run_sweep(args.config, preset=args.preset, luminosity=args.luminosity,
                   trials=args.trials, out_dir=args.out, smoke=args.smoke, epochs=args.epochs,
                   seed=args.seed, timeout=args.timeout, data_dir=args.data_dir,
-                  save_models=args.save_models, freeze_gc=True)
+                  save_models=args.save_models, freeze_gc=True, tuner=args.tuner)
     except SweepTimeoutError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_NO_WORKERS

@@ -121,38 +121,49 @@ class EIHyperModel(keras_tuner.HyperModel):
 
     # ---------------------------------------------------------------------------------------
     def fit(self, hp, model, *args, trial_id: str | None = None, tuner_id: str = "tuner0",
-            **kwargs):
-        """Train trial ``trial_id`` (passed by :class:`ei_keras.tuning.SweepTuner`) and write its
-        run directory; return ``{"val_accuracy": accuracy}`` (chance for a diverged trial).
+            epochs: int | None = None, initial_epoch: int = 0, callbacks=None, **kwargs):
+        """Train one trial and write its run directory; return ``{"val_accuracy": accuracy}``
+        (chance for a diverged trial).
 
-        ``model`` (built by the Tuner from the same values) is not trained: ``run_experiment``
-        builds its own from the same preset and values, seeded by the trial number. A complete
-        run directory of the same trial whose fingerprint matches (a trial whose process was
-        killed after writing it, before the tuner recorded it) is reused instead of trained
-        again; one with another fingerprint stops the sweep with an error naming the keys.
+        Under :class:`ei_keras.tuning.SweepTuner` (``trial_id`` given) ``model`` is not
+        trained: ``run_experiment`` builds its own from the same preset and values, seeded by
+        the trial number. A complete run directory of the same trial whose fingerprint matches
+        (a trial whose process was killed after writing it, before the tuner recorded it) is
+        reused instead of trained again; one with another fingerprint stops the sweep with an
+        error naming the keys.
+
+        Under any other KerasTuner tuner (``keras_tuner.Hyperband(EIHyperModel(...))``, ...)
+        the tuner's ``model`` is trained from ``initial_epoch`` to ``epochs`` with the tuner's
+        ``callbacks`` (its checkpoints and per-epoch reports, on the validation split), so
+        Hyperband can continue a trial from its checkpoint; the run directory is
+        ``trial_<digest of the values and epochs>``.
         """
         from ei_keras.experiment import resolve, run_experiment
         from ei_keras.run_directory import load_run, sort_finished, stale_runs_error
 
-        del model, args, kwargs  # the Tuner's callbacks only concern its own model
-        if trial_id is None:
-            raise keras_tuner.errors.FatalValueError(
-                "EIHyperModel.fit needs the trial id; use ei_keras.tuning.SweepTuner.")
+        del args, kwargs
         values = self.values(hp)
+        stock = trial_id is None
+        if stock:
+            trial_id = _digest({**values, "epochs": epochs, "initial_epoch": initial_epoch})
         final = self.run_dir(trial_id)
         shown = " ".join(f"{k}={_fmt(v)}" for k, v in values.items())
         start = time.time()
         try:
             cfg = self.run_config(hp, trial_id)
+            if epochs is not None:  # Hyperband's budget for this trial
+                cfg = cfg.with_overrides({"train.epochs": int(epochs)})
+            if stock:  # the tuner's callbacks read the validation accuracy every epoch
+                cfg = cfg.with_overrides({"train.validate_each_epoch": True})
             wanted = resolve(cfg)["fingerprint"]
         except ConfigError as e:  # no later trial can do better
             raise keras_tuner.errors.FatalValueError(str(e)) from e
         reusable, stale = sort_finished([(final, wanted)])
-        if stale:  # a finished trial of this id made under other settings: never mixed in
+        if stale and not stock:  # a finished trial made under other settings: never mixed in
             raise keras_tuner.errors.FatalValueError(str(stale_runs_error(
                 stale, fix="A sweep folder holds one sweep: choose a new --out for these "
                 "settings.")))
-        if reusable:  # finished under the same fingerprint
+        if reusable and not stock:  # finished under the same fingerprint
             metrics = load_run(final, history=False).metrics
             self.printer(f"[sweep {self.label}] trial {trial_id} ({tuner_id}): complete run "
                          f"directory found, reused: {final}")
@@ -161,8 +172,10 @@ class EIHyperModel(keras_tuner.HyperModel):
             record = {"trial_id": trial_id, "sweep": {"tuner_id": tuner_id, "values": values,
                                                       "project": self.name}}
             try:
-                metrics = run_experiment(cfg, final, printer=self.printer, overwrite=True,
-                                         record=record)
+                metrics = run_experiment(
+                    cfg, final, printer=self.printer, overwrite=True, record=record,
+                    model=model if stock else None, callbacks=callbacks if stock else (),
+                    initial_epoch=initial_epoch if stock else 0)
             except (ConfigError, FileNotFoundError) as e:  # no later trial can do better
                 raise keras_tuner.errors.FatalValueError(str(e)) from e
         accuracy = metrics.get(OBJECTIVE)
@@ -177,6 +190,15 @@ class EIHyperModel(keras_tuner.HyperModel):
         # Memory: run_experiment's model and data are released on return; the Tuner calls
         # keras.backend.clear_session() and gc.collect() before building the next trial's model.
         return {OBJECTIVE: score}
+
+
+def _digest(values: dict) -> str:
+    """A trial id for tuners that pass none: the same values give the same id (and seed)."""
+    import hashlib
+    import json
+
+    text = json.dumps(values, sort_keys=True, default=str)
+    return str(int(hashlib.sha256(text.encode()).hexdigest()[:7], 16))
 
 
 def _plain(v):

@@ -68,11 +68,11 @@ def distributed_role() -> str:
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
-class SweepOracle(keras_tuner.oracles.RandomSearchOracle):
-    """KerasTuner's random-search oracle plus progress lines and the bookkeeping the chief's
-    watchdog needs: when each running trial's worker was last heard from, and requeueing a
-    trial whose worker went silent. A result reported twice for a trial (possible only after a
-    requeue) is recorded once."""
+class _SweepOracleMixin:
+    """Progress lines and the bookkeeping the chief's watchdog needs, on top of any KerasTuner
+    oracle: when each running trial's worker was last heard from, and requeueing a trial whose
+    worker went silent. A result reported twice for a trial (possible only after a requeue) is
+    recorded once."""
 
     def __init__(self, *args, label: str = "sweep", printer=_print, announce: bool = False,
                  **kwargs):
@@ -97,7 +97,7 @@ class SweepOracle(keras_tuner.oracles.RandomSearchOracle):
             self._heard[trial.trial_id] = time.monotonic()
             if self.announce:
                 self.printer(f"[sweep {self.label}] trial {trial.trial_id} -> {tuner_id} "
-                             f"({self._count_finished()}/{self.max_trials} finished)")
+                             f"({self._count_finished()}/{self.planned_trials or '?'} finished)")
         return trial
 
     def get_trial(self, trial_id):
@@ -131,10 +131,16 @@ class SweepOracle(keras_tuner.oracles.RandomSearchOracle):
                      if best and best[0].score is not None else "no score yet")
         score = "" if done.score is None else f" {OBJECTIVE}={done.score:.4f}"
         self.printer(f"[sweep {self.label}] trial {trial_id} {done.status.lower()}{score}; "
-                     f"{self._count_finished()}/{self.max_trials} finished, {best_text}")
+                     f"{self._count_finished()}/{self.planned_trials or '?'} finished, "
+                     f"{best_text}")
 
     def _count_finished(self) -> int:
         return len(set(self.end_order))
+
+    @property
+    def planned_trials(self) -> int | None:
+        """How many trials the search makes (None when the oracle decides as it goes)."""
+        return getattr(self, "max_trials", None)
 
     @keras_tuner.synchronized
     def snapshot(self) -> dict:
@@ -163,38 +169,81 @@ class SweepOracle(keras_tuner.oracles.RandomSearchOracle):
         return stale
 
 
-class SweepTuner(keras_tuner.RandomSearch):
-    """``keras_tuner.RandomSearch`` over an :class:`EIHyperModel` with a :class:`SweepOracle`,
-    objective ``val_accuracy`` (max). The hypermodel compiles its models; this tuner is given
-    no ``optimizer=`` or ``loss=``.
+class SweepOracle(_SweepOracleMixin, keras_tuner.oracles.RandomSearchOracle):
+    """KerasTuner's random-search oracle with the sweep's progress and watchdog bookkeeping."""
+
+
+class HyperbandSweepOracle(_SweepOracleMixin, keras_tuner.oracles.HyperbandOracle):
+    """KerasTuner's Hyperband oracle with the sweep's progress and watchdog bookkeeping."""
+
+
+class BayesianSweepOracle(_SweepOracleMixin, keras_tuner.oracles.BayesianOptimizationOracle):
+    """KerasTuner's Bayesian-optimization oracle (Gaussian process; needs scikit-learn:
+    ``pip install ei-keras[bayesian]``) with the sweep's progress and watchdog bookkeeping."""
+
+
+#: ``--tuner`` name -> oracle class.
+TUNERS = {"random": SweepOracle, "hyperband": HyperbandSweepOracle,
+          "bayesian": BayesianSweepOracle}
+#: Hyperband's halving factor and the fewest epochs its largest bracket trains (``--smoke``
+#: fixes the space's epochs at 1, too few for a bracket).
+HYPERBAND_FACTOR = 3
+HYPERBAND_MIN_MAX_EPOCHS = 3
+
+
+class SweepTuner(keras_tuner.Tuner):
+    """A KerasTuner tuner over an :class:`EIHyperModel`: random search, Hyperband or Bayesian
+    optimization (``kind``), objective ``val_accuracy`` (max, on the held-out validation
+    split). The hypermodel compiles its models; this tuner is given no ``optimizer=`` or
+    ``loss=``. It passes each trial's id to the hypermodel (the run's seed and folder name),
+    and for Hyperband the trial's epoch budget (each Hyperband trial trains from scratch for
+    its budget: run directories stay independent, complete runs).
 
     Args:
         hypermodel: an :class:`EIHyperModel`.
         hyperparameters: the search space (``keras_tuner.HyperParameters``); entries the
             hypermodel does not declare are refused (``allow_new_entries=False``).
-        max_trials: number of trials.
+        max_trials: number of trials (random, bayesian; Hyperband sizes itself from the
+            space's ``epochs``).
         seed: the oracle's seed (>= 1; KerasTuner replaces 0 by a random seed).
         directory, project_name: where KerasTuner keeps its state.
         printer: progress output.
+        kind: ``"random"``, ``"hyperband"`` or ``"bayesian"`` (:data:`TUNERS`).
     """
 
     def __init__(self, hypermodel: EIHyperModel, hyperparameters, max_trials: int, seed: int,
-                 directory, project_name: str, printer=_print, **kwargs):
+                 directory, project_name: str, printer=_print, kind: str = "random",
+                 **kwargs):
+        if kind not in TUNERS:
+            raise ValueError(f"Expected --tuner to be one of {', '.join(TUNERS)}. Received: "
+                             f"--tuner {kind!r}")
         role = distributed_role()
-        oracle = SweepOracle(objective=keras_tuner.Objective(OBJECTIVE, "max"),
-                             max_trials=max_trials, seed=seed, hyperparameters=hyperparameters,
-                             allow_new_entries=False, tune_new_entries=False,
-                             label=hypermodel.label, printer=printer,
-                             announce=role == "chief")
-        # RandomSearch.__init__ only builds a RandomSearchOracle; ours subclasses it.
-        keras_tuner.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel,
-                                   directory=str(directory), project_name=project_name,
-                                   overwrite=False, **kwargs)
+        common = {"objective": keras_tuner.Objective(OBJECTIVE, "max"), "seed": seed,
+                  "hyperparameters": hyperparameters, "allow_new_entries": False,
+                  "tune_new_entries": False, "label": hypermodel.label, "printer": printer,
+                  "announce": role == "chief"}
+        if kind == "hyperband":
+            epochs = hyperparameters.values.get("epochs", HYPERBAND_MIN_MAX_EPOCHS)
+            oracle = HyperbandSweepOracle(max_epochs=max(int(epochs), HYPERBAND_MIN_MAX_EPOCHS),
+                                          factor=HYPERBAND_FACTOR, **common)
+        elif kind == "bayesian":
+            _require_scikit_learn()
+            oracle = BayesianSweepOracle(max_trials=max_trials,
+                                         num_initial_points=max(2, min(10, max_trials // 3)),
+                                         **common)
+        else:
+            oracle = SweepOracle(max_trials=max_trials, **common)
+        super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(directory),
+                         project_name=project_name, overwrite=False, **kwargs)
+        self.kind = kind
         self.printer = printer
         self.current_trial_id = None
 
     def run_trial(self, trial, *args, **kwargs):
         self.current_trial_id = trial.trial_id
+        values = trial.hyperparameters.values
+        if "tuner/epochs" in values:  # Hyperband's budget for this trial
+            kwargs["epochs"] = values["tuner/epochs"]
         try:
             return super().run_trial(trial, *args, trial_id=trial.trial_id,
                                      tuner_id=self.tuner_id, **kwargs)
@@ -217,6 +266,14 @@ class SweepTuner(keras_tuner.RandomSearch):
 
 # --------------------------------------------------------------------------------------------
 # Bounded waits
+
+
+def _require_scikit_learn() -> None:
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise ValueError("--tuner bayesian needs scikit-learn (KerasTuner's Gaussian process): "
+                         "pip install 'ei-keras[bayesian]'") from None
 
 
 def _port_open(ip: str, port: int, wait: float = 2.0) -> bool:
@@ -372,8 +429,8 @@ def run_sweep(config_path=None, preset: str = "ei_ln", luminosity: float = 0.75,
               trials: int = 30, out_dir="runs/sweeps", smoke: bool = False,
               epochs: int | None = None, seed: int = 1, timeout: float = DEFAULT_TIMEOUT,
               data_dir=None, save_models: bool = False, printer=_print,
-              freeze_gc: bool = False) -> dict:
-    """Run (or resume, or join as a distributed chief/worker) a random-search sweep.
+              freeze_gc: bool = False, tuner: str = "random") -> dict:
+    """Run (or resume, or join as a distributed chief/worker) a sweep.
 
     Args:
         config_path: a tuner configuration file (``tuner_configs/ei.json``, ...); None for the
@@ -397,6 +454,8 @@ def run_sweep(config_path=None, preset: str = "ei_ln", luminosity: float = 0.75,
             process that only sweeps, like the CLI's: KerasTuner collects twice per trial, and
             with TensorFlow, torch and Keras loaded each full collection walks millions of
             import-time objects). Off by default: it changes the whole process.
+        tuner: ``"random"`` (the paper's protocol), ``"hyperband"`` or ``"bayesian"``
+            (:data:`TUNERS`; distributed mode runs random search only).
 
     Returns:
         ``{"role", "project_dir", "runs_dir", "finished", "best_trial", "best_value",
@@ -428,6 +487,13 @@ def run_sweep(config_path=None, preset: str = "ei_ln", luminosity: float = 0.75,
                          f"seed for 0). Received: seed={seed!r}")
     if not timeout > 0:
         raise ValueError(f"Expected `timeout` > 0 seconds. Received: timeout={timeout!r}")
+    if tuner not in TUNERS:
+        raise ValueError(f"Expected --tuner to be one of {', '.join(TUNERS)}. Received: "
+                         f"--tuner {tuner!r}")
+    if role != "single" and tuner != "random":
+        raise ValueError(f"Distributed sweeps (KERASTUNER_* set) run --tuner random only. "
+                         f"Received: --tuner {tuner}; unset KERASTUNER_ORACLE_IP to run it "
+                         "on one machine.")
     if config_path is None:
         config_path = default_config_path(preset)
     loaded = (load_tuner_config(config_path) if config_path is not None
@@ -438,19 +504,21 @@ def run_sweep(config_path=None, preset: str = "ei_ln", luminosity: float = 0.75,
                          f"{family(preset)}.json.")
     hp = resize_space(loaded.hyperparameters, epochs=epochs, smoke=smoke)
     out = check_writable_folder(out_dir)
-    project_name = f"{preset}_{lum_dir(luminosity)}"
+    project_name = f"{preset}_{lum_dir(luminosity)}" + ("" if tuner == "random" else
+                                                         f"_{tuner}")
     if role != "worker":
         _check_existing_project(out / project_name, hp, seed)
     overrides = {"data.data_dir": str(data_dir)} if data_dir is not None else {}
     hypermodel = EIHyperModel(preset, luminosity, out / "runs", smoke=smoke,
                               overrides=overrides, save_model=save_models, printer=printer)
-    tuner = SweepTuner(hypermodel, hp, max_trials=trials, seed=seed, directory=out,
-                       project_name=project_name, printer=printer)
+    kind, tuner = tuner, SweepTuner(hypermodel, hp, max_trials=trials, seed=seed,
+                                    directory=out, project_name=project_name, printer=printer,
+                                    kind=tuner)
     where = f"{config_path}" if config_path is not None else "generated space"
     if freeze_gc:  # garbage is collected first; objects made afterwards are collected as usual
         gc.collect()
         gc.freeze()
-    summary = {"role": role, "project_dir": str(tuner.project_dir),
+    summary = {"role": role, "tuner": kind, "project_dir": str(tuner.project_dir),
                "runs_dir": str(out / "runs" / preset / lum_dir(luminosity)),
                "finished": None, "best_trial": None, "best_value": None}
     if role == "chief":
@@ -471,8 +539,10 @@ def run_sweep(config_path=None, preset: str = "ei_ln", luminosity: float = 0.75,
     else:
         done = len(set(tuner.oracle.end_order))
         redo = list(tuner.oracle._retry_queue)
-        printer(f"[sweep {hypermodel.label}] {trials} trials from {where}"
-                f"{' (smoke sizes)' if smoke else ''} into {out}"
+        planned = tuner.oracle.planned_trials
+        printer(f"[sweep {hypermodel.label}] {kind} search, "
+                + (f"{planned} trials" if planned else "Hyperband brackets")
+                + f" from {where}{' (smoke sizes)' if smoke else ''} into {out}"
                 + (f"; resuming: {done} finished trials kept" if done else "")
                 + (f", interrupted trial(s) {redo} redone" if redo else ""))
         tuner.search(verbose=0)
@@ -483,7 +553,8 @@ def run_sweep(config_path=None, preset: str = "ei_ln", luminosity: float = 0.75,
         summary.update(finished=len(finished),
                        best_trial=best[0].trial_id if best else None,
                        best_value=best[0].score if best else None)
-        printer(f"[sweep {hypermodel.label}] finished: {len(finished)}/{trials} trials"
+        printer(f"[sweep {hypermodel.label}] finished: {len(finished)}"
+                f"/{tuner.oracle.planned_trials or len(finished)} trials"
                 + (f", best {OBJECTIVE} {best[0].score:.4f} (trial {best[0].trial_id})"
                    if best and best[0].score is not None else "")
                 + f"; run directories in {summary['runs_dir']}; report: ei-keras report {out}")
