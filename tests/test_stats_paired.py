@@ -36,3 +36,30 @@ def test_paired_no_difference_and_too_few_pairs(tmp_path):
     rows = {row.luminosity: row for row in compare_paired(load_runs(tmp_path))}
     assert rows[0.0].p == 1.0 and rows[0.0].direction == "≈" and rows[0.0].n_pairs == 3
     assert rows[0.5].p is None and rows[0.5].n_pairs == 1
+
+
+def test_paper_comparison_gives_a_verdict_per_cell(tmp_path):
+    from ei_keras.analysis import compare_with_paper
+
+    # r = 0.75, 8 runs each: scale far below LN (the paper: worse, U 0), center far below too
+    # (the paper: n.s.), lateral level with LN (the paper: n.s.).
+    for i in range(8):
+        write_run(tmp_path, f"ln/{i}", condition="ei_ln", luminosity=0.75, seed=i,
+                  acc=0.80 + 0.001 * i)
+        write_run(tmp_path, f"scale/{i}", condition="inorm_scale", luminosity=0.75, seed=i,
+                  acc=0.60 + 0.001 * i)
+        write_run(tmp_path, f"center/{i}", condition="inorm_center", luminosity=0.75, seed=i,
+                  acc=0.50 + 0.001 * i)
+        write_run(tmp_path, f"lateral/{i}", condition="inorm_lateral", luminosity=0.75, seed=i,
+                  acc=0.80 + 0.001 * (7 - i))
+    got = {(c.paper.condition, c.paper.luminosity): c
+           for c in compare_with_paper(load_runs(tmp_path))}
+    scale = got[("inorm_scale", 0.75)]
+    assert scale.paper.u == 0 and scale.library.u == 0 and scale.verdict == "agrees"
+    assert got[("inorm_center", 0.75)].verdict == "differs"
+    assert got[("inorm_center", 0.75)].observed == "worse"
+    assert got[("inorm_lateral", 0.75)].verdict == "agrees"
+    assert got[("inorm_scale", 0.0)].verdict == "no data"
+    report = write_report(tmp_path, figures=False).read_text()
+    assert "## Against the paper" in report and "2 agree, 1 differ" in report
+    assert "**differs**" in report and "| 0.75 | 0 | ≤ 2e-10 | worse |" in report

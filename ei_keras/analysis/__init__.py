@@ -21,6 +21,7 @@ from .figures import (
     plot_scatter_vs_reference,
     save_figure,
 )
+from .paper import REFERENCE, PaperCell, PaperComparison, compare_with_paper, format_paper_table
 from .report import (
     REPORT_NAME,
     compact_lines,
@@ -56,6 +57,11 @@ from .stats import (
 )
 
 __all__ = [
+    "REFERENCE",
+    "PaperCell",
+    "PaperComparison",
+    "compare_with_paper",
+    "format_paper_table",
     "CHANCE_ACCURACY",
     "REPORT_NAME",
     "AccuracySummary",

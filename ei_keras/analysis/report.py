@@ -33,6 +33,7 @@ from .figures import (
     plot_moments,
     plot_scatter_vs_reference,
 )
+from .paper import compare_with_paper, format_paper_table, verdict_counts
 from .runs import CHANCE_ACCURACY, RunRecord, RunScan, scan_runs
 from .stats import (
     NO_TEST,
@@ -479,6 +480,22 @@ def write_report(
             format_paired_table(paired, labels),
             "",
         ]
+    if reference == "ei_ln":
+        against = compare_with_paper(runs, reference=reference)
+        counts = verdict_counts(against)
+        if counts["agrees"] + counts["differs"]:
+            md += [
+                "## Against the paper",
+                "",
+                "The paper's Mann-Whitney tests against LN (n = 30 vs 30 at r = 0, 0.25, 0.5, "
+                "0.75; U and p where the paper states them) beside this report's. Verdict: "
+                "*agrees* when both are in the same class (worse / n.s. / better at p < 0.05). "
+                f"{counts['agrees']} agree, {counts['differs']} differ; cells without runs "
+                "here are left out.",
+                "",
+                format_paper_table(against),
+                "",
+            ]
     lines = compact_lines(rows, labels)
     if lines:
         md += ["Compact:", "", "```", *lines, "```", ""]

@@ -1,0 +1,142 @@
+"""The paper's reference statistics and a side-by-side verdict for this library's runs.
+
+Eyono et al. (2026) compare each condition's 30 sweep accuracies with LayerNorm's (two-sided
+Mann-Whitney U, n = 30 vs 30) at r = 0, 0.25, 0.5 and 0.75. :data:`REFERENCE` holds what the
+paper states for every condition (its expected direction and, where the paper gives them, U and
+p); :func:`compare_with_paper` puts the library's own test of the same cell beside it with a
+verdict: **agrees** when both land in the same class (worse / n.s. / better at p < 0.05),
+**differs** otherwise, **no data** when the library has fewer than two runs on a side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+from .runs import RunRecord
+from .stats import ALPHA, ComparisonRow, compare_to_reference, format_p, format_u
+
+#: The paper's luminosities.
+PAPER_LUMINOSITIES = (0.0, 0.25, 0.5, 0.75)
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperCell:
+    """What the paper reports for one condition at one r against LN.
+
+    Attributes:
+        finding: the finding's number and short name (SPEC section 6).
+        condition: the preset.
+        luminosity: r.
+        expected: ``"worse"``, ``"n.s."`` or ``"better"``.
+        u: the paper's U, when stated.
+        p: the paper's p (or its bound, see ``p_text``), when stated.
+        p_text: how the paper states p (``"≤ 2e-10"``, ``"0.28"``, ``"≈ 0.002–0.004"``).
+    """
+
+    finding: str
+    condition: str
+    luminosity: float
+    expected: str
+    u: float | None = None
+    p: float | None = None
+    p_text: str = ""
+
+
+def _cells(finding, condition, expected, us=None, ps=None, p_text=None):
+    out = []
+    for k, r in enumerate(PAPER_LUMINOSITIES):
+        exp = expected[k] if isinstance(expected, tuple) else expected
+        p = ps[k] if ps else None
+        text = p_text[k] if isinstance(p_text, tuple) else (p_text or
+                                                             ("" if p is None else f"{p:g}"))
+        out.append(PaperCell(finding, condition, r, exp, us[k] if us else None, p, text))
+    return out
+
+
+#: SPEC section 6, cell by cell.
+REFERENCE: tuple[PaperCell, ...] = tuple(
+    _cells("1 LN above plain EI (more so as r grows)", "ei", "worse")
+    + _cells("2 E-only + LN ≈ EI + LN", "e_ln", "n.s.", p_text="0.76 (pooled)")
+    + _cells("4 I-Norm without GradNorm below LN", "inorm", "worse")
+    + _cells("5/6 I-Norm + GradNorm (full) ≈ LN, then slightly better", "inorm_gradnorm",
+             ("n.s.", "better", "better", "better"),
+             p_text=("n.s.", "≈ 0.002–0.004", "≈ 0.002–0.004", "≈ 0.002–0.004"))
+    + _cells("6 error scaling only", "inorm_scale", "worse", us=(19, 15, 0, 0),
+             p_text="≤ 2e-10")
+    + _cells("6 error decorrelation only", "inorm_decorrelate", "worse",
+             us=(58.5, 46, 19.5, 1), p_text="≤ 7e-9")
+    + _cells("6 error centering only", "inorm_center", "n.s.", ps=(0.28, 0.74, 0.55, 0.73))
+    + _cells("7 lateral inhibition of the error", "inorm_lateral", "n.s.",
+             ps=(0.46, 0.91, 0.72, 0.61))
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperComparison:
+    """A paper cell beside the library's test of the same condition and r.
+
+    Attributes:
+        paper: the paper's cell.
+        library: the library's Mann-Whitney row, or None when it has no runs of the cell.
+        observed: the library's class (``"worse"``, ``"n.s."``, ``"better"``) or None.
+        verdict: ``"agrees"``, ``"differs"`` or ``"no data"``.
+    """
+
+    paper: PaperCell
+    library: ComparisonRow | None
+    observed: str | None
+    verdict: str
+
+
+def _class(row: ComparisonRow | None) -> str | None:
+    if row is None or row.p is None:
+        return None
+    if row.p >= ALPHA:
+        return "n.s."
+    return row.direction if row.direction in ("worse", "better") else "n.s."
+
+
+def compare_with_paper(runs: Iterable[RunRecord], reference: str = "ei_ln",
+                       cells: Sequence[PaperCell] = REFERENCE) -> list[PaperComparison]:
+    """The library's Mann-Whitney test of every paper cell it has runs for, with a verdict."""
+    rows = {(row.condition, row.luminosity): row
+            for row in compare_to_reference(list(runs), reference=reference)}
+    out = []
+    for cell in cells:
+        row = rows.get((cell.condition, cell.luminosity))
+        observed = _class(row)
+        verdict = "no data" if observed is None else (
+            "agrees" if observed == cell.expected else "differs")
+        out.append(PaperComparison(cell, row, observed, verdict))
+    return out
+
+
+def format_paper_table(comparisons: Sequence[PaperComparison], only_with_data: bool = True
+                       ) -> str:
+    """Markdown table: finding, condition, r, the paper's U / p / class, the library's n, U, p,
+    class and the verdict."""
+    header = ["finding", "condition", "r", "paper U", "paper p", "paper", "n / n_LN", "U", "p",
+              "here", "verdict"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for c in comparisons:
+        if only_with_data and c.library is None:
+            continue
+        row = c.library
+        paper_u = "—" if c.paper.u is None else f"{c.paper.u:g}"
+        n = "—" if row is None else f"{row.n} / {row.n_ref}"
+        u = "—" if row is None else format_u(row.u)
+        p = "—" if row is None else format_p(row.p)
+        lines.append("| " + " | ".join([
+            c.paper.finding, f"`{c.paper.condition}`", f"{c.paper.luminosity:g}", paper_u,
+            c.paper.p_text or "—", c.paper.expected, n, u, p, c.observed or "—",
+            f"**{c.verdict}**" if c.verdict == "differs" else c.verdict]) + " |")
+    return "\n".join(lines)
+
+
+def verdict_counts(comparisons: Sequence[PaperComparison]) -> dict[str, int]:
+    """How many cells agree, differ, or have no data."""
+    out = {"agrees": 0, "differs": 0, "no data": 0}
+    for c in comparisons:
+        out[c.verdict] += 1
+    return out
