@@ -180,10 +180,17 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         printer(f"[train] removed {path} (left by an interrupted run)")
     start = time.time()
     keras.utils.set_random_seed(cfg.seed)
-    train, (x_test, y_test), validation = data.make_datasets(
-        cfg.data.luminosity, batch_size=cfg.data.batch_size, seed=cfg.seed,
-        train_subset=cfg.data.train_subset, test_subset=cfg.data.test_subset,
-        data_dir=cfg.data.data_dir, validation_size=cfg.data.validation_size)
+    try:
+        train, (x_test, y_test), validation = data.make_datasets(
+            cfg.data.luminosity, batch_size=cfg.data.batch_size, seed=cfg.seed,
+            train_subset=cfg.data.train_subset, test_subset=cfg.data.test_subset,
+            data_dir=cfg.data.data_dir, validation_size=cfg.data.validation_size)
+    except data.DataFileError:
+        raise
+    except ValueError as e:  # a size that does not fit the data: name the keys
+        raise ConfigError(f"{e}: data.train_subset (with data.validation_size held out), "
+                          "data.test_subset and data.validation_size must fit the data "
+                          "(60000 training and 10000 test images).") from None
     label = f"{cfg.label} r={cfg.data.luminosity} seed={cfg.seed}"
     with staged_run_directory(run_dir, overwrite=overwrite) as tmp:
         write_json_atomic(tmp / CONFIG_FILE, {

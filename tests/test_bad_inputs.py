@@ -162,6 +162,8 @@ def test_luminosity_list_is_checked(value, tmp_path, capsys):
     ("opt.inhibitory_clipnorm=0", "opt.inhibitory_clipnorm"),
     ("model.widht=8", "model.width"),  # unknown key: the close match is named
     ("train.validate_each_epoch=yes", "data.validation_size"),  # never on the test set
+    ("data.train_subset=999999", "data.train_subset"),  # more images than there are
+    ("data.validation_size=60000", "data.validation_size"),
 ])
 def test_invalid_values_are_named_before_training(override, key, tmp_path, capsys):
     out = tmp_path / "never"
