@@ -169,9 +169,11 @@ def cmd_reproduce(args) -> int:
                                    overwrite=args.overwrite, jobs=args.jobs,
                                    shard=args.shard, seed=args.seed)
     if summary["report"]:
-        from ei_keras.analysis import compare_to_reference, load_runs, summarize
+        from ei_keras.analysis import compare_to_reference, headline_lines, load_runs, summarize
 
-        print(summarize(compare_to_reference(load_runs(out))))
+        runs = load_runs(out)
+        print(summarize(compare_to_reference(runs)))
+        print("\n".join(["Paired and unpaired, per condition:", *headline_lines(runs)]))
     return 0
 
 

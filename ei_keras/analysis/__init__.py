@@ -29,6 +29,7 @@ from .report import (
     format_comparison_table,
     format_inventory,
     format_paired_table,
+    headline_lines,
     summarize,
     write_report,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "format_comparison_table",
     "format_inventory",
     "format_paired_table",
+    "headline_lines",
     "format_p",
     "format_u",
     "group_runs",

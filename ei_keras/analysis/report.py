@@ -52,6 +52,7 @@ __all__ = [
     "format_accuracy_table",
     "format_comparison_table",
     "format_inventory",
+    "headline_lines",
     "summarize",
     "write_report",
 ]
@@ -223,6 +224,30 @@ def summarize(rows: Sequence[ComparisonRow], labels: Mapping[str, str] | None = 
     out += [line(b) for b in body]
     out += [""] + compact_lines(rows, labels)
     return "\n".join(out) + "\n"
+
+
+def headline_lines(runs: Sequence[RunRecord], reference: str = "ei_ln",
+                   labels: Mapping[str, str] | None = None) -> list[str]:
+    """One sentence per condition and r against the reference, from both tests: the paired
+    view over shared configurations and the unpaired Mann-Whitney test (the terminal's and the
+    demo's conclusions)."""
+    unpaired = {(r.condition, r.luminosity): r for r in compare_to_reference(runs, reference)}
+    out = []
+    for row in compare_paired(runs, reference):
+        mw = unpaired.get((row.condition, row.luminosity))
+        if not row.n_pairs:
+            continue
+        diff = "" if row.median_difference is None else \
+            f", median {100 * row.median_difference:+.1f} points"
+        mw_text = "" if mw is None or mw.p is None else \
+            f"; Mann-Whitney U {format_u(mw.u)}, p {format_p(mw.p)} {mw.stars}"
+        diverged = "" if mw is None or not mw.n_diverged else f" ({mw.n_diverged} diverged)"
+        out.append(
+            f"{_label(row.condition, labels)} vs {_label(reference, labels)} at r = "
+            f"{_fmt_r(row.luminosity)}: lower in {row.lower} and higher in {row.higher} of "
+            f"{row.n_pairs} shared configurations{diff}{diverged}; Wilcoxon p "
+            f"{format_p(row.p)} {row.stars}{mw_text} -> {row.direction}")
+    return out
 
 
 def format_inventory(
