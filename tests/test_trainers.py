@@ -88,6 +88,10 @@ class SubclassedNet(DualLossTrainer, keras.Model):
         self.inorm = INormDense(width, error_normalization="center", seed=seed, name="inorm")
         self.readout = EIDense(10, inhibitory_units=1, seed=seed + 1, name="readout")
 
+    def build(self, input_shape):
+        self.inorm.build(input_shape)
+        self.readout.build((input_shape[0], self.width))
+
     def call(self, x):
         return self.readout(ops.relu(self.inorm(x)))
 
@@ -433,3 +437,13 @@ def test_changing_lambda_during_training_takes_effect(kind):
         np.testing.assert_array_equal(value, snaps[0][path], err_msg=path)
     assert history["norm_loss"][2] > 0
     assert all(layer.norm_weight == 1.0 for layer in layers)
+
+
+def test_zoo_passes_the_schedule_to_compile_and_it_is_saved():
+    model = zoo.build("inorm_gradnorm", width=WIDTH, seed=0, input_dim=INPUT_DIM,
+                      inhibitory_steps=2, inhibitory_every=3)
+    assert (model.inhibitory_steps, model.inhibitory_every) == (2, 3)
+    config = model.get_compile_config()
+    assert (config["inhibitory_steps"], config["inhibitory_every"]) == (2, 3)
+    default = zoo.build("ei_ln", width=WIDTH, seed=0, input_dim=INPUT_DIM)
+    assert (default.inhibitory_steps, default.inhibitory_every) == (1, 1)

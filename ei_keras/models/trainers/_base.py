@@ -84,7 +84,11 @@ class DualLossTrainerBase:
         self.norm_loss_tracker = keras.metrics.Mean(name="norm_loss")
         self.inhibitory_steps = 1
         self.inhibitory_every = 1
-        self.inhibitory_counter = None
+        # The schedule's position is state: saved with the weights and threaded through JAX's
+        # stateless step like any other non-trainable variable. Made here, before the model
+        # is built (Keras locks a built subclassed model's state).
+        self.inhibitory_counter = keras.Variable(0, dtype="int32", trainable=False,
+                                                 name=COUNTER_NAME)
         self._assignment_cache = None
 
     # -- compile ------------------------------------------------------------------------------
@@ -112,11 +116,6 @@ class DualLossTrainerBase:
                 "which keras.optimizers.MultiOptimizer cannot do. Use "
                 "ei_keras.optimizers.dale_sgd (per-group learning rates) or a single optimizer. "
                 f"Received: optimizer={type(self.optimizer).__name__}")
-        if self.inhibitory_every > 1 and self.inhibitory_counter is None:
-            # The schedule's position is state: saved with the weights and threaded through
-            # JAX's stateless step like any other non-trainable variable.
-            self.inhibitory_counter = keras.Variable(0, dtype="int32", trainable=False,
-                                                     name=COUNTER_NAME)
         self._assignment_cache = None
 
     def get_compile_config(self):
@@ -139,6 +138,12 @@ class DualLossTrainerBase:
         self.compile(**config)
         if getattr(self, "optimizer", None) is not None and self.built:
             self.optimizer.build(self.trainable_variables)
+
+    def load_own_variables(self, store):
+        """Also loads files written before the schedule counter existed (it stays at 0)."""
+        if len(store.keys()) == 0:
+            return
+        super().load_own_variables(store)
 
     # -- the assignment of variables to losses -------------------------------------------------
     def normalization_layers(self) -> list:
