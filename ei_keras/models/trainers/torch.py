@@ -20,13 +20,22 @@ from ei_keras.models.trainers._base import DualLossTrainerBase
 
 
 def _direct_loss(model):
-    """The compiled ``keras.losses.Loss`` when ``compute_loss`` would just call it, else None."""
+    """The compiled ``keras.losses.Loss`` when ``compute_loss`` would just call it and average
+    (one output, no loss weights, mean reduction, float32), else None."""
     loss = model.loss
     overridden = type(model).compute_loss is not keras.Model.compute_loss
     if overridden or not isinstance(loss, keras.losses.Loss) or \
-            model.get_compile_config().get("loss_weights") is not None:
+            model.get_compile_config().get("loss_weights") is not None or \
+            loss.reduction != "sum_over_batch_size" or loss.dtype != "float32":
         return None
     return loss
+
+
+def _mean_loss(loss, y, y_pred):
+    """``loss(y, y_pred)`` without sample weights or masks: ``Loss.__call__``'s
+    ``sum(values) / count`` without its conversions and dispatch."""
+    values = loss.call(y, y_pred)
+    return torch.sum(values) / float(values.numel())
 
 
 def _mean_add(tracker, value, n):
@@ -34,6 +43,16 @@ def _mean_add(tracker, value, n):
     with torch.no_grad():
         tracker.total.value.add_(value.detach().float(), alpha=n)
         tracker.count.value.add_(n)
+
+
+class _StepCache:
+    """Per-compile constants of the step (a plain object: Keras would track lists of
+    variables or metrics assigned to a built model as new state)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, *items):
+        self.items = items
 
 
 class DualLossTrainer(DualLossTrainerBase):
@@ -48,34 +67,60 @@ class DualLossTrainer(DualLossTrainerBase):
         return layer(*args, **kwargs)
 
     def _dual_losses(self, x, y, y_pred, sample_weight, training):
-        loss_fn = self._direct_task_loss
-        if loss_fn is None or self.losses_outside_normalization():
+        direct = self._direct_task_loss
+        if direct is None or sample_weight is not None or self._other_losses or \
+                getattr(y_pred, "_keras_mask", None) is not None or \
+                not isinstance(y_pred, torch.Tensor) or y_pred.dtype != torch.float32:
             return self.compute_dual_losses(x, y, y_pred, sample_weight, training=training)
-        task = loss_fn(y, y_pred, sample_weight)
+        task = _mean_loss(direct, y, y_pred)
         norm = self.normalization_loss()
         return task + norm, task, norm
-
-    def losses_outside_normalization(self) -> bool:
-        """Whether a layer outside the normalization layers added a loss (then the generic
-        ``compute_loss`` path sums them into the task loss)."""
-        n_norm = sum(len(layer.losses) for layer in self._assignment_cache.layers)
-        return len(self.losses) != n_norm
 
     def compile(self, *args, **kwargs):
         super().compile(*args, **kwargs)
         self._direct_task_loss = _direct_loss(self)
+        self._step_cache = None
 
     def _prepare(self):
-        return self._assignment()
+        """The assignment and what the step reads on every batch, computed on the first
+        (Keras' rule: changing ``trainable`` after ``compile`` needs a new ``compile``)."""
+        cache = getattr(self, "_step_cache", None)
+        if cache is None:
+            trainable, is_norm = self._assignment()
+            n_norm = sum(len(layer.losses) for layer in self._assignment_cache.layers)
+            # Losses of other layers (regularizers, activity losses) join the task loss
+            # through Keras' compute_loss.
+            self._other_losses = len(self.losses) != n_norm
+            trackers = (self.task_loss_tracker, self.norm_loss_tracker)
+            if self._loss_tracker is not None:
+                trackers = (self._loss_tracker, *trackers)
+            cache = self._step_cache = _StepCache(
+                trainable, is_norm,
+                [v for v, n in zip(trainable, is_norm) if not n],
+                [v for v, n in zip(trainable, is_norm) if n],
+                [m for m in self.metrics if all(m is not t for t in trackers)], trackers)
+        return cache.items
+
+    def _logs(self):
+        """``get_metrics_result()`` with the loss means read as ``total / count``."""
+        _, _, _, _, others, trackers = self._step_cache.items
+        logs = {}
+        for m in trackers:
+            logs[m.name] = m.total.value / m.count.value
+        for m in others:
+            result = m.result()
+            if isinstance(result, dict):
+                logs.update(result)
+            else:
+                logs[m.name] = result
+        return logs
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         kwargs = {"training": True} if self._call_has_training_arg else {}
         y_pred = self(x, **kwargs)
-        trainable, is_norm = self._prepare()
+        trainable, is_norm, task_vars, norm_vars, _, _ = self._prepare()
         total, task, norm = self._dual_losses(x, y, y_pred, sample_weight, training=True)
-        task_vars = [v for v, n in zip(trainable, is_norm) if not n]
-        norm_vars = [v for v, n in zip(trainable, is_norm) if n]
         update_inhibition = True
         if self.inhibitory_every > 1 and norm_vars:
             step = int(self.inhibitory_counter.value)
@@ -102,7 +147,16 @@ class DualLossTrainer(DualLossTrainerBase):
                 self.optimizer.apply(task_grads, task_vars)
         n = int(next(t for t in keras.tree.flatten(x) if t is not None).shape[0])
         self._track(n, total, task, norm)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return self._metrics_logs(x, y, y_pred, sample_weight)
+
+    def _metrics_logs(self, x, y, y_pred, sample_weight):
+        if type(self).compute_metrics is not keras.Model.compute_metrics:
+            return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        # What Trainer.compute_metrics does, with the cheap results of _logs.
+        compiled = getattr(self, "_compile_metrics", None)
+        if compiled is not None:
+            compiled.update_state(y, y_pred, sample_weight)
+        return self._logs()
 
     @staticmethod
     def _norm_gradients(norm, norm_vars):
@@ -126,4 +180,4 @@ class DualLossTrainer(DualLossTrainerBase):
         total, task, norm = self._dual_losses(x, y, y_pred, sample_weight, training=False)
         n = int(next(t for t in keras.tree.flatten(x) if t is not None).shape[0])
         self._track(n, total, task, norm)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return self._metrics_logs(x, y, y_pred, sample_weight)
