@@ -71,10 +71,11 @@ class Patches:
 
         if "U" in self.names:
             from ei_keras import losses, optimizers
-            from ei_keras.models import ei_network
+            from ei_keras.models import trainers
 
             setattr_saved(optimizers.DaleSGD, "apply", keras.optimizers.MultiOptimizer.apply)
-            setattr_saved(ei_network, "_EAGER_TORCH", False)
+            setattr_saved(trainers.DualLossTrainer, "_sublayer",
+                          trainers.DualLossTrainerBase._sublayer)
 
             def onehot_loss(self_, y_true, y_pred):
                 labels = ops.one_hot(ops.reshape(ops.cast(y_true, "int32"), (-1,)),

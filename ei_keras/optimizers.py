@@ -14,6 +14,8 @@ import math
 
 import keras
 
+from ei_keras.backend import DaleSGDUpdate
+
 INHIBITORY_INPUT_PATTERN = r".*/(W_IE|B_IE)"
 INHIBITORY_OUTPUT_PATTERN = r".*/(W_EI|B_EI)"
 GROUPS = ("excitatory", "inhibitory_input", "inhibitory_output")
@@ -38,75 +40,52 @@ def _check_rate(name: str, value: float) -> float:
 
 
 @keras.saving.register_keras_serializable(package="ei_keras")
-class DaleSGD(keras.optimizers.MultiOptimizer):
-    """The ``MultiOptimizer`` :func:`dale_sgd` returns; same numbers, faster on PyTorch.
+class DaleSGD(DaleSGDUpdate, keras.optimizers.MultiOptimizer):
+    """The ``MultiOptimizer`` :func:`dale_sgd` returns: one optimizer per variable group.
 
-    TensorFlow and JAX trace the optimizer step once, so Keras' generic ``apply`` costs nothing
-    per step there. The PyTorch backend runs it eagerly: three sub-optimizer ``apply`` calls,
-    each filtering, clipping (``clipnorm``: ~8 ops per variable) and re-assigning every
-    constrained variable (``NonNeg``: a new tensor and a copy per variable), 4.7-5.8 ms of a
-    17-20 ms step at width 500 (``bench/profile_torch.py``). For plain SGD (momentum 0, fixed
-    learning rates, per-variable ``clipnorm`` or none, the presets' setting) this class does the
-    same update with ``torch._foreach`` kernels: per group one norm, one scale and one add,
-    then one in-place clamp of all ``NonNeg`` variables. Anything else (momentum, schedules,
-    weight decay, EMA, gradient accumulation, loss scaling, other constraints or backends)
-    takes Keras' path. ``tests/test_training.py`` checks every variable after a step against an
-    independent computation on all backends; ``tests/test_fast_paths.py`` checks that the two
-    paths give the same variables and iterations.
+    Two things beyond ``keras.optimizers.MultiOptimizer``:
+
+    - ``apply(grads, variables)`` accepts any subset of the variables the optimizer was built
+      with (Keras' ``MultiOptimizer`` insists on all of them), routing each to its group's
+      optimizer; the inhibitory plasticity schedules of
+      :class:`~ei_keras.models.DualLossModel` update the normalization variables alone.
+    - How a group's update is carried out is chosen once per backend, at import
+      (``ei_keras/backend/``): on eager PyTorch, plain SGD (momentum 0, fixed learning rate,
+      per-variable ``clipnorm`` or none) runs as a few ``torch._foreach`` kernels per group
+      and one in-place clamp of the ``NonNeg`` variables; everything else, and every other
+      backend (which traces the update once), calls the group optimizer's own ``apply``.
+
+    ``tests/test_fast_paths.py`` checks the update against an independent float64 computation
+    on every backend.
     """
 
-    def _fast_path(self, grads, trainable_variables):
-        if keras.backend.backend() != "torch" or trainable_variables is None or not self.built \
-                or self.loss_scale_factor is not None or any(g is None for g in grads):
-            return False
-        for o in self._inner_optimizers:
-            if not isinstance(o, keras.optimizers.SGD) or o.momentum or o.weight_decay \
-                    or o.use_ema or o.gradient_accumulation_steps or o.global_clipnorm \
-                    or o.clipvalue or o.loss_scale_factor is not None \
-                    or not isinstance(o._learning_rate, keras.Variable):
-                return False
-        return True
+    def __init__(self, optimizer_map, loss_scale_factor=None, name=None):
+        super().__init__(optimizer_map, loss_scale_factor=loss_scale_factor, name=name)
+        self.group_map = optimizer_map
+        self._group_index = {}
+
+    def optimizer_for(self, variable):
+        """The group optimizer that updates ``variable`` (the optimizer map's choice)."""
+        index = self._group_index.get(id(variable))
+        if index is None:
+            chosen = self.group_map(variable)
+            index = next(i for i, o in enumerate(self.optimizers) if o is chosen)
+            self._group_index[id(variable)] = index
+        return self.optimizers[index]
 
     def apply(self, grads, trainable_variables=None):
         grads = list(grads)
-        if not self._fast_path(grads, trainable_variables):
+        if not grads:
+            return
+        if trainable_variables is None or not self.built:
             return super().apply(grads, trainable_variables)
-        import torch
-
-        trainable_variables = list(trainable_variables)
-        if len(grads) != len(self._trainable_variables_indices):
-            return super().apply(grads, trainable_variables)
-        groups = [([], [], []) for _ in self._inner_optimizers]
-        nonneg, constrained = [], []
+        groups = [([], []) for _ in self.optimizers]
         for g, v in zip(grads, trainable_variables):
-            if getattr(v, "overwrite_with_gradient", False):
-                return super().apply(grads, trainable_variables)
-            gs, vs, ks = groups[self._var_to_optimizer_idx[self._var_key(v)]]
+            gs, vs = groups[self.optimizers.index(self.optimizer_for(v))]
             gs.append(g)
-            vs.append(v.value)
-            ks.append(v)
-            if isinstance(v.constraint, keras.constraints.NonNeg):
-                nonneg.append(v.value)
-            elif v.constraint is not None:
-                constrained.append(v)
-        with torch.no_grad():
-            for o, (gs, vs, ks) in zip(self._inner_optimizers, groups):
-                if not gs:
-                    continue
-                o._check_variables_are_known(ks)
-                if o.clipnorm and o.clipnorm > 0:
-                    # Keras' _clip_by_norm: g * c / max(|g|, c).
-                    c = float(o.clipnorm)
-                    norms = torch._foreach_norm(gs)
-                    gs = torch._foreach_mul(gs, c)
-                    torch._foreach_div_(gs, torch._foreach_clamp_min(norms, c))
-                torch._foreach_add_(vs, gs, alpha=-float(o.learning_rate))
-                o._iterations.value.add_(1)
-            if nonneg:
-                torch._foreach_clamp_min_(nonneg, 0.0)
-            for v in constrained:
-                v.assign(v.constraint(v))
-            self._iterations.value.add_(1)
+            vs.append(v)
+        self.apply_groups(list(zip(self.optimizers, groups)))
+        self.iterations.assign_add(1)
 
 
 def dale_sgd(

@@ -112,8 +112,12 @@ def hyperparameters(name: str, **overrides) -> dict:
 
 
 def compile_model(model: EINetwork, hp: dict, jit_compile="auto",
-                  steps_per_execution: int = 1) -> EINetwork:
-    """Compile ``model`` with the paper's optimizer, loss and accuracy metric."""
+                  steps_per_execution: int = 1, inhibitory_steps: int = 1,
+                  inhibitory_every: int = 1) -> EINetwork:
+    """Compile ``model`` with the paper's optimizer, loss and accuracy metric.
+
+    ``inhibitory_steps`` / ``inhibitory_every``: the inhibitory plasticity schedule of the
+    dual-loss step (:class:`ei_keras.models.DualLossModel`); 1 and 1 are the paper's step."""
     model.compile(
         optimizer=dale_sgd(hp["lr_e"], hp["lr_ie"], hp["lr_ei"], momentum=hp["momentum"],
                            inhibitory_momentum=hp.get("inhibitory_momentum"),
@@ -122,6 +126,8 @@ def compile_model(model: EINetwork, hp: dict, jit_compile="auto",
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
+        inhibitory_steps=inhibitory_steps,
+        inhibitory_every=inhibitory_every,
     )
     return model
 
@@ -135,6 +141,8 @@ def build(
     jit_compile="auto",
     steps_per_execution: int = 1,
     model_overrides: dict | None = None,
+    inhibitory_steps: int = 1,
+    inhibitory_every: int = 1,
     **hyperparameter_overrides,
 ) -> EINetwork:
     """A built, compiled model of preset ``name``.
@@ -148,6 +156,10 @@ def build(
         jit_compile: passed to ``compile``.
         steps_per_execution: passed to ``compile`` (torch supports only 1).
         model_overrides: extra :class:`EINetwork` arguments (e.g. ``{"trainable_ei": False}``).
+        inhibitory_steps: normalization-loss updates per batch (``compile`` argument of the
+            dual-loss step; 1 = the paper's step).
+        inhibitory_every: update the inhibitory variables on one batch in this many (1 =
+            every batch).
         **hyperparameter_overrides: ``lr_e``, ``lr_ie``, ``lr_ei``, ``momentum``,
             ``inhibitory_momentum``, ``norm_weight``, ``label_smoothing``.
 
@@ -162,4 +174,5 @@ def build(
         kwargs["norm_weight"] = hp.get("norm_weight", 0.01)
     model = EINetwork(name=name, **kwargs)
     model.build((None, input_dim))
-    return compile_model(model, hp, jit_compile, steps_per_execution)
+    return compile_model(model, hp, jit_compile, steps_per_execution,
+                         inhibitory_steps=inhibitory_steps, inhibitory_every=inhibitory_every)

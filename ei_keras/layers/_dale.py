@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from ei_keras import backend as _backend
+
 from ei_keras.initializers import (
     DISTRIBUTIONS,
     DaleExcitatory,
@@ -92,5 +94,6 @@ def add_inhibitory_weights(layer, w_ee: np.ndarray, seed: int, trainable_ei: boo
 
 
 def dense_t(x, w):
-    """``x @ w.T`` for weights stored in the paper's (out, in) orientation."""
-    return keras.ops.matmul(x, keras.ops.transpose(w))
+    """``x @ w.T`` for weights stored in the paper's (out, in) orientation (one kernel on
+    eager PyTorch, ``keras.ops`` elsewhere: ``ei_keras.backend``)."""
+    return _backend.dense_t(x, w)

@@ -90,9 +90,8 @@ class INormDense(keras.layers.Layer):
         )
         self.error_normalization = _errnorm.validate_mode(error_normalization)
         self.subtractive_only = bool(subtractive_only)
-        if not (np.isfinite(norm_weight) and norm_weight >= 0):
-            raise ValueError(f"Expected `norm_weight` >= 0. Received: norm_weight={norm_weight!r}")
-        self.norm_weight = float(norm_weight)
+        self.norm_weight_variable = None
+        self.norm_weight = norm_weight
         self.trainable_ei = bool(trainable_ei)
         self.activation = keras.activations.get(activation)
         if not epsilon > 0:
@@ -125,6 +124,14 @@ class INormDense(keras.layers.Layer):
             )
         if self.error_normalization == "lateral":
             self.lateral_weights = add_lateral_weights(self, self.units, seed + 2)
+        # lambda is state, not a constant baked into a compiled step: a callback or schedule
+        # that sets `norm_weight` changes the loss of the next step on every backend, and the
+        # value is saved with the weights. Created last, so that files written before it
+        # existed load (see `load_own_variables`).
+        self.norm_weight_variable = self.add_weight(
+            name="norm_weight", shape=(), dtype="float32", trainable=False,
+            initializer=keras.initializers.Constant(self._initial_norm_weight),
+        )
         self.input_spec = keras.layers.InputSpec(ndim=2, axes={-1: d})
 
     def _parts(self, x):
@@ -148,7 +155,9 @@ class INormDense(keras.layers.Layer):
         if delta is not None:
             var = ops.mean(ops.square(zh - mean[:, None]), axis=-1)
             loss = loss + ops.square(var - 1.0)
-        return self.norm_weight * ops.mean(loss)
+        weight = (self._initial_norm_weight if self.norm_weight_variable is None
+                  else ops.convert_to_tensor(self.norm_weight_variable))
+        return weight * ops.mean(loss)
 
     def preactivation(self, inputs):
         """The normalized pre-activation ``z`` (before error normalization and activation) and
@@ -166,6 +175,45 @@ class INormDense(keras.layers.Layer):
         z = _errnorm.normalize_error(z, self.error_normalization, self.lateral_weights,
                                      self.epsilon)
         return self.activation(ops.cast(z, self.compute_dtype))
+
+    @property
+    def norm_weight(self) -> float:
+        """``lambda``, the weight of the normalization loss; settable during training."""
+        if self.norm_weight_variable is None:
+            return self._initial_norm_weight
+        return float(ops.convert_to_numpy(self.norm_weight_variable))
+
+    @norm_weight.setter
+    def norm_weight(self, value) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+                or not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"Expected `norm_weight` >= 0. Received: norm_weight={value!r}")
+        if self.norm_weight_variable is None:
+            self._initial_norm_weight = float(value)
+        else:
+            self.norm_weight_variable.assign(float(value))
+
+    @property
+    def normalization_variables(self) -> list:
+        """The variables trained by this layer's normalization loss only (Eyono et al. 2026,
+        Methods): the trainable inhibitory weights ``W_IE``, ``W_EI``, ``B_IE``, ``B_EI``.
+        :class:`ei_keras.models.DualLossModel` applies the normalization-loss gradient to
+        exactly these and the task-loss gradient to every other trainable variable."""
+        candidates = [getattr(self, n, None) for n in ("W_IE", "W_EI", "B_IE", "B_EI")]
+        return [v for v in candidates if v is not None and v.trainable]
+
+    def load_own_variables(self, store):
+        """Loads files written before ``norm_weight`` became a variable (lambda then comes
+        from the config) as well as current ones."""
+        if self.norm_weight_variable is not None and \
+                len(store.keys()) == len(self.variables) - 1:
+            # Keras' order (Layer.load_own_variables), without the variable that is missing.
+            saved = [v for v in self._trainable_variables + self._non_trainable_variables
+                     if v is not self.norm_weight_variable]
+            for i, v in enumerate(saved):
+                v.assign(store[f"{i}"])
+            return
+        super().load_own_variables(store)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)

@@ -6,44 +6,23 @@ import keras
 from keras import ops
 
 from ei_keras.layers import EDense, EIDense, INormDense, _dale
+from ei_keras.models.trainers import DualLossTrainer, portable_compile_config  # noqa: F401
 from ei_keras.ops import error_normalization as _errnorm
 
 HIDDEN_LAYERS = ("ei", "e", "inorm")
-_EAGER_TORCH = keras.backend.backend() == "torch"
-
-
-def portable_compile_config(config):
-    """A copy of a compile config with backend-specific optimizer classes made public."""
-    if isinstance(config, dict):
-        out = {k: portable_compile_config(v) for k, v in config.items()}
-        module = out.get("module")
-        if isinstance(module, str) and module.startswith("keras.src.backend.") and \
-                ".optimizers" in module:
-            out["module"] = "keras.optimizers"
-            out["registered_name"] = None
-        return out
-    if isinstance(config, list):
-        return [portable_compile_config(v) for v in config]
-    return config
 NORMALIZATIONS = (None, "layer_norm")
 
 
 @keras.saving.register_keras_serializable(package="ei_keras")
-class EINetwork(keras.Model):
+class EINetwork(DualLossTrainer, keras.Model):
     """``input -> [hidden layer -> (LayerNorm) -> ReLU] x depth -> EIDense(10, ni=1) logits``.
 
-    Training is Keras' own ``fit``. Why no hand-written per-backend ``train_step``: the
-    stop-gradients of :class:`~ei_keras.layers.INormDense` make the task loss and the
-    normalization loss (added with ``add_loss``) reach disjoint sets of variables, so the
-    gradient of their sum *is*, variable by variable, the gradient of the loss SPEC section 3
-    assigns to it; the per-group learning rates come from one
-    ``keras.optimizers.MultiOptimizer`` (:func:`ei_keras.optimizers.dale_sgd`). Keras' trainers
-    (TF ``GradientTape``, JAX stateless ``value_and_grad``, torch autograd) then give each
-    backend its own idiomatic step, with no second optimizer to thread through JAX's state.
-    ``tests/test_training.py`` proves the identity: after one step every variable moved by
-    exactly ``-lr_group * grad(assigned loss)`` computed independently of the trainer.
-
-    :meth:`compute_loss` also tracks ``task_loss`` and ``norm_loss`` separately.
+    Training is Keras' own ``fit`` with the dual-loss step of
+    :class:`~ei_keras.models.DualLossModel` (one ``train_step`` per backend): the task loss
+    trains the excitatory variables and the readout, each I-Norm layer's normalization loss
+    trains that layer's inhibitory variables, each at its ``dale_sgd`` group's learning rate.
+    ``History`` has ``loss``, ``task_loss`` and ``norm_loss``; ``compile`` also takes the
+    inhibitory plasticity schedule (``inhibitory_steps``, ``inhibitory_every``).
 
     Args:
         hidden_units: widths of the hidden layers (paper: two layers).
@@ -112,7 +91,7 @@ class EINetwork(keras.Model):
         self.normalization = normalization
         self.error_normalization = _errnorm.validate_mode(error_normalization)
         self.subtractive_only = bool(subtractive_only)
-        self.norm_weight = float(norm_weight)
+        self._norm_weight = float(norm_weight)
         self.trainable_ei = bool(trainable_ei)
         self.output_units = _dale.check_units(output_units, "output_units")
         self.init_distribution = init_distribution
@@ -146,8 +125,6 @@ class EINetwork(keras.Model):
             )
         self.readout = EIDense(self.output_units, inhibitory_units=1,
                                init_distribution=init_distribution, seed=base, name="readout")
-        self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
-        self.norm_loss_tracker = keras.metrics.Mean(name="norm_loss")
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -174,53 +151,33 @@ class EINetwork(keras.Model):
 
     def call(self, inputs, training: bool = False):
         x = inputs
-        # Eager PyTorch pays Keras' Layer.__call__ bookkeeping (call context, autocast scope,
-        # input checks) for every sub-layer on every step; TF and JAX pay it once while tracing.
-        # After the first layer (whose __call__ checks the input), the sub-layers are all built
-        # by build() and run in the model's float32 policy, so on torch their call() runs
-        # directly: same numbers, same add_loss bookkeeping (the model's __call__ clears the
-        # sub-layers' losses), 1.1-1.2x faster I-Norm steps (bench/profile_torch.py, patch C).
-        direct = _EAGER_TORCH and self.dtype_policy.name == "float32"
         for i, (layer, norm) in enumerate(zip(self.hidden, self.norms)):
-            z = layer.call(x) if direct and i else layer(x)
+            # The first layer goes through Layer.__call__ (it checks the input); the trainer
+            # may call the others' `call` directly (same numbers, same add_loss bookkeeping).
+            z = self._sublayer(layer, x) if i else layer(x)
             if norm is not None:
-                z = norm.call(z) if direct else norm(z, training=training)
+                z = self._sublayer(norm, z, training=training)
             x = ops.relu(z)
-        return self.readout.call(x) if direct else self.readout(x)
+        return self._sublayer(self.readout, x)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.output_units)
 
-    # -- losses -----------------------------------------------------------------------------
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Keras' loss (compiled task loss + ``add_loss`` terms), tracking both parts."""
-        total = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
-                                     training=training)
-        extra = self.losses
-        # Added one by one: a stack + sum costs more ops per step on eager torch.
-        norm = ops.zeros((), "float32")
-        for i, v in enumerate(extra):
-            norm = ops.cast(v, "float32") if i == 0 else norm + ops.cast(v, "float32")
-        self.task_loss_tracker.update_state(ops.cast(total, "float32") - norm)
-        self.norm_loss_tracker.update_state(norm)
-        return total
+    @property
+    def norm_weight(self) -> float:
+        """``lambda`` of the I-Norm layers; setting it (e.g. from a callback) changes the
+        normalization loss of the next step on every backend."""
+        inorm = [layer for layer in self.hidden if isinstance(layer, INormDense)]
+        return inorm[0].norm_weight if inorm else self._norm_weight
+
+    @norm_weight.setter
+    def norm_weight(self, value) -> None:
+        for layer in self.hidden:
+            if isinstance(layer, INormDense):
+                layer.norm_weight = value
+        self._norm_weight = float(value)
 
     # -- config -----------------------------------------------------------------------------
-    def compile_from_config(self, config):
-        """Restore the compile configuration of a ``.keras`` file saved under any backend.
-
-        Keras records backend-specific optimizer classes (e.g. the torch backend's fused SGD,
-        ``keras.src.backend.torch.optimizers.torch_sgd``); loaded under another backend such an
-        optimizer cannot update that backend's variables. Those entries are mapped back to the
-        public ``keras.optimizers`` class of the same name, which resolves to the running
-        backend's implementation; learning rates, momenta and clipping are unchanged.
-        ``jit_compile`` is reset to ``"auto"`` for the same reason.
-        """
-        # Keras saves the resolved jit_compile (True under JAX, False under TF-on-CPU/torch);
-        # "auto" lets the loading backend choose (a JAX file would otherwise torch.compile).
-        return super().compile_from_config({**portable_compile_config(config),
-                                            "jit_compile": "auto"})
-
     def get_config(self):
         return {
             "name": self.name,

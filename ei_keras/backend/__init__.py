@@ -1,0 +1,18 @@
+"""Backend-specific pieces outside the trainers, chosen once, at import.
+
+``DaleSGDUpdate``: how :class:`ei_keras.optimizers.DaleSGD` carries out one update of its
+variable groups (``apply_groups``). ``dense_t``: ``x @ w.T`` of the Dale layers.
+"""
+
+from __future__ import annotations
+
+import keras
+
+if keras.backend.backend() == "torch":
+    from ei_keras.backend.torch_ops import dense_t
+    from ei_keras.backend.torch_optimizers import DaleSGDUpdate
+else:
+    from ei_keras.backend.generic_ops import dense_t
+    from ei_keras.backend.generic_optimizers import DaleSGDUpdate
+
+__all__ = ["DaleSGDUpdate", "dense_t"]

@@ -1,0 +1,227 @@
+"""The backend-independent half of the dual-loss trainer (private).
+
+The paper trains two losses at once (Eyono et al. 2026, Methods): the task loss trains the
+excitatory variables (and every variable of networks without learned normalization); each
+I-Norm layer's normalization loss trains that layer's inhibitory variables only. Layers declare
+which variables their own losses train through a ``normalization_variables`` attribute
+(:class:`ei_keras.layers.INormDense` does); everything here reads that declaration, so the
+assignment of each gradient to each variable is explicit and inspectable
+(:meth:`DualLossTrainerBase.loss_assignment`), whatever stop-gradients a layer uses.
+
+Each backend's file (``jax.py``, ``tensorflow.py``, ``torch.py``) subclasses
+:class:`DualLossTrainerBase` with its own ``train_step`` / ``test_step``; ``__init__.py`` picks
+one once, at import.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+#: ``compile`` arguments of the inhibitory plasticity schedules (saved in ``.keras`` files).
+SCHEDULE_ARGUMENTS = ("inhibitory_steps", "inhibitory_every")
+COUNTER_NAME = "inhibitory_schedule_step"
+
+
+def portable_compile_config(config):
+    """A copy of a compile config with backend-specific optimizer classes made public.
+
+    Keras records backend-specific optimizer classes (e.g. the torch backend's fused SGD,
+    ``keras.src.backend.torch.optimizers.torch_sgd``); loaded under another backend such an
+    optimizer cannot update that backend's variables. Those entries are mapped back to the
+    public ``keras.optimizers`` class of the same name, which resolves to the running backend's
+    implementation; learning rates, momenta and clipping are unchanged.
+    """
+    if isinstance(config, dict):
+        out = {k: portable_compile_config(v) for k, v in config.items()}
+        module = out.get("module")
+        if isinstance(module, str) and module.startswith("keras.src.backend.") and \
+                ".optimizers" in module:
+            out["module"] = "keras.optimizers"
+            out["registered_name"] = None
+        return out
+    if isinstance(config, list):
+        return [portable_compile_config(v) for v in config]
+    return config
+
+
+def _check_schedule(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Expected `{name}` to be an integer >= 1. Received: {name}={value!r}")
+    return int(value)
+
+
+def _supports_subset_updates(optimizer) -> bool:
+    """Whether ``optimizer.apply`` accepts a subset of the variables it was built with.
+
+    Keras' single optimizers do; ``keras.optimizers.MultiOptimizer.apply`` insists on the full
+    list, so only :class:`ei_keras.optimizers.DaleSGD` (which routes subsets) qualifies among
+    multi-optimizers."""
+    from ei_keras.optimizers import DaleSGD
+
+    if isinstance(optimizer, DaleSGD):
+        return True
+    return not isinstance(optimizer, keras.optimizers.MultiOptimizer)
+
+
+class _Assignment:
+    """The cached assignment (a plain object: Keras would track a list of layers or variables
+    assigned to a built model as new state)."""
+
+    __slots__ = ("key", "trainable", "is_norm", "layers")
+
+    def __init__(self, key, trainable, is_norm, layers):
+        self.key, self.trainable, self.is_norm, self.layers = key, trainable, is_norm, layers
+
+
+class DualLossTrainerBase:
+    """What every backend's dual-loss trainer shares: compile arguments, the loss assignment,
+    the two loss values, the ``task_loss`` / ``norm_loss`` trackers, saving."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
+        self.norm_loss_tracker = keras.metrics.Mean(name="norm_loss")
+        self.inhibitory_steps = 1
+        self.inhibitory_every = 1
+        # The schedule's position is state: saved with the weights and threaded through JAX's
+        # stateless step like any other non-trainable variable. Made here, before the model
+        # is built (Keras locks a built subclassed model's state).
+        self.inhibitory_counter = keras.Variable(0, dtype="int32", trainable=False,
+                                                 name=COUNTER_NAME)
+        self._assignment_cache = None
+
+    # -- compile ------------------------------------------------------------------------------
+    def compile(self, *args, inhibitory_steps: int = 1, inhibitory_every: int = 1, **kwargs):
+        """``keras.Model.compile`` plus the inhibitory plasticity schedule.
+
+        Args:
+            *args: ``keras.Model.compile`` arguments (``optimizer``, ``loss``, ...).
+            inhibitory_steps: normalization-loss updates per batch: after the joint update of
+                the batch, ``inhibitory_steps - 1`` more updates of the normalization
+                variables, each from a fresh forward pass on the same batch. Default 1 (the
+                paper's step).
+            inhibitory_every: the normalization variables learn on one batch in
+                ``inhibitory_every`` (the first of each block, counted across epochs); on the
+                other batches only the task loss' variables move. Default 1 (every batch).
+            **kwargs: ``keras.Model.compile`` keyword arguments.
+        """
+        self.inhibitory_steps = _check_schedule("inhibitory_steps", inhibitory_steps)
+        self.inhibitory_every = _check_schedule("inhibitory_every", inhibitory_every)
+        super().compile(*args, **kwargs)
+        if (self.inhibitory_steps > 1 or self.inhibitory_every > 1) and \
+                not _supports_subset_updates(self.optimizer):
+            raise ValueError(
+                "inhibitory_steps > 1 or inhibitory_every > 1 update a subset of the variables, "
+                "which keras.optimizers.MultiOptimizer cannot do. Use "
+                "ei_keras.optimizers.dale_sgd (per-group learning rates) or a single optimizer. "
+                f"Received: optimizer={type(self.optimizer).__name__}")
+        self._assignment_cache = None
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config:
+            config = {**config, "inhibitory_steps": self.inhibitory_steps,
+                      "inhibitory_every": self.inhibitory_every}
+        return config
+
+    def compile_from_config(self, config):
+        """Compile from a ``.keras`` file saved under any backend.
+
+        Backend-specific optimizer classes are mapped to their public ``keras.optimizers``
+        names (:func:`portable_compile_config`) and ``jit_compile`` goes back to ``"auto"``:
+        Keras saves the resolved value (True under JAX, False under TF-on-CPU and torch), which
+        would otherwise make a JAX file ``torch.compile`` under torch.
+        """
+        config = keras.saving.deserialize_keras_object(
+            {**portable_compile_config(config), "jit_compile": "auto"})
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def load_own_variables(self, store):
+        """Also loads files written before the schedule counter existed (it stays at 0)."""
+        if len(store.keys()) == 0:
+            return
+        super().load_own_variables(store)
+
+    # -- the assignment of variables to losses -------------------------------------------------
+    def normalization_layers(self) -> list:
+        """The sub-layers that declare ``normalization_variables`` (their own losses are the
+        normalization loss)."""
+        return [layer for layer in self._flatten_layers(include_self=False)
+                if hasattr(layer, "normalization_variables")]
+
+    def _assignment(self):
+        """``(trainable, is_norm)``: the trainable variables and, for each, whether the
+        normalization loss (True) or the task loss (False) trains it. Cached per compile."""
+        trainable = self.trainable_variables
+        key = tuple(id(v) for v in trainable)
+        cache = self._assignment_cache
+        if cache is None or cache.key != key:
+            layers = self.normalization_layers()
+            norm_ids = {id(v) for layer in layers for v in layer.normalization_variables}
+            is_norm = tuple(id(v) in norm_ids for v in trainable)
+            cache = self._assignment_cache = _Assignment(key, tuple(trainable), is_norm,
+                                                         tuple(layers))
+        return list(cache.trainable), cache.is_norm
+
+    def loss_assignment(self) -> dict[str, list[str]]:
+        """Which loss trains which variable: ``{"task": [paths], "normalization": [paths]}``.
+
+        Example:
+
+        >>> from ei_keras import zoo
+        >>> net = zoo.build("inorm_gradnorm", width=16, seed=0)
+        >>> sorted(p.rsplit("/", 1)[-1] for p in net.loss_assignment()["normalization"])
+        ['B_EI', 'B_EI', 'B_IE', 'B_IE', 'W_EI', 'W_EI', 'W_IE', 'W_IE']
+        """
+        trainable, is_norm = self._assignment()
+        return {"task": [v.path for v, n in zip(trainable, is_norm) if not n],
+                "normalization": [v.path for v, n in zip(trainable, is_norm) if n]}
+
+    # -- the two losses -----------------------------------------------------------------------
+    def normalization_loss(self):
+        """The sum of the normalization layers' own losses of the last forward pass (float32).
+
+        Call it after the forward pass, where ``layer.losses`` holds them (inside the same
+        ``keras.StatelessScope`` on JAX)."""
+        layers = (self._assignment_cache.layers if self._assignment_cache is not None
+                  else self.normalization_layers())
+        norm = None
+        for layer in layers:
+            for loss in layer.losses:
+                loss = ops.cast(loss, "float32")
+                norm = loss if norm is None else norm + loss
+        return ops.zeros((), "float32") if norm is None else norm
+
+    def compute_dual_losses(self, x, y, y_pred, sample_weight=None, training=True):
+        """``(loss, task_loss, norm_loss)`` after a forward pass.
+
+        ``loss`` is Keras' loss (``compute_loss``: the compiled loss plus every ``add_loss``
+        term), ``norm_loss`` the normalization layers' own losses and ``task_loss`` the rest.
+        """
+        total = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                  training=training)
+        norm = self.normalization_loss()
+        task = ops.cast(total, "float32") - norm
+        return total, task, norm
+
+    def _schedule_is_default(self) -> bool:
+        return self.inhibitory_steps == 1 and self.inhibitory_every == 1
+
+    @staticmethod
+    def _batch_size(x):
+        return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
+
+    def _update_loss_trackers(self, x, total, task, norm):
+        """Keras' ``loss`` tracker plus ``task_loss`` and ``norm_loss`` (batch-weighted)."""
+        n = self._batch_size(x)
+        if self._loss_tracker is not None:
+            self._loss_tracker.update_state(total, sample_weight=n)
+        self.task_loss_tracker.update_state(task, sample_weight=n)
+        self.norm_loss_tracker.update_state(norm, sample_weight=n)
+
+    def _sublayer(self, layer, *args, **kwargs):
+        """Call a built sub-layer (backends may skip ``Layer.__call__`` bookkeeping)."""
+        return layer(*args, **kwargs)
