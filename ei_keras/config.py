@@ -225,6 +225,10 @@ class TrainConfig:
     steps_per_execution: Any = _key(Kind("auto_int", low=1), "auto",
                                     "training steps per compiled call (auto: 32 on "
                                     "TensorFlow/JAX, 1 on PyTorch)")
+    inhibitory_steps: int = _key(_COUNT, 1, "normalization-loss updates of the inhibitory "
+                                 "weights per batch (1: the paper's step)")
+    inhibitory_every: int = _key(_COUNT, 1, "update the inhibitory weights on one batch in "
+                                 "this many (1: every batch, the paper's step)")
 
 
 @dataclasses.dataclass(frozen=True)

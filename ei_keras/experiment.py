@@ -202,7 +202,9 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
             model = zoo.build(cfg.preset, width=cfg.model.width, depth=cfg.model.depth,
                               seed=cfg.seed, jit_compile=cfg.train.jit_compile,
                               steps_per_execution=spe,
-                              model_overrides={"trainable_ei": cfg.model.trainable_ei}, **hp)
+                              model_overrides={"trainable_ei": cfg.model.trainable_ei},
+                              inhibitory_steps=cfg.train.inhibitory_steps,
+                              inhibitory_every=cfg.train.inhibitory_every, **hp)
         n_probe = min(cfg.measures.probe_size, len(x_test))
         probe_x, probe_y = x_test[:n_probe], y_test[:n_probe]
         monitor = DivergenceMonitor(rates=hp)

@@ -35,6 +35,10 @@ class Protocol:
         overrides: fixed dotted overrides of every run.
         smoke: the tiny CI size: dotted overrides plus ``configs``/``luminosities``.
         expected: the picture the paper shows.
+        variants: conditions that are a preset with fixed overrides:
+            ``{label: (preset, {dotted key: value})}`` (the label names the cell's folder and
+            the condition in reports; learning rates are drawn for the preset, so a variant's
+            configuration ``i`` pairs with its preset's).
     """
 
     name: str
@@ -47,6 +51,7 @@ class Protocol:
     overrides: dict = dataclasses.field(default_factory=dict)
     smoke: dict = dataclasses.field(default_factory=dict)
     expected: str = ""
+    variants: dict = dataclasses.field(default_factory=dict)
 
 
 _SMOKE = {"configs": 1, "luminosities": (0.0, 0.75), "overrides": SMOKE_OVERRIDES}
@@ -70,6 +75,15 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("fig7", "Fig. 7: lateral inhibition of the error (fixed random weights)",
              ("ei_ln", "inorm_lateral", "inorm_center"), smoke=_SMOKE,
              expected="lateral ≈ center ≈ LN, all n.s."),
+    Protocol("timescales", "Inhibitory plasticity timescales: k normalization-loss updates per "
+             "batch (train.inhibitory_steps) for I-Norm with and without GradNorm, r = 0.75",
+             ("ei_ln", "inorm", "inorm_k4", "inorm_k16", "inorm_gradnorm",
+              "inorm_gradnorm_k4", "inorm_gradnorm_k16"), luminosities=(0.75,),
+             variants={f"{p}_k{k}": (p, {"train.inhibitory_steps": k})
+                       for p in ("inorm", "inorm_gradnorm") for k in (4, 16)},
+             smoke={**_SMOKE, "luminosities": (0.75,)},
+             expected="an open question: does faster inhibition close the gap of "
+             "I-Norm without GradNorm to LN?"),
     Protocol("defaults", "The presets' defaults: every I-Norm preset vs LN, 3 seeds, 3 epochs "
              "(issue: I-Norm networks that train reliably out of the box)",
              ("ei_ln", "inorm", "inorm_sub", "inorm_gradnorm", "inorm_center", "inorm_lateral",
@@ -129,12 +143,15 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
     RunConfig().with_overrides(overrides or {})  # a bad override fails before any cell
     cells = []
     for condition in conditions or protocol.conditions:
+        preset, fixed_here = protocol.variants.get(condition, (condition, {}))
         for r in lums:
             for i in range(n):
-                cell = {"preset": condition, "seed": seed * SEEDS_PER_DRAW + i,
-                        "data.luminosity": r}
+                cell = {"preset": preset, "seed": seed * SEEDS_PER_DRAW + i,
+                        "data.luminosity": r, **fixed_here}
+                if condition != preset:
+                    cell["condition"] = condition
                 if protocol.sweep:
-                    drawn = search_space.sample(condition, i, base_seed=seed)
+                    drawn = search_space.sample(preset, i, base_seed=seed)
                     cell.update({f"opt.{k}": v for k, v in drawn.items()})
                 cfg = RunConfig().with_overrides({**cell, **fixed}).with_overrides(
                     overrides or {})  # the user's overrides win over sampled rates

@@ -356,3 +356,14 @@ def test_validation_split_is_held_out_and_reported_beside_the_test_accuracy(tmp_
     assert len(rows) == 2 and all(0 <= float(row["val_accuracy"]) <= 1 for row in rows)
     # the last epoch's validation is the final one
     assert float(rows[-1]["val_accuracy"]) == pytest.approx(metrics["val_accuracy"], abs=1e-6)
+
+
+def test_cli_train_with_an_inhibitory_schedule(tmp_path, capsys):
+    out = tmp_path / "k4"
+    assert cli.main(["train", "--preset", "inorm", "train.inhibitory_steps=4", "--smoke",
+                     "--out", str(out), "model.width=8", "data.train_subset=64",
+                     "data.test_subset=64", "measures.probe_size=32"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["inhibitory_steps"] == 4
+    assert config["fingerprint"]["train.inhibitory_steps"] == 4
+    assert json.loads((out / "metrics.json").read_text())["status"] == "ok"

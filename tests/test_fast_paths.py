@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import numpy_reference as ref
 import pytest
 from keras import ops
 
@@ -24,8 +25,6 @@ from ei_keras.layers import INormDense
 from ei_keras.losses import SparseSmoothedCrossentropy
 from ei_keras.models.gradients import gradients
 from ei_keras.optimizers import DaleSGD, dale_sgd, group_learning_rates, variable_group
-
-import numpy_reference as ref
 
 BACKEND = keras.backend.backend()
 WIDTH = 24

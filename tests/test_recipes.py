@@ -38,6 +38,15 @@ def test_full_plans_match_the_paper_protocol():
                     drawn["lr_e"], drawn["lr_ie"], drawn["lr_ei"]), rel
                 low, high, _ = search_space.space_for(cfg.preset)["lr_e"]
                 assert low <= cfg.opt.lr_e <= high and cfg.seed == i
+    # a variant is its preset with fixed overrides, paired with it configuration by configuration
+    cells = dict(recipes.plan(recipes.get("timescales"), configs=2))
+    for i in range(2):
+        base = cells[Path("inorm") / "r0.75" / f"cfg{i:02d}"]
+        fast = cells[Path("inorm_k16") / "r0.75" / f"cfg{i:02d}"]
+        assert (fast.preset, fast.condition, fast.train.inhibitory_steps) == (
+            "inorm", "inorm_k16", 16)
+        assert base.train.inhibitory_steps == 1 and base.condition is None
+        assert (fast.opt, fast.seed) == (base.opt, base.seed)
     fig6 = recipes.get("fig6")
     assert fig6.configs == 30 and fig6.epochs == 50 and fig6.luminosities == (0, .25, .5, .75)
     with pytest.raises(ValueError, match="Known recipes"):

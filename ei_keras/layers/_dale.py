@@ -6,7 +6,6 @@ import keras
 import numpy as np
 
 from ei_keras import backend as _backend
-
 from ei_keras.initializers import (
     DISTRIBUTIONS,
     DaleExcitatory,
