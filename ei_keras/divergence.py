@@ -95,10 +95,9 @@ class DivergenceMonitor(keras.callbacks.Callback):
         return None
 
     def _snapshot(self, batch: int) -> None:
-        values = [np.array(keras.ops.convert_to_numpy(v)) for v in self._variables()]
-        problem = self._weights_problem({v.path: a for v, a in
-                                         zip(self.model.trainable_variables,
-                                             values[:len(self.model.trainable_variables)])})
+        variables = self._variables()
+        values = [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
+        problem = self._weights_problem({v.path: a for v, a in zip(variables, values)})
         if problem:
             self._detect(problem)
         else:
@@ -169,7 +168,7 @@ class DivergenceMonitor(keras.callbacks.Callback):
         variables = self._variables()
         for v, a in zip(variables, values):
             v.assign(a)
-        good = {v.path: a for v, a in zip(self.model.trainable_variables, values)}
+        good = {v.path: a for v, a in zip(variables, values)}
         last_finite = good
         for offset in range(self.step - start_step):
             x, y = dataset[batch + offset][:2]
