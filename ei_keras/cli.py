@@ -62,10 +62,18 @@ def _shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected i/N with 1 <= i <= N, got {text!r}") from e
 
 
-def _add_jobs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--jobs", type=_positive_int, default=1,
+def _add_jobs(p: argparse.ArgumentParser, default: int | str = 1) -> None:
+    p.add_argument("--jobs", type=_jobs, default=default,
                    help="cells trained at once, each in a worker process pinned to its share "
-                   "of the CPUs (default 1)")
+                   f"of the CPUs, or auto: one per CPU (default {default})")
+
+
+def _jobs(text: str) -> int:
+    if text == "auto":
+        from ei_keras.parallel import cpus
+
+        return len(cpus())
+    return _positive_int(text)
 
 
 def _add_draw_seed(p: argparse.ArgumentParser) -> None:
@@ -281,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="tiny size for CI")
     p.add_argument("--overwrite", action="store_true",
                    help="train again (and replace) finished cells made with other settings")
-    _add_jobs(p)
+    _add_jobs(p, default="auto")
     _add_draw_seed(p)
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_demo)

@@ -91,7 +91,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              epochs=3, sweep=False, overrides={"model.width": DEFAULT_WIDTH}, smoke=_SMOKE,
              expected="no run diverges; gradnorm/center/lateral within 2 points of ei_ln"),
     Protocol("demo", "Quick demo: the key finding at r = 0.75 in about 5 minutes",
-             ("ei", "ei_ln", "inorm", "inorm_gradnorm"), luminosities=(0.75,), configs=8,
+             ("ei", "ei_ln", "inorm", "inorm_gradnorm"), luminosities=(0.75,), configs=12,
              epochs=2, overrides={"model.width": DEFAULT_WIDTH},
              smoke=_SMOKE,
              expected="LN > EI; I-Norm + GradNorm ≈ LN; I-Norm without GradNorm below LN"),
