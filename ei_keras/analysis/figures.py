@@ -615,8 +615,14 @@ def plot_moments(
 
     ```python
     from ei_keras.analysis import load_runs, plot_moments
+    from ei_keras.experiment import run_experiment
 
-    plot_moments(load_runs("runs/fig3"), "runs/fig3/moments.png")  # + moments.pdf
+    run_experiment({"preset": "inorm_gradnorm", "model.width": 16, "train.epochs": 2,
+                    "data.train_subset": 256, "data.test_subset": 128,
+                    "measures.probe_size": 64}, "runs/demo/inorm_gradnorm",
+                   printer=lambda *a: None)  # a tiny real run
+    png = plot_moments(load_runs("runs/demo"), "runs/demo/moments.png")
+    png.name, png.with_suffix(".pdf").is_file()  # ('moments.png', True)
     ```
     """
     fig = _moments_figure(runs, reference=reference, luminosity=luminosity, labels=labels,
