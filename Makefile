@@ -1,5 +1,5 @@
 # The two commands of the README. Each sets everything up first (idempotent).
-.PHONY: demo test setup lint
+.PHONY: demo test setup lint docs docs-serve
 
 setup:
 	@bash scripts/setup.sh
@@ -12,3 +12,12 @@ test: setup
 
 lint: setup
 	@.venv/bin/ruff check ei_keras tests recipes bench
+
+# The docs site (mkdocs-material + mkdocstrings), strict: any warning fails. Output: site/.
+docs:
+	@bash scripts/setup.sh --docs
+	@NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --clean
+
+docs-serve:
+	@bash scripts/setup.sh --docs
+	@NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs serve

@@ -67,9 +67,10 @@ class DaleExcitatory(_NumpySeeded):
 
     Example:
 
+    >>> import keras
     >>> from ei_keras.initializers import DaleExcitatory
     >>> w = DaleExcitatory(seed=0)((100, 784))
-    >>> bool((w >= 0).all())
+    >>> bool(keras.ops.all(w >= 0))
     True
     """
 

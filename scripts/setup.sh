@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
 # Idempotent set-up for ei_keras: the data files, a virtual environment with all three Keras
 # backends (TensorFlow, JAX, PyTorch) and the package itself. Safe to run again: it only redoes
-# the pip step when pyproject.toml changed. Called by `make demo` and `make test`.
+# the pip step when pyproject.toml changed. Called by `make demo`, `make test` and `make docs`.
+#
+#   bash scripts/setup.sh           CPU builds of TensorFlow, JAX and torch: extra `all`
+#   EI_KERAS_GPU=1 bash scripts/... CUDA builds (Linux, NVIDIA GPU): extra `gpu`; replaces the
+#                                   CPU builds of an existing venv. Check: scripts/gpu_check.sh
+#   bash scripts/setup.sh --docs    also the docs site's tools (extra `docs`), for `make docs`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${EI_KERAS_VENV:-.venv}
 PY=${PYTHON:-python3}
+GPU=${EI_KERAS_GPU:-0}
+DOCS=0
+for arg in "$@"; do
+  case "$arg" in
+    --docs) DOCS=1 ;;
+    *) echo "error: unknown option $arg (expected --docs)" >&2; exit 2 ;;
+  esac
+done
+if [ "$GPU" = 1 ]; then EXTRAS=gpu; else EXTRAS=all; fi
 
 # 1. Fashion-MNIST, offline: Debian's package installs the four IDX files (SPEC section 4).
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${EI_KERAS_DATA_DIR:-}" ]; then
@@ -24,18 +38,45 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 stamp="$VENV/.ei-keras-setup"
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+want=$( (cat pyproject.toml scripts/setup.sh; echo "extras=$EXTRAS") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   start=$(date +%s)
   echo "[setup] installing dependencies into $VENV (about 1.5 minutes the first time)"
   "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  if [ "$GPU" = 1 ]; then
+    # The CUDA builds replace CPU ones: tensorflow-cpu and tensorflow[and-cuda] both install the
+    # `tensorflow` module, and a CPU torch (2.13.0+cpu) satisfies `torch==2.13.0`.
+    if "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.version.cuda is not None)" >/dev/null 2>&1; then
+      "$VENV/bin/pip" uninstall -q -y torch
+    fi
+    "$VENV/bin/pip" uninstall -q -y tensorflow-cpu 2>/dev/null || true
+    # PyPI's Linux torch wheel is the CUDA build; EI_KERAS_TORCH_INDEX picks another index
+    # (e.g. https://download.pytorch.org/whl/cu128 for another CUDA version).
+    "$VENV/bin/pip" install -q --disable-pip-version-check ${EI_KERAS_TORCH_INDEX:+--index-url "$EI_KERAS_TORCH_INDEX"} \
+      "torch==${EI_KERAS_TORCH_VERSION:-2.13.0}" 2>&1 | grep -v '^WARNING: Location' || true
+  elif ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
     # Pinned: the CPU wheel. An unpinned torch can pull a multi-GB CUDA build.
     "$VENV/bin/pip" install -q --disable-pip-version-check "torch==${EI_KERAS_TORCH_VERSION:-2.13.0}" 2>&1 | grep -v '^WARNING: Location' || true
   fi
-  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[all]" 2>&1 | grep -v '^WARNING: Location' || true
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[$EXTRAS]" 2>&1 | grep -v '^WARNING: Location' || true
   TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 "$VENV/bin/python" -c "import torch, keras, jax, tensorflow, keras_tuner" \
     || { echo "[setup] FAILED: the environment does not import all three backends" >&2; exit 1; }
   echo "$want" > "$stamp"
   echo "[setup] done in $(( $(date +%s) - start )) s; venv size $(du -sh "$VENV" | cut -f1)"
+fi
+
+# 3. The docs site's tools (`make docs`), kept out of `all` so the test venv stays lean. Only the
+#    `docs` extra's requirements are installed; the package install above is left as it is.
+if [ "$DOCS" = 1 ]; then
+  dstamp="$VENV/.ei-keras-docs-setup"
+  dwant=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  if [ "$(cat "$dstamp" 2>/dev/null)" != "$dwant" ]; then
+    echo "[setup] installing the docs tools (extra \`docs\`) into $VENV"
+    "$VENV/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["docs"]))' \
+      > "$VENV/.ei-keras-docs-requirements.txt"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$VENV/.ei-keras-docs-requirements.txt" 2>&1 | grep -v '^WARNING: Location' || true
+    "$VENV/bin/python" -c "import mkdocs, material, mkdocstrings" \
+      || { echo "[setup] FAILED: the docs tools do not import" >&2; exit 1; }
+    echo "$dwant" > "$dstamp"
+  fi
 fi

@@ -420,12 +420,108 @@ def _assert_png(path: Path | None) -> None:
     assert len(data) > 1000 and data.startswith(PNG_MAGIC)
 
 
-def test_plots_write_pngs(runs: list, tmp_path: Path) -> None:
+def _assert_pdf(path: Path) -> None:
+    data = path.read_bytes()
+    assert data.startswith(b"%PDF-") and b"%%EOF" in data[-32:]
+    assert b"/CreationDate" not in data  # no date: the same runs give the same bytes
+
+
+def test_plots_write_png_and_pdf(runs: list, tmp_path: Path) -> None:
     _assert_png(plot_accuracy_by_luminosity(runs, tmp_path / "acc.png"))
     _assert_png(plot_moments(runs, tmp_path / "mom.png"))
     _assert_png(plot_alignment(runs, tmp_path / "ali.png", luminosity=0.75))
     _assert_png(plot_scatter_vs_reference(runs, tmp_path / "sc.png", "fragile", "ei_ln"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["acc.png", "ali.png", "mom.png", "sc.png"]
+    names = ["acc", "ali", "mom", "sc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"{n}.png" for n in names] + [f"{n}.pdf" for n in names]
+    )
+    for n in names:
+        _assert_pdf(tmp_path / f"{n}.pdf")
+
+
+def test_vector_format_choice(runs: list, tmp_path: Path) -> None:
+    png = plot_moments(runs, tmp_path / "svg" / "mom.png", vector="svg")
+    assert png is not None
+    svg = (tmp_path / "svg" / "mom.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert sorted(p.name for p in png.parent.iterdir()) == ["mom.png", "mom.svg"]
+    only = plot_alignment(runs, tmp_path / "png" / "ali.png", vector=None)
+    assert only is not None and [p.name for p in only.parent.iterdir()] == ["ali.png"]
+    with pytest.raises(ValueError, match=r"Expected `vector`.*Received: vector='eps'"):
+        plot_moments(runs, tmp_path / "bad" / "mom.png", vector="eps")
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
+
+
+def _moment_runs(root: Path) -> list:
+    """Three learning runs of `c` per r (variance 2, 3, 4 at epoch 1) and one diverged run
+    whose moments blew up (mean 5e9, variance 1e18) as the reduced protocol's did."""
+    for lum in LUMS:
+        for seed, var0 in enumerate((2.0, 3.0, 4.0)):
+            write_run(root, f"c/r{lum}/s{seed}", condition="c", luminosity=lum, seed=seed,
+                      history=_history(0.1 * (seed + 1), var0, 0.5))
+        write_run(root, f"c/r{lum}/s9", condition="c", luminosity=lum, seed=9, acc=None,
+                  status="diverged", history=_history(5e9, 1e18, -0.9))
+        write_run(root, f"ref/r{lum}/s0", condition="ei_ln", luminosity=lum, seed=0,
+                  history=_history(0.0, 1.0, 1.0))
+    return load_runs(root)
+
+
+def _plotted(ax: Any) -> list[np.ndarray]:
+    """The y data of the curves on `ax` (not the horizontal target line)."""
+    return [np.asarray(line.get_ydata(), float) for line in ax.get_lines()
+            if len(line.get_xdata()) > 2]
+
+
+def test_diverged_run_stays_out_of_the_medians(tmp_path: Path) -> None:
+    from ei_keras.analysis import figures
+
+    runs = _moment_runs(tmp_path)
+    fig = figures._moments_figure(runs)
+    axes = np.array(fig.axes).reshape(2, len(LUMS))  # rows mean / variance, one column per r
+    for col, lum in enumerate(LUMS):
+        means, variances = _plotted(axes[0][col]), _plotted(axes[1][col])
+        assert len(means) == len(variances) == 4  # 2 conditions x 2 hidden layers
+        assert max(float(np.max(v)) for v in variances) < 10.0  # 1e18 never enters
+        assert max(float(np.max(m)) for m in means) < 1.0  # nor 5e9
+        # hidden layer 1 of `c` at epoch 1: the median of 2, 3, 4 (the 1e18 run left out)
+        assert any(np.isclose(v[0], 3.0) for v in variances)
+        assert "diverged, left out: c 1 of 4" in axes[0][col].get_title()
+        assert axes[0][col].get_title().startswith(f"r = {lum:g}")
+        assert axes[0][col].get_yscale() == "linear"  # a mean is additive
+        assert axes[1][col].get_yscale() == "log"  # a variance is a scale
+    # the interquartile band of `c`, hidden layer 1, variance at epoch 1: 2.5 .. 3.5
+    at_epoch_1 = [
+        {round(float(y), 6) for x, y in path.vertices if x == 1.0}
+        for band in axes[1][0].collections for path in band.get_paths()
+    ]
+    assert {2.5, 3.5} in at_epoch_1
+    fig_a = figures._alignment_figure(runs)
+    for ax in fig_a.axes:
+        assert all(float(np.min(y)) > 0 for y in _plotted(ax))  # the -0.9 run left out
+
+
+def test_curve_legends_sit_outside_and_explain_line_styles(tmp_path: Path) -> None:
+    from ei_keras.analysis import figures
+
+    fig = figures._moments_figure(_moment_runs(tmp_path), labels={"ei_ln": "LN"})
+    assert all(ax.get_legend() is None for ax in fig.axes)  # nothing drawn over the data
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert {"LN (reference)", "c", "hidden layer 1", "hidden layer 2",
+            "interquartile range"} <= set(texts)
+    styles = {t.get_text(): h.get_linestyle() for t, h in zip(legend.get_texts(),
+                                                              legend.legend_handles)}
+    assert styles["hidden layer 1"] != styles["hidden layer 2"]
+    assert "line style = layer" in legend.get_title().get_text()
+
+
+def test_report_captions_count_left_out_runs(tmp_path: Path) -> None:
+    _moment_runs(tmp_path / "runs")
+    text = write_report(tmp_path / "runs", out_dir=tmp_path / "out").read_text()
+    assert text.count("2 diverged runs of 10 left out (c 2)") == 2  # moments and alignment
+    assert "![Hidden-layer moments per epoch](moments.png)" in text
+    assert "([PDF](moments.pdf))" in text
+    _assert_pdf(tmp_path / "out" / "moments.pdf")
 
 
 def test_plots_skip_when_nothing_to_plot(runs: list, tmp_path: Path) -> None:
@@ -475,6 +571,9 @@ def test_write_report(results: Path, runs: list, tmp_path: Path) -> None:
     for name in pngs:
         _assert_png(out / name)
         assert f"]({name})" in text
+        pdf = Path(name).with_suffix(".pdf").name
+        _assert_pdf(out / pdf)
+        assert f"([PDF]({pdf}))" in text
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
 
 

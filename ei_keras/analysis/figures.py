@@ -1,8 +1,14 @@
 """Figures from run directories (matplotlib, no display needed).
 
-Every function takes the runs (see :func:`~ei_keras.analysis.runs.load_runs`) and an output
-path, writes one PNG atomically (to a temporary file in the same folder, then ``os.replace``)
-and returns its path, or returns None and writes nothing when there is nothing to plot.
+Every function takes the runs (see `ei_keras.analysis.load_runs`) and an output path, writes
+a PNG (200 dpi) and, beside it, a vector copy (PDF by default, or SVG) atomically (each to a
+temporary file in the same folder, then `os.replace`) and returns the PNG's path, or returns
+None and writes nothing when there is nothing to plot.
+
+The per-epoch figures (moments, alignment) follow the paper's Figs. 3-5: one column per
+luminosity r, the median over runs with its interquartile band, and diverged runs left out of
+the curves (a diverged run's variance reaches 1e18 and would flatten every other curve) and
+counted in each column's title. Legends sit outside the axes.
 
 Figures are drawn on bare :class:`matplotlib.figure.Figure` objects (no ``pyplot``, no global
 state, no GUI backend); matplotlib and numpy are imported lazily so that importing
@@ -13,8 +19,11 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +33,6 @@ from .runs import CHANCE_ACCURACY, RunRecord, group_runs
 from .stats import compare_to_reference, format_p, format_u
 
 if TYPE_CHECKING:  # pragma: no cover
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
@@ -36,25 +44,57 @@ __all__ = [
     "save_figure",
 ]
 
-_DPI = 120
+_DPI = 200
+_VECTOR_FORMATS = ("pdf", "svg")
 _DIVERGED_COLOR = "#d62728"
 _REFERENCE_COLOR = "#222222"
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write ``fig`` to ``path`` as PNG atomically.
+def save_figure(
+    fig: Figure, path: str | os.PathLike[str], *, vector: str | None = "pdf"
+) -> Path:
+    """Write `fig` to `path` as PNG, and a vector copy beside it, each atomically.
 
-    The image is rendered into a temporary file next to ``path`` and moved into place with
-    ``os.replace``, so a reader never sees a half-written file.
+    Each file is rendered into a temporary file next to its destination and moved into place
+    with `os.replace`, so a reader never sees a half-written file. The vector copy has the
+    same name with the vector format's suffix (`moments.png` → `moments.pdf`); the files
+    carry no creation date, so drawing the same runs again gives the same bytes.
 
     Args:
-        fig: The figure.
-        path: Destination (``.png``); its folder is created if needed.
+        fig: The figure (a `matplotlib.figure.Figure`).
+        path: Destination of the PNG; its folder is created if needed.
+        vector: `"pdf"` (default), `"svg"`, or None for the PNG only.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        `path` as a `pathlib.Path`.
+
+    Raises:
+        ValueError: `vector` is not one of `"pdf"`, `"svg"` or None.
+
+    Example:
+
+    ```python
+    from matplotlib.figure import Figure
+    from ei_keras.analysis import save_figure
+
+    fig = Figure()
+    fig.add_subplot().plot([1, 2, 3], [0.2, 0.6, 0.8])
+    png = save_figure(fig, "curve.png", vector="svg")
+    png.name, png.with_suffix(".svg").is_file()  # ('curve.png', True)
+    ```
     """
-    return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI))
+    if vector is not None and vector not in _VECTOR_FORMATS:
+        raise ValueError(
+            f"Expected `vector` to be one of {_VECTOR_FORMATS} or None. Received: vector={vector!r}"
+        )
+    dest = Path(path)
+    if vector is not None:
+        meta = {"CreationDate": None} if vector == "pdf" else {"Date": None}
+        write_atomic(
+            dest.with_suffix("." + vector),
+            lambda tmp: fig.savefig(tmp, format=vector, metadata=meta),
+        )
+    return write_atomic(dest, lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI))
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -113,6 +153,7 @@ def plot_accuracy_by_luminosity(
     *,
     labels: Mapping[str, str] | None = None,
     title: str | None = None,
+    vector: str | None = "pdf",
 ) -> Path | None:
     """Box-and-strip plot of test accuracy (%) per condition at each luminosity r.
 
@@ -121,15 +162,17 @@ def plot_accuracy_by_luminosity(
     a red ``x`` at the accuracy they count with (chance, 10 %), or on the lower edge of the
     axis when every other run is far above chance (so the interesting range stays readable).
     The reference condition is drawn in dark grey, first, and every other cell is annotated
-    with its Mann-Whitney stars against the reference at the same r.
+    with its Mann-Whitney stars against the reference at the same r. The legend sits to the
+    right of the axes, clear of the data.
 
     Args:
         runs: The runs.
-        path: Output PNG path.
+        path: Output PNG path; the vector copy goes beside it.
         conditions: Conditions to draw, in order; by default the reference then all others.
         reference: The reference condition (highlighted; stars are relative to it).
         labels: Optional display names for conditions.
         title: Optional figure title.
+        vector: Format of the vector copy, `"pdf"` or `"svg"`, or None for PNG only.
 
     Returns:
         The PNG path, or None when there are no runs to draw.
@@ -157,7 +200,8 @@ def plot_accuracy_by_luminosity(
     colors = _condition_colors(conds, reference)
     slot = 0.8 / n_c
     rng = np.random.default_rng(0)
-    fig = _new_figure(max(6.0, 1.0 + n_l * (0.45 * n_c + 0.4)), 4.8)
+    # Room for the axes, then about 2.6 inches for the legend to the right of them.
+    fig = _new_figure(max(4.0, 1.2 + n_l * (0.45 * n_c + 0.4)) + 2.6, 4.8)
     ax = fig.add_subplot()
     ymax_all = -math.inf
     all_cells = [r for c in conds for cell in grouped[c].values() for r in cell]
@@ -229,20 +273,22 @@ def plot_accuracy_by_luminosity(
         for c in conds
     ]
     if any_div:
-        where = "" if floor is None else "; drawn on the lower edge"
+        where = "" if floor is None else ";\ndrawn on the lower edge"
         handles.append(
             Line2D(
                 [], [], marker="x", linestyle="none", color=_DIVERGED_COLOR,
-                label=f"diverged (counted at {CHANCE_ACCURACY * 100:g} %{where})",
+                label=f"diverged run\n(counted at {CHANCE_ACCURACY * 100:g} %{where})",
             )
         )
-    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
-    ax.set_title(
+    handles.append(Line2D([], [], linestyle="none", label="box: quartiles and median\n"
+                          "dots: runs; stars: Mann-Whitney\nvs the reference at the same r"))
+    fig.legend(handles=handles, fontsize=8, loc="outside right center", frameon=False)
+    fig.suptitle(
         title
         or f"Final test accuracy; stars: Mann-Whitney vs {_label(reference, labels)}",
         fontsize=10,
     )
-    return save_figure(fig, path)
+    return save_figure(fig, path, vector=vector)
 
 
 def _diverged_floor(ok_values: Sequence[float], any_diverged: bool) -> float | None:
@@ -270,10 +316,47 @@ def _finite_series(values: Sequence[float]) -> list[float]:
     return [v if isinstance(v, float) and math.isfinite(v) else math.nan for v in values]
 
 
+@dataclass(frozen=True)
+class _Curve:
+    """Across-run summary of one history column of one condition at one r.
+
+    Attributes:
+        epochs: The x values.
+        median: The median over runs per epoch (NaN where no run has a finite value).
+        low: The 25th percentile per epoch.
+        high: The 75th percentile per epoch.
+        n_runs: How many runs entered the summary.
+    """
+
+    epochs: list[float]
+    median: list[float]
+    low: list[float]
+    high: list[float]
+    n_runs: int
+
+
+def _curve_runs(
+    runs: Sequence[RunRecord], select: Callable[[str], bool], luminosity: float | None
+) -> tuple[list[RunRecord], list[RunRecord]]:
+    """The runs at ``luminosity`` (None: any) with a selected history column, split into
+    ``(kept, diverged)``: a diverged run's curves are left out of every median (its values
+    run to 1e18 and would say nothing about the runs that learned)."""
+    kept: list[RunRecord] = []
+    left_out: list[RunRecord] = []
+    for run in runs:
+        if luminosity is not None and run.luminosity != luminosity:
+            continue
+        if not any(select(col) and vals for col, vals in run.history.items()):
+            continue
+        (left_out if run.diverged else kept).append(run)
+    return kept, left_out
+
+
 def _curves(
-    runs: Sequence[RunRecord], select: Any, luminosity: float | None
-) -> dict[tuple[str, str], tuple[list[float], list[float], list[float], list[float]]]:
-    """Per (condition, column) the across-run mean curve and its min/max band.
+    runs: Sequence[RunRecord], select: Callable[[str], bool], luminosity: float | None
+) -> dict[tuple[str, str], _Curve]:
+    """Per (condition, column): median and interquartile range over the runs that did not
+    diverge.
 
     Args:
         runs: The runs.
@@ -281,15 +364,15 @@ def _curves(
         luminosity: Restrict to runs at this r (None: all runs).
 
     Returns:
-        ``{(condition, column): (epochs, mean, low, high)}`` with NaN where no run has data.
+        ``{(condition, column): _Curve}``, sorted by key; columns with no finite value are
+        left out.
     """
     import numpy as np
 
+    kept, _ = _curve_runs(runs, select, luminosity)
     stacks: dict[tuple[str, str], list[list[float]]] = {}
     epochs_of: dict[tuple[str, str], list[float]] = {}
-    for run in runs:
-        if luminosity is not None and run.luminosity != luminosity:
-            continue
+    for run in kept:
         for col, vals in run.history.items():
             if not select(col) or not vals:
                 continue
@@ -301,7 +384,7 @@ def _curves(
                 ep_vals = [float(i + 1) for i in range(len(vals))]
             if len(ep_vals) > len(epochs_of.get(key, [])):
                 epochs_of[key] = ep_vals
-    out: dict[tuple[str, str], tuple[list[float], list[float], list[float], list[float]]] = {}
+    out: dict[tuple[str, str], _Curve] = {}
     for key, series in sorted(stacks.items()):
         n = max(len(s) for s in series)
         arr = np.full((len(series), n), np.nan)
@@ -311,15 +394,15 @@ def _curves(
             continue
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN epochs
-            mean = np.nanmean(arr, axis=0)
-            low = np.nanmin(arr, axis=0)
-            high = np.nanmax(arr, axis=0)
-        out[key] = (epochs_of[key][:n], mean.tolist(), low.tolist(), high.tolist())
+            low, median, high = np.nanpercentile(arr, [25.0, 50.0, 75.0], axis=0)
+        out[key] = _Curve(
+            epochs_of[key][:n], median.tolist(), low.tolist(), high.tolist(), len(series)
+        )
     return out
 
 
 def _layer_of(col: str, prefixes: Sequence[str] = (), suffixes: Sequence[str] = ()) -> str:
-    """The layer part of a per-layer column name."""
+    """The layer part of a per-layer column name: ``hidden_1_var`` → ``hidden layer 1``."""
     name = col
     for p in prefixes:
         if name.startswith(p):
@@ -328,42 +411,172 @@ def _layer_of(col: str, prefixes: Sequence[str] = (), suffixes: Sequence[str] = 
         if name.endswith(s):
             name = name[: -len(s)]
     name = name.strip("_") or col
-    return f"layer {name}" if name.isdigit() else name
+    if name.startswith("hidden_") and name[len("hidden_"):].isdigit():
+        name = name[len("hidden_"):]
+    return f"hidden layer {name}" if name.isdigit() else name
 
 
-_LINESTYLES = ["-", "--", ":", "-."]
+_LINESTYLES: list[Any] = ["-", "--", ":", "-."]
+_TARGET_STYLE = {"color": "0.55", "linewidth": 3.0, "alpha": 0.45, "zorder": 0}
 
 
-def _draw_curves(
-    ax: Axes,
-    curves: Mapping[tuple[str, str], tuple[list[float], list[float], list[float], list[float]]],
-    colors: Mapping[str, Any],
-    layer_of: Any,
+@dataclass(frozen=True)
+class _Panel:
+    """One row of a per-epoch figure: which columns, how to name their layers, the y axis."""
+
+    select: Callable[[str], bool]
+    layer_of: Callable[[str], str]
+    ylabel: str
+    target: float
+    target_label: str
+    log: bool = False
+
+
+def _curve_figure(
+    runs: Sequence[RunRecord],
+    panels: Sequence[_Panel],
+    *,
+    reference: str | None,
+    luminosity: float | None,
     labels: Mapping[str, str] | None,
-) -> None:
-    """Draw mean curves with min/max bands; colour = condition, line style = layer."""
-    layers = sorted({layer_of(col) for (_, col) in curves})
+    conditions: Sequence[str] | None,
+    title: str,
+) -> Figure | None:
+    """A grid of per-epoch curves: one row per panel, one column per luminosity r.
+
+    Colour = condition (as in the accuracy figure), line style = hidden layer; lines are the
+    median over the runs that did not diverge, bands their interquartile range. Diverged runs
+    are left out and counted in each column's title. One legend, outside the axes, explains
+    colours, line styles, bands and the target line.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    def select_any(col: str) -> bool:
+        return any(p.select(col) for p in panels)
+
+    if luminosity is not None:
+        lums: list[float | None] = [luminosity]
+    else:
+        kept_all, _ = _curve_runs(runs, select_any, None)
+        lums = sorted({r.luminosity for r in kept_all}, key=lambda r: (r is None, r or 0.0))
+    grid = {
+        (pi, li): _curves(runs, p.select, lum)
+        for pi, p in enumerate(panels)
+        for li, lum in enumerate(lums)
+    }
+    present = {c for curves in grid.values() for (c, _) in curves}
+    conds = _order_conditions(present, conditions, reference)
+    if not conds:
+        return None
+    colors = _condition_colors(conds, reference)
+    layers = sorted(
+        {p.layer_of(col) for pi, p in enumerate(panels) for li in range(len(lums))
+         for (_, col) in grid[(pi, li)]}
+    )
     style = {layer: _LINESTYLES[i % len(_LINESTYLES)] for i, layer in enumerate(layers)}
-    for (cond, col), (ep, mean, low, high) in curves.items():
-        layer = layer_of(col)
-        ax.plot(
-            ep, mean, color=colors[cond], linestyle=style[layer], marker="o", markersize=3,
-            label=f"{_label(cond, labels)} · {layer}",
-        )
-        if any(lo != hi for lo, hi in zip(low, high, strict=True) if math.isfinite(lo)):
-            ax.fill_between(ep, low, high, color=colors[cond], alpha=0.12, linewidth=0)
-
-
-def _maybe_log(ax: Axes, curves: Mapping[Any, tuple[Any, Any, Any, Any]]) -> None:
-    """Use a log y axis when all values are positive and span more than two decades."""
-    vals = [
-        v
-        for (_, mean, low, high) in curves.values()
-        for v in (*mean, *low, *high)
-        if math.isfinite(v)
+    n_rows, n_cols = len(panels), len(lums)
+    band_alpha = 0.14 if len(conds) <= 4 else 0.08  # many overlapping bands turn to mud
+    fig = _new_figure(2.2 + 3.6 * n_cols, 0.6 + 2.7 * n_rows)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, sharex=True, sharey="row")
+    for li, lum in enumerate(lums):
+        _, left_out = _curve_runs(runs, select_any, lum)
+        left_out = [r for r in left_out if r.condition in conds]
+        for pi, panel in enumerate(panels):
+            ax = axes[pi][li]
+            for (cond, col), curve in grid[(pi, li)].items():
+                if cond not in colors:
+                    continue
+                ax.plot(
+                    curve.epochs, curve.median, color=colors[cond],
+                    linestyle=style[panel.layer_of(col)], linewidth=1.6,
+                    marker="o", markersize=2.5,
+                )
+                if curve.n_runs > 1:
+                    ax.fill_between(
+                        curve.epochs, curve.low, curve.high, color=colors[cond], alpha=band_alpha,
+                        linewidth=0,
+                    )
+            ax.axhline(panel.target, **_TARGET_STYLE)
+            if panel.log and _all_positive(grid[(pi, li)]):
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if li == 0:
+                ax.set_ylabel(panel.ylabel)
+            if pi == n_rows - 1:
+                ax.set_xlabel("epoch")
+        head = f"r = {_fmt_r(lum)}"
+        if left_out:
+            kept, _ = _curve_runs(runs, select_any, lum)
+            counts = Counter(r.condition for r in left_out)
+            totals = counts + Counter(r.condition for r in kept)
+            head += "\n" + textwrap.fill(
+                "diverged, left out: " + ", ".join(
+                    f"{_label(c, labels)} {counts[c]} of {totals[c]}" for c in conds if counts[c]
+                ),
+                width=44,
+            )
+        else:
+            head += "\nno run diverged"
+        axes[0][li].set_title(head, fontsize=9)
+    for row in axes:
+        lo, hi = row[0].get_ylim()
+        if row[0].get_yscale() == "log" and hi / lo < 30:
+            # Under a decade and a half, 10^k ticks would leave the axis unlabelled: plain
+            # numbers (0.95, 1, 1.1) on the major and minor ticks instead.
+            plain = FuncFormatter(lambda v, _: f"{v:.3g}")
+            row[0].yaxis.set_major_formatter(plain)
+            row[0].yaxis.set_minor_formatter(plain)
+    handles: list[Any] = [
+        Line2D([], [], color=colors[c], linewidth=2.0,
+               label=_label(c, labels) + (" (reference)" if c == reference else ""))
+        for c in conds
     ]
-    if vals and min(vals) > 0 and max(vals) / min(vals) > 100:
-        ax.set_yscale("log")
+    handles.append(Line2D([], [], linestyle="none", label=" "))
+    handles += [Line2D([], [], color="black", linestyle=style[layer], label=layer)
+                for layer in layers]
+    handles.append(Patch(facecolor="0.5", alpha=0.25, label="interquartile range"))
+    targets = dict.fromkeys(p.target_label for p in panels)
+    handles += [Line2D([], [], label=t, **{k: v for k, v in _TARGET_STYLE.items()
+                                          if k != "zorder"}) for t in targets]
+    fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False,
+               title="colour = condition\nline style = layer", title_fontsize=8,
+               alignment="left")
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def _all_positive(curves: Mapping[Any, _Curve]) -> bool:
+    """Whether every finite value of ``curves`` is positive (a log axis can show them)."""
+    vals = [v for c in curves.values() for v in (*c.median, *c.low, *c.high) if math.isfinite(v)]
+    return bool(vals) and min(vals) > 0
+
+
+def _moments_figure(
+    runs: Sequence[RunRecord],
+    *,
+    reference: str | None = "ei_ln",
+    luminosity: float | None = None,
+    labels: Mapping[str, str] | None = None,
+    conditions: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure | None:
+    """The figure :func:`plot_moments` saves (None when no run has moment columns)."""
+    panels = [
+        _Panel(lambda c: c.endswith("_mean"), lambda c: _layer_of(c, suffixes=("_mean",)),
+               "mean over units of z", 0.0, "LayerNorm target (mean 0, variance 1)"),
+        _Panel(lambda c: c.endswith("_var"), lambda c: _layer_of(c, suffixes=("_var",)),
+               "variance over units of z (log)", 1.0, "LayerNorm target (mean 0, variance 1)",
+               log=True),
+    ]
+    return _curve_figure(
+        runs, panels, reference=reference, luminosity=luminosity, labels=labels,
+        conditions=conditions,
+        title=title or "Hidden-layer pre-activation moments: median over runs that did not "
+        "diverge",
+    )
 
 
 def plot_moments(
@@ -373,53 +586,74 @@ def plot_moments(
     reference: str | None = "ei_ln",
     luminosity: float | None = None,
     labels: Mapping[str, str] | None = None,
+    conditions: Sequence[str] | None = None,
     title: str | None = None,
+    vector: str | None = "pdf",
 ) -> Path | None:
-    """Per-epoch hidden-layer moments, per condition, with LayerNorm's targets.
+    """Per-epoch hidden-layer moments, per condition and luminosity r, with LayerNorm's targets.
 
-    Uses the ``history.csv`` columns ending in ``_mean`` (left panel, target 0) and ``_var``
-    (right panel, target 1), e.g. ``hidden_1_mean``/``hidden_1_var``. Lines are the mean over
-    the condition's runs, bands their min-max range; colour = condition, line style = layer.
+    Uses the `history.csv` columns ending in `_mean` (top row, target 0) and `_var` (bottom
+    row, target 1, log axis: a variance is a scale), e.g. `hidden_1_mean` / `hidden_1_var`.
+    One column per r. Lines are the median over the condition's runs that did not diverge,
+    bands their interquartile range; colour = condition, line style = hidden layer. Diverged
+    runs are left out (their moments run to 1e18) and counted in each column's title.
 
     Args:
-        runs: The runs.
-        path: Output PNG path.
+        runs: The runs (see `ei_keras.analysis.load_runs`).
+        path: Output PNG path; the vector copy goes beside it.
         reference: Condition drawn in dark grey (colours match the accuracy figure).
-        luminosity: Only use runs at this r (default: all runs).
+        luminosity: Draw only this r (default: one column per r present).
         labels: Optional display names for conditions.
+        conditions: Conditions to draw, in order (default: the reference, then the rest).
         title: Optional figure title.
+        vector: Format of the vector copy, `"pdf"` or `"svg"`, or None for PNG only.
 
     Returns:
-        The PNG path, or None when no run has moment columns.
-    """
-    from matplotlib.ticker import MaxNLocator
+        The PNG path, or None (nothing written) when no run has moment columns.
 
-    mean_curves = _curves(runs, lambda c: c.endswith("_mean"), luminosity)
-    var_curves = _curves(runs, lambda c: c.endswith("_var"), luminosity)
-    if not mean_curves and not var_curves:
-        return None
-    conds = sorted({c for (c, _) in (*mean_curves, *var_curves)})
-    colors = _condition_colors(conds, reference)
-    fig = _new_figure(11.0, 4.4)
-    ax_m, ax_v = fig.subplots(1, 2)
-    for ax, curves, target, suffix, name in (
-        (ax_m, mean_curves, 0.0, "_mean", "mean over units of z"),
-        (ax_v, var_curves, 1.0, "_var", "variance over units of z"),
-    ):
-        _draw_curves(ax, curves, colors, lambda c, s=suffix: _layer_of(c, suffixes=(s,)), labels)
-        if suffix == "_var":
-            _maybe_log(ax, curves)
-        ax.axhline(
-            target, color="black", linestyle="--", linewidth=1.0, label=f"LN target {target:g}"
-        )
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    where = "" if luminosity is None else f" (r = {luminosity:g})"
-    fig.suptitle(title or f"Hidden-layer pre-activation moments{where}", fontsize=11)
-    return save_figure(fig, path)
+    Example:
+
+    ```python
+    from ei_keras.analysis import load_runs, plot_moments
+    from ei_keras.experiment import run_experiment
+
+    run_experiment({"preset": "inorm_gradnorm", "model.width": 16, "train.epochs": 2,
+                    "data.train_subset": 256, "data.test_subset": 128,
+                    "measures.probe_size": 64}, "runs/demo/inorm_gradnorm",
+                   printer=lambda *a: None)  # a tiny real run
+    png = plot_moments(load_runs("runs/demo"), "runs/demo/moments.png")
+    png.name, png.with_suffix(".pdf").is_file()  # ('moments.png', True)
+    ```
+    """
+    fig = _moments_figure(runs, reference=reference, luminosity=luminosity, labels=labels,
+                          conditions=conditions, title=title)
+    return None if fig is None else save_figure(fig, path, vector=vector)
+
+
+def _alignment_figure(
+    runs: Sequence[RunRecord],
+    *,
+    reference: str | None = "ei_ln",
+    luminosity: float | None = None,
+    labels: Mapping[str, str] | None = None,
+    conditions: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure | None:
+    """The figure :func:`plot_alignment` saves (None when no run has alignment columns)."""
+    panels = [
+        _Panel(lambda c: c.startswith("output_alignment"),
+               lambda c: _layer_of(c, prefixes=("output_alignment",)),
+               "output alignment (cosine)", 1.0, "aligned with LayerNorm (cosine 1)"),
+        _Panel(lambda c: c.startswith("gradient_alignment"),
+               lambda c: _layer_of(c, prefixes=("gradient_alignment",)),
+               "gradient alignment (cosine)", 1.0, "aligned with LayerNorm (cosine 1)"),
+    ]
+    return _curve_figure(
+        runs, panels, reference=reference, luminosity=luminosity, labels=labels,
+        conditions=conditions,
+        title=title or "Alignment with a LayerNorm network: median over runs that did not "
+        "diverge",
+    )
 
 
 def plot_alignment(
@@ -429,50 +663,33 @@ def plot_alignment(
     reference: str | None = "ei_ln",
     luminosity: float | None = None,
     labels: Mapping[str, str] | None = None,
+    conditions: Sequence[str] | None = None,
     title: str | None = None,
+    vector: str | None = "pdf",
 ) -> Path | None:
-    """Per-epoch output and gradient alignment with LayerNorm, per condition.
+    """Per-epoch output and gradient alignment with LayerNorm, per condition and r.
 
-    Uses the ``history.csv`` columns starting with ``output_alignment`` (left) and
-    ``gradient_alignment`` (right); perfect alignment (cosine 1) is drawn dashed.
+    Uses the `history.csv` columns starting with `output_alignment` (top row) and
+    `gradient_alignment` (bottom row); one column per r; perfect alignment (cosine 1) is the
+    grey line. Lines are medians over the runs that did not diverge, bands interquartile
+    ranges; diverged runs are left out and counted in each column's title.
 
     Args:
-        runs: The runs.
-        path: Output PNG path.
+        runs: The runs (see `ei_keras.analysis.load_runs`).
+        path: Output PNG path; the vector copy goes beside it.
         reference: Condition drawn in dark grey (colours match the accuracy figure).
-        luminosity: Only use runs at this r (default: all runs).
+        luminosity: Draw only this r (default: one column per r present).
         labels: Optional display names for conditions.
+        conditions: Conditions to draw, in order (default: the reference, then the rest).
         title: Optional figure title.
+        vector: Format of the vector copy, `"pdf"` or `"svg"`, or None for PNG only.
 
     Returns:
-        The PNG path, or None when no run has alignment columns.
+        The PNG path, or None (nothing written) when no run has alignment columns.
     """
-    from matplotlib.ticker import MaxNLocator
-
-    out_curves = _curves(runs, lambda c: c.startswith("output_alignment"), luminosity)
-    grad_curves = _curves(runs, lambda c: c.startswith("gradient_alignment"), luminosity)
-    if not out_curves and not grad_curves:
-        return None
-    conds = sorted({c for (c, _) in (*out_curves, *grad_curves)})
-    colors = _condition_colors(conds, reference)
-    fig = _new_figure(11.0, 4.4)
-    ax_o, ax_g = fig.subplots(1, 2)
-    for ax, curves, prefix, name in (
-        (ax_o, out_curves, "output_alignment", "output alignment (cosine)"),
-        (ax_g, grad_curves, "gradient_alignment", "gradient alignment (cosine)"),
-    ):
-        _draw_curves(
-            ax, curves, colors, lambda c, p=prefix: _layer_of(c, prefixes=(p,)), labels
-        )
-        ax.axhline(1.0, color="black", linestyle="--", linewidth=1.0, label="aligned with LN")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    where = "" if luminosity is None else f" (r = {luminosity:g})"
-    fig.suptitle(title or f"Alignment with a LayerNorm network{where}", fontsize=11)
-    return save_figure(fig, path)
+    fig = _alignment_figure(runs, reference=reference, luminosity=luminosity, labels=labels,
+                            conditions=conditions, title=title)
+    return None if fig is None else save_figure(fig, path, vector=vector)
 
 
 def pair_runs(
@@ -516,6 +733,7 @@ def plot_scatter_vs_reference(
     *,
     labels: Mapping[str, str] | None = None,
     title: str | None = None,
+    vector: str | None = "pdf",
 ) -> Path | None:
     """Fig. 4-style scatter: accuracy of ``condition`` against ``reference``, run by run.
 
@@ -532,6 +750,7 @@ def plot_scatter_vs_reference(
         reference: Reference condition on the x axis.
         labels: Optional display names for conditions.
         title: Optional figure title.
+        vector: Format of the vector copy, `"pdf"` or `"svg"`, or None for PNG only.
 
     Returns:
         The PNG path, or None when no pair of runs exists.
@@ -588,4 +807,4 @@ def plot_scatter_vs_reference(
         title or f"{_label(condition, labels)} vs {_label(reference, labels)} (paired runs)",
         fontsize=10,
     )
-    return save_figure(fig, path)
+    return save_figure(fig, path, vector=vector)

@@ -10,7 +10,8 @@
    direction), and one compact line per condition in the paper's style
    (``scale vs ei_ln — U 19/15/0/0, p 2.0e-10/…``);
 4. the figures (accuracy by r, moments, alignment, scatter against the reference), written
-   next to the report.
+   next to the report as PNG and PDF; the captions say how many diverged runs the per-epoch
+   curves leave out.
 
 Every file is written atomically: the whole report is rendered in memory first, each file
 goes to a temporary name in the output folder and is moved into place with ``os.replace``.
@@ -22,12 +23,13 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ei_keras.run_directory import read_plan, write_text_atomic
 
 from .figures import (
+    _curve_runs,
     plot_accuracy_by_luminosity,
     plot_alignment,
     plot_moments,
@@ -416,6 +418,73 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "condition"
 
 
+# ----------------------------------------------------------------------------- the figures
+
+
+def _left_out(runs: Sequence[RunRecord], select: Callable[[str], bool],
+              labels: Mapping[str, str] | None) -> str:
+    """Caption clause: how many diverged runs with such history columns the curves leave out
+    (the figures' own rule, `figures._curve_runs`)."""
+    kept, div = _curve_runs(runs, select, None)
+    if not div:
+        return f"no run of the {len(kept)} drawn diverged"
+    by = Counter(r.condition for r in div)
+    return (f"{len(div)} diverged runs of {len(kept) + len(div)} left out ("
+            + ", ".join(f"{_label(c, labels)} {n}" for c, n in sorted(by.items())) + ")")
+
+
+def _figures_section(
+    runs: Sequence[RunRecord],
+    out: Path,
+    reference: str,
+    labels: Mapping[str, str] | None,
+    rows: Sequence[ComparisonRow],
+    have_ref: bool,
+) -> list[str]:
+    """Draw the figures into ``out`` and return the report's Markdown lines for them."""
+    ref_label = _label(reference, labels)
+    drawn: list[tuple[str, str, Path]] = []  # (heading, caption, PNG)
+    acc = plot_accuracy_by_luminosity(
+        runs, out / "accuracy_by_luminosity.png", reference=reference, labels=labels
+    )
+    if acc is not None:
+        drawn.append(("Test accuracy by luminosity", "Box = quartiles and median over runs, "
+                      f"dots = runs, x = diverged runs (counted at "
+                      f"{100 * CHANCE_ACCURACY:g} %)", acc))
+    def is_moment(col: str) -> bool:
+        return col.endswith(("_mean", "_var"))
+
+    def is_alignment(col: str) -> bool:
+        return col.startswith(("output_alignment", "gradient_alignment"))
+
+    mom = plot_moments(runs, out / "moments.png", reference=reference, labels=labels)
+    if mom is not None:
+        drawn.append(("Hidden-layer moments per epoch", "One column per r: median over runs and "
+                      "interquartile band (LN targets: mean 0, variance 1; variance on a log "
+                      "axis); " + _left_out(runs, is_moment, labels), mom))
+    ali = plot_alignment(runs, out / "alignment.png", reference=reference, labels=labels)
+    if ali is not None:
+        drawn.append(("Output and gradient alignment with LN per epoch",
+                      "One column per r: median over runs and interquartile band; "
+                      + _left_out(runs, is_alignment, labels),
+                      ali))
+    if have_ref:
+        for cond in dict.fromkeys(row.condition for row in rows):
+            name = f"scatter_{_slug(cond)}_vs_{_slug(reference)}.png"
+            sc = plot_scatter_vs_reference(runs, out / name, cond, reference, labels=labels)
+            if sc is not None:
+                drawn.append((f"{_label(cond, labels)} vs {ref_label}",
+                              "Final test accuracy of runs paired by r and seed/trial", sc))
+    if not drawn:
+        return []
+    md = ["## Figures", ""]
+    for heading, caption, p in drawn:
+        vector = p.with_suffix(".pdf")
+        link = f" ([PDF]({vector.name}))" if vector.is_file() else ""
+        md += [f"### {heading}", "", f"![{heading}]({p.name})", "", f"{caption}.{link}", ""]
+    return md
+
+
 # ----------------------------------------------------------------------------- the report
 
 
@@ -526,35 +595,5 @@ def write_report(
         md += ["Compact:", "", "```", *lines, "```", ""]
 
     if figures and runs:
-        drawn: list[tuple[str, Path]] = []
-        acc = plot_accuracy_by_luminosity(
-            runs, out / "accuracy_by_luminosity.png", reference=reference, labels=labels
-        )
-        if acc is not None:
-            drawn.append(("Test accuracy by luminosity", acc))
-        mom = plot_moments(runs, out / "moments.png", reference=reference, labels=labels)
-        if mom is not None:
-            drawn.append(
-                ("Hidden-layer moments per epoch, mean over runs at all r (LN targets 0, 1)", mom)
-            )
-        ali = plot_alignment(
-            runs, out / "alignment.png", reference=reference, labels=labels
-        )
-        if ali is not None:
-            drawn.append(("Output and gradient alignment with LN per epoch, all r", ali))
-        if have_ref:
-            for cond in dict.fromkeys(row.condition for row in rows):
-                name = f"scatter_{_slug(cond)}_vs_{_slug(reference)}.png"
-                sc = plot_scatter_vs_reference(
-                    runs, out / name, cond, reference, labels=labels
-                )
-                if sc is not None:
-                    drawn.append(
-                        (f"{_label(cond, labels)} vs {ref_label}, paired by r and seed/trial",
-                         sc)
-                    )
-        if drawn:
-            md += ["## Figures", ""]
-            for caption, p in drawn:
-                md += [f"### {caption}", "", f"![{caption}]({p.name})", ""]
+        md += _figures_section(runs, out, reference, labels, rows, have_ref)
     return write_text_atomic(out / REPORT_NAME, "\n".join(md).rstrip() + "\n")

@@ -103,6 +103,8 @@ def draw_shifts(n: int, luminosity: float, rng: RandomLike) -> np.ndarray:
 
     ```python
     c = ei_keras.data.draw_shifts(5, 0.5, rng=0)  # five values in [-0.5, 0.5)
+    c.shape, str(c.dtype)  # ((5,), 'float32')
+    bool(abs(c).max() < 0.5)  # True
     ```
     """
     r = _check_luminosity(luminosity)
@@ -129,8 +131,13 @@ def shift_luminosity(x: np.ndarray, luminosity: float, rng: RandomLike) -> np.nd
     Example:
 
     ```python
+    import numpy as np
+
+    (_, _), (x_test, _) = ei_keras.data.load_fashion_mnist()
     rng = np.random.default_rng(0)
-    x_shifted = ei_keras.data.shift_luminosity(x_test, 0.5, rng)
+    x_shifted = ei_keras.data.shift_luminosity(x_test[:100], 0.5, rng)
+    x_shifted.shape  # (100, 784)
+    bool(x_shifted.min() >= 0.0 and x_shifted.max() <= 1.0)  # True: clipped to [0, 1]
     ```
     """
     r = _check_luminosity(luminosity)
@@ -223,11 +230,17 @@ class LuminosityShiftedSequence(keras.utils.PyDataset):
     Example:
 
     ```python
+    from ei_keras import zoo
+
     (x_train, y_train), _ = ei_keras.data.load_fashion_mnist()
     train = ei_keras.data.LuminosityShiftedSequence(
-        x_train, y_train, luminosity=0.5, batch_size=32, seed=0
+        x_train, y_train, luminosity=0.5, batch_size=32, seed=0, subset=512
     )
-    model.fit(train, epochs=50, shuffle=False, callbacks=[train.sync_callback()])
+    len(train)  # 16
+    model = zoo.build("ei_ln", width=32, seed=0)
+    history = model.fit(train, epochs=2, shuffle=False, callbacks=[train.sync_callback()],
+                        verbose=0)
+    len(history.history["loss"])  # 2
     ```
     """
 
@@ -277,7 +290,17 @@ class LuminosityShiftedSequence(keras.utils.PyDataset):
         Example:
 
         ```python
+        import numpy as np
+
+        (x, y), _ = ei_keras.data.load_fashion_mnist()
+        train = ei_keras.data.LuminosityShiftedSequence(
+            x, y, luminosity=0.5, batch_size=8, seed=0, subset=64
+        )
+        first = train[0][0]
         train.set_epoch(10)  # the next batches come from the stream [seed, 10]
+        bool(np.array_equal(train[0][0], first))  # False
+        train.set_epoch(0)
+        bool(np.array_equal(train[0][0], first))  # True: the same stream again
         ```
         """
         epoch = _check_int("epoch", epoch, low=0)
@@ -297,7 +320,15 @@ class LuminosityShiftedSequence(keras.utils.PyDataset):
         Example:
 
         ```python
-        model.fit(train, epochs=5, shuffle=False, callbacks=[train.sync_callback()])
+        from ei_keras import zoo
+
+        (x, y), _ = ei_keras.data.load_fashion_mnist()
+        train = ei_keras.data.LuminosityShiftedSequence(
+            x, y, luminosity=0.5, batch_size=32, seed=0, subset=256
+        )
+        model = zoo.build("ei", width=16, seed=0)
+        model.fit(train, epochs=3, shuffle=False, callbacks=[train.sync_callback()], verbose=0)
+        train.epoch  # 2: the stream of fit's last epoch
         ```
         """
         return _EpochSync(self)
@@ -413,9 +444,16 @@ def make_datasets(
     Example:
 
     ```python
-    train, (x_test, y_test), _ = ei_keras.data.make_datasets(luminosity=0.75, seed=1)
-    model.fit(train, epochs=50, shuffle=False, callbacks=[train.sync_callback()])
-    model.evaluate(x_test, y_test, batch_size=1000)
+    from ei_keras import zoo
+
+    train, (x_test, y_test), _ = ei_keras.data.make_datasets(
+        luminosity=0.75, seed=1, train_subset=1024, test_subset=500
+    )
+    x_test.shape  # (500, 784)
+    model = zoo.build("ei_ln", width=64, seed=1)
+    model.fit(train, epochs=2, shuffle=False, callbacks=[train.sync_callback()], verbose=0)
+    metrics = model.evaluate(x_test, y_test, batch_size=500, verbose=0, return_dict=True)
+    0.1 < metrics["accuracy"] <= 1.0  # True: above chance after 2 short epochs
     ```
     """
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(data_dir, download=download)

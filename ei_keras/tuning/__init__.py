@@ -4,8 +4,10 @@ machine or many (chief/workers), resumable after a crash.
 ```python
 from ei_keras.tuning import run_sweep
 
-run_sweep("tuner_configs/ei.json", preset="ei_ln", luminosity=0.75, trials=30,
-          out_dir="runs/sweeps")
+# The paper's sweep is trials=30 at full size; smoke=True makes each trial tiny.
+result = run_sweep("tuner_configs/ei.json", preset="ei_ln", luminosity=0.75, trials=2,
+                   out_dir="runs/sweeps", smoke=True, printer=lambda *a: None)
+result["finished"]  # 2
 ```
 
 Command line: ``ei-keras sweep --config tuner_configs/ei.json --preset ei_ln --luminosity 0.75

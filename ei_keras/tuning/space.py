@@ -158,8 +158,10 @@ def write_tuner_configs(directory: str | os.PathLike[str] = "tuner_configs") -> 
 
 
 def default_config_path(preset: str) -> Path | None:
-    """The committed ``tuner_configs/<family>.json`` of a source checkout, if there is one."""
-    path = Path(__file__).resolve().parents[2] / "tuner_configs" / f"{family(preset)}.json"
+    """The search space shipped for ``preset``'s family: ``ei_keras/tuner_configs/<family>.json``
+    inside the installed package (a source checkout's top-level ``tuner_configs/`` links to
+    the same files), or None when the file is missing."""
+    path = Path(__file__).resolve().parents[1] / "tuner_configs" / f"{family(preset)}.json"
     return path if path.is_file() else None
 
 

@@ -1,0 +1,202 @@
+"""Every example in the documentation runs, under every backend, and shows what it says.
+
+Collected statically (no import needed to find them):
+
+- the ```` ```python ```` blocks of every docstring in `ei_keras/` (the keras-hub dialect,
+  `Example:` sections) and the `>>>` examples (doctest; a `+SKIP` directive is ignored:
+  every example runs);
+- the ```` ```python ```` blocks of the docs site's pages `docs/*.md`.
+
+Each docstring's blocks run in order in one namespace that starts with `import ei_keras` only
+(examples use full public paths); each page's blocks run in order in one namespace, like a
+tutorial. Examples run in a fresh folder that holds a link to the checkout's `tuner_configs/`,
+as a user's working copy does. A line `expression  # value` whose comment is a Python literal
+is an assertion: the expression must equal the literal (floats to 1e-6 relative); other
+comments (`# PosixPath('/home/me/...')`) are illustration. In doctests a tensor's shape is
+compared as a tuple: TensorFlow prints `TensorShape([2, 16])` and torch `torch.Size([2, 16])`
+for the `(2, 16)` JAX prints, and all three equal `(2, 16)`.
+"""
+
+from __future__ import annotations
+
+import ast
+import doctest
+import io
+import math
+import os
+import re
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "ei_keras"
+PAGES = ROOT / "docs"
+FENCE = re.compile(r"^(?P<indent>[ \t]*)```python[ \t]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
+                   re.MULTILINE | re.DOTALL)
+
+
+_SHAPE = re.compile(r"(?:TensorShape|torch\.Size)\(\[([^\]]*)\]\)")
+
+
+def _as_tuple(match: re.Match) -> str:
+    dims = [d.strip() for d in match.group(1).split(",") if d.strip()]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+class _ShapeAsTuple(doctest.OutputChecker):
+    """Compares a backend's shape object as the tuple it equals."""
+
+    def check_output(self, want: str, got: str, optionflags: int) -> bool:
+        return super().check_output(want, _SHAPE.sub(_as_tuple, got), optionflags)
+
+
+@dataclass(frozen=True)
+class Example:
+    """The python blocks of one docstring or page, or one docstring's doctest."""
+
+    where: str
+    blocks: tuple[str, ...] = ()
+    doctest_source: str | None = None
+    first_line: int = 0
+
+
+def _blocks(text: str) -> list[str]:
+    import textwrap
+
+    return [textwrap.dedent(m.group("body")) for m in FENCE.finditer(text)]
+
+
+def _docstrings(path: Path):
+    """(qualified name, docstring, line) of the module and every class and function in it."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+    def walk(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = f"{prefix}.{child.name}"
+                doc = ast.get_docstring(child, clean=True)
+                if doc:
+                    yield name, doc, child.lineno
+                yield from walk(child, name)
+
+    doc = ast.get_docstring(tree, clean=True)
+    if doc:
+        yield module, doc, 1
+    yield from walk(tree, module)
+
+
+def collect() -> list[Example]:
+    found: list[Example] = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for name, doc, line in _docstrings(path):
+            blocks = _blocks(doc)
+            if blocks:
+                found.append(Example(name, tuple(blocks), first_line=line))
+            if ">>>" in doc:
+                found.append(Example(name + " (doctest)", doctest_source=doc, first_line=line))
+    for page in sorted(PAGES.glob("*.md")):
+        blocks = _blocks(page.read_text(encoding="utf-8"))
+        if blocks:
+            found.append(Example(f"docs/{page.name}", tuple(blocks)))
+    return found
+
+
+EXAMPLES = collect()
+
+
+def _expected_values(source: str) -> dict[int, object]:
+    """{line: literal} for lines `expression  # literal`."""
+    out: dict[int, object] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            text = tok.string[1:].strip()
+            try:
+                out[tok.start[0]] = ast.literal_eval(text)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                continue
+    return out
+
+
+def _equal(actual: object, expected: object) -> bool:
+    if isinstance(expected, float) and not isinstance(actual, str):
+        try:
+            return math.isclose(float(actual), expected, rel_tol=1e-6, abs_tol=1e-12)
+        except (TypeError, ValueError):
+            return False
+    if isinstance(expected, (tuple, list)) and isinstance(actual, (tuple, list)):
+        return len(actual) == len(expected) and all(map(_equal, actual, expected))
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return actual.keys() == expected.keys() and all(
+            _equal(actual[k], expected[k]) for k in expected)
+    return actual == expected
+
+
+def run_block(source: str, namespace: dict, where: str) -> int:
+    """Execute one block; check `expression  # literal` lines. Returns the number of checks."""
+    expected = _expected_values(source)
+    tree = ast.parse(source, filename=where)
+    checks = 0
+    for stmt in tree.body:
+        code = compile(ast.Module([stmt], type_ignores=[]), where, "exec")
+        if isinstance(stmt, ast.Expr) and stmt.end_lineno in expected:
+            value = eval(compile(ast.Expression(stmt.value), where, "eval"), namespace)
+            want = expected[stmt.end_lineno]
+            assert _equal(value, want), (
+                f"{where}, line {stmt.end_lineno}: {ast.unparse(stmt.value)} is {value!r}, "
+                f"the example says {want!r}")
+            checks += 1
+        else:
+            exec(code, namespace)
+    return checks
+
+
+@pytest.fixture
+def example_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "tuner_configs").symlink_to(ROOT / "ei_keras" / "tuner_configs")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    return tmp_path
+
+
+def test_examples_were_found() -> None:
+    pages = [e for e in EXAMPLES if e.where.startswith("docs/")]
+    assert len(pages) >= 7, [e.where for e in pages]  # one per concept page at least
+    assert sum(len(e.blocks) or 1 for e in EXAMPLES) >= 35  # 38 when this was written
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.where for e in EXAMPLES])
+def test_example(example: Example, example_folder: Path) -> None:
+    if example.doctest_source is not None:
+        # Every example runs: a `+SKIP` directive is dropped, not obeyed.
+        source = re.sub(r"#\s*doctest:\s*\+SKIP", "", example.doctest_source)
+        test = doctest.DocTestParser().get_doctest(source, {}, example.where, None,
+                                                   example.first_line)
+        runner = doctest.DocTestRunner(checker=_ShapeAsTuple(), optionflags=doctest.ELLIPSIS
+                                       | doctest.NORMALIZE_WHITESPACE)
+        out = io.StringIO()
+        result = runner.run(test, out=out.write)
+        assert result.failed == 0, out.getvalue()
+        assert result.attempted > 0
+        return
+    import ei_keras
+
+    namespace: dict = {"ei_keras": ei_keras, "__name__": "__example__"}
+    for i, block in enumerate(example.blocks):
+        run_block(block, namespace, f"{example.where} [block {i + 1}]")
+
+
+def count() -> tuple[int, int]:
+    """(examples, blocks + doctests) — printed by `python tests/test_docs.py`."""
+    return len(EXAMPLES), sum(len(e.blocks) or 1 for e in EXAMPLES)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    n, b = count()
+    print(f"{n} documented examples ({b} code blocks and doctests):")
+    for e in EXAMPLES:
+        print(f"  {e.where}: {len(e.blocks) or 'doctest'}")
