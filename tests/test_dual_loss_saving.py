@@ -27,6 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from dual_models import SavedSubclassedNet
 from keras import ops
 
 from ei_keras.layers import EIDense, INormDense
@@ -44,27 +45,6 @@ LAMBDA_SAVED = 0.07
 #: other kernels (measured there up to 7e-6); the continued loss relative.
 PRED_TOL = 5e-5
 LOSS_RTOL = 1e-5
-
-
-@keras.saving.register_keras_serializable(package="ei_keras_tests")
-class SavedSubclassedNet(DualLossTrainer, keras.Model):
-    """A user's subclassed model with the dual-loss trainer."""
-
-    def __init__(self, width=WIDTH, seed=0, **kwargs):
-        super().__init__(**kwargs)
-        self.width, self.seed = width, seed
-        self.inorm = INormDense(width, error_normalization="center", seed=seed, name="inorm")
-        self.readout = EIDense(10, inhibitory_units=1, seed=seed + 1, name="readout")
-
-    def build(self, input_shape):
-        self.inorm.build(input_shape)
-        self.readout.build((input_shape[0], self.width))
-
-    def call(self, x):
-        return self.readout(ops.relu(self.inorm(x)))
-
-    def get_config(self):
-        return {"name": self.name, "width": self.width, "seed": self.seed}
 
 
 def make(kind):

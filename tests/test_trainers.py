@@ -28,6 +28,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from dual_models import SavedSubclassedNet
 from keras import ops
 
 import ei_keras.models.trainers as trainers
@@ -78,27 +79,6 @@ def compile_paper(model, **schedule):
     return model
 
 
-@keras.saving.register_keras_serializable(package="ei_keras_tests")
-class SubclassedNet(DualLossTrainer, keras.Model):
-    """A user's subclassed model: the dual-loss trainer mixed into ``keras.Model``."""
-
-    def __init__(self, width=WIDTH, seed=0, **kwargs):
-        super().__init__(**kwargs)
-        self.width, self.seed = width, seed
-        self.inorm = INormDense(width, error_normalization="center", seed=seed, name="inorm")
-        self.readout = EIDense(10, inhibitory_units=1, seed=seed + 1, name="readout")
-
-    def build(self, input_shape):
-        self.inorm.build(input_shape)
-        self.readout.build((input_shape[0], self.width))
-
-    def call(self, x):
-        return self.readout(ops.relu(self.inorm(x)))
-
-    def get_config(self):
-        return {"name": self.name, "width": self.width, "seed": self.seed}
-
-
 def perturb(layer):
     """A mis-normalized I-Norm layer, so that L_norm has a real gradient (its SVD
     initialisation is exactly normalized)."""
@@ -129,7 +109,7 @@ def test_any_model_logs_task_and_norm_loss(kind, tmp_path):
     if kind == "functional":
         model = functional_model()
     elif kind == "subclassed":
-        model = SubclassedNet()
+        model = SavedSubclassedNet(width=WIDTH)
     else:
         # Subclassing DualLossModel still works after a Functional DualLossModel was made
         # (Keras would otherwise have turned the class into a Functional subclass).
