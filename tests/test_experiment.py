@@ -316,7 +316,8 @@ def test_cli_report_reads_what_run_experiment_wrote(fig6, capsys):
 
 def test_cli_demo_smoke_writes_its_report(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--smoke", "--out", str(out), "model.width=8",
+    # --jobs 1: worker processes are tested in test_recipes.py; here the demo's own path
+    assert cli.main(["demo", "--smoke", "--out", str(out), "--jobs", "1", "model.width=8",
                      "data.train_subset=64", "data.test_subset=64",
                      "measures.probe_size=32"]) == 0
     assert "demo finished" in capsys.readouterr().out
