@@ -51,7 +51,9 @@ def test_each_group_follows_its_own_sgd_with_momentum(momentum, inhibitory_momen
         want = _reference(start[v.name], [g[v.name] for g in grads], RATES[v.name],
                           i_mom if inhibitory else momentum, clip if inhibitory else None)
         got = keras.ops.convert_to_numpy(v)
-        # two float32 steps of O(1) values: a few float32 roundings each
-        np.testing.assert_allclose(got, want, rtol=4 * np.finfo(np.float32).eps, atol=0,
-                                   err_msg=v.name)
+        # float32 against float64: per step at most 3 roundings (momentum product, scaled
+        # gradient, sum) of eps/2 relative to |w| ~ 1-2, two steps, and the clip norm's 20-term
+        # sum (any order: <= 20 * eps/2 relative on the clipped gradient) -> 16 eps
+        np.testing.assert_allclose(got, want, rtol=16 * np.finfo(np.float32).eps,
+                                   atol=1e-7, err_msg=v.name)
         assert not np.allclose(got, start[v.name])  # it moved
