@@ -465,11 +465,6 @@ def _check_preset(name: str) -> None:
 
 
 def describe_keys() -> str:
-    """One line per key: ``key (kind, default) help`` — the CLI's list of overrides."""
+    """One line per key: ``key  help (default value)`` — the CLI's list of overrides."""
     return "\n".join(f"  {key:28s} {HELP[key]} (default {_FIELDS[key].default!r})"
                      for key in KEYS)
-
-
-def differing_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    """The dotted keys whose values differ between two flat mappings (absent counts as None)."""
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
