@@ -559,10 +559,8 @@ def test_inorm_divisive_needs_input_at_least_as_wide_as_units():
 
 
 @pytest.mark.parametrize("cls", [EIDense, EDense, INormDense])
-@pytest.mark.parametrize("shape", [(2, 3, 4), (5,)], ids=["3D", "1D"])
-def test_non_2d_input_is_rejected(cls, shape):
-    with pytest.raises(ValueError, match="2D"):
-        cls(2)(np.ones(shape, "float32"))
-    if len(shape) > 1:
-        with pytest.raises(ValueError, match="2D"):
-            cls(2)(keras.Input(shape[1:]))
+def test_input_without_a_feature_axis_is_rejected(cls):
+    # (..., features) inputs are accepted like keras.layers.Dense (tests/test_keras_arguments.py);
+    # a 1-D input has no batch axis.
+    with pytest.raises(ValueError, match=r"\(batch, \.\.\., features\)"):
+        cls(2)(np.ones((5,), "float32"))

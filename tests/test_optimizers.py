@@ -57,3 +57,126 @@ def test_each_group_follows_its_own_sgd_with_momentum(momentum, inhibitory_momen
         np.testing.assert_allclose(got, want, rtol=16 * np.finfo(np.float32).eps,
                                    atol=1e-7, err_msg=v.name)
         assert not np.allclose(got, start[v.name])  # it moved
+
+
+# --------------------------------------------------------------------------------------------
+# dale_optimizer: any Keras optimizer per group, schedules, gradient accumulation (issue #14)
+
+
+def _variables_and_grads(steps=2):
+    rng = np.random.default_rng(1)
+    start = {name: rng.uniform(1.0, 2.0, SHAPE).astype("float32") for name in RATES}
+    grads = [{name: rng.normal(size=SHAPE).astype("float32") for name in RATES}
+             for _ in range(steps)]
+    with keras.name_scope("hidden"):
+        variables = [keras.Variable(start[name], name=name) for name in RATES]
+    return start, grads, variables
+
+
+def _apply(opt, grads, variables):
+    for step in grads:
+        opt.apply([keras.ops.convert_to_tensor(step[v.name]) for v in variables], variables)
+
+
+def _adam_reference(w0, grads, lr, b1=0.9, b2=0.999, eps=1e-7):
+    """Keras' Adam: alpha_t = lr sqrt(1 - b2^t) / (1 - b1^t); w -= alpha_t m / (sqrt(v) + eps)."""
+    w, m, v = (np.asarray(w0, np.float64), np.zeros(w0.shape), np.zeros(w0.shape))
+    for t, g in enumerate(grads, start=1):
+        g = g.astype(np.float64)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+    return w
+
+
+def test_adam_for_excitatory_and_sgd_for_inhibitory_groups():
+    from ei_keras.optimizers import dale_optimizer, group_optimizers
+
+    start, grads, variables = _variables_and_grads()
+    opt = dale_optimizer(keras.optimizers.Adam(RATES["W_EE"]),
+                         inhibitory_input=keras.optimizers.SGD(RATES["W_IE"]),
+                         inhibitory_output=keras.optimizers.SGD(RATES["W_EI"]))
+    assert [type(o).__name__ for o in group_optimizers(opt).values()] == ["Adam", "SGD", "SGD"]
+    _apply(opt, grads, variables)
+    for v in variables:
+        g = [step[v.name] for step in grads]
+        want = (_adam_reference(start[v.name], g, RATES[v.name]) if v.name == "W_EE"
+                else _reference(start[v.name], g, RATES[v.name], 0.0))
+        # Adam's division by sqrt(v) + eps adds a few roundings per step to SGD's
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(v), want,
+                                   rtol=32 * np.finfo(np.float32).eps, atol=1e-7,
+                                   err_msg=v.name)
+
+
+def test_inhibitory_groups_default_to_copies_of_the_excitatory_settings():
+    from ei_keras.optimizers import dale_optimizer, group_optimizers
+
+    groups = group_optimizers(dale_optimizer(keras.optimizers.RMSprop(0.003, rho=0.8)))
+    assert len({id(o) for o in groups.values()}) == 3
+    for o in groups.values():
+        assert isinstance(o, keras.optimizers.RMSprop) and o.rho == 0.8
+        assert float(keras.ops.convert_to_numpy(o.learning_rate)) == pytest.approx(0.003)
+
+
+def test_learning_rate_schedules_per_group():
+    from ei_keras.optimizers import group_learning_rates
+
+    start, grads, variables = _variables_and_grads()
+    halving = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)
+    opt = dale_sgd(halving, RATES["W_IE"], RATES["W_EI"])
+    _apply(opt, grads, variables)
+    w_ee = start["W_EE"].astype(np.float64) - 0.1 * grads[0]["W_EE"] - 0.05 * grads[1]["W_EE"]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variables[0]), w_ee,
+                               rtol=16 * np.finfo(np.float32).eps, atol=1e-7)
+    rates = group_learning_rates(opt)
+    assert rates["excitatory"] == pytest.approx(0.025)  # the schedule after two steps
+    assert rates["inhibitory_input"] == pytest.approx(RATES["W_IE"])
+
+
+def test_gradient_accumulation_applies_the_mean_every_k_steps():
+    start, grads, variables = _variables_and_grads()
+    opt = dale_sgd(RATES["W_EE"], RATES["W_IE"], RATES["W_EI"], gradient_accumulation_steps=2)
+    _apply(opt, grads[:1], variables)
+    for v in variables:  # nothing moves before the second step
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(v), start[v.name])
+    _apply(opt, grads[1:], variables)
+    for v in variables:
+        mean = (grads[0][v.name].astype(np.float64) + grads[1][v.name]) / 2
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(v),
+                                   start[v.name] - RATES[v.name] * mean,
+                                   rtol=16 * np.finfo(np.float32).eps, atol=1e-7,
+                                   err_msg=v.name)
+
+
+def test_dale_optimizer_is_saved_with_the_model(tmp_path):
+    from ei_keras.layers import EIDense
+    from ei_keras.optimizers import dale_optimizer, group_optimizers
+
+    model = keras.Sequential([keras.Input((8,)), EIDense(4, seed=0)])
+    model.compile(dale_optimizer("adam", inhibitory_input=keras.optimizers.SGD(0.2),
+                                 inhibitory_output="rmsprop"), "mse")
+    x = np.random.default_rng(0).uniform(size=(16, 8)).astype("float32")
+    model.fit(x, x[:, :4], batch_size=8, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    got = {g: (type(o).__name__, int(keras.ops.convert_to_numpy(o.iterations)))
+           for g, o in group_optimizers(loaded.optimizer).items()}
+    assert got == {"excitatory": ("Adam", 2), "inhibitory_input": ("SGD", 2),
+                   "inhibitory_output": ("RMSprop", 2)}
+    for a, b in zip(model.optimizer.variables, loaded.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),
+                                      keras.ops.convert_to_numpy(b))
+
+
+def test_bad_optimizer_arguments():
+    from ei_keras.optimizers import dale_optimizer
+
+    with pytest.raises(ValueError, match="excitatory"):
+        dale_optimizer(3)
+    with pytest.raises(ValueError, match="inhibitory_output"):
+        dale_optimizer("sgd", "sgd", "no-such-optimizer")
+    sgd = keras.optimizers.SGD(0.1)
+    with pytest.raises(ValueError, match="same instance"):
+        dale_optimizer(sgd, sgd)
+    with pytest.raises(ValueError, match="LearningRateSchedule"):
+        dale_sgd("fast", 0.1, 0.1)

@@ -1,4 +1,5 @@
-"""Shared argument checks and weight construction of the Dale's-principle layers (private)."""
+"""The private base class of the Dale's-principle dense layers: their shared arguments, checks
+and weights (``EDense``, ``EIDense``, ``INormDense``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import keras
 import numpy as np
 
 from ei_keras import backend as _backend
+from ei_keras.constraints import dale_constraint
 from ei_keras.initializers import (
     DISTRIBUTIONS,
     DaleExcitatory,
@@ -35,64 +37,164 @@ def check_distribution(distribution: str) -> str:
     return distribution
 
 
-def input_width(layer: keras.layers.Layer, input_shape) -> int:
-    """The feature width ``d`` of a ``(batch, d)`` input; a clear error for anything else."""
-    if len(input_shape) != 2 or input_shape[-1] is None:
-        raise ValueError(
-            f"{type(layer).__name__} expects a 2D input (batch, features) with a known feature "
-            f"width. Received: input_shape={tuple(input_shape)}. Flatten images first "
-            "(e.g. keras.layers.Flatten())."
-        )
-    return int(input_shape[-1])
-
-
-def build_seed(layer) -> int:
-    """One integer seed per layer build: the layer's own, or a draw from NumPy's global state."""
-    return _seed_or_draw(layer.seed)
-
-
 def _constant(value: np.ndarray):
     return lambda shape, dtype=None: keras.ops.convert_to_tensor(value, dtype=dtype or "float32")
-
-
-def add_excitatory_weights(layer, d: int, seed: int, use_bias: bool = True) -> np.ndarray:
-    """``W_EE`` (ne, d) >= 0 and the free bias ``b`` (ne,). Returns ``W_EE``'s initial values
-    (float64, NumPy) for the initialisations that depend on it."""
-    w_ee = DaleExcitatory(distribution=layer.init_distribution, seed=seed).sample((layer.units, d))
-    layer.W_EE = layer.add_weight(
-        name="W_EE",
-        shape=(layer.units, d),
-        initializer=_constant(w_ee),
-        constraint=keras.constraints.NonNeg(),
-    )
-    layer.bias = (
-        layer.add_weight(name="bias", shape=(layer.units,), initializer="zeros")
-        if use_bias
-        else None
-    )
-    return w_ee
-
-
-def add_inhibitory_weights(layer, w_ee: np.ndarray, seed: int, trainable_ei: bool = True):
-    """``W_IE`` (ni, d) = mean row of ``W_EE``, ``W_EI`` (ne, ni) row-stochastic; both >= 0.
-    Returns their initial values (float64, NumPy)."""
-    ni, d = layer.inhibitory_units, w_ee.shape[1]
-    w_ie = balanced_inhibition(w_ee, ni)
-    w_ei = RowStochastic(distribution=layer.init_distribution, seed=seed + 1).sample(
-        (layer.units, ni)
-    )
-    layer.W_IE = layer.add_weight(
-        name="W_IE", shape=(ni, d), initializer=_constant(w_ie),
-        constraint=keras.constraints.NonNeg(),
-    )
-    layer.W_EI = layer.add_weight(
-        name="W_EI", shape=(layer.units, ni), initializer=_constant(w_ei),
-        constraint=keras.constraints.NonNeg(), trainable=trainable_ei,
-    )
-    return w_ie, w_ei
 
 
 def dense_t(x, w):
     """``x @ w.T`` for weights stored in the paper's (out, in) orientation (one kernel on
     eager PyTorch, ``keras.ops`` elsewhere: ``ei_keras.backend``)."""
     return _backend.dense_t(x, w)
+
+
+class DaleDense(keras.layers.Layer):
+    """What the Dale dense layers share: Dense's standard arguments, input handling and the
+    excitatory weights ``W_EE`` ``(units, d)`` and bias; :meth:`init_inhibition` and
+    :meth:`add_inhibitory_weights` add the subtractive population ``W_IE``, ``W_EI``.
+
+    Arguments as in ``keras.layers.Dense`` (``use_bias``, ``kernel_initializer``, ...), with
+    Dale's principle kept whatever is passed:
+
+    - ``kernel_*`` act on ``W_EE``. ``kernel_initializer`` (default: the paper's
+      :class:`~ei_keras.initializers.DaleExcitatory`) is called with Dense's kernel shape
+      ``(d, units)`` (so fan-in based initializers scale as in Dense) and must draw values
+      ``>= 0``; a negative draw is a ``ValueError`` naming the fix.
+    - ``inhibitory_regularizer`` / ``inhibitory_constraint`` act on every inhibitory weight.
+      Their initial values follow from ``W_EE`` (the balanced initialisation), so they take no
+      initializer.
+    - A ``*_constraint`` on a non-negative weight is applied first and Dale's sign after it
+      (:func:`ei_keras.constraints.dale_constraint`), so no constraint can flip a sign.
+
+    Inputs are ``(..., d)`` like ``keras.layers.Dense``: every leading position is a sample.
+    """
+
+    def __init__(self, units, activation=None, use_bias: bool = True, kernel_initializer=None,
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None,
+                 init_distribution: str = "exponential", seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = check_units(units)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = (None if kernel_initializer is None
+                                   else keras.initializers.get(kernel_initializer))
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.init_distribution = check_distribution(init_distribution)
+        self.seed = seed
+        self.inhibitory_units = None
+
+    def init_inhibition(self, inhibitory_units=None, trainable_ei: bool = True,
+                        inhibitory_regularizer=None, inhibitory_constraint=None) -> None:
+        """The subtractive population's arguments (``__init__`` of the EI layers)."""
+        self.inhibitory_units = (default_inhibitory_units(self.units)
+                                 if inhibitory_units is None
+                                 else check_units(inhibitory_units, "inhibitory_units"))
+        self.trainable_ei = bool(trainable_ei)
+        self.inhibitory_regularizer = keras.regularizers.get(inhibitory_regularizer)
+        self.inhibitory_constraint = keras.constraints.get(inhibitory_constraint)
+
+    # -- build -----------------------------------------------------------------------------
+    def input_width(self, input_shape) -> int:
+        """The feature width ``d`` of a ``(..., d)`` input; a clear error for anything else."""
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of shape (batch, ..., features) with a "
+                f"known feature width, like keras.layers.Dense. Received: "
+                f"input_shape={tuple(input_shape)}.")
+        d = int(input_shape[-1])
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: d})
+        return d
+
+    def build_seed(self) -> int:
+        """One integer seed per build: the layer's own, or a draw from NumPy's global state."""
+        return _seed_or_draw(self.seed)
+
+    def _initial_kernel(self, d: int, seed: int) -> np.ndarray:
+        if self.kernel_initializer is None:
+            return DaleExcitatory(distribution=self.init_distribution, seed=seed).sample(
+                (self.units, d))
+        w = np.asarray(keras.ops.convert_to_numpy(
+            self.kernel_initializer((d, self.units), dtype="float32")), np.float64).T
+        if not np.isfinite(w).all() or w.min() < 0:
+            raise ValueError(
+                f"{type(self).__name__}'s kernel_initializer drew negative or non-finite values "
+                f"(min {w.min():.3g}), but Dale's principle needs W_EE >= 0. Pass a "
+                "non-negative initializer (e.g. keras.initializers.RandomUniform(0.0, 0.05)) "
+                "or leave kernel_initializer=None for the paper's DaleExcitatory.")
+        return w
+
+    def add_excitatory_weights(self, d: int, seed: int) -> np.ndarray:
+        """``W_EE`` (units, d) >= 0 and the bias ``b`` (units,) (or none: ``use_bias=False``).
+        Returns ``W_EE``'s initial values (float64, NumPy) for the initialisations that
+        depend on it."""
+        w_ee = self._initial_kernel(d, seed)
+        self.W_EE = self.add_weight(
+            name="W_EE", shape=(self.units, d), initializer=_constant(w_ee),
+            regularizer=self.kernel_regularizer,
+            constraint=dale_constraint(self.kernel_constraint))
+        self.bias = self.add_weight(
+            name="bias", shape=(self.units,), initializer=self.bias_initializer,
+            regularizer=self.bias_regularizer, constraint=self.bias_constraint,
+        ) if self.use_bias else None
+        return w_ee
+
+    def add_inhibitory_weight(self, name: str, value: np.ndarray, non_negative: bool = True,
+                              trainable: bool = True):
+        """One inhibitory weight with the layer's inhibitory regularizer and constraint."""
+        constraint = (dale_constraint(self.inhibitory_constraint) if non_negative
+                      else self.inhibitory_constraint)
+        return self.add_weight(name=name, shape=value.shape, initializer=_constant(value),
+                               regularizer=self.inhibitory_regularizer, constraint=constraint,
+                               trainable=trainable)
+
+    def add_inhibitory_weights(self, w_ee: np.ndarray, seed: int):
+        """``W_IE`` (ni, d) = mean row of ``W_EE``, ``W_EI`` (ne, ni) row-stochastic; both
+        >= 0. Returns their initial values (float64, NumPy)."""
+        w_ie = balanced_inhibition(w_ee, self.inhibitory_units)
+        w_ei = RowStochastic(distribution=self.init_distribution, seed=seed + 1).sample(
+            (self.units, self.inhibitory_units))
+        self.W_IE = self.add_inhibitory_weight("W_IE", w_ie)
+        self.W_EI = self.add_inhibitory_weight("W_EI", w_ei, trainable=self.trainable_ei)
+        return w_ie, w_ei
+
+    # -- call ------------------------------------------------------------------------------
+    def excitatory_drive(self, x):
+        """``x W_EE^T + b``."""
+        e = dense_t(x, self.W_EE)
+        return e if self.bias is None else e + self.bias
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        config = {
+            **super().get_config(),
+            "units": self.units,
+            "activation": keras.activations.serialize(self.activation),
+            "init_distribution": self.init_distribution,
+            "seed": self.seed,
+        }
+        config.update({
+            "use_bias": self.use_bias,
+            "kernel_initializer": (None if self.kernel_initializer is None
+                                   else keras.initializers.serialize(self.kernel_initializer)),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+        })
+        if self.inhibitory_units is not None:
+            config.update({
+                "inhibitory_units": self.inhibitory_units,
+                "trainable_ei": self.trainable_ei,
+                "inhibitory_regularizer": keras.regularizers.serialize(
+                    self.inhibitory_regularizer),
+                "inhibitory_constraint": keras.constraints.serialize(
+                    self.inhibitory_constraint),
+            })
+        return config

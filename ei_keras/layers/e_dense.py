@@ -5,11 +5,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ei_keras.layers import _dale
+from ei_keras.layers._dale import DaleDense
 
 
 @keras.saving.register_keras_serializable(package="ei_keras")
-class EDense(keras.layers.Layer):
+class EDense(DaleDense):
     """Excitatory-only dense layer: ``z = x W_EE^T + b`` with ``W_EE >= 0``.
 
     Same initialisation as :class:`EIDense`'s ``W_EE``. Without inhibition ``z`` is not
@@ -18,6 +18,13 @@ class EDense(keras.layers.Layer):
     Args:
         units: number of output units (>= 1).
         activation: Keras activation applied to ``z`` (default: none).
+        use_bias: whether the layer has the bias ``b`` (default True).
+        kernel_initializer: initializer of ``W_EE``, called with Dense's kernel shape
+            ``(d, units)``; its values must be >= 0 (default: the paper's ``DaleExcitatory``).
+        bias_initializer, kernel_regularizer, bias_regularizer, bias_constraint: as in
+            ``keras.layers.Dense``.
+        kernel_constraint: applied to ``W_EE`` before Dale's sign (``NonNeg``), which always
+            holds.
         init_distribution: ``"exponential"`` (paper) or ``"lognormal"``.
         seed: integer seed of the NumPy initialisation (same weights on every backend).
         **kwargs: base ``keras.layers.Layer`` arguments.
@@ -33,31 +40,8 @@ class EDense(keras.layers.Layer):
         Eyono et al. (2026), Fig. 2b.
     """
 
-    def __init__(self, units: int, activation=None, init_distribution: str = "exponential",
-                 seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.units = _dale.check_units(units)
-        self.activation = keras.activations.get(activation)
-        self.init_distribution = _dale.check_distribution(init_distribution)
-        self.seed = seed
-
     def build(self, input_shape):
-        d = _dale.input_width(self, input_shape)
-        _dale.add_excitatory_weights(self, d, _dale.build_seed(self))
-        self.input_spec = keras.layers.InputSpec(ndim=2, axes={-1: d})
+        self.add_excitatory_weights(self.input_width(input_shape), self.build_seed())
 
     def call(self, inputs):
-        x = ops.cast(inputs, self.compute_dtype)
-        return self.activation(_dale.dense_t(x, self.W_EE) + self.bias)
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.units)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "units": self.units,
-            "activation": keras.activations.serialize(self.activation),
-            "init_distribution": self.init_distribution,
-            "seed": self.seed,
-        }
+        return self.activation(self.excitatory_drive(ops.cast(inputs, self.compute_dtype)))

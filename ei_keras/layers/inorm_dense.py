@@ -7,13 +7,13 @@ import numpy as np
 from keras import ops
 
 from ei_keras.initializers import divisive_svd_init
-from ei_keras.layers import _dale
+from ei_keras.layers._dale import DaleDense, dense_t
 from ei_keras.layers.error_normalization import add_lateral_weights
 from ei_keras.ops import error_normalization as _errnorm
 
 
 @keras.saving.register_keras_serializable(package="ei_keras")
-class INormDense(keras.layers.Layer):
+class INormDense(DaleDense):
     """Dale's-principle dense layer normalized by two learned inhibitory populations.
 
     With ``xs = stop_gradient(x)`` (inhibition sends no task error back to ``x``):
@@ -36,6 +36,13 @@ class INormDense(keras.layers.Layer):
     ``delta^2 = mean_j (W x)_j^2 + eps`` exactly (needs ``d >= units``). ``B_IE`` may be
     negative (the paper notes the divisive path breaks Dale's law); the others stay >= 0.
 
+    Takes ``keras.layers.Dense``'s arguments (as :class:`EIDense`; ``inhibitory_*`` also act on
+    ``B_IE`` and ``B_EI``) and ``(..., d)`` inputs, normalizing over the units at every leading
+    position. A regularizer on an inhibitory weight joins the normalization loss (the loss
+    that trains it under :class:`~ei_keras.models.DualLossModel`); ``activity_regularizer`` is
+    not accepted (the output is normalized by construction, and no inhibitory weight could
+    act on its penalty: put it on the next layer).
+
     Args:
         units: excitatory units ``ne``.
         inhibitory_units: ``ni`` of the subtractive population; default ``max(1, units // 10)``.
@@ -48,7 +55,12 @@ class INormDense(keras.layers.Layer):
         epsilon: added under the square root of ``delta`` and in error normalization.
         init_distribution: ``"exponential"`` or ``"lognormal"``.
         seed: NumPy seed of the initialisation and of the lateral weights.
-        **kwargs: base ``keras.layers.Layer`` arguments.
+        inhibitory_regularizer, inhibitory_constraint: on ``W_IE``, ``W_EI``, ``B_IE``, ``B_EI``
+            (``B_IE`` keeps its free sign).
+        **kwargs: ``use_bias``, ``kernel_initializer``, ``bias_initializer``,
+            ``kernel_regularizer``, ``bias_regularizer``, ``kernel_constraint``,
+            ``bias_constraint`` (as :class:`EIDense`) and base ``keras.layers.Layer``
+            arguments.
 
     Example:
 
@@ -76,52 +88,48 @@ class INormDense(keras.layers.Layer):
         epsilon: float = 1e-5,
         init_distribution: str = "exponential",
         seed: int | None = None,
+        inhibitory_regularizer=None,
+        inhibitory_constraint=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        if kwargs.get("activity_regularizer") is not None:
+            raise ValueError(
+                "INormDense does not take `activity_regularizer`: its output is normalized by "
+                "the inhibitory populations, and its normalization loss trains only those. "
+                "Put the activity regularizer on the next layer (or a "
+                "keras.layers.ActivityRegularization after this one). Received: "
+                f"activity_regularizer={kwargs['activity_regularizer']!r}")
+        super().__init__(units, activation=activation, init_distribution=init_distribution,
+                         seed=seed, **kwargs)
         # Normalization computes in float32 like keras.layers.LayerNormalization; the output
         # is cast back to compute_dtype (mixed precision without overflow in delta or L_norm).
         self.autocast = False
-        self.units = _dale.check_units(units)
-        self.inhibitory_units = (
-            _dale.default_inhibitory_units(self.units)
-            if inhibitory_units is None
-            else _dale.check_units(inhibitory_units, "inhibitory_units")
-        )
+        self.init_inhibition(inhibitory_units, trainable_ei, inhibitory_regularizer,
+                             inhibitory_constraint)
         self.error_normalization = _errnorm.validate_mode(error_normalization)
         self.subtractive_only = bool(subtractive_only)
         self.norm_weight_variable = None
         self.norm_weight = norm_weight
-        self.trainable_ei = bool(trainable_ei)
-        self.activation = keras.activations.get(activation)
         if not epsilon > 0:
             raise ValueError(f"Expected `epsilon` > 0. Received: epsilon={epsilon!r}")
         self.epsilon = float(epsilon)
-        self.init_distribution = _dale.check_distribution(init_distribution)
-        self.seed = seed
         self.lateral_weights = None
 
     def build(self, input_shape):
-        d = _dale.input_width(self, input_shape)
+        d = self.input_width(input_shape)
         if not self.subtractive_only and d < self.units:
             raise ValueError(
                 "INormDense's SVD initialisation of the divisive population needs input width "
                 f">= units. Received: input width {d}, units={self.units}. Use units <= {d} "
                 "or subtractive_only=True."
             )
-        seed = _dale.build_seed(self)
-        w_ee = _dale.add_excitatory_weights(self, d, seed)
-        w_ie, w_ei = _dale.add_inhibitory_weights(self, w_ee, seed, self.trainable_ei)
+        seed = self.build_seed()
+        w_ee = self.add_excitatory_weights(d, seed)
+        w_ie, w_ei = self.add_inhibitory_weights(w_ee, seed)
         if not self.subtractive_only:
             b_ie, b_ei = divisive_svd_init(w_ee, w_ie, w_ei)
-            self.B_IE = self.add_weight(
-                name="B_IE", shape=b_ie.shape, initializer=_dale._constant(b_ie),
-            )
-            self.B_EI = self.add_weight(
-                name="B_EI", shape=b_ei.shape, initializer=_dale._constant(b_ei),
-                constraint=keras.constraints.NonNeg(),
-                trainable=self.trainable_ei,
-            )
+            self.B_IE = self.add_inhibitory_weight("B_IE", b_ie, non_negative=False)
+            self.B_EI = self.add_inhibitory_weight("B_EI", b_ei, trainable=self.trainable_ei)
         if self.error_normalization == "lateral":
             self.lateral_weights = add_lateral_weights(self, self.units, seed + 2)
         # lambda is state, not a constant baked into a compiled step: a callback or schedule
@@ -132,17 +140,16 @@ class INormDense(keras.layers.Layer):
             name="norm_weight", shape=(), dtype="float32", trainable=False,
             initializer=keras.initializers.Constant(self._initial_norm_weight),
         )
-        self.input_spec = keras.layers.InputSpec(ndim=2, axes={-1: d})
 
     def _parts(self, x):
         """``(e, s, delta)``: excitatory drive, subtractive and divisive inhibition (float32)."""
         xs = ops.stop_gradient(x)
-        e = _dale.dense_t(x, self.W_EE) + self.bias
-        s = _dale.dense_t(_dale.dense_t(xs, self.W_IE), self.W_EI)
+        e = self.excitatory_drive(x)
+        s = dense_t(dense_t(xs, self.W_IE), self.W_EI)
         if self.subtractive_only:
             return e, s, None
-        q = ops.square(_dale.dense_t(xs, self.B_IE))
-        delta = ops.sqrt(ops.maximum(_dale.dense_t(q, self.B_EI), 0.0) + self.epsilon)
+        q = ops.square(dense_t(xs, self.B_IE))
+        delta = ops.sqrt(ops.maximum(dense_t(q, self.B_EI), 0.0) + self.epsilon)
         return e, s, delta
 
     def normalization_loss(self, e, s, delta):
@@ -153,7 +160,7 @@ class INormDense(keras.layers.Layer):
         mean = ops.mean(zh, axis=-1)
         loss = ops.square(mean)
         if delta is not None:
-            var = ops.mean(ops.square(zh - mean[:, None]), axis=-1)
+            var = ops.mean(ops.square(zh - ops.expand_dims(mean, -1)), axis=-1)
             loss = loss + ops.square(var - 1.0)
         weight = (self._initial_norm_weight if self.norm_weight_variable is None
                   else ops.convert_to_tensor(self.norm_weight_variable))
@@ -215,20 +222,11 @@ class INormDense(keras.layers.Layer):
             return
         super().load_own_variables(store)
 
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.units)
-
     def get_config(self):
         return {
             **super().get_config(),
-            "units": self.units,
-            "inhibitory_units": self.inhibitory_units,
             "error_normalization": self.error_normalization,
             "subtractive_only": self.subtractive_only,
             "norm_weight": self.norm_weight,
-            "trainable_ei": self.trainable_ei,
-            "activation": keras.activations.serialize(self.activation),
             "epsilon": self.epsilon,
-            "init_distribution": self.init_distribution,
-            "seed": self.seed,
         }

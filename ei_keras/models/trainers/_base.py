@@ -181,18 +181,32 @@ class DualLossTrainerBase:
                 "normalization": [v.path for v, n in zip(trainable, is_norm) if n]}
 
     # -- the two losses -----------------------------------------------------------------------
-    def normalization_loss(self):
-        """The sum of the normalization layers' own losses of the last forward pass (float32).
+    def normalization_terms(self) -> list:
+        """The terms of the normalization loss of the last forward pass: the ``add_loss``
+        terms of the layers that declare ``normalization_variables`` (and of their sub-layers),
+        plus the regularization penalties of those variables (they train only on this loss).
+        The penalties of every other variable (e.g. a ``kernel_regularizer`` on ``W_EE``) stay
+        in the task loss.
 
-        Call it after the forward pass, where ``layer.losses`` holds them (inside the same
+        Call it after the forward pass, where the layers hold their losses (inside the same
         ``keras.StatelessScope`` on JAX)."""
         layers = (self._assignment_cache.layers if self._assignment_cache is not None
                   else self.normalization_layers())
-        norm = None
+        terms = []
         for layer in layers:
-            for loss in layer.losses:
-                loss = ops.cast(loss, "float32")
-                norm = loss if norm is None else norm + loss
+            # Layer.losses without its weight-regularization part (Keras' own split).
+            terms += [loss for sub in layer._flatten_layers(include_self=True)
+                      for loss in sub._get_own_losses()]
+            terms += [v.regularizer(v.value) for v in layer.normalization_variables
+                      if getattr(v, "regularizer", None) is not None]
+        return terms
+
+    def normalization_loss(self):
+        """The sum of :meth:`normalization_terms` (float32)."""
+        norm = None
+        for loss in self.normalization_terms():
+            loss = ops.cast(loss, "float32")
+            norm = loss if norm is None else norm + loss
         return ops.zeros((), "float32") if norm is None else norm
 
     def compute_dual_losses(self, x, y, y_pred, sample_weight=None, training=True):

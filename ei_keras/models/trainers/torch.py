@@ -87,9 +87,9 @@ class DualLossTrainer(DualLossTrainerBase):
         cache = getattr(self, "_step_cache", None)
         if cache is None:
             trainable, is_norm = self._assignment()
-            n_norm = sum(len(layer.losses) for layer in self._assignment_cache.layers)
-            # Losses of other layers (regularizers, activity losses) join the task loss
-            # through Keras' compute_loss.
+            n_norm = len(self.normalization_terms())
+            # Any other loss term (regularizers, activity losses) joins the task loss through
+            # Keras' compute_loss.
             self._other_losses = len(self.losses) != n_norm
             trackers = (self.task_loss_tracker, self.norm_loss_tracker)
             if self._loss_tracker is not None:
