@@ -21,10 +21,12 @@ class EDense(DaleDense):
         use_bias: whether the layer has the bias ``b`` (default True).
         kernel_initializer: initializer of ``W_EE``, called with Dense's kernel shape
             ``(d, units)``; its values must be >= 0 (default: the paper's ``DaleExcitatory``).
-        bias_initializer, kernel_regularizer, bias_regularizer, bias_constraint: as in
-            ``keras.layers.Dense``.
+        bias_initializer: as in ``keras.layers.Dense`` (default zeros).
+        kernel_regularizer: regularizer of ``W_EE``.
+        bias_regularizer: regularizer of ``b``.
         kernel_constraint: applied to ``W_EE`` before Dale's sign (``NonNeg``), which always
             holds.
+        bias_constraint: constraint of ``b``.
         init_distribution: ``"exponential"`` (paper) or ``"lognormal"``.
         seed: integer seed of the NumPy initialisation (same weights on every backend).
         **kwargs: base ``keras.layers.Layer`` arguments.

@@ -26,17 +26,17 @@ class EIDense(DaleDense):
         units: number of excitatory output units ``ne`` (>= 1).
         inhibitory_units: ``ni``; default ``max(1, floor(0.1 * units))``.
         activation: Keras activation applied to ``z`` (default: none).
-        use_bias: whether the layer has the bias ``b`` (default True).
-        kernel_initializer: initializer of ``W_EE``, called with Dense's kernel shape
-            ``(d, units)``, values >= 0 (default: the paper's ``DaleExcitatory``); ``W_IE`` and
-            ``W_EI`` follow from it (balanced initialisation).
-        bias_initializer, kernel_regularizer, bias_regularizer, kernel_constraint,
-            bias_constraint: as in ``keras.layers.Dense`` (``kernel_*`` act on ``W_EE``).
-        inhibitory_regularizer, inhibitory_constraint: on ``W_IE`` and ``W_EI``.
         init_distribution: ``"exponential"`` (paper) or ``"lognormal"`` (reference code option).
         trainable_ei: whether ``W_EI`` learns (default True).
         seed: integer seed of the NumPy initialisation (same weights on every backend).
-        **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+        inhibitory_regularizer: regularizer of ``W_IE`` and ``W_EI``.
+        inhibitory_constraint: constraint of ``W_IE`` and ``W_EI``, applied before Dale's sign.
+        **kwargs: ``keras.layers.Dense``'s ``use_bias``, ``kernel_initializer`` (of ``W_EE``,
+            called with Dense's kernel shape ``(d, units)``, values >= 0; default: the paper's
+            ``DaleExcitatory``; ``W_IE`` and ``W_EI`` follow from it), ``bias_initializer``,
+            ``kernel_regularizer``, ``bias_regularizer``, ``kernel_constraint``,
+            ``bias_constraint`` (``kernel_*`` act on ``W_EE``), and base
+            ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
 
     Example: a Dale layer in a Sequential model on ``(batch, 7, 28)`` inputs, with L2 on
     ``W_EE`` and no bias.

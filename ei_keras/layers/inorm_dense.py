@@ -55,7 +55,9 @@ class INormDense(DaleDense):
         epsilon: added under the square root of ``delta`` and in error normalization.
         init_distribution: ``"exponential"`` or ``"lognormal"``.
         seed: NumPy seed of the initialisation and of the lateral weights.
-        inhibitory_regularizer, inhibitory_constraint: on ``W_IE``, ``W_EI``, ``B_IE``, ``B_EI``
+        inhibitory_regularizer: regularizer of ``W_IE``, ``W_EI``, ``B_IE``, ``B_EI`` (its
+            penalty joins the normalization loss).
+        inhibitory_constraint: constraint of the same weights, applied before Dale's sign
             (``B_IE`` keeps its free sign).
         **kwargs: ``use_bias``, ``kernel_initializer``, ``bias_initializer``,
             ``kernel_regularizer``, ``bias_regularizer``, ``kernel_constraint``,
