@@ -9,9 +9,9 @@ Every paper preset (:func:`names`) is a ``784 -> width -> width -> 10``
 :class:`~ei_keras.models.EINetwork` with an EI readout (``ni = 1``), trained with plain SGD at
 three learning rates (``lr_e``, ``lr_ie``, ``lr_ei``; :func:`ei_keras.optimizers.dale_sgd`) on
 softmax cross-entropy with label smoothing. The convolutional presets (:func:`conv_names`, not
-in the paper) are :class:`~ei_keras.models.EIConvNetwork` s trained the same way: two 5x5
-stride-2 'same' convolutions (``width // 2`` and ``width`` filters; 16 and 32 by default) ->
-``EIDense(10)``.
+in the paper) are :class:`~ei_keras.models.EIConvNetwork` models trained the same way: two
+5x5 stride-2 'same' convolutions (``width // 2`` and ``width`` filters; 16 and 32 by default)
+-> ``EIDense(10)``.
 """
 
 from __future__ import annotations

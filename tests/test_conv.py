@@ -462,5 +462,19 @@ def test_bad_inorm_conv_arguments():
         == (1, 3, 3, 20)
     with pytest.raises(ValueError, match="known height and width"):
         INormConv2D(4, 3, error_normalization="lateral")(keras.Input((None, None, 2)))
+
+
+def test_map_statistics_on_images_of_any_size():
+    # GradNorm over the map needs no static height and width (lateral does, above).
+    inputs = keras.Input((None, None, 2))
+    layer = INormConv2D(4, 3, padding="same", error_normalization="full", seed=0)
+    model = keras.Model(inputs, layer(inputs))
+    for size in (5, 8):
+        x = np.random.default_rng(size).uniform(0, 1, (2, size, size, 2)).astype("float32")
+        xv = keras.Variable(x, name="x")
+        out = to_numpy(model(x))
+        assert out.shape == (2, size, size, 4) and np.isfinite(out).all()
+        _, (g,) = gradients(lambda xv=xv: keras.ops.sum(keras.ops.square(layer(xv))), [xv])
+        assert g.shape == x.shape and np.isfinite(g).all()
     with pytest.raises(ValueError, match="activity_regularizer"):
         INormConv2D(4, 3, activity_regularizer="l2")

@@ -99,11 +99,11 @@ class INormConv2D(DaleConv2D, INormDense):
     def normalize_error(self, z):
         if self.statistics == "location" or self.error_normalization == "none":
             return super().normalize_error(z)
-        spatial = tuple(z.shape[1:])
-        flat = ops.reshape(z, (-1, math.prod(spatial)))
+        shape = ops.shape(z)  # height and width may be known only when called
+        flat = ops.reshape(z, (shape[0], -1))
         flat = _errnorm.normalize_error(flat, self.error_normalization, self.lateral_weights,
                                         self.epsilon)
-        return ops.reshape(flat, (-1, *spatial))
+        return ops.reshape(flat, shape)
 
     def error_normalization_width(self, input_shape) -> int:
         if self.statistics == "location":
