@@ -35,7 +35,8 @@ def moments(model, x) -> list[tuple[float, float]]:
     """``[(mean_batch(mean_j z), mean_batch(var_j z)) for each hidden layer]``."""
     out = []
     for z in model.hidden_preactivations(x):
-        z = _np(z).reshape(len(z), -1)
+        z = _np(z)
+        z = z.reshape(len(z), -1)  # a conv map: every unit of (H, W, C)
         out.append((float(z.mean(axis=1).mean()), float(z.var(axis=1).mean())))
     return out
 
