@@ -192,7 +192,9 @@ def build(
         width: hidden width (paper sweep: 100-500; default: the reference code's 234). Conv
             presets: filters of the last conv layer, each earlier layer has half as many
             (default :data:`CONV_DEFAULT_WIDTH`; the MLP default 234 also stands for it, so
-            that a run configuration's default width builds the conv presets' default).
+            that a run configuration's default width builds the conv presets' default). The
+            I-Norm conv presets' SVD initialisation needs ``width // 2 <= 25`` (the first
+            layer's 5x5x1 patch); a wider first layer is a ``ValueError`` naming the fix.
         depth: number of hidden (conv) layers (paper: 2).
         seed: initialisation seed (same weights on every backend).
         input_dim: input width (784 for flattened Fashion-MNIST).
