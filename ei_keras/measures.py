@@ -1,7 +1,9 @@
 """Measures of SPEC section 5, as functions and as per-epoch Keras callbacks.
 
 - moments: per hidden layer, ``mean_batch(mean_j z)`` and ``mean_batch(var_j z)`` of the input
-  of the ReLU (after LayerNorm or I-Norm division); LayerNorm's target is ``(0, 1)``.
+  of the ReLU (after LayerNorm or I-Norm division); LayerNorm's target is ``(0, 1)``. For a
+  convolutional layer ``j`` runs over the whole ``(H, W, C)`` map, and LayerNorm below is taken
+  over it too (``keras.layers.LayerNormalization(axis=(-3, -2, -1))``).
 - output alignment: per hidden layer, the cosine between ``relu(LN(z_raw))`` and the layer's own
   output ``relu(z)`` over a probe batch, where ``z_raw`` is the layer's un-normalized Dale
   pre-activation (``x W_EE^T + b - (x W_IE^T) W_EI^T``).
@@ -34,13 +36,15 @@ def moments(model, x) -> list[tuple[float, float]]:
     out = []
     for z in model.hidden_preactivations(x):
         z = _np(z)
+        z = z.reshape(len(z), -1)  # a conv map: every unit of (H, W, C)
         out.append((float(z.mean(axis=1).mean()), float(z.var(axis=1).mean())))
     return out
 
 
 def _layer_norm(z, epsilon=1e-5):
-    mean = ops.mean(z, axis=-1, keepdims=True)
-    var = ops.var(z, axis=-1, keepdims=True)
+    axes = tuple(range(1, len(z.shape)))  # the units: the last axis, or a conv map's (H, W, C)
+    mean = ops.mean(z, axis=axes, keepdims=True)
+    var = ops.var(z, axis=axes, keepdims=True)
     return (z - mean) * ops.rsqrt(var + epsilon)
 
 
@@ -63,7 +67,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 def output_alignment(model, x) -> list[float]:
     """Per hidden layer: cosine between ``relu(LN(z_raw))`` and the layer's own output."""
     out = []
-    h = x
+    h = _network_input(model, x)
     for layer, z in zip(model.hidden, model.hidden_preactivations(x)):
         own = ops.relu(z)
         ln = ops.relu(_layer_norm(raw_preactivation(layer, h), model.epsilon))
@@ -72,11 +76,16 @@ def output_alignment(model, x) -> list[float]:
     return out
 
 
+def _network_input(model, x):
+    """What the first hidden layer reads: ``x``, or the image a conv network reshapes it to."""
+    return model.image(x) if hasattr(model, "image") else x
+
+
 def _twin_logits(model, x):
-    h = x
+    h = _network_input(model, x)
     for layer in model.hidden:
         h = ops.relu(_layer_norm(raw_preactivation(layer, h), model.epsilon))
-    return model.readout(h)
+    return model.readout(ops.reshape(h, (ops.shape(h)[0], -1)))
 
 
 def gradient_alignment(model, x, y) -> list[float]:

@@ -29,7 +29,7 @@ WIDTH_RANGE = (100, 500)
 
 def space_for(preset: str) -> dict:
     """The search space of a preset's family."""
-    return INORM_SPACE if preset.startswith("inorm") else EI_SPACE
+    return INORM_SPACE if "inorm" in preset else EI_SPACE
 
 
 def sample(preset: str, index: int, base_seed: int = 0, sample_width: bool = False) -> dict:

@@ -5,9 +5,13 @@
 ['ei', 'ei_ln', 'e_ln']
 >>> model = zoo.build("inorm_gradnorm", width=64, seed=0)  # doctest: +SKIP
 
-Every preset is a ``784 -> width -> width -> 10`` :class:`~ei_keras.models.EINetwork` with an
-EI readout (``ni = 1``), trained with plain SGD at three learning rates (``lr_e``, ``lr_ie``,
-``lr_ei``; :func:`ei_keras.optimizers.dale_sgd`) on softmax cross-entropy with label smoothing.
+Every paper preset (:func:`names`) is a ``784 -> width -> width -> 10``
+:class:`~ei_keras.models.EINetwork` with an EI readout (``ni = 1``), trained with plain SGD at
+three learning rates (``lr_e``, ``lr_ie``, ``lr_ei``; :func:`ei_keras.optimizers.dale_sgd`) on
+softmax cross-entropy with label smoothing. The convolutional presets (:func:`conv_names`, not
+in the paper) are :class:`~ei_keras.models.EIConvNetwork` models trained the same way: two
+5x5 stride-2 'same' convolutions (``width // 2`` and ``width`` filters; 16 and 32 by default)
+-> ``EIDense(10)``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import keras
 
 from ei_keras.config import DEFAULT_DEPTH, DEFAULT_WIDTH, HYPERPARAMETERS
 from ei_keras.losses import SparseSmoothedCrossentropy
-from ei_keras.models import EINetwork
+from ei_keras.models import EIConvNetwork, EINetwork
 from ei_keras.optimizers import dale_sgd
 
 
@@ -31,8 +35,9 @@ class Preset:
         name: the preset's name.
         figure: where it appears in the paper.
         description: what it is, in the paper's words.
-        model: :class:`EINetwork` arguments.
+        model: :class:`EINetwork` (or :class:`EIConvNetwork`) arguments.
         hyperparameters: default training hyperparameters (see the evidence in the README).
+        network: ``"mlp"`` (:class:`EINetwork`) or ``"conv"`` (:class:`EIConvNetwork`).
     """
 
     name: str
@@ -40,6 +45,7 @@ class Preset:
     description: str
     model: dict
     hyperparameters: dict
+    network: str = "mlp"
 
 
 # Default hyperparameters were chosen by measurement (README "Choosing the defaults"): plain SGD,
@@ -83,20 +89,54 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "random positive weights (Theorem 1)", _inorm("lateral"), _INORM_HP),
 ]}
 
+#: Filters of the conv presets' last layer when ``width`` is not set (the first has half).
+CONV_DEFAULT_WIDTH = 32
+# Conv presets (README, "Convolutional presets"; 4096 images, 2 epochs, lr_e in {0.005, 0.01,
+# 0.02, 0.05}, then 3 seeds): EI and EI + LN keep the MLP settings. A conv weight is shared by
+# every location, so its task gradient sums over the map and I-Norm needs a smaller lr_e than
+# the MLP: at 0.05 the normalization loss of conv_inorm_gradnorm grows to 0.25 (lambda 0.01) in
+# two epochs and conv_inorm diverges; at 0.02 conv_inorm's reaches 49. Chosen: the largest lr_e
+# whose epoch-mean normalization loss (lambda L_norm) stays at about 1e-3 or below (max
+# 1.04e-3 over 3 seeds x 2 epochs; conv_inorm_gradnorm seed 0: 67.1 % at 0.005, 69.8 % at 0.01).
+_CONV_EI_HP = dict(_EI_HP)
+_CONV_INORM_HP = {**_INORM_HP, "lr_e": 0.01}
+_CONV_INORM_PLAIN_HP = {**_INORM_PLAIN_HP, "lr_e": 0.005}
+_CONV_TRUNK = "conv 5x5 s2 (width/2 filters) -> conv 5x5 s2 (width) -> EIDense(10)"
+
+CONV_PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("conv_ei", "(conv)", f"EI convolutional network ({_CONV_TRUNK}), no normalization",
+           {"conv_layer": "ei"}, _CONV_EI_HP, "conv"),
+    Preset("conv_ei_ln", "(conv)", "EI convolutional network + LayerNorm over (H, W, C) before "
+           "each ReLU", {"conv_layer": "ei", "normalization": "layer_norm"}, _CONV_EI_HP,
+           "conv"),
+    Preset("conv_inorm", "(conv)", "convolutional I-Norm (INormConv2D, statistics over "
+           "(H, W, C)), no error normalization", {"conv_layer": "inorm",
+                                                  "error_normalization": "none"},
+           _CONV_INORM_PLAIN_HP, "conv"),
+    Preset("conv_inorm_gradnorm", "(conv)", "convolutional I-Norm + GradNorm over (H, W, C)",
+           {"conv_layer": "inorm", "error_normalization": "full"}, _CONV_INORM_HP, "conv"),
+]}
 
 
 def names() -> list[str]:
-    """The preset names, in the paper's order."""
+    """The paper's preset names (the MLPs), in the paper's order."""
     return list(PRESETS)
+
+
+def conv_names() -> list[str]:
+    """The convolutional preset names (an extension: not conditions of the paper)."""
+    return list(CONV_PRESETS)
 
 
 def get(name: str) -> Preset:
     """The :class:`Preset` called ``name``; a clear error naming close matches otherwise."""
-    if name not in PRESETS:
-        close = difflib.get_close_matches(str(name), PRESETS, n=3)
+    every = {**PRESETS, **CONV_PRESETS}
+    if name not in every:
+        close = difflib.get_close_matches(str(name), every, n=3)
         hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(f"Unknown preset {name!r}.{hint} Known presets: {names()}")
-    return PRESETS[name]
+        raise ValueError(f"Unknown preset {name!r}.{hint} Known presets: "
+                         f"{names() + conv_names()}")
+    return every[name]
 
 
 def hyperparameters(name: str, **overrides) -> dict:
@@ -111,7 +151,7 @@ def hyperparameters(name: str, **overrides) -> dict:
     return hp
 
 
-def compile_model(model: EINetwork, hp: dict, jit_compile="auto",
+def compile_model(model, hp: dict, jit_compile="auto",
                   steps_per_execution: int = 1, inhibitory_steps: int = 1,
                   inhibitory_every: int = 1) -> EINetwork:
     """Compile ``model`` with the paper's optimizer, loss and accuracy metric.
@@ -134,7 +174,7 @@ def compile_model(model: EINetwork, hp: dict, jit_compile="auto",
 
 def build(
     name: str,
-    width: int = DEFAULT_WIDTH,
+    width: int | None = None,
     depth: int = DEFAULT_DEPTH,
     seed: int | None = None,
     input_dim: int = 784,
@@ -149,8 +189,13 @@ def build(
 
     Args:
         name: a preset name (:func:`names`).
-        width: hidden width (paper sweep: 100-500; reference code: 234).
-        depth: number of hidden layers (paper: 2).
+        width: hidden width (paper sweep: 100-500; default: the reference code's 234). Conv
+            presets: filters of the last conv layer, each earlier layer has half as many
+            (default :data:`CONV_DEFAULT_WIDTH`; the MLP default 234 also stands for it, so
+            that a run configuration's default width builds the conv presets' default). The
+            I-Norm conv presets' SVD initialisation needs ``width // 2 <= 25`` (the first
+            layer's 5x5x1 patch); a wider first layer is a ``ValueError`` naming the fix.
+        depth: number of hidden (conv) layers (paper: 2).
         seed: initialisation seed (same weights on every backend).
         input_dim: input width (784 for flattened Fashion-MNIST).
         jit_compile: passed to ``compile``.
@@ -164,15 +209,24 @@ def build(
             ``inhibitory_momentum``, ``norm_weight``, ``label_smoothing``.
 
     Returns:
-        A compiled :class:`EINetwork`.
+        A compiled :class:`EINetwork` (conv presets: :class:`EIConvNetwork`).
     """
     preset = get(name)
     hp = hyperparameters(name, **hyperparameter_overrides)
-    kwargs = {**preset.model, "hidden_units": (width,) * depth, "seed": seed,
-              **(model_overrides or {})}
-    if kwargs.get("hidden_layer") == "inorm":
-        kwargs["norm_weight"] = hp.get("norm_weight", 0.01)
-    model = EINetwork(name=name, **kwargs)
+    if preset.network == "conv":
+        width = CONV_DEFAULT_WIDTH if width in (None, DEFAULT_WIDTH) else width
+        filters = tuple(max(1, width // 2 ** (depth - 1 - i)) for i in range(depth))
+        kwargs = {**preset.model, "filters": filters, "seed": seed,
+                  **(model_overrides or {})}
+        if kwargs.get("conv_layer") == "inorm":
+            kwargs["norm_weight"] = hp.get("norm_weight", 0.01)
+        model = EIConvNetwork(name=name, **kwargs)
+    else:
+        kwargs = {**preset.model, "hidden_units": (width or DEFAULT_WIDTH,) * depth,
+                  "seed": seed, **(model_overrides or {})}
+        if kwargs.get("hidden_layer") == "inorm":
+            kwargs["norm_weight"] = hp.get("norm_weight", 0.01)
+        model = EINetwork(name=name, **kwargs)
     model.build((None, input_dim))
     return compile_model(model, hp, jit_compile, steps_per_execution,
                          inhibitory_steps=inhibitory_steps, inhibitory_every=inhibitory_every)

@@ -2,8 +2,10 @@
 ``keras.layers.LayerNormalization(center=False, scale=False, epsilon=1e-5)``."""
 
 from ei_keras.layers.e_dense import EDense
+from ei_keras.layers.ei_conv2d import EIConv2D
 from ei_keras.layers.ei_dense import EIDense
 from ei_keras.layers.error_normalization import ErrorNormalization
+from ei_keras.layers.inorm_conv2d import INormConv2D
 from ei_keras.layers.inorm_dense import INormDense
 
-__all__ = ["EDense", "EIDense", "ErrorNormalization", "INormDense"]
+__all__ = ["EDense", "EIConv2D", "EIDense", "ErrorNormalization", "INormConv2D", "INormDense"]

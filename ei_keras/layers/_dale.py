@@ -113,12 +113,17 @@ class DaleDense(keras.layers.Layer):
         """One integer seed per build: the layer's own, or a draw from NumPy's global state."""
         return _seed_or_draw(self.seed)
 
+    def kernel_shape(self, d: int) -> tuple:
+        """The Keras kernel shape ``kernel_initializer`` is called with: Dense's ``(d, units)``."""
+        return (d, self.units)
+
     def _initial_kernel(self, d: int, seed: int) -> np.ndarray:
         if self.kernel_initializer is None:
             return DaleExcitatory(distribution=self.init_distribution, seed=seed).sample(
                 (self.units, d))
         w = np.asarray(keras.ops.convert_to_numpy(
-            self.kernel_initializer((d, self.units), dtype="float32")), np.float64).T
+            self.kernel_initializer(self.kernel_shape(d), dtype="float32")),
+            np.float64).reshape(d, self.units).T
         if not np.isfinite(w).all() or w.min() < 0:
             raise ValueError(
                 f"{type(self).__name__}'s kernel_initializer drew negative or non-finite values "
@@ -162,9 +167,14 @@ class DaleDense(keras.layers.Layer):
         return w_ie, w_ei
 
     # -- call ------------------------------------------------------------------------------
+    def project(self, x, w):
+        """``x w^T`` for a weight ``w`` (out, d) that reads the layer's input (``W_EE``,
+        ``W_IE``, ``B_IE``); the convolutional layers apply it to every patch instead."""
+        return dense_t(x, w)
+
     def excitatory_drive(self, x):
         """``x W_EE^T + b``."""
-        e = dense_t(x, self.W_EE)
+        e = self.project(x, self.W_EE)
         return e if self.bias is None else e + self.bias
 
     def compute_output_shape(self, input_shape):

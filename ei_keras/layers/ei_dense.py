@@ -83,5 +83,5 @@ class EIDense(DaleDense):
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)
-        z = dense_t(x, self.W_EE) - dense_t(dense_t(x, self.W_IE), self.W_EI)
+        z = self.project(x, self.W_EE) - dense_t(self.project(x, self.W_IE), self.W_EI)
         return self.activation(z if self.bias is None else z + self.bias)

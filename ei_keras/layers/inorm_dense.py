@@ -96,8 +96,9 @@ class INormDense(DaleDense):
     ):
         if kwargs.get("activity_regularizer") is not None:
             raise ValueError(
-                "INormDense does not take `activity_regularizer`: its output is normalized by "
-                "the inhibitory populations, and its normalization loss trains only those. "
+                f"{type(self).__name__} does not take `activity_regularizer`: its output is "
+                "normalized by the inhibitory populations, and its normalization loss trains "
+                "only those. "
                 "Put the activity regularizer on the next layer (or a "
                 "keras.layers.ActivityRegularization after this one). Received: "
                 f"activity_regularizer={kwargs['activity_regularizer']!r}")
@@ -121,9 +122,9 @@ class INormDense(DaleDense):
         d = self.input_width(input_shape)
         if not self.subtractive_only and d < self.units:
             raise ValueError(
-                "INormDense's SVD initialisation of the divisive population needs input width "
-                f">= units. Received: input width {d}, units={self.units}. Use units <= {d} "
-                "or subtractive_only=True."
+                f"{type(self).__name__}'s SVD initialisation of the divisive population needs "
+                f"input width{self._width_hint} >= units. Received: input width {d}, "
+                f"units={self.units}. Use units <= {d} or subtractive_only=True."
             )
         seed = self.build_seed()
         w_ee = self.add_excitatory_weights(d, seed)
@@ -133,7 +134,8 @@ class INormDense(DaleDense):
             self.B_IE = self.add_inhibitory_weight("B_IE", b_ie, non_negative=False)
             self.B_EI = self.add_inhibitory_weight("B_EI", b_ei, trainable=self.trainable_ei)
         if self.error_normalization == "lateral":
-            self.lateral_weights = add_lateral_weights(self, self.units, seed + 2)
+            self.lateral_weights = add_lateral_weights(
+                self, self.error_normalization_width(input_shape), seed + 2)
         # lambda is state, not a constant baked into a compiled step: a callback or schedule
         # that sets `norm_weight` changes the loss of the next step on every backend, and the
         # value is saved with the weights. Created last, so that files written before it
@@ -147,11 +149,12 @@ class INormDense(DaleDense):
         """``(e, s, delta)``: excitatory drive, subtractive and divisive inhibition (float32)."""
         xs = ops.stop_gradient(x)
         e = self.excitatory_drive(x)
-        s = dense_t(dense_t(xs, self.W_IE), self.W_EI)
+        s = dense_t(self.project(xs, self.W_IE), self.W_EI)
         if self.subtractive_only:
             return e, s, None
-        q = ops.square(dense_t(xs, self.B_IE))
-        delta = ops.sqrt(ops.maximum(dense_t(q, self.B_EI), 0.0) + self.epsilon)
+        q = ops.square(self.project(xs, self.B_IE))
+        delta = ops.sqrt(self.pool_divisive(ops.maximum(dense_t(q, self.B_EI), 0.0))
+                         + self.epsilon)
         return e, s, delta
 
     def normalization_loss(self, e, s, delta):
@@ -159,10 +162,11 @@ class INormDense(DaleDense):
         zh = ops.stop_gradient(e) - s
         if delta is not None:
             zh = zh / delta
-        mean = ops.mean(zh, axis=-1)
+        axis = self.statistics_axis
+        mean = ops.mean(zh, axis=axis, keepdims=True)
         loss = ops.square(mean)
         if delta is not None:
-            var = ops.mean(ops.square(zh - ops.expand_dims(mean, -1)), axis=-1)
+            var = ops.mean(ops.square(zh - mean), axis=axis, keepdims=True)
             loss = loss + ops.square(var - 1.0)
         weight = (self._initial_norm_weight if self.norm_weight_variable is None
                   else ops.convert_to_tensor(self.norm_weight_variable))
@@ -181,9 +185,28 @@ class INormDense(DaleDense):
     def call(self, inputs):
         z, loss = self.preactivation(inputs)
         self.add_loss(loss)
-        z = _errnorm.normalize_error(z, self.error_normalization, self.lateral_weights,
-                                     self.epsilon)
+        z = self.normalize_error(z)
         return self.activation(ops.cast(z, self.compute_dtype))
+
+    # -- what the convolutional I-Norm changes (INormConv2D) ---------------------------------
+    #: The axes of the per-sample statistics: the units (the last axis; every leading position
+    #: is a sample).
+    statistics_axis = -1
+    _width_hint = ""
+
+    def pool_divisive(self, p):
+        """The divisive population's squared output ``((xs B_IE^T)^2) B_EI^T``, pooled over
+        the statistics' axes (per unit here: no pooling)."""
+        return p
+
+    def normalize_error(self, z):
+        """Error normalization of ``z`` over the statistics' axes."""
+        return _errnorm.normalize_error(z, self.error_normalization, self.lateral_weights,
+                                        self.epsilon)
+
+    def error_normalization_width(self, input_shape) -> int:
+        """The number of units the error is normalized over (the lateral weights' size)."""
+        return self.units
 
     @property
     def norm_weight(self) -> float:

@@ -82,7 +82,7 @@ class TunerConfig:
 
 def family(preset: str) -> str:
     """``"inorm"`` for the I-Norm presets, ``"ei"`` for ``ei``, ``ei_ln`` and ``e_ln``."""
-    return "inorm" if preset.startswith("inorm") else "ei"
+    return "inorm" if "inorm" in preset else "ei"  # conv_inorm* too
 
 
 def family_presets(name: str) -> list[str]:

@@ -1,0 +1,55 @@
+"""EIConv2D: a Dale's-principle 2-D convolution (DANN, Cornford et al. 2021, on patches)."""
+
+from __future__ import annotations
+
+import keras
+
+from ei_keras.layers._dale_conv import DaleConv2D
+from ei_keras.layers.ei_dense import EIDense
+
+
+@keras.saving.register_keras_serializable(package="ei_keras")
+class EIConv2D(DaleConv2D, EIDense):
+    """2-D convolution with separate excitatory and inhibitory populations (Dale's principle).
+
+    :class:`EIDense` applied to every ``(kh, kw, in_channels)`` patch ``x_p`` of the input,
+    flattened to ``d = kh * kw * in_channels`` values: ``z = x_p W_EE^T - (x_p W_IE^T) W_EI^T
+    + b`` at every output location. The excitatory kernel ``W_EE`` ``(filters, d)`` and the
+    inhibitory kernel ``W_IE`` ``(ni, d)`` are convolutions; ``W_EI`` ``(filters, ni)`` mixes the
+    ``ni`` inhibitory channels into each excitatory channel at the same location. All three stay
+    >= 0; ``b`` is free.
+
+    Balanced initialisation, per patch: ``W_EE ~ Exponential(sigma)`` with the fan-in ``d``,
+    every row of ``W_IE`` the mean row of ``W_EE`` and rows of ``W_EI`` summing to 1, so at
+    every output location of every sample the mean of ``z`` over the output channels is ``b``'s
+    mean (0 at initialisation), whatever the image (zero padding included).
+
+    Channels-last only: inputs ``(batch, height, width, channels)``.
+
+    Args:
+        filters: number of excitatory output channels ``ne`` (>= 1).
+        kernel_size, strides, padding, dilation_rate: as in ``keras.layers.Conv2D``.
+        data_format: ``None`` or ``"channels_last"`` (``"channels_first"`` is an error).
+        inhibitory_units: inhibitory channels ``ni``; default ``max(1, floor(0.1 * filters))``.
+        **kwargs: the other arguments of :class:`EIDense` (``activation``, ``use_bias``,
+            ``kernel_initializer`` -- called with Conv2D's kernel shape
+            ``(kh, kw, in_channels, filters)``, values >= 0 --, the regularizers and
+            constraints, ``init_distribution``, ``trainable_ei``, ``seed``) and base
+            ``keras.layers.Layer`` arguments.
+
+    Example: the mean over channels of the pre-activation is 0 at every location.
+
+    >>> import numpy as np, keras
+    >>> from ei_keras.layers import EIConv2D
+    >>> layer = EIConv2D(16, 5, strides=2, padding="same", seed=0)
+    >>> x = np.random.rand(2, 28, 28, 1).astype("float32")
+    >>> z = keras.ops.convert_to_numpy(layer(x))
+    >>> z.shape
+    (2, 14, 14, 16)
+    >>> bool(np.abs(z.mean(axis=-1)).max() < 1e-5)
+    True
+
+    Reference:
+        Cornford et al. (2021), "Learning to live with Dale's principle: ANNs with separate
+        excitatory and inhibitory units" (convolutional DANNs).
+    """
