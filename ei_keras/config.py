@@ -18,7 +18,7 @@ from ei_keras.config import RunConfig
 
 cfg = RunConfig().with_overrides(["opt.lr_e=0.1", "model.trainable_ei=no"])
 cfg.opt.lr_e, cfg.model.trainable_ei  # (0.1, False)
-cfg.to_dict()["model"]                 # {'width': 234, 'depth': 2, 'trainable_ei': False}
+cfg.to_dict()["model"]                 # {'width': None, 'depth': 2, 'trainable_ei': False}
 ```
 
 This module imports neither Keras nor an array backend.
@@ -185,14 +185,17 @@ _COUNT = Kind("int", low=1)
 # ---------------------------------------------------------------------------------------------
 # The schema. Defaults live here and only here.
 
-#: Hidden width of every preset unless set (the reference code's width) and hidden layers.
+#: Hidden width of the MLP presets unless set (the reference code's width; ``model.width``
+#: None means the preset's default, :func:`ei_keras.zoo.default_width`) and hidden layers.
 DEFAULT_WIDTH = 234
 DEFAULT_DEPTH = 2
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    width: int = _key(_COUNT, DEFAULT_WIDTH, "hidden width (paper sweep: 100-500)")
+    width: int | None = _key(Kind("int", low=1, optional=True), None,
+                             f"hidden width (default: the preset's: {DEFAULT_WIDTH} for the "
+                             "MLPs, paper sweep 100-500; the conv presets' last-layer filters)")
     depth: int = _key(_COUNT, DEFAULT_DEPTH, "number of hidden layers (paper: 2)")
     trainable_ei: bool = _key(Kind("bool"), True,
                               "whether the hidden I-Norm layers' W_EI/B_EI learn")

@@ -68,6 +68,8 @@ def resolve(config: RunConfig | Mapping) -> dict:
     from ei_keras import zoo
 
     cfg = as_config(config)
+    if cfg.model.width is None:  # the preset's default, recorded (and fingerprinted) as such
+        cfg = cfg.with_overrides({"model.width": zoo.default_width(cfg.preset)})
     hp = zoo.hyperparameters(cfg.preset, **cfg.hyperparameter_overrides())
     return {"config": cfg, "hyperparameters": hp,
             "steps_per_execution": resolve_steps_per_execution(cfg.train.steps_per_execution),

@@ -172,6 +172,18 @@ def compile_model(model, hp: dict, jit_compile="auto",
     return model
 
 
+def default_width(name: str) -> int:
+    """The width a preset builds when ``model.width`` is not set: the reference code's
+    :data:`~ei_keras.config.DEFAULT_WIDTH` hidden units for the MLPs,
+    :data:`CONV_DEFAULT_WIDTH` last-layer filters for the conv presets.
+
+    >>> from ei_keras import zoo
+    >>> zoo.default_width("inorm_gradnorm"), zoo.default_width("conv_inorm_gradnorm")
+    (234, 32)
+    """
+    return CONV_DEFAULT_WIDTH if get(name).network == "conv" else DEFAULT_WIDTH
+
+
 def build(
     name: str,
     width: int | None = None,
@@ -189,10 +201,8 @@ def build(
 
     Args:
         name: a preset name (:func:`names`).
-        width: hidden width (paper sweep: 100-500; default: the reference code's 234). Conv
-            presets: filters of the last conv layer, each earlier layer has half as many
-            (default :data:`CONV_DEFAULT_WIDTH`; the MLP default 234 also stands for it, so
-            that a run configuration's default width builds the conv presets' default). The
+        width: hidden width (paper sweep: 100-500). Conv presets: filters of the last conv
+            layer, each earlier layer has half as many. None: :func:`default_width`. The
             I-Norm conv presets' SVD initialisation needs ``width // 2 <= 25`` (the first
             layer's 5x5x1 patch); a wider first layer is a ``ValueError`` naming the fix.
         depth: number of hidden (conv) layers (paper: 2).
@@ -213,8 +223,8 @@ def build(
     """
     preset = get(name)
     hp = hyperparameters(name, **hyperparameter_overrides)
+    width = default_width(name) if width is None else width
     if preset.network == "conv":
-        width = CONV_DEFAULT_WIDTH if width in (None, DEFAULT_WIDTH) else width
         filters = tuple(max(1, width // 2 ** (depth - 1 - i)) for i in range(depth))
         kwargs = {**preset.model, "filters": filters, "seed": seed,
                   **(model_overrides or {})}
@@ -222,7 +232,7 @@ def build(
             kwargs["norm_weight"] = hp.get("norm_weight", 0.01)
         model = EIConvNetwork(name=name, **kwargs)
     else:
-        kwargs = {**preset.model, "hidden_units": (width or DEFAULT_WIDTH,) * depth,
+        kwargs = {**preset.model, "hidden_units": (width,) * depth,
                   "seed": seed, **(model_overrides or {})}
         if kwargs.get("hidden_layer") == "inorm":
             kwargs["norm_weight"] = hp.get("norm_weight", 0.01)
