@@ -1,7 +1,9 @@
 """``ei-keras``: train a preset, reproduce the paper's figures, report, list presets.
 
 The command line only parses, calls the library and prints. ``--backend`` chooses the Keras
-backend (it must be set before Keras is imported, so it is handled first).
+backend (it must be set before Keras is imported, so it is handled first). The ``ei-keras``
+script (``ei_keras_cli``) imports no Keras until the backend is set and the verb needs it:
+``--help``, ``--version`` and ``report`` run without it.
 
 Examples::
 
@@ -114,8 +116,11 @@ def _quiet_environment():
 
 
 def _select_backend(name: str | None, argv, may_reexec: bool):
-    """Set ``KERAS_BACKEND``. ``import ei_keras`` (which runs before this module) has already
-    imported Keras, so a different backend means starting the command again in a fresh process."""
+    """Set ``KERAS_BACKEND`` and register ei_keras' Keras objects.
+
+    Started as the ``ei-keras`` script, Keras is not imported yet. Started as ``python -m
+    ei_keras.cli`` (or by a caller that imported ei_keras), Keras already runs on some backend:
+    a different one means starting the command again in a fresh process (``may_reexec``)."""
     if name:
         current = sys.modules["keras"].backend.backend() if "keras" in sys.modules else None
         if current is not None and current != name:
@@ -127,14 +132,18 @@ def _select_backend(name: str | None, argv, may_reexec: bool):
         os.environ["KERAS_BACKEND"] = name
     if os.environ.get("KERAS_BACKEND") == "torch":
         import torch  # noqa: F401  (before tensorflow, which the data/tuner paths may import)
-    import warnings
-
     warnings.filterwarnings("ignore", message=".*__array__ implementation doesn't accept.*")
+    import ei_keras
+
+    ei_keras._register()
 
 
-def _add_common(p: argparse.ArgumentParser, default_backend: str | None = None):
+def _add_common(p: argparse.ArgumentParser, default_backend: str | None = None,
+                uses_keras: bool = True):
     p.add_argument("--backend", choices=BACKENDS, default=default_backend,
-                   help="Keras backend (default: $KERAS_BACKEND, else Keras' default)")
+                   help="Keras backend (default: $KERAS_BACKEND, else Keras' default)"
+                   + ("; unused: this command needs no Keras" if not uses_keras else ""))
+    p.set_defaults(uses_keras=uses_keras)
 
 
 def cmd_presets(args) -> int:
@@ -272,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="tables, Mann-Whitney statistics and figures from runs")
-    _add_common(p)
+    _add_common(p, uses_keras=False)
     p.add_argument("runs", help="a directory of run directories")
     p.add_argument("--out", help="where report.md and the PNGs go (default: the runs dir)")
     p.add_argument("--reference", default="ei_ln",
@@ -311,16 +320,17 @@ def main(argv=None) -> int:
     backend = args.backend
     if args.command == "demo" and not backend and "KERAS_BACKEND" not in os.environ:
         backend = "jax"  # the fastest backend on CPU (bench/)
-    _select_backend(backend, argv, may_reexec)
+    if getattr(args, "uses_keras", True):  # report reads run files only
+        _select_backend(backend, argv, may_reexec)
     from ei_keras.config import ConfigError
-    from ei_keras.data import DataFileError
     from ei_keras.run_directory import RunDirectoryError, is_disk_full
 
     previous = signal.signal(signal.SIGTERM, _interrupt)  # clean up like Ctrl-C
     try:
         return args.func(args)
-    except (ConfigError, RunDirectoryError, DataFileError, FileNotFoundError,
-            FileExistsError, ValueError) as e:
+    # ValueError includes ei_keras.data's DataFileError (not imported here: it imports Keras).
+    except (ConfigError, RunDirectoryError, FileNotFoundError, FileExistsError,
+            ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INVALID
     except OSError as e:
