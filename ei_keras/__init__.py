@@ -3,8 +3,9 @@ error signals, as Keras 3 layers and models that run under TensorFlow, JAX and P
 
 Importing ``ei_keras`` imports Keras (choose ``KERAS_BACKEND`` before it) and registers every
 layer, loss, initializer and model, so ``keras.models.load_model("x.keras")`` needs no
-``custom_objects``. The modules that need no Keras (``analysis``) and the run machinery load on
-first use:
+``custom_objects`` (the ``ei-keras`` command does this only once it has chosen the backend, so
+its ``--help`` starts without Keras). The modules that need no Keras (``analysis``) and the run
+machinery load on first use:
 
 - :mod:`ei_keras.layers` — ``EIDense``, ``EDense``, ``INormDense``, ``ErrorNormalization``
 - :mod:`ei_keras.ops` — ``normalize_error`` (``keras.ops.custom_gradient``)
@@ -28,8 +29,6 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # also makes TF's CPU resul
 
 __version__ = "0.1.0"
 
-from ei_keras import initializers, layers, losses, models, ops, optimizers, zoo  # noqa: E402
-
 __all__ = [
     "analysis", "data", "divergence", "experiment", "initializers", "layers", "losses",
     "measures", "models", "ops", "optimizers", "zoo",
@@ -44,3 +43,20 @@ def __getattr__(name):
 
 def __dir__():
     return sorted([*globals(), *__all__])
+
+
+def _register() -> None:
+    """Import the modules that register every layer, loss, initializer and model with Keras
+    (importing them is the registration); a second call does nothing.
+
+    ``import ei_keras`` calls it, except in the ``ei-keras`` command (the ``ei_keras_cli``
+    console script), which calls it once it has chosen the backend and knows the verb needs
+    Keras, so that ``ei-keras --help`` imports no Keras.
+    """
+    from ei_keras import initializers, layers, losses, models, ops, optimizers, zoo  # noqa: F401
+
+
+# Set (to "1") by ei_keras_cli.main for this one import and removed here, so that the command's
+# worker processes, which import ei_keras again, register as usual.
+if os.environ.pop("_EI_KERAS_CLI", None) != "1":
+    _register()

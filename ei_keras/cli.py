@@ -1,7 +1,12 @@
 """``ei-keras``: train a preset, reproduce the paper's figures, report, list presets.
 
-The command line only parses, calls the library and prints. ``--backend`` chooses the Keras
-backend (it must be set before Keras is imported, so it is handled first).
+The command line only parses, calls the library and prints. The Keras backend is ``--backend``,
+else ``$KERAS_BACKEND``, else Keras' configured default (keras.json; ``demo``: jax). A backend
+named with ``--backend`` or ``$KERAS_BACKEND`` must be installed; a default one that is not is
+replaced by the first installed of jax, torch, tensorflow, with a ``note:`` line on stderr
+(:mod:`ei_keras.backend_choice`). The ``ei-keras`` script (``ei_keras_cli``) imports no Keras
+until the backend is set and the verb needs it: ``--help``, ``--version`` and ``report`` run
+without it.
 
 Examples::
 
@@ -29,7 +34,8 @@ import time
 import warnings
 from pathlib import Path
 
-BACKENDS = ("jax", "tensorflow", "torch")
+from ei_keras.backend_choice import BACKENDS, BackendError, choose
+
 EXIT_INVALID = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
@@ -113,28 +119,52 @@ def _quiet_environment():
     os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-def _select_backend(name: str | None, argv, may_reexec: bool):
-    """Set ``KERAS_BACKEND``. ``import ei_keras`` (which runs before this module) has already
-    imported Keras, so a different backend means starting the command again in a fresh process."""
-    if name:
-        current = sys.modules["keras"].backend.backend() if "keras" in sys.modules else None
-        if current is not None and current != name:
-            if not may_reexec:
-                raise SystemExit(f"error: Keras is already running on {current!r} in this "
-                                 f"process; cannot switch to --backend {name}.")
-            os.environ["KERAS_BACKEND"] = name
-            os.execv(sys.executable, [sys.executable, "-m", "ei_keras.cli", *argv])
+def _select_backend(args, argv, may_reexec: bool) -> bool:
+    """Set ``KERAS_BACKEND`` to the chosen backend and register ei_keras' Keras objects; False
+    (after one ``error:`` line) when no usable backend was named or installed.
+
+    Started as the ``ei-keras`` script, Keras is not imported yet. Started as ``python -m
+    ei_keras.cli`` (or by a caller that imported ei_keras), Keras already runs on some backend:
+    a different one means starting the command again in a fresh process (``may_reexec``) or
+    refusing (a caller's own process)."""
+    default = getattr(args, "default_backend", None)
+    current = sys.modules["keras"].backend.backend() if "keras" in sys.modules else None
+    if current is not None and not args.backend and default is None:
+        name = current  # KERAS_BACKEND or Keras' default, already imported: nothing to choose
+    else:
+        try:
+            name, note = choose(args.backend, default=default)
+        except BackendError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return False
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    if current is not None and current != name:
+        if not may_reexec:
+            print(f"error: Keras is already running on {current!r} in this process; cannot "
+                  f"switch to {name!r}: set KERAS_BACKEND={name} before importing ei_keras",
+                  file=sys.stderr)
+            return False
         os.environ["KERAS_BACKEND"] = name
-    if os.environ.get("KERAS_BACKEND") == "torch":
+        os.execv(sys.executable, [sys.executable, "-m", "ei_keras.cli", *argv])
+    os.environ["KERAS_BACKEND"] = name
+    if name == "torch":
         import torch  # noqa: F401  (before tensorflow, which the data/tuner paths may import)
-    import warnings
-
     warnings.filterwarnings("ignore", message=".*__array__ implementation doesn't accept.*")
+    import ei_keras
+
+    ei_keras._register()
+    return True
 
 
-def _add_common(p: argparse.ArgumentParser, default_backend: str | None = None):
-    p.add_argument("--backend", choices=BACKENDS, default=default_backend,
-                   help="Keras backend (default: $KERAS_BACKEND, else Keras' default)")
+def _add_common(p: argparse.ArgumentParser, default_backend: str | None = None,
+                uses_keras: bool = True):
+    default = default_backend or "Keras' default"
+    p.add_argument("--backend", choices=BACKENDS, help=(
+        f"Keras backend (default: $KERAS_BACKEND, else {default}, or the first installed of "
+        f"{', '.join(BACKENDS)} where {default_backend or 'that default'} is not installed)"
+        if uses_keras else "unused: this command needs no Keras"))
+    p.set_defaults(default_backend=default_backend, uses_keras=uses_keras)
 
 
 def cmd_presets(args) -> int:
@@ -272,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="tables, Mann-Whitney statistics and figures from runs")
-    _add_common(p)
+    _add_common(p, uses_keras=False)
     p.add_argument("runs", help="a directory of run directories")
     p.add_argument("--out", help="where report.md and the PNGs go (default: the runs dir)")
     p.add_argument("--reference", default="ei_ln",
@@ -284,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_parser(sub)
 
     p = sub.add_parser("demo", help="the quick reproduction of the key finding (~6 min)")
-    _add_common(p, default_backend=None)
+    _add_common(p, default_backend="jax")  # the fastest backend on CPU (bench/)
     p.add_argument("--out", help="results folder (default runs/demo)")
     p.add_argument("--smoke", action="store_true", help="tiny size for CI")
     p.add_argument("--overwrite", action="store_true",
@@ -308,19 +338,17 @@ def main(argv=None) -> int:
         if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*(args.overrides or []), *extra]
-    backend = args.backend
-    if args.command == "demo" and not backend and "KERAS_BACKEND" not in os.environ:
-        backend = "jax"  # the fastest backend on CPU (bench/)
-    _select_backend(backend, argv, may_reexec)
+    if getattr(args, "uses_keras", True) and not _select_backend(args, argv, may_reexec):
+        return EXIT_INVALID
     from ei_keras.config import ConfigError
-    from ei_keras.data import DataFileError
     from ei_keras.run_directory import RunDirectoryError, is_disk_full
 
     previous = signal.signal(signal.SIGTERM, _interrupt)  # clean up like Ctrl-C
     try:
         return args.func(args)
-    except (ConfigError, RunDirectoryError, DataFileError, FileNotFoundError,
-            FileExistsError, ValueError) as e:
+    # ValueError includes ei_keras.data's DataFileError (not imported here: it imports Keras).
+    except (ConfigError, RunDirectoryError, FileNotFoundError, FileExistsError,
+            ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INVALID
     except OSError as e:

@@ -1,5 +1,6 @@
 """The package as a user installs it: a wheel built from this checkout ships the sweep search
-spaces and `ei-keras sweep` runs from any folder; the GPU check script compares two trainings
+spaces and the console script's module (`ei_keras_cli`, outside the package) and `ei-keras
+sweep` runs from any folder; the GPU check script compares two trainings
 and fails with one `error:` line where no GPU is visible.
 
 The wheel is built without build isolation (setuptools and wheel are already in the venv) from a
@@ -37,7 +38,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "ei_keras_cli.py"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "ei_keras", src / "ei_keras",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -48,6 +49,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     assert "ei_keras/tuner_configs/ei.json" in names
     assert "ei_keras/tuner_configs/inorm.json" in names
+    assert "ei_keras_cli.py" in names  # the console script's module, outside the package
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "ei-keras = ei_keras_cli:main" in scripts
     target = tmp / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, timeout=300, cwd=tmp)

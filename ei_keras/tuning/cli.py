@@ -1,12 +1,15 @@
 """The ``sweep`` subcommand: ``add_sweep_parser(subparsers)`` adds it, ``cmd_sweep`` runs it.
 
-This module imports only the standard library, so building the parser does not import Keras.
+This module imports only the standard library and :mod:`ei_keras.backend_choice`, so building
+the parser does not import Keras.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from ei_keras.backend_choice import BACKENDS
 
 SWEEP_EPILOG = """\
 distributed: the same command on every process, with KerasTuner's environment variables
@@ -47,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--save-models", action="store_true",
                    help="keep model.keras in every run directory (for get_best_models)")
     if not any("--backend" in a.option_strings for a in p._actions):
-        p.add_argument("--backend", choices=("jax", "tensorflow", "torch"),
+        p.add_argument("--backend", choices=BACKENDS,
                        help="Keras backend (handled by the main command)")
     return p
 
