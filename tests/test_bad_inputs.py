@@ -311,8 +311,11 @@ def test_model_that_cannot_be_saved_keeps_the_metrics(tmp_path):
 
 def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
     out = tmp_path / "run"
-    proc = cli_process(["train", "--preset", "ei_ln", "--out", str(out), "train.epochs=50",
-                        "data.train_subset=2048", "model.width=16"], wait=False)
+    # Long enough never to finish before the signal, however fast the machine (50 epochs of
+    # this size took ~2 s, and a fast run that ended before SIGTERM exited 0).
+    proc = cli_process(["train", "--preset", "ei_ln", "--out", str(out),
+                        "train.epochs=100000", "data.train_subset=2048", "model.width=16"],
+                       wait=False)
     deadline = time.time() + 300
     while not leftovers(tmp_path) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
