@@ -136,7 +136,8 @@ def _axis_of(runs: Iterable[RunRecord]) -> str:
 
 
 #: How the x axis of the accuracy figure reads, per size-axis name.
-_AXIS_TITLES = {"r": "luminosity shift range r"}
+_AXIS_TITLES = {"r": "luminosity shift range r", "contrast s": "contrast range s",
+                "contrast-as-signal s": "contrast range s (low/high contrast is in the label)"}
 
 
 def _label(name: str, labels: Mapping[str, str] | None) -> str:
