@@ -98,18 +98,32 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _luminosities(text: str) -> list[float]:
+def _numbers(text: str, ok, expected: str) -> list[float]:
     out = []
     for part in text.split(","):
         try:
             value = float(part)
         except ValueError:
             value = float("nan")
-        if not 0.0 <= value <= 1.0:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated numbers in [0, 1] (e.g. 0,0.75), got {part.strip()!r}")
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {part.strip()!r}")
         out.append(value)
     return out
+
+
+def _luminosities(text: str) -> list[float]:
+    return _numbers(text, lambda v: 0.0 <= v <= 1.0,
+                    "comma-separated numbers in [0, 1] (e.g. 0,0.75)")
+
+
+def _contrasts(text: str) -> list[float]:
+    return _numbers(text, lambda v: 1.0 <= v < float("inf"),
+                    "comma-separated numbers >= 1 (e.g. 2,4)")
+
+
+#: The ``reproduce`` option that gives the sizes of each size key.
+SIZE_OPTIONS = {"data.luminosity": ("--luminosity", "luminosity"),
+                 "data.contrast": ("--contrast", "contrast")}
 
 
 def _quiet_environment():
@@ -198,12 +212,27 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _recipe_sizes(args) -> list[float] | None:
+    """The shift sizes given with the option of the recipe's size key (--luminosity for the
+    luminosity recipes, --contrast for the contrast ones); an error names the right one."""
+    from ei_keras import recipes
+    from ei_keras.config import ConfigError
+
+    key = recipes.get(args.recipe).family.size_key
+    for other, (option, attr) in SIZE_OPTIONS.items():
+        if other != key and getattr(args, attr, None):
+            raise ConfigError(f"Recipe {args.recipe} sweeps {key}, not {other}: give its sizes "
+                              f"with {SIZE_OPTIONS[key][0]} instead of {option}.")
+    return getattr(args, SIZE_OPTIONS[key][1], None)
+
+
 def cmd_reproduce(args) -> int:
     from ei_keras import recipes
 
+    sizes = _recipe_sizes(args)
     out = Path(args.out or f"runs/{args.recipe}{'-smoke' if args.smoke else ''}")
     summary = recipes.run_protocol(args.recipe, out, smoke=args.smoke, configs=args.configs,
-                                   luminosities=args.luminosity, overrides=args.overrides,
+                                   sizes=sizes, overrides=args.overrides,
                                    overwrite=args.overwrite, jobs=args.jobs,
                                    shard=args.shard, seed=args.seed)
     if summary["report"]:
@@ -248,7 +277,7 @@ def _report(args, root, scan) -> int:
 def cmd_demo(args) -> int:
     args.recipe = "demo"
     args.configs = None
-    args.luminosity = None
+    args.luminosity = args.contrast = None
     args.shard = None
     args.overrides = args.overrides or []
     args.out = args.out or ("runs/demo-smoke" if args.smoke else "runs/demo")
@@ -285,12 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="run (or resume) a recipe of the paper and report",
                        epilog=keys_epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p)
-    p.add_argument("recipe", help="fig2 ... fig7, defaults or demo")
+    p.add_argument("recipe", help="fig2 ... fig7, timescales, defaults, demo, contrast or "
+                   "contrast_signal")
     p.add_argument("--out", help="results folder (default runs/<recipe>); rerunning resumes")
     p.add_argument("--smoke", action="store_true", help="tiny size for CI")
     p.add_argument("--configs", type=_positive_int, help="configurations per cell (paper: 30)")
     p.add_argument("--luminosity", type=_luminosities,
                    help="comma-separated r values in [0, 1] (default: the recipe's)")
+    p.add_argument("--contrast", type=_contrasts,
+                   help="comma-separated s values >= 1, for the contrast recipes (default: "
+                   "the recipe's)")
     p.add_argument("--overwrite", action="store_true",
                    help="train again (and replace) finished cells made with other settings")
     _add_jobs(p)

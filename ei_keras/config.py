@@ -117,11 +117,14 @@ class Kind:
     """How one key's value is parsed and checked.
 
     Attributes:
-        name: ``"bool"``, ``"int"``, ``"float"``, ``"str"``, ``"auto_int"`` (``"auto"`` or an
-            int) or ``"auto_bool"`` (``"auto"`` or a bool).
+        name: ``"bool"``, ``"int"``, ``"float"``, ``"str"``, ``"choice"`` (one of
+            ``choices``), ``"auto_int"`` (``"auto"`` or an int) or ``"auto_bool"`` (``"auto"``
+            or a bool).
         low, high: bounds for numbers (``None``: unbounded).
         low_open, high_open: whether the bounds are excluded.
         optional: ``None`` is a valid value.
+        choices: the accepted values of a ``"choice"``.
+        hint: a sentence appended to the error, saying how to fix a value out of range.
     """
 
     name: str
@@ -130,8 +133,18 @@ class Kind:
     low_open: bool = False
     high_open: bool = False
     optional: bool = False
+    choices: tuple[str, ...] = ()
+    hint: str = ""
 
     def parse(self, key: str, value: Any) -> Any:
+        try:
+            return self._parse(key, value)
+        except ConfigError as e:
+            if not self.hint:
+                raise
+            raise ConfigError(f"{str(e).rstrip('.')}. {self.hint}") from None
+
+    def _parse(self, key: str, value: Any) -> Any:
         if _is_none(value):
             if self.optional:
                 return None
@@ -142,6 +155,14 @@ class Kind:
             return _parse_int(key, value, None if self.low is None else int(self.low))
         if self.name == "float":
             return _parse_float(key, value, self.low, self.high, self.low_open, self.high_open)
+        if self.name == "choice":
+            text = value.strip() if isinstance(value, str) else value
+            if text not in self.choices:
+                close = difflib.get_close_matches(str(text), self.choices, n=1)
+                hint = f" Did you mean {close[0]}?" if close else ""
+                raise ConfigError(f"Expected `{key}` to be {self.describe()}. Received: "
+                                  f"{key}={value!r}.{hint}")
+            return text
         if self.name in ("auto_int", "auto_bool"):
             if isinstance(value, str) and value.strip().lower() == "auto":
                 return "auto"
@@ -165,6 +186,8 @@ class Kind:
             return f'"auto" or {_BOOL_TEXT}'
         if self.name == "str":
             return "a string"
+        if self.name == "choice":
+            return "one of " + ", ".join(self.choices)
         if self.name == "int":
             return f"an integer >= {int(self.low)}" if self.low is not None else "an integer"
         lo = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
@@ -192,6 +215,52 @@ DEFAULT_DEPTH = 2
 
 
 @dataclasses.dataclass(frozen=True)
+class ShiftFamily:
+    """A family of per-image shifts of the data (``data.shift``), as the schema knows it.
+
+    The arithmetic lives in :mod:`ei_keras.data.shifts`; this is what the configuration, the
+    run directories and the reports need to know without importing it.
+
+    Attributes:
+        name: the value of ``data.shift``.
+        size_key: the dotted key that holds the shift's size (its one parameter).
+        symbol: the size's letter in folder names and report labels (``r0.75``, ``s4``).
+        axis: how a report names the size axis (``r``, ``contrast s``).
+        description: one line for help texts.
+    """
+
+    name: str
+    size_key: str
+    symbol: str
+    axis: str
+    description: str
+
+    def label(self, size: float | None) -> str:
+        """``"r = 0.75"``, ``"contrast s = 4"``: the size as a report writes it."""
+        return f"{self.axis} = {'?' if size is None else f'{size:g}'}"
+
+
+#: The shift families, by ``data.shift`` value (the first is the paper's and the default).
+SHIFT_FAMILIES: dict[str, ShiftFamily] = {f.name: f for f in [
+    ShiftFamily("luminosity", "data.luminosity", "r", "r",
+                "add c ~ U(-r, r) to every pixel of an image, clip to [0, 1] (the paper's)"),
+    ShiftFamily("contrast", "data.contrast", "s", "contrast s",
+                "scale each image's deviation from its own mean by c, log c ~ U(-log s, log s), "
+                "clip to [0, 1]"),
+    ShiftFamily("contrast_signal", "data.contrast", "s", "contrast-as-signal s",
+                "the contrast shift, and the label also says low (c < 1) or high (c >= 1) "
+                "contrast: 2 x the classes"),
+]}
+
+#: Default contrast range ``s`` (``data.contrast``): ``c`` spans [1/4, 4], a 16-fold range of
+#: an image's pixel spread. At ``c = 4`` a Fashion-MNIST image saturates to a near-binary
+#: silhouette and at ``c = 1/4`` its pixels span a quarter of their range around the mean: a
+#: strong nuisance that still leaves every class recognisable, as ``r = 0.75`` is for the
+#: luminosity shift.
+DEFAULT_CONTRAST = 4.0
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
     width: int | None = _key(Kind("int", low=1, optional=True), None,
                              f"hidden width (default: the preset's: {DEFAULT_WIDTH} for the "
@@ -203,8 +272,16 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
+    shift: str = _key(Kind("choice", choices=tuple(SHIFT_FAMILIES)), "luminosity",
+                      "per-image shift family: " + "; ".join(
+                          f"{f.name}: {f.description}" for f in SHIFT_FAMILIES.values()))
     luminosity: float = _key(Kind("float", low=0.0, high=1.0), 0.75,
-                             "luminosity-shift half-width r in [0, 1]")
+                             "luminosity-shift half-width r in [0, 1] (data.shift=luminosity)")
+    contrast: float = _key(
+        Kind("float", low=1.0, hint="s and 1/s give the same law of log c: give s >= 1 "
+             "(1 = no contrast shift)."), DEFAULT_CONTRAST,
+        "contrast range s >= 1: log c ~ U(-log s, log s) (data.shift=contrast or "
+        "contrast_signal)")
     batch_size: int = _key(_COUNT, 32, "training batch size (paper: 32)")
     train_subset: int | None = _key(Kind("int", low=1, optional=True), None,
                                     "use only the first N training images (None: all 60000)")
@@ -326,6 +403,11 @@ class RunConfig:
             raise ConfigError("train.validate_each_epoch=true needs a held-out split: set "
                               "data.validation_size (e.g. 5000); the test set is never used "
                               "for validation.")
+        if out.data.shift == "contrast_signal" and out.data.contrast == 1.0:
+            raise ConfigError("data.shift=contrast_signal needs data.contrast > 1: with s = 1 "
+                              "every image is shown at contrast c = 1 and the low/high half of "
+                              "the label says nothing. Set data.contrast (e.g. 4). Received: "
+                              "data.contrast=1.0")
         return out
 
     # -- views ---------------------------------------------------------------------------------
@@ -361,6 +443,33 @@ class RunConfig:
     def label(self) -> str:
         """The condition label: ``condition`` or the preset."""
         return self.condition or self.preset
+
+    @property
+    def shift_family(self) -> ShiftFamily:
+        """The :class:`ShiftFamily` of ``data.shift``."""
+        return SHIFT_FAMILIES[self.data.shift]
+
+    @property
+    def shift_size(self) -> float:
+        """The size of the data's shift: ``data.luminosity`` or ``data.contrast``, as
+        ``data.shift`` says."""
+        return self.get(self.shift_family.size_key)
+
+
+def unused_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keys of a flat configuration (:meth:`RunConfig.flat`) that cannot change its run:
+    the size keys of the shift families not in use, and ``data.shift`` itself when it is the
+    paper's luminosity shift (every run made before the key existed was one).
+
+    Fingerprints leave them out, so a luminosity run keeps the fingerprint it had before the
+    other families existed (its results folder stays reusable) and a contrast run does not
+    depend on ``data.luminosity``.
+    """
+    family = SHIFT_FAMILIES[flat.get("data.shift", "luminosity")]
+    out = [f.size_key for f in SHIFT_FAMILIES.values() if f.size_key != family.size_key]
+    if family.name == "luminosity":
+        out.append("data.shift")
+    return tuple(dict.fromkeys(out))
 
 
 def _fields(cls) -> list[dataclasses.Field]:

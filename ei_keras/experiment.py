@@ -1,5 +1,8 @@
 """One training run of one preset on shifted Fashion-MNIST, written to a run directory.
 
+The data's shift is ``data.shift`` at its size (:func:`ei_keras.data.shift_from_config`); the
+model's output layer has one unit per label the shift gives (20 for ``contrast_signal``).
+
 The configuration is an :class:`ei_keras.config.RunConfig` (its dotted keys are what the CLI's
 ``key=value`` overrides use: ``ei-keras train --help`` lists them). The run directory's files
 and how they are written belong to :mod:`ei_keras.run_directory`.
@@ -182,9 +185,10 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         printer(f"[train] removed {path} (left by an interrupted run)")
     start = time.time()
     keras.utils.set_random_seed(cfg.seed)
+    shift = data.shift_from_config(cfg)
     try:
         train, (x_test, y_test), validation = data.make_datasets(
-            cfg.data.luminosity, batch_size=cfg.data.batch_size, seed=cfg.seed,
+            shift=shift, batch_size=cfg.data.batch_size, seed=cfg.seed,
             train_subset=cfg.data.train_subset, test_subset=cfg.data.test_subset,
             data_dir=cfg.data.data_dir, validation_size=cfg.data.validation_size)
     except data.DataFileError:
@@ -193,7 +197,8 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         raise ConfigError(f"{e}: data.train_subset (with data.validation_size held out), "
                           "data.test_subset and data.validation_size must fit the data "
                           "(60000 training and 10000 test images).") from None
-    label = f"{cfg.label} r={cfg.data.luminosity} seed={cfg.seed}"
+    size = cfg.shift_family.label(cfg.shift_size).replace(" = ", "=")
+    label = f"{cfg.label} {size} seed={cfg.seed}"
     with staged_run_directory(run_dir, overwrite=overwrite) as tmp:
         write_json_atomic(tmp / CONFIG_FILE, {
             **cfg.to_dict(), **record,
@@ -206,7 +211,8 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
                               steps_per_execution=spe,
                               model_overrides={"trainable_ei": cfg.model.trainable_ei},
                               inhibitory_steps=cfg.train.inhibitory_steps,
-                              inhibitory_every=cfg.train.inhibitory_every, **hp)
+                              inhibitory_every=cfg.train.inhibitory_every,
+                              num_classes=train.num_classes, **hp)
         n_probe = min(cfg.measures.probe_size, len(x_test))
         probe_x, probe_y = x_test[:n_probe], y_test[:n_probe]
         monitor = DivergenceMonitor(rates=hp)
@@ -244,7 +250,10 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
             "message": monitor.message if diverged else None,
             "preset": cfg.preset,
             "condition": cfg.label,
-            "luminosity": cfg.data.luminosity,
+            "shift": cfg.data.shift,
+            "shift_size": cfg.shift_size,
+            "luminosity": cfg.data.luminosity if cfg.data.shift == "luminosity" else None,
+            "num_classes": train.num_classes,
             "seed": cfg.seed,
             **record,
             "backend": keras.backend.backend(),

@@ -1,11 +1,12 @@
-"""The paper's experiments as protocols: which presets, luminosities and configurations to run.
+"""The paper's experiments as protocols: which presets, shift sizes and configurations to run.
 
-A protocol runs every cell ``(condition, luminosity, configuration)`` with
-:func:`ei_keras.experiment.run_experiment` into ``<out>/<condition>/r<lum>/cfg<i>``, skipping
-cells whose run directory is already complete (a rerun resumes), then writes the report with
-:func:`ei_keras.analysis.write_report`. Configuration ``i`` uses seed ``i`` and, when the
-protocol sweeps, learning rates drawn from :mod:`ei_keras.search_space` (the paper's protocol:
-random configurations per condition, compared with Mann-Whitney U against LN).
+A protocol runs every cell ``(condition, shift size, configuration)`` with
+:func:`ei_keras.experiment.run_experiment` into ``<out>/<condition>/<size>/cfg<i>`` (``r0.75``
+for a luminosity range, ``s4`` for a contrast range: :func:`ei_keras.run_directory.shift_dir`),
+skipping cells whose run directory is already complete (a rerun resumes), then writes the
+report with :func:`ei_keras.analysis.write_report`. Configuration ``i`` uses seed ``i`` and,
+when the protocol sweeps, learning rates drawn from :mod:`ei_keras.search_space` (the paper's
+protocol: random configurations per condition, compared with Mann-Whitney U against LN).
 """
 
 from __future__ import annotations
@@ -14,10 +15,19 @@ import dataclasses
 import time
 from pathlib import Path
 
-from ei_keras.config import DEFAULT_WIDTH, SMOKE_OVERRIDES, ConfigError, RunConfig
-from ei_keras.run_directory import lum_dir
+from ei_keras.config import (
+    DEFAULT_WIDTH,
+    SHIFT_FAMILIES,
+    SMOKE_OVERRIDES,
+    ConfigError,
+    RunConfig,
+    ShiftFamily,
+)
+from ei_keras.run_directory import shift_dir
 
 LUMINOSITIES = (0.0, 0.25, 0.5, 0.75)
+#: The contrast ranges ``s`` of the contrast recipes: ``c`` within a factor 2 or 4 of 1.
+CONTRASTS = (2.0, 4.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,23 +38,25 @@ class Protocol:
         name: recipe name (``fig2`` ...).
         title: what it reproduces.
         conditions: preset names (the reference ``ei_ln`` included where compared).
-        luminosities: shift half-widths ``r``.
+        sizes: the shift sizes swept: luminosity half-widths ``r`` (``data.luminosity``), or
+            contrast ranges ``s`` (``data.contrast``) for the contrast families.
         configs: configurations per cell (paper: 30).
         epochs: epochs per run (paper: 50).
         sweep: draw learning rates per configuration (else the presets' defaults).
         overrides: fixed dotted overrides of every run.
-        smoke: the tiny CI size: dotted overrides plus ``configs``/``luminosities``.
+        smoke: the tiny CI size: dotted overrides plus ``configs``/``sizes``.
         expected: the picture the paper shows.
         variants: conditions that are a preset with fixed overrides:
             ``{label: (preset, {dotted key: value})}`` (the label names the cell's folder and
             the condition in reports; learning rates are drawn for the preset, so a variant's
             configuration ``i`` pairs with its preset's).
+        shift: the data's shift family (``data.shift``; the paper's is ``luminosity``).
     """
 
     name: str
     title: str
     conditions: tuple
-    luminosities: tuple = LUMINOSITIES
+    sizes: tuple = LUMINOSITIES
     configs: int = 30
     epochs: int = 50
     sweep: bool = True
@@ -52,9 +64,18 @@ class Protocol:
     smoke: dict = dataclasses.field(default_factory=dict)
     expected: str = ""
     variants: dict = dataclasses.field(default_factory=dict)
+    shift: str = "luminosity"
+
+    @property
+    def family(self) -> ShiftFamily:
+        """The :class:`ei_keras.config.ShiftFamily` of ``shift`` (its size key, its symbol)."""
+        return SHIFT_FAMILIES[self.shift]
 
 
-_SMOKE = {"configs": 1, "luminosities": (0.0, 0.75), "overrides": SMOKE_OVERRIDES}
+_SMOKE = {"configs": 1, "sizes": (0.0, 0.75), "overrides": SMOKE_OVERRIDES}
+_CONTRAST_SMOKE = {**_SMOKE, "sizes": (4.0,)}
+#: The conditions of the contrast recipes: no normalization, LN, and the three I-Norm steps.
+_CONTRAST_CONDITIONS = ("ei_ln", "ei", "inorm_sub", "inorm", "inorm_gradnorm")
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("fig2", "Fig. 2: LayerNorm vs no normalization across luminosity shifts; "
@@ -78,23 +99,34 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("timescales", "Inhibitory plasticity timescales: k normalization-loss updates per "
              "batch (train.inhibitory_steps) for I-Norm with and without GradNorm, r = 0.75",
              ("ei_ln", "inorm", "inorm_k4", "inorm_k16", "inorm_gradnorm",
-              "inorm_gradnorm_k4", "inorm_gradnorm_k16"), luminosities=(0.75,),
+              "inorm_gradnorm_k4", "inorm_gradnorm_k16"), sizes=(0.75,),
              variants={f"{p}_k{k}": (p, {"train.inhibitory_steps": k})
                        for p in ("inorm", "inorm_gradnorm") for k in (4, 16)},
-             smoke={**_SMOKE, "luminosities": (0.75,)},
+             smoke={**_SMOKE, "sizes": (0.75,)},
              expected="an open question: does faster inhibition close the gap of "
              "I-Norm without GradNorm to LN?"),
     Protocol("defaults", "The presets' defaults: every I-Norm preset vs LN, 3 seeds, 3 epochs "
              "(issue: I-Norm networks that train reliably out of the box)",
              ("ei_ln", "inorm", "inorm_sub", "inorm_gradnorm", "inorm_center", "inorm_lateral",
-              "inorm_scale", "inorm_decorrelate"), luminosities=(0.0, 0.75), configs=3,
+              "inorm_scale", "inorm_decorrelate"), sizes=(0.0, 0.75), configs=3,
              epochs=3, sweep=False, overrides={"model.width": DEFAULT_WIDTH}, smoke=_SMOKE,
              expected="no run diverges; gradnorm/center/lateral within 2 points of ei_ln"),
     Protocol("demo", "Quick demo: the key finding at r = 0.75 in about 5 minutes",
-             ("ei", "ei_ln", "inorm", "inorm_gradnorm"), luminosities=(0.75,), configs=12,
+             ("ei", "ei_ln", "inorm", "inorm_gradnorm"), sizes=(0.75,), configs=12,
              epochs=2, overrides={"model.width": DEFAULT_WIDTH},
              smoke=_SMOKE,
              expected="LN > EI; I-Norm + GradNorm ≈ LN; I-Norm without GradNorm below LN"),
+    Protocol("contrast", "Contrast shifts (beyond the paper): each image's deviation from its "
+             "mean scaled by c, log c ~ U(-log s, log s); LN, plain EI and the I-Norm steps",
+             _CONTRAST_CONDITIONS, sizes=CONTRASTS, shift="contrast", smoke=_CONTRAST_SMOKE,
+             expected="a multiplicative nuisance: divisive normalization should matter "
+             "(inorm_sub below LN, more so as s grows); I-Norm + GradNorm ≈ LN"),
+    Protocol("contrast_signal", "Contrast as signal (beyond the paper): the contrast shift, "
+             "and the label also says low (c < 1) or high (c >= 1) contrast: 20 classes",
+             _CONTRAST_CONDITIONS, sizes=CONTRASTS, shift="contrast_signal",
+             smoke=_CONTRAST_SMOKE,
+             expected="an open question: the variance normalization removes carries the "
+             "label; does LN or I-Norm lose to plain EI or subtractive-only I-Norm?"),
 ]}
 
 
@@ -111,17 +143,19 @@ SEEDS_PER_DRAW = 1000
 
 
 def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
-         luminosities=None, conditions=None, overrides=None,
+         sizes=None, conditions=None, overrides=None,
          seed: int = 0) -> list[tuple[Path, RunConfig]]:
     """The cells of a protocol: ``[(relative run dir, RunConfig), ...]``.
 
+    ``sizes`` (default: the protocol's) are values of the protocol's size key
+    (``protocol.family.size_key``: ``data.luminosity`` or ``data.contrast``).
     Configuration ``i`` draws its learning rates with ``search_space.sample(condition, i,
-    base_seed=seed)`` (the same draw for every preset of a family and every luminosity) and
+    base_seed=seed)`` (the same draw for every preset of a family and every shift size) and
     trains with run seed ``seed * SEEDS_PER_DRAW + i``; ``seed`` (``--seed``) gives a whole
     new, independent set of configurations, e.g. to see how a conclusion varies between draws.
 
     Raises:
-        ConfigError: ``configs`` is not an integer >= 1, a luminosity is outside [0, 1], a
+        ConfigError: ``configs`` is not an integer >= 1, a size is out of its key's range, a
             condition is not a preset, or an override is invalid (each names the option).
     """
     from ei_keras import search_space
@@ -136,18 +170,18 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
         raise ConfigError(f"Expected --configs <= {SEEDS_PER_DRAW}. Received: --configs "
                           f"{configs!r}")
     n = configs or (protocol.smoke.get("configs", 1) if smoke else protocol.configs)
-    lums = luminosities or (protocol.smoke.get("luminosities", protocol.luminosities) if smoke
-                            else protocol.luminosities)
+    sizes = sizes or (protocol.smoke.get("sizes", protocol.sizes) if smoke else protocol.sizes)
+    size_key = protocol.family.size_key
     fixed = {"train.epochs": protocol.epochs, **protocol.overrides,
              **(protocol.smoke.get("overrides", {}) if smoke else {})}
     RunConfig().with_overrides(overrides or {})  # a bad override fails before any cell
     cells = []
     for condition in conditions or protocol.conditions:
         preset, fixed_here = protocol.variants.get(condition, (condition, {}))
-        for r in lums:
+        for size in sizes:
             for i in range(n):
                 cell = {"preset": preset, "seed": seed * SEEDS_PER_DRAW + i,
-                        "data.luminosity": r, **fixed_here}
+                        "data.shift": protocol.shift, size_key: size, **fixed_here}
                 if condition != preset:
                     cell["condition"] = condition
                 if protocol.sweep:
@@ -155,7 +189,8 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
                     cell.update({f"opt.{k}": v for k, v in drawn.items()})
                 cfg = RunConfig().with_overrides({**cell, **fixed}).with_overrides(
                     overrides or {})  # the user's overrides win over sampled rates
-                cells.append((Path(condition) / lum_dir(r) / f"cfg{i:02d}", cfg))
+                cells.append((Path(condition) / shift_dir(protocol.shift, size) /
+                              f"cfg{i:02d}", cfg))
     return cells
 
 
@@ -197,7 +232,7 @@ def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report:
         shard: ``(i, N)``: only every N-th cell, starting at the i-th (1-based), so that N
             processes (a SLURM array, several machines over a shared folder) split a protocol
             with no coordination; each finished cell is a run directory the report merges.
-        **plan_kwargs: ``configs``, ``luminosities``, ``conditions``, ``overrides`` (see
+        **plan_kwargs: ``configs``, ``sizes``, ``conditions``, ``overrides`` (see
             :func:`plan`).
 
     Returns:

@@ -9,9 +9,13 @@ A run directory holds:
   trials, ``"trial_id"`` and ``"sweep"``;
 - ``history.csv``: one row per epoch (``epoch``, then one column per logged value);
 - ``metrics.json``: ``status`` (``"ok"`` or ``"diverged"``), ``test_accuracy`` (a fraction in
-  [0, 1] or null), ``diverged_step``, ``message``, ``preset``, ``condition``, ``luminosity``,
-  ``seed``, ``backend``, ``versions``, ``wall_time_s`` and, when measured, ``moments`` and
-  ``alignment``; ``model_error`` when ``model.keras`` could not be written;
+  [0, 1] or null), ``diverged_step``, ``message``, ``preset``, ``condition``, ``shift`` (the
+  family, ``data.shift``), ``shift_size`` (its size: ``r`` or ``s``), ``luminosity`` (``r``, or
+  null for another family), ``seed``, ``backend``, ``versions``, ``wall_time_s`` and, when
+  measured, ``moments`` and ``alignment``; ``num_classes`` (the labels the model tells apart);
+  ``model_error`` when ``model.keras`` could not be written. Runs made before the shift
+  families existed have no ``shift``/``shift_size``/``num_classes``: they are luminosity runs
+  of size ``luminosity`` with 10 classes;
 - ``model.keras`` (optional).
 
 A run directory is written in a hidden sibling folder ``.<name>.partial-<host>-<pid>`` and
@@ -23,8 +27,10 @@ A *results root* may also hold ``plan.json``: the cells each recipe run there pl
 a report can list the ones that are missing.
 
 Diverged runs are kept. Their *effective* accuracy (:attr:`RunRecord.accuracy`) is chance,
-:data:`CHANCE_ACCURACY`, whenever the status is ``diverged`` or ``test_accuracy`` is null:
-a diverged configuration is a failed configuration, as in the paper's sweeps.
+one over the number of labels (:data:`CHANCE_ACCURACY`, 10 %, for Fashion-MNIST's 10 classes;
+5 % for the 20 labels of the contrast-as-signal shift), whenever the status is ``diverged`` or
+``test_accuracy`` is null: a diverged configuration is a failed configuration, as in the
+paper's sweeps.
 
 This module imports neither Keras nor any array backend; it is safe and fast to import.
 """
@@ -44,7 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Accuracy a diverged run (or one without a finite test accuracy) counts as in the statistics.
+#: Accuracy a diverged run (or one without a finite test accuracy) counts as in the statistics,
+#: for Fashion-MNIST's 10 classes (runs with another number of labels: one over that number).
 CHANCE_ACCURACY: float = 0.10
 
 METRICS_FILE = "metrics.json"
@@ -55,8 +62,8 @@ PLAN_FILE = "plan.json"
 STATUSES = ("ok", "diverged")
 _PARTIAL = ".partial-"
 
-#: Luminosities are rounded to this many decimals so that 0.75 and 0.7500000001 group together.
-_LUMINOSITY_DECIMALS = 6
+#: Shift sizes are rounded to this many decimals so that 0.75 and 0.7500000001 group together.
+_SIZE_DECIMALS = 6
 
 
 class RunDirectoryError(ValueError):
@@ -101,7 +108,9 @@ class RunRecord:
         condition: The condition label (``metrics.condition`` → ``config.condition`` →
             preset → directory name).
         preset: The model preset, or None when neither file names one.
-        luminosity: The luminosity-shift range ``r`` (rounded to 6 decimals), or None.
+        shift_size: The size of the run's data shift (rounded to 6 decimals): the
+            luminosity range ``r`` or the contrast range ``s``; None when the files do not say.
+            Reports group runs by it.
         seed: The random seed, or None.
         status: ``"ok"``, ``"diverged"`` or whatever the training code wrote.
         test_accuracy: The raw final test accuracy (fraction) or None; may be NaN.
@@ -113,12 +122,16 @@ class RunRecord:
         metrics: The parsed ``metrics.json``.
         history: ``history.csv`` as columns: ``{column: [value per epoch]}``; values that are
             empty or not numbers are NaN. Empty when the file is absent.
+        shift: The shift family (``data.shift``: ``"luminosity"``, ``"contrast"``,
+            ``"contrast_signal"``); ``"luminosity"`` for runs that do not say.
+        num_classes: The number of labels the model tells apart (None when the run does not
+            say: Fashion-MNIST's 10).
     """
 
     path: Path
     condition: str
     preset: str | None
-    luminosity: float | None
+    shift_size: float | None
     seed: int | None
     status: str
     test_accuracy: float | None
@@ -129,6 +142,19 @@ class RunRecord:
     config: dict[str, Any] = field(default_factory=dict, repr=False)
     metrics: dict[str, Any] = field(default_factory=dict, repr=False)
     history: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    shift: str = "luminosity"
+    num_classes: int | None = None
+
+    @property
+    def chance(self) -> float:
+        """Chance accuracy: one over the number of labels (:data:`CHANCE_ACCURACY` when the
+        run does not say)."""
+        return 1.0 / self.num_classes if self.num_classes else CHANCE_ACCURACY
+
+    @property
+    def luminosity(self) -> float | None:
+        """The luminosity range ``r`` of a luminosity-shift run (None for another family)."""
+        return self.shift_size if self.shift == "luminosity" else None
 
     @property
     def diverged(self) -> bool:
@@ -140,17 +166,18 @@ class RunRecord:
         """The effective test accuracy (fraction) used in all statistics.
 
         The raw ``test_accuracy`` when the run did not diverge and it is finite, otherwise
-        :data:`CHANCE_ACCURACY`.
+        chance (:attr:`chance`).
         """
         if not self.diverged:
             return float(self.test_accuracy)  # type: ignore[arg-type]
-        return CHANCE_ACCURACY
+        return self.chance
 
     @property
-    def pair_key(self) -> tuple[float | None, str]:
-        """Key used to pair this run with a run of another condition: ``(r, trial or seed)``."""
+    def pair_key(self) -> tuple[str, float | None, str]:
+        """Key used to pair this run with a run of another condition:
+        ``(shift family, shift size, trial or seed)``."""
         ident = self.trial_id if self.trial_id is not None else f"seed={self.seed}"
-        return (self.luminosity, str(ident))
+        return (self.shift, self.shift_size, str(ident))
 
     @property
     def history_rows(self) -> list[dict[str, float]]:
@@ -165,11 +192,12 @@ class RunRecord:
 
     @property
     def sort_key(self) -> tuple[Any, ...]:
-        """Deterministic ordering: condition, luminosity, seed, trial id, path."""
+        """Deterministic ordering: condition, shift family, size, seed, trial id, path."""
         return (
             self.condition,
-            self.luminosity is None,
-            self.luminosity if self.luminosity is not None else 0.0,
+            self.shift,
+            self.shift_size is None,
+            self.shift_size if self.shift_size is not None else 0.0,
             self.seed is None,
             self.seed if self.seed is not None else 0,
             self.trial_id or "",
@@ -307,9 +335,14 @@ def load_run(path: str | os.PathLike[str], *, history: bool = True) -> RunRecord
 
     preset = _opt_str(_first("preset", metrics, config))
     condition = _opt_str(_first("condition", metrics, config)) or preset or run_dir.name
-    lum = _opt_float(_first("luminosity", metrics, config))
-    if lum is not None:
-        lum = round(lum, _LUMINOSITY_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    shift = _opt_str(_first("shift", metrics, data)) or "luminosity"
+    size = _opt_float(_first("shift_size", metrics))
+    if size is None and shift == "luminosity":  # a run made before the shift families
+        size = _opt_float(_first("luminosity", metrics, config))
+    if size is not None:
+        size = round(size, _SIZE_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+    classes = _opt_int(metrics.get("num_classes"))
     raw_acc = metrics.get("test_accuracy")
     if raw_acc is not None:
         if isinstance(raw_acc, bool) or not isinstance(raw_acc, (int, float)):
@@ -327,7 +360,7 @@ def load_run(path: str | os.PathLike[str], *, history: bool = True) -> RunRecord
         path=run_dir,
         condition=condition,
         preset=preset,
-        luminosity=lum,
+        shift_size=size,
         seed=_opt_int(_first("seed", metrics, config)),
         status=status,
         test_accuracy=raw_acc,
@@ -338,6 +371,8 @@ def load_run(path: str | os.PathLike[str], *, history: bool = True) -> RunRecord
         config=config,
         metrics=metrics,
         history=hist,
+        shift=shift,
+        num_classes=classes if classes and classes > 0 else None,
     )
 
 
@@ -352,10 +387,12 @@ def fingerprint(config_flat: Mapping[str, Any], resolved_hyperparameters: Mappin
     matters (:data:`ei_keras.config.NON_FINGERPRINT_KEYS` left out: where files go, labels),
     the hyperparameters after the preset's defaults (``hp.<name>``, in place of the ``opt.*``
     and ``loss.*`` keys, whose None means "the preset's default") and the library version.
-    Two runs with equal fingerprints are the same experiment."""
-    from ei_keras.config import HYPERPARAMETER_KEYS, NON_FINGERPRINT_KEYS
+    Two runs with equal fingerprints are the same experiment. Keys the run does not use
+    (:func:`ei_keras.config.unused_keys`: the size of another shift family) are left out."""
+    from ei_keras.config import HYPERPARAMETER_KEYS, NON_FINGERPRINT_KEYS, unused_keys
 
-    skip = {*NON_FINGERPRINT_KEYS, *HYPERPARAMETER_KEYS.values()}  # hp.* holds them resolved
+    skip = {*NON_FINGERPRINT_KEYS, *HYPERPARAMETER_KEYS.values(),  # hp.* holds them resolved
+            *unused_keys(config_flat)}
     out = {k: v for k, v in config_flat.items() if k not in skip}
     out.update({f"hp.{k}": v for k, v in resolved_hyperparameters.items()})
     out["ei_keras"] = version
@@ -463,9 +500,17 @@ def write_history(path: str | os.PathLike[str], history: Mapping[str, list]) -> 
             w.writerow([i + 1, *(history[k][i] if i < len(history[k]) else "" for k in keys)])
 
 
+def shift_dir(shift: str, size: float) -> str:
+    """``r0.75``, ``s4``: the shift-size part of a cell's path (recipes and sweeps), the
+    family's symbol (:data:`ei_keras.config.SHIFT_FAMILIES`) and the size."""
+    from ei_keras.config import SHIFT_FAMILIES
+
+    return f"{SHIFT_FAMILIES[shift].symbol}{float(size):g}"
+
+
 def lum_dir(luminosity: float) -> str:
     """``r0.75``: the luminosity part of a cell's path (recipes and sweeps)."""
-    return f"r{float(luminosity):g}"
+    return shift_dir("luminosity", luminosity)
 
 
 def read_history(run_dir: str | os.PathLike[str]) -> list[dict[str, str]]:

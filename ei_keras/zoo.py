@@ -5,13 +5,14 @@
 ['ei', 'ei_ln', 'e_ln']
 >>> model = zoo.build("inorm_gradnorm", width=64, seed=0)  # doctest: +SKIP
 
-Every paper preset (:func:`names`) is a ``784 -> width -> width -> 10``
-:class:`~ei_keras.models.EINetwork` with an EI readout (``ni = 1``), trained with plain SGD at
-three learning rates (``lr_e``, ``lr_ie``, ``lr_ei``; :func:`ei_keras.optimizers.dale_sgd`) on
-softmax cross-entropy with label smoothing. The convolutional presets (:func:`conv_names`, not
-in the paper) are :class:`~ei_keras.models.EIConvNetwork` models trained the same way: two
-5x5 stride-2 'same' convolutions (``width // 2`` and ``width`` filters; 16 and 32 by default)
--> ``EIDense(10)``.
+Every paper preset (:func:`names`) is a ``784 -> width -> width -> classes``
+:class:`~ei_keras.models.EINetwork` (10 classes for Fashion-MNIST, 20 when the label also says
+the contrast) with an EI readout (``ni = 1``), trained with plain SGD at three learning rates
+(``lr_e``, ``lr_ie``, ``lr_ei``; :func:`ei_keras.optimizers.dale_sgd`) on softmax
+cross-entropy with label smoothing. The convolutional presets (:func:`conv_names`, not in the
+paper) are :class:`~ei_keras.models.EIConvNetwork` models trained the same way: two 5x5
+stride-2 'same' convolutions (``width // 2`` and ``width`` filters; 16 and 32 by default)
+-> ``EIDense(classes)``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import difflib
 import keras
 
 from ei_keras.config import DEFAULT_DEPTH, DEFAULT_WIDTH, HYPERPARAMETERS
+from ei_keras.data.fashion_mnist import NUM_CLASSES
 from ei_keras.losses import SparseSmoothedCrossentropy
 from ei_keras.models import EIConvNetwork, EINetwork
 from ei_keras.optimizers import dale_sgd
@@ -195,6 +197,7 @@ def build(
     model_overrides: dict | None = None,
     inhibitory_steps: int = 1,
     inhibitory_every: int = 1,
+    num_classes: int = NUM_CLASSES,
     **hyperparameter_overrides,
 ) -> EINetwork:
     """A built, compiled model of preset ``name``.
@@ -215,6 +218,8 @@ def build(
             dual-loss step; 1 = the paper's step).
         inhibitory_every: update the inhibitory variables on one batch in this many (1 =
             every batch).
+        num_classes: output units, one per label: the data's count
+            (``ei_keras.data.Shift.num_classes``; Fashion-MNIST's 10 by default).
         **hyperparameter_overrides: ``lr_e``, ``lr_ie``, ``lr_ei``, ``momentum``,
             ``inhibitory_momentum``, ``norm_weight``, ``label_smoothing``.
 
@@ -227,13 +232,13 @@ def build(
     if preset.network == "conv":
         filters = tuple(max(1, width // 2 ** (depth - 1 - i)) for i in range(depth))
         kwargs = {**preset.model, "filters": filters, "seed": seed,
-                  **(model_overrides or {})}
+                  "output_units": num_classes, **(model_overrides or {})}
         if kwargs.get("conv_layer") == "inorm":
             kwargs["norm_weight"] = hp.get("norm_weight", 0.01)
         model = EIConvNetwork(name=name, **kwargs)
     else:
-        kwargs = {**preset.model, "hidden_units": (width,) * depth,
-                  "seed": seed, **(model_overrides or {})}
+        kwargs = {**preset.model, "hidden_units": (width,) * depth, "seed": seed,
+                  "output_units": num_classes, **(model_overrides or {})}
         if kwargs.get("hidden_layer") == "inorm":
             kwargs["norm_weight"] = hp.get("norm_weight", 0.01)
         model = EINetwork(name=name, **kwargs)

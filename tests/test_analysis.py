@@ -429,7 +429,7 @@ def _assert_pdf(path: Path) -> None:
 def test_plots_write_png_and_pdf(runs: list, tmp_path: Path) -> None:
     _assert_png(plot_accuracy_by_luminosity(runs, tmp_path / "acc.png"))
     _assert_png(plot_moments(runs, tmp_path / "mom.png"))
-    _assert_png(plot_alignment(runs, tmp_path / "ali.png", luminosity=0.75))
+    _assert_png(plot_alignment(runs, tmp_path / "ali.png", shift_size=0.75))
     _assert_png(plot_scatter_vs_reference(runs, tmp_path / "sc.png", "fragile", "ei_ln"))
     names = ["acc", "ali", "mom", "sc"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(

@@ -164,6 +164,10 @@ def test_luminosity_list_is_checked(value, tmp_path, capsys):
     ("train.validate_each_epoch=yes", "data.validation_size"),  # never on the test set
     ("data.train_subset=999999", "data.train_subset"),  # more images than there are
     ("data.validation_size=60000", "data.validation_size"),
+    ("data.shift=contrst", "data.shift"),  # one of luminosity, contrast, contrast_signal
+    ("data.shift=", "data.shift"),
+    ("data.contrast=0.5", "data.contrast"),  # s >= 1: the fix is named
+    ("data.contrast=nan", "data.contrast"),
 ])
 def test_invalid_values_are_named_before_training(override, key, tmp_path, capsys):
     out = tmp_path / "never"
@@ -444,6 +448,33 @@ def test_diverged_step_is_the_true_step_whatever_steps_per_execution(tmp_path):
         steps[spe] = (metrics["diverged_step"], metrics["diverged_cause"])
     assert steps[1][0] > 1  # not at the first step: the replay has steps to walk through
     assert len(set(steps.values())) == 1, steps
+
+
+def test_bad_shift_settings_name_the_key_and_the_fix(tmp_path, capsys):
+    out = tmp_path / "never"
+    rc, _, err = call(capsys, ["train", "--preset", "ei_ln", "--out", str(out),
+                               "data.shift=contrast", "data.contrast=0.5"])
+    assert rc == 2 and assert_one_error(err, "data.contrast", ">= 1", "give s >= 1")
+    rc, _, err = call(capsys, ["train", "--preset", "ei_ln", "--out", str(out),
+                               "data.shift=contrast_signal", "data.contrast=1"])
+    assert rc == 2 and assert_one_error(err, "data.contrast > 1", "Set data.contrast")
+    rc, _, err = call(capsys, ["train", "--preset", "ei_ln", "--out", str(out),
+                               "data.shift=luminosity_shift"])
+    assert rc == 2 and assert_one_error(err, "data.shift", "contrast_signal", "Did you mean")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["contrast", "--contrast", "0.5"], ["--contrast", ">= 1"]),
+    (["contrast_signal", "--contrast", "2,x"], ["--contrast", ">= 1"]),
+    (["contrast", "--luminosity", "0.5"], ["sweeps data.contrast", "--contrast"]),
+    (["fig2", "--contrast", "4"], ["sweeps data.luminosity", "--luminosity"]),
+])
+def test_shift_sizes_of_a_recipe_are_checked(argv, words, tmp_path, capsys):
+    out = tmp_path / "never"
+    rc, _, err = call(capsys, ["reproduce", *argv, "--out", str(out)])
+    assert rc == 2 and assert_one_error(err, *words)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("option, value", [("--shard", "3/2"), ("--shard", "0/2"),

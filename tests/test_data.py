@@ -497,3 +497,184 @@ def test_fit_without_sync_callback_still_draws_fresh_epochs(backend):
     assert len(epochs) == 2
     for epoch in epochs:
         assert seq.served.count(epoch) >= len(seq)
+
+
+# --------------------------------------------------------------------------------------------
+# Contrast shifts (a nuisance, and part of the signal)
+
+
+def two_pixel_images(n: int) -> np.ndarray:
+    """Images [0.45, 0.55]: mean 0.5, deviation 0.05, never clipped for c <= 9, so that
+    `c = (x[1] - x[0]) / 0.1` can be read back."""
+    return np.tile(np.array([0.45, 0.55], dtype=np.float32), (n, 1))
+
+
+def read_log_contrast(x: np.ndarray) -> np.ndarray:
+    """`log c` of shifted `two_pixel_images`."""
+    return np.log((x[:, 1].astype(np.float64) - x[:, 0]) / 0.1)
+
+
+def epoch_contrasts(seq: data.ShiftedSequence) -> tuple[np.ndarray, np.ndarray]:
+    """The labels served in one epoch (the sample order when the labels are `arange`) and the
+    `log c` read back from the images (`two_pixel_images`)."""
+    batches = [seq[i] for i in range(len(seq))]
+    x = np.concatenate([b[0] for b in batches])
+    return np.concatenate([b[1] for b in batches]), read_log_contrast(x)
+
+
+def test_contrast_transform_is_exact_on_hand_examples():
+    shift = data.ContrastShift(4.0)
+    # Dyadic pixels, so every value is exact in binary: x' = m + c (x - m).
+    x = np.array([[0.25, 0.75], [0.25, 0.75], [0.25, 0.75]], dtype=np.float32)  # mean 0.5
+    out = shift.apply(x.copy(), np.log(np.array([2.0, 0.5, 1.0])))
+    np.testing.assert_array_equal(out, [[0.0, 1.0], [0.375, 0.625], [0.25, 0.75]])
+    four = np.array([[0.25, 0.5, 0.75, 0.5]], dtype=np.float32)  # mean 0.5
+    np.testing.assert_array_equal(shift.apply(four, np.log([1.5])), [[0.125, 0.5, 0.875, 0.5]])
+    # In place on float32, and the mean is the image's own (not the batch's).
+    y = np.array([[0.0, 0.5], [0.5, 1.0]], dtype=np.float32)
+    assert shift.apply(y, np.zeros(2)) is y
+    np.testing.assert_array_equal(y, [[0.0, 0.5], [0.5, 1.0]])
+
+
+def test_contrast_clips_to_the_unit_interval():
+    x = np.array([[0.1, 0.3, 0.5, 0.9]], dtype=np.float32)  # mean 0.45
+    out = data.ContrastShift(4.0).apply(x, np.log([4.0]))
+    np.testing.assert_allclose(out, [[0.0, 0.0, 0.65, 1.0]], atol=1e-7)
+    images = np.random.default_rng(0).random((2000, 784), dtype=np.float32)
+    shifted, labels = data.ContrastShift(4.0).transform(images, np.zeros(2000), rng=3)
+    assert shifted.dtype == np.float32 and shifted.shape == images.shape
+    assert shifted.min() == 0.0 and shifted.max() == 1.0  # clipping happened
+    assert labels.dtype == np.int32 and not labels.any()
+    # s = 1: every c is 1, the images come back unchanged (no clipping either).
+    same, _ = data.ContrastShift(1.0).transform(images, np.zeros(2000), rng=3)
+    np.testing.assert_array_equal(same, images)
+
+
+def test_log_contrast_is_uniform():
+    s = 4.0
+    half = math.log(s)
+    log_c = data.ContrastShift(s).draw(20000, np.random.default_rng(1))
+    assert log_c.shape == (20000,) and abs(log_c).max() <= half
+    assert stats.kstest(log_c, "uniform", args=(-half, 2 * half)).pvalue > 1e-3
+    # ... and so is the contrast read back from the images of the training stream.
+    seq = data.ShiftedSequence(two_pixel_images(3000), np.arange(3000),
+                               shift=data.ContrastShift(s), batch_size=64, seed=5)
+    _, served = epoch_contrasts(seq)
+    assert stats.kstest(served, "uniform", args=(-half, 2 * half)).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("bad", [0.5, 0.0, -2.0, float("nan"), float("inf"), "4", True])
+def test_invalid_contrast(bad):
+    with pytest.raises(ValueError, match="contrast="):
+        data.ContrastShift(bad)
+    with pytest.raises(ValueError, match="contrast="):
+        data.get_shift("contrast_signal", bad)
+
+
+def test_shift_families_match_the_configuration_schema():
+    from ei_keras.config import SHIFT_FAMILIES, RunConfig
+
+    assert set(data.SHIFTS) == set(SHIFT_FAMILIES)
+    with pytest.raises(ValueError, match="luminosity, contrast, contrast_signal"):
+        data.get_shift("gamma", 2.0)
+    cfg = RunConfig().with_overrides({"data.shift": "contrast_signal", "data.contrast": 2})
+    assert data.shift_from_config(cfg) == data.ContrastSignalShift(2.0)
+    assert data.shift_from_config(RunConfig()) == data.LuminosityShift(0.75)
+    with pytest.raises(ValueError, match="either `luminosity`"):
+        data.ShiftedSequence(grey_images(4), np.arange(4), luminosity=0.5,
+                             shift=data.ContrastShift(2))
+
+
+def test_contrast_epochs_differ_and_are_reproducible():
+    n, shift = 2000, data.ContrastShift(4.0)
+    seq = data.ShiftedSequence(two_pixel_images(n), np.arange(n), shift=shift, seed=7)
+    order0, log_c0 = epoch_contrasts(seq)
+    seq.on_epoch_end()
+    order1, log_c1 = epoch_contrasts(seq)
+    assert not np.array_equal(order0, order1)
+    # Independent across epochs: a sample's contrast in epoch 0 says nothing of epoch 1.
+    by_sample0, by_sample1 = np.empty(n), np.empty(n)
+    by_sample0[order0], by_sample1[order1] = log_c0, log_c1
+    assert abs(np.corrcoef(by_sample0, by_sample1)[0, 1]) < 0.1
+    # The same seed replays the same epochs (in any order of visits); another does not.
+    again = data.ShiftedSequence(two_pixel_images(n), np.arange(n), shift=shift, seed=7)
+    again.set_epoch(1)
+    np.testing.assert_array_equal(epoch_contrasts(again)[1], log_c1)
+    again.set_epoch(0)
+    np.testing.assert_array_equal(epoch_contrasts(again)[0], order0)
+    np.testing.assert_array_equal(epoch_contrasts(again)[1], log_c0)
+    other = data.ShiftedSequence(two_pixel_images(n), np.arange(n), shift=shift, seed=8)
+    assert not np.allclose(epoch_contrasts(other)[1], log_c0)
+
+
+def test_contrast_stream_is_numpy_and_the_same_under_every_backend(fashion, backend):
+    """The batches are computed by NumPy from `default_rng([seed, epoch])` alone: under each
+    backend they equal this independent recomputation (and fixed values of the law)."""
+    (x_train, y_train), _ = fashion
+    n, s, seed, epoch = 256, 4.0, 3, 2
+    seq = data.ShiftedSequence(x_train, y_train, shift=data.ContrastSignalShift(s),
+                               batch_size=64, seed=seed, subset=n)
+    seq.set_epoch(epoch)
+    x_seq = np.concatenate([seq[i][0] for i in range(len(seq))])
+    y_seq = np.concatenate([seq[i][1] for i in range(len(seq))])
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n)
+    log_c = rng.uniform(-math.log(s), math.log(s), size=n)
+    x = x_train[order].astype(np.float64)
+    m = x.mean(axis=1, keepdims=True)
+    expected = np.clip(m + np.exp(log_c)[:, None] * (x - m), 0.0, 1.0).astype(np.float32)
+    assert isinstance(x_seq, np.ndarray) and x_seq.dtype == np.float32, backend
+    np.testing.assert_allclose(x_seq, expected, atol=1e-6)
+    np.testing.assert_array_equal(y_seq, 2 * y_train[order] + (log_c >= 0))
+    np.testing.assert_allclose(data.ContrastShift(s).draw(3, [0, 0]),
+                               [0.37973843, -0.63828676, -1.27269163], atol=1e-7)
+
+
+def test_contrast_signal_labels_say_class_and_contrast():
+    n = 1000
+    classes = np.arange(n) % 10
+    seq = data.ShiftedSequence(two_pixel_images(n), classes, shift=data.ContrastSignalShift(4.0),
+                               batch_size=100, seed=0, shuffle=False)
+    assert seq.num_classes == 20 and seq.luminosity is None
+    labels, log_c = epoch_contrasts(seq)
+    np.testing.assert_array_equal(labels, 2 * classes + (log_c >= 0))  # low: 2k, high: 2k + 1
+    assert labels.dtype == np.int32 and set(np.unique(labels)) == set(range(20))
+    assert 0.4 < (log_c >= 0).mean() < 0.6  # low and high equally likely
+    # The nuisance family leaves the labels alone.
+    nuisance = data.ShiftedSequence(two_pixel_images(n), classes,
+                                    shift=data.ContrastShift(4.0), shuffle=False)
+    assert nuisance.num_classes == 10
+    np.testing.assert_array_equal(nuisance[0][1], classes[:32])
+
+
+def test_contrast_evaluation_set_is_reproducible():
+    n = 500
+    x, y = two_pixel_images(n), np.arange(n) % 10
+    signal = data.ContrastSignalShift(2.0)
+    x_a, y_a = data.shifted_test_set(x, y, seed=0, shift=signal)
+    x_b, y_b = data.shifted_test_set(x, y, seed=0, shift=signal)
+    x_c, _ = data.shifted_test_set(x, y, seed=1, shift=signal)
+    np.testing.assert_array_equal(x_a, x_b)
+    np.testing.assert_array_equal(y_a, y_b)
+    assert not np.allclose(x_a, x_c)
+    log_c = read_log_contrast(x_a)
+    assert abs(log_c).max() <= math.log(2.0) + 1e-6
+    np.testing.assert_array_equal(y_a, 2 * y + (log_c >= 0))
+    # Disjoint from the training stream of the same seed.
+    seq = data.ShiftedSequence(x, y, shift=signal, seed=0, shuffle=False)
+    assert not np.allclose(epoch_contrasts(seq)[1], log_c)
+    with pytest.raises(ValueError, match="either `luminosity`"):
+        data.shifted_test_set(x, y, 0.5, shift=signal)
+
+
+def test_make_datasets_with_a_contrast_shift(tmp_path):
+    write_fake_dataset(tmp_path / "fm", n_train=40, n_test=12)
+    kwargs = {"batch_size": 8, "seed": 3, "data_dir": tmp_path / "fm", "validation_size": 10}
+    train, (x_test, y_test), (x_val, y_val) = data.make_datasets(
+        shift=data.ContrastSignalShift(4.0), **kwargs)
+    assert train.num_classes == 20 and train.shift == data.ContrastSignalShift(4.0)
+    assert y_test.max() <= 19 and y_val.max() <= 19 and 0 <= x_test.min() <= x_test.max() <= 1
+    again = data.make_datasets(shift=data.ContrastSignalShift(4.0), **kwargs)
+    np.testing.assert_array_equal(again.validation[0], x_val)
+    np.testing.assert_array_equal(again.test[1], y_test)
+    assert data.make_datasets(shift=data.ContrastShift(4.0), **kwargs).test[1].max() <= 9

@@ -65,7 +65,7 @@ def leftovers(parent: Path) -> list[str]:
 
 CONDITIONS = ("ei_ln", "inorm_gradnorm")
 FIG6_KWARGS = {
-    "smoke": True, "configs": 1, "luminosities": [0.5], "conditions": CONDITIONS,
+    "smoke": True, "configs": 1, "sizes": [0.5], "conditions": CONDITIONS,
     # the tiny run of the brief; learning rates pinned (the recipe otherwise draws them)
     "overrides": {"model.width": 16, "train.epochs": 1, "data.train_subset": 256,
                   "data.test_subset": 256, "measures.probe_size": 64, "opt.lr_e": 0.05,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ei_keras import recipes
+from ei_keras.run_directory import shift_dir
 
 TINY = {"model.width": 8, "data.train_subset": 64, "data.test_subset": 64,
         "measures.probe_size": 32}
@@ -25,9 +26,14 @@ def results(tmp_path_factory) -> Path:
 def test_full_plans_match_the_paper_protocol():
     for name, protocol in recipes.PROTOCOLS.items():
         cells = recipes.plan(protocol)
-        assert len(cells) == len(protocol.conditions) * len(protocol.luminosities) * \
+        assert len(cells) == len(protocol.conditions) * len(protocol.sizes) * \
             protocol.configs, name
         assert all(cfg.train.epochs == protocol.epochs for _, cfg in cells), name
+        # every cell shows its data with the protocol's shift, at a size of its folder's name
+        for rel, cfg in cells:
+            assert cfg.data.shift == protocol.shift, rel
+            assert rel.parent.name == shift_dir(protocol.shift, cfg.shift_size), rel
+        assert sorted({cfg.shift_size for _, cfg in cells}) == sorted(protocol.sizes), name
         if protocol.sweep:  # configuration i draws its learning rates from the search space
             from ei_keras import search_space
 
@@ -48,27 +54,44 @@ def test_full_plans_match_the_paper_protocol():
         assert base.train.inhibitory_steps == 1 and base.condition is None
         assert (fast.opt, fast.seed) == (base.opt, base.seed)
     fig6 = recipes.get("fig6")
-    assert fig6.configs == 30 and fig6.epochs == 50 and fig6.luminosities == (0, .25, .5, .75)
+    assert fig6.configs == 30 and fig6.epochs == 50 and fig6.sizes == (0, .25, .5, .75)
+    signal = dict(recipes.plan(recipes.get("contrast_signal"), configs=1))
+    cfg = signal[Path("inorm_sub") / "s4" / "cfg00"]
+    assert (cfg.data.shift, cfg.data.contrast, cfg.shift_size) == ("contrast_signal", 4.0, 4.0)
+    assert set(recipes.get("contrast").conditions) == {
+        "ei", "ei_ln", "inorm_sub", "inorm", "inorm_gradnorm"}
     with pytest.raises(ValueError, match="Known recipes"):
         recipes.get("fig9")
 
 
 @pytest.mark.parametrize("name", list(recipes.PROTOCOLS))
-def test_smoke_run_writes_what_a_full_run_writes(name, results):
+def test_smoke_run_writes_what_a_full_run_writes(name, results, capsys):
+    """`ei-keras reproduce <recipe> --smoke` for every recipe, the contrast ones too, at one
+    size (the largest of its smoke sizes) and smaller still (TINY)."""
+    from ei_keras import cli
+
     out = results / name
-    summary = recipes.run_protocol(name, out, smoke=True, luminosities=[0.75],
-                                   overrides=TINY, printer=lambda *a: None)
     protocol = recipes.get(name)
-    assert summary["ran"] == len(protocol.conditions) and summary["skipped"] == 0
-    assert Path(summary["report"]).name == "report.md"
-    report = Path(summary["report"]).read_text()
+    size = max(protocol.smoke["sizes"])
+    option = cli.SIZE_OPTIONS[protocol.family.size_key][0]  # --luminosity or --contrast
+    argv = ["reproduce", name, "--smoke", option, f"{size:g}", "--out", str(out),
+            *(f"{k}={v}" for k, v in TINY.items())]
+    assert cli.main(argv) == 0
+    assert f"[{name}] done: {len(protocol.conditions)} runs (0 already complete" in \
+        capsys.readouterr().out
+    report = (out / "report.md").read_text()
+    classes = 20 if protocol.shift == "contrast_signal" else 10  # class x {low, high}
     for condition in protocol.conditions:
-        cell = out / condition / "r0.75" / "cfg00"
+        cell = out / condition / shift_dir(protocol.shift, size) / "cfg00"
         assert {p.name for p in cell.iterdir()} == RUN_FILES, cell
         metrics = json.loads((cell / "metrics.json").read_text())
         assert metrics["status"] in ("ok", "diverged") and metrics["condition"] == condition
+        assert (metrics["shift"], metrics["shift_size"]) == (protocol.shift, size)
+        assert metrics["num_classes"] == classes
         assert condition in report
-    assert (out / "accuracy_by_luminosity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert protocol.family.label(size) in report  # "r = 0.75", "contrast s = 4"
+    figure = f"accuracy_by_{protocol.family.size_key.split('.')[1]}.png"
+    assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in out.rglob(".*partial*")]
 
 
@@ -93,16 +116,16 @@ def test_cli_takes_overrides_after_options(results, capsys):
 
 def test_shards_split_a_protocol_and_the_report_merges_them(results):
     out = results / "sharded"
-    first = recipes.run_protocol("fig4", out, smoke=True, luminosities=[0.75], overrides=TINY,
+    first = recipes.run_protocol("fig4", out, smoke=True, sizes=[0.75], overrides=TINY,
                                  shard=(1, 2), printer=lambda *a: None)
     assert first["ran"] == 1
     report = (out / "report.md").read_text()
     assert "1 of 2 planned cells have no finished run" in report
-    second = recipes.run_protocol("fig4", out, smoke=True, luminosities=[0.75],
+    second = recipes.run_protocol("fig4", out, smoke=True, sizes=[0.75],
                                   overrides=TINY, shard=(2, 2), printer=lambda *a: None)
     assert second["ran"] == 1 and second["skipped"] == 0  # no cell ran twice
     assert "Missing cells" not in (out / "report.md").read_text()
-    whole = recipes.run_protocol("fig4", out, smoke=True, luminosities=[0.75],
+    whole = recipes.run_protocol("fig4", out, smoke=True, sizes=[0.75],
                                  overrides=TINY, printer=lambda *a: None)
     assert whole["ran"] == 0 and whole["skipped"] == 2
 
@@ -110,7 +133,7 @@ def test_shards_split_a_protocol_and_the_report_merges_them(results):
 def test_jobs_train_in_worker_processes_with_the_same_results(results):
     """Two worker processes give the runs one process gives (float32 rounding aside: each
     worker runs its backend on one thread)."""
-    kwargs = {"smoke": True, "luminosities": [0.75], "overrides": TINY,
+    kwargs = {"smoke": True, "sizes": [0.75], "overrides": TINY,
               "printer": lambda *a: None}
     serial = recipes.run_protocol("fig2", results / "serial", **kwargs)
     parallel = recipes.run_protocol("fig2", results / "parallel", jobs=2, **kwargs)

@@ -6,9 +6,10 @@ temporary file in the same folder, then `os.replace`) and returns the PNG's path
 None and writes nothing when there is nothing to plot.
 
 The per-epoch figures (moments, alignment) follow the paper's Figs. 3-5: one column per
-luminosity r, the median over runs with its interquartile band, and diverged runs left out of
-the curves (a diverged run's variance reaches 1e18 and would flatten every other curve) and
-counted in each column's title. Legends sit outside the axes.
+shift size (the luminosity range r, or the contrast range s), the median over runs with its
+interquartile band, and diverged runs left out of the curves (a diverged run's variance
+reaches 1e18 and would flatten every other curve) and counted in each column's title.
+Legends sit outside the axes.
 
 Figures are drawn on bare :class:`matplotlib.figure.Figure` objects (no ``pyplot``, no global
 state, no GUI backend); matplotlib and numpy are imported lazily so that importing
@@ -30,14 +31,15 @@ from typing import TYPE_CHECKING, Any
 from ei_keras.run_directory import write_atomic
 
 from .runs import CHANCE_ACCURACY, RunRecord, group_runs
-from .stats import compare_to_reference, format_p, format_u
+from .stats import chance_text, compare_to_reference, format_p, format_u, shift_axis, shift_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 __all__ = [
-    "plot_accuracy_by_luminosity",
     "pair_runs",
+    "plot_accuracy_by_luminosity",
+    "plot_accuracy_by_shift",
     "plot_alignment",
     "plot_moments",
     "plot_scatter_vs_reference",
@@ -124,8 +126,18 @@ def _condition_colors(conds: Sequence[str], reference: str | None) -> dict[str, 
 
 
 def _fmt_r(r: float | None) -> str:
-    """Luminosity label: ``0.25`` or ``?``."""
+    """Shift-size label: ``0.25`` or ``?``."""
     return "?" if r is None else f"{r:g}"
+
+
+def _axis_of(runs: Iterable[RunRecord]) -> str:
+    """The name of the runs' shift-size axis: ``r``, ``contrast s``, ..."""
+    return shift_axis(shift_of(runs))
+
+
+#: How the x axis of the accuracy figure reads, per size-axis name.
+_AXIS_TITLES = {"r": "luminosity shift range r", "contrast s": "contrast range s",
+                "contrast-as-signal s": "contrast range s (low/high contrast is in the label)"}
 
 
 def _label(name: str, labels: Mapping[str, str] | None) -> str:
@@ -145,7 +157,7 @@ def _order_conditions(
     return ([reference] if reference in have else []) + rest
 
 
-def plot_accuracy_by_luminosity(
+def plot_accuracy_by_shift(
     runs: Sequence[RunRecord],
     path: str | os.PathLike[str],
     conditions: Sequence[str] | None = None,
@@ -155,14 +167,15 @@ def plot_accuracy_by_luminosity(
     title: str | None = None,
     vector: str | None = "pdf",
 ) -> Path | None:
-    """Box-and-strip plot of test accuracy (%) per condition at each luminosity r.
+    """Box-and-strip plot of test accuracy (%) per condition at each shift size (luminosity
+    range r, or contrast range s).
 
-    Each luminosity is a group on the x axis; within it every condition has a box (quartiles,
+    Each size is a group on the x axis; within it every condition has a box (quartiles,
     median) over its runs with the individual runs jittered on top. Diverged runs are drawn as
     a red ``x`` at the accuracy they count with (chance, 10 %), or on the lower edge of the
     axis when every other run is far above chance (so the interesting range stays readable).
     The reference condition is drawn in dark grey, first, and every other cell is annotated
-    with its Mann-Whitney stars against the reference at the same r. The legend sits to the
+    with its Mann-Whitney stars against the reference at the same size. The legend sits to the
     right of the axes, clear of the data.
 
     Args:
@@ -190,7 +203,7 @@ def plot_accuracy_by_luminosity(
     )
     n_c, n_l = len(conds), len(lums)
     star_of = {
-        (row.condition, row.luminosity): row.stars
+        (row.condition, row.shift_size): row.stars
         for row in compare_to_reference(
             [r for r in runs if r.condition in conds or r.condition == reference],
             reference=reference,
@@ -253,9 +266,10 @@ def plot_accuracy_by_luminosity(
                     st, (x0, top), xytext=(0, 3), textcoords="offset points",
                     ha="center", va="bottom", fontsize=8,
                 )
-    ax.set_xticks(range(n_l), [f"r = {_fmt_r(r)}" for r in lums])
+    axis = _axis_of(all_cells)
+    ax.set_xticks(range(n_l), [f"{axis} = {_fmt_r(r)}" for r in lums])
     ax.set_xlim(-0.5, n_l - 0.5)
-    ax.set_xlabel("luminosity shift range r")
+    ax.set_xlabel(_AXIS_TITLES.get(axis, f"{axis} (shift size)"))
     ax.set_ylabel("test accuracy (%)")
     if floor is not None:
         ok_top = max(r.accuracy * 100 for r in all_cells if not r.diverged)
@@ -277,11 +291,12 @@ def plot_accuracy_by_luminosity(
         handles.append(
             Line2D(
                 [], [], marker="x", linestyle="none", color=_DIVERGED_COLOR,
-                label=f"diverged run\n(counted at {CHANCE_ACCURACY * 100:g} %{where})",
+                label=f"diverged run\n(counted at {chance_text(all_cells)}{where})",
             )
         )
     handles.append(Line2D([], [], linestyle="none", label="box: quartiles and median\n"
-                          "dots: runs; stars: Mann-Whitney\nvs the reference at the same r"))
+                          "dots: runs; stars: Mann-Whitney\nvs the reference at the same "
+                          f"{axis}"))
     fig.legend(handles=handles, fontsize=8, loc="outside right center", frameon=False)
     fig.suptitle(
         title
@@ -289,6 +304,10 @@ def plot_accuracy_by_luminosity(
         fontsize=10,
     )
     return save_figure(fig, path, vector=vector)
+
+
+#: The name of :func:`plot_accuracy_by_shift` before the other shift families existed.
+plot_accuracy_by_luminosity = plot_accuracy_by_shift
 
 
 def _diverged_floor(ok_values: Sequence[float], any_diverged: bool) -> float | None:
@@ -336,15 +355,15 @@ class _Curve:
 
 
 def _curve_runs(
-    runs: Sequence[RunRecord], select: Callable[[str], bool], luminosity: float | None
+    runs: Sequence[RunRecord], select: Callable[[str], bool], shift_size: float | None
 ) -> tuple[list[RunRecord], list[RunRecord]]:
-    """The runs at ``luminosity`` (None: any) with a selected history column, split into
+    """The runs at ``shift_size`` (None: any) with a selected history column, split into
     ``(kept, diverged)``: a diverged run's curves are left out of every median (its values
     run to 1e18 and would say nothing about the runs that learned)."""
     kept: list[RunRecord] = []
     left_out: list[RunRecord] = []
     for run in runs:
-        if luminosity is not None and run.luminosity != luminosity:
+        if shift_size is not None and run.shift_size != shift_size:
             continue
         if not any(select(col) and vals for col, vals in run.history.items()):
             continue
@@ -353,7 +372,7 @@ def _curve_runs(
 
 
 def _curves(
-    runs: Sequence[RunRecord], select: Callable[[str], bool], luminosity: float | None
+    runs: Sequence[RunRecord], select: Callable[[str], bool], shift_size: float | None
 ) -> dict[tuple[str, str], _Curve]:
     """Per (condition, column): median and interquartile range over the runs that did not
     diverge.
@@ -361,7 +380,7 @@ def _curves(
     Args:
         runs: The runs.
         select: Predicate on a history column name.
-        luminosity: Restrict to runs at this r (None: all runs).
+        shift_size: Restrict to runs at this shift size (None: all runs).
 
     Returns:
         ``{(condition, column): _Curve}``, sorted by key; columns with no finite value are
@@ -369,7 +388,7 @@ def _curves(
     """
     import numpy as np
 
-    kept, _ = _curve_runs(runs, select, luminosity)
+    kept, _ = _curve_runs(runs, select, shift_size)
     stacks: dict[tuple[str, str], list[list[float]]] = {}
     epochs_of: dict[tuple[str, str], list[float]] = {}
     for run in kept:
@@ -437,12 +456,12 @@ def _curve_figure(
     panels: Sequence[_Panel],
     *,
     reference: str | None,
-    luminosity: float | None,
+    shift_size: float | None,
     labels: Mapping[str, str] | None,
     conditions: Sequence[str] | None,
     title: str,
 ) -> Figure | None:
-    """A grid of per-epoch curves: one row per panel, one column per luminosity r.
+    """A grid of per-epoch curves: one row per panel, one column per shift size.
 
     Colour = condition (as in the accuracy figure), line style = hidden layer; lines are the
     median over the runs that did not diverge, bands their interquartile range. Diverged runs
@@ -456,11 +475,12 @@ def _curve_figure(
     def select_any(col: str) -> bool:
         return any(p.select(col) for p in panels)
 
-    if luminosity is not None:
-        lums: list[float | None] = [luminosity]
+    axis = _axis_of(runs)
+    if shift_size is not None:
+        lums: list[float | None] = [shift_size]
     else:
         kept_all, _ = _curve_runs(runs, select_any, None)
-        lums = sorted({r.luminosity for r in kept_all}, key=lambda r: (r is None, r or 0.0))
+        lums = sorted({r.shift_size for r in kept_all}, key=lambda r: (r is None, r or 0.0))
     grid = {
         (pi, li): _curves(runs, p.select, lum)
         for pi, p in enumerate(panels)
@@ -507,7 +527,7 @@ def _curve_figure(
                 ax.set_ylabel(panel.ylabel)
             if pi == n_rows - 1:
                 ax.set_xlabel("epoch")
-        head = f"r = {_fmt_r(lum)}"
+        head = f"{axis} = {_fmt_r(lum)}"
         if left_out:
             kept, _ = _curve_runs(runs, select_any, lum)
             counts = Counter(r.condition for r in left_out)
@@ -558,7 +578,7 @@ def _moments_figure(
     runs: Sequence[RunRecord],
     *,
     reference: str | None = "ei_ln",
-    luminosity: float | None = None,
+    shift_size: float | None = None,
     labels: Mapping[str, str] | None = None,
     conditions: Sequence[str] | None = None,
     title: str | None = None,
@@ -572,7 +592,7 @@ def _moments_figure(
                log=True),
     ]
     return _curve_figure(
-        runs, panels, reference=reference, luminosity=luminosity, labels=labels,
+        runs, panels, reference=reference, shift_size=shift_size, labels=labels,
         conditions=conditions,
         title=title or "Hidden-layer pre-activation moments: median over runs that did not "
         "diverge",
@@ -584,17 +604,17 @@ def plot_moments(
     path: str | os.PathLike[str],
     *,
     reference: str | None = "ei_ln",
-    luminosity: float | None = None,
+    shift_size: float | None = None,
     labels: Mapping[str, str] | None = None,
     conditions: Sequence[str] | None = None,
     title: str | None = None,
     vector: str | None = "pdf",
 ) -> Path | None:
-    """Per-epoch hidden-layer moments, per condition and luminosity r, with LayerNorm's targets.
+    """Per-epoch hidden-layer moments, per condition and shift size, with LayerNorm's targets.
 
     Uses the `history.csv` columns ending in `_mean` (top row, target 0) and `_var` (bottom
     row, target 1, log axis: a variance is a scale), e.g. `hidden_1_mean` / `hidden_1_var`.
-    One column per r. Lines are the median over the condition's runs that did not diverge,
+    One column per shift size. Lines are the median over the condition's runs that did not diverge,
     bands their interquartile range; colour = condition, line style = hidden layer. Diverged
     runs are left out (their moments run to 1e18) and counted in each column's title.
 
@@ -602,7 +622,7 @@ def plot_moments(
         runs: The runs (see `ei_keras.analysis.load_runs`).
         path: Output PNG path; the vector copy goes beside it.
         reference: Condition drawn in dark grey (colours match the accuracy figure).
-        luminosity: Draw only this r (default: one column per r present).
+        shift_size: Draw only this shift size (default: one column per size present).
         labels: Optional display names for conditions.
         conditions: Conditions to draw, in order (default: the reference, then the rest).
         title: Optional figure title.
@@ -625,7 +645,7 @@ def plot_moments(
     png.name, png.with_suffix(".pdf").is_file()  # ('moments.png', True)
     ```
     """
-    fig = _moments_figure(runs, reference=reference, luminosity=luminosity, labels=labels,
+    fig = _moments_figure(runs, reference=reference, shift_size=shift_size, labels=labels,
                           conditions=conditions, title=title)
     return None if fig is None else save_figure(fig, path, vector=vector)
 
@@ -634,7 +654,7 @@ def _alignment_figure(
     runs: Sequence[RunRecord],
     *,
     reference: str | None = "ei_ln",
-    luminosity: float | None = None,
+    shift_size: float | None = None,
     labels: Mapping[str, str] | None = None,
     conditions: Sequence[str] | None = None,
     title: str | None = None,
@@ -649,7 +669,7 @@ def _alignment_figure(
                "gradient alignment (cosine)", 1.0, "aligned with LayerNorm (cosine 1)"),
     ]
     return _curve_figure(
-        runs, panels, reference=reference, luminosity=luminosity, labels=labels,
+        runs, panels, reference=reference, shift_size=shift_size, labels=labels,
         conditions=conditions,
         title=title or "Alignment with a LayerNorm network: median over runs that did not "
         "diverge",
@@ -661,24 +681,24 @@ def plot_alignment(
     path: str | os.PathLike[str],
     *,
     reference: str | None = "ei_ln",
-    luminosity: float | None = None,
+    shift_size: float | None = None,
     labels: Mapping[str, str] | None = None,
     conditions: Sequence[str] | None = None,
     title: str | None = None,
     vector: str | None = "pdf",
 ) -> Path | None:
-    """Per-epoch output and gradient alignment with LayerNorm, per condition and r.
+    """Per-epoch output and gradient alignment with LayerNorm, per condition and shift size.
 
     Uses the `history.csv` columns starting with `output_alignment` (top row) and
-    `gradient_alignment` (bottom row); one column per r; perfect alignment (cosine 1) is the
-    grey line. Lines are medians over the runs that did not diverge, bands interquartile
+    `gradient_alignment` (bottom row); one column per shift size; perfect alignment (cosine 1)
+    is the grey line. Lines are medians over the runs that did not diverge, bands interquartile
     ranges; diverged runs are left out and counted in each column's title.
 
     Args:
         runs: The runs (see `ei_keras.analysis.load_runs`).
         path: Output PNG path; the vector copy goes beside it.
         reference: Condition drawn in dark grey (colours match the accuracy figure).
-        luminosity: Draw only this r (default: one column per r present).
+        shift_size: Draw only this shift size (default: one column per size present).
         labels: Optional display names for conditions.
         conditions: Conditions to draw, in order (default: the reference, then the rest).
         title: Optional figure title.
@@ -687,7 +707,7 @@ def plot_alignment(
     Returns:
         The PNG path, or None (nothing written) when no run has alignment columns.
     """
-    fig = _alignment_figure(runs, reference=reference, luminosity=luminosity, labels=labels,
+    fig = _alignment_figure(runs, reference=reference, shift_size=shift_size, labels=labels,
                             conditions=conditions, title=title)
     return None if fig is None else save_figure(fig, path, vector=vector)
 
@@ -695,10 +715,11 @@ def plot_alignment(
 def pair_runs(
     runs: Sequence[RunRecord], condition: str, reference: str
 ) -> list[tuple[RunRecord, RunRecord]]:
-    """Pair runs of ``condition`` with runs of ``reference`` at the same r and seed/trial.
+    """Pair runs of ``condition`` with runs of ``reference`` at the same shift and seed/trial.
 
-    Runs are matched on :attr:`RunRecord.pair_key` (luminosity and trial id, or seed when there
-    is no trial id); several runs with one key are paired in their deterministic order.
+    Runs are matched on :attr:`RunRecord.pair_key` (shift family and size, and trial id, or
+    seed when there is no trial id); several runs with one key are paired in their
+    deterministic order.
 
     Args:
         runs: The runs.
@@ -708,7 +729,7 @@ def pair_runs(
     Returns:
         ``[(condition_run, reference_run), ...]`` ordered by key.
     """
-    by_key: dict[str, dict[tuple[float | None, str], list[RunRecord]]] = {
+    by_key: dict[str, dict[tuple[str, float | None, str], list[RunRecord]]] = {
         condition: {},
         reference: {},
     }
@@ -718,7 +739,7 @@ def pair_runs(
     pairs: list[tuple[RunRecord, RunRecord]] = []
     keys = sorted(
         set(by_key[condition]) & set(by_key[reference]),
-        key=lambda k: (k[0] is None, k[0] or 0.0, k[1]),
+        key=lambda k: (k[0], k[1] is None, k[1] or 0.0, k[2]),
     )
     for k in keys:
         pairs.extend(zip(by_key[condition][k], by_key[reference][k], strict=False))
@@ -737,11 +758,11 @@ def plot_scatter_vs_reference(
 ) -> Path | None:
     """Fig. 4-style scatter: accuracy of ``condition`` against ``reference``, run by run.
 
-    Runs are paired by luminosity and trial id (or seed), see :func:`pair_runs`. Points are
-    coloured by r; pairs in which either run diverged are drawn as ``x`` (on the axis edge when
-    every other run is far above chance). Points above the
-    diagonal are configurations where the condition beat the reference. The legend gives the
-    Mann-Whitney U, p and stars per r (computed on all runs of the cell, paired or not).
+    Runs are paired by shift size and trial id (or seed), see :func:`pair_runs`. Points are
+    coloured by shift size; pairs in which either run diverged are drawn as ``x`` (on the axis
+    edge when every other run is far above chance). Points above the diagonal are
+    configurations where the condition beat the reference. The legend gives the Mann-Whitney
+    U, p and stars per shift size (computed on all runs of the cell, paired or not).
 
     Args:
         runs: The runs.
@@ -759,10 +780,11 @@ def plot_scatter_vs_reference(
     if not pairs:
         return None
     tests = {
-        row.luminosity: row
+        row.shift_size: row
         for row in compare_to_reference(runs, reference=reference, conditions=[condition])
     }
-    lums = sorted({c.luminosity for c, _ in pairs}, key=lambda r: (r is None, r or 0.0))
+    axis = _axis_of(run for pair in pairs for run in pair)
+    lums = sorted({c.shift_size for c, _ in pairs}, key=lambda r: (r is None, r or 0.0))
     colors = dict(zip(lums, _colors(len(lums)), strict=True))
     any_div = any(c.diverged or r.diverged for c, r in pairs)
     ok_vals = [r.accuracy * 100 for pair in pairs for r in pair if not r.diverged]
@@ -771,14 +793,14 @@ def plot_scatter_vs_reference(
     ax = fig.add_subplot()
     all_vals: list[float] = []
     for lum in lums:
-        cell = [(c, r) for c, r in pairs if c.luminosity == lum]
+        cell = [(c, r) for c, r in pairs if c.shift_size == lum]
         edge = -math.inf if floor is None else floor
         xs = [max(r.accuracy * 100, edge) for _, r in cell]
         ys = [max(c.accuracy * 100, edge) for c, _ in cell]
         div = [c.diverged or r.diverged for c, r in cell]
         all_vals += xs + ys
         row = tests.get(lum)
-        lab = f"r = {_fmt_r(lum)}"
+        lab = f"{axis} = {_fmt_r(lum)}"
         if row is not None and row.u is not None:
             lab += f" (U {format_u(row.u)}, p {format_p(row.p)} {row.stars})"
         ok_x = [x for x, d in zip(xs, div, strict=True) if not d]
@@ -800,7 +822,8 @@ def plot_scatter_vs_reference(
     ax.set_ylabel(f"{_label(condition, labels)} test accuracy (%)")
     ax.grid(alpha=0.3)
     legend_title = "x = pair with a diverged run" + (
-        f" ({CHANCE_ACCURACY * 100:g} %, drawn on the edge)" if floor is not None else ""
+        f" ({chance_text(run for pair in pairs for run in pair)}, drawn on the edge)"
+        if floor is not None else ""
     )
     ax.legend(fontsize=7, loc="upper left", title=legend_title, title_fontsize=7)
     ax.set_title(

@@ -99,9 +99,11 @@ def _class(row: ComparisonRow | None) -> str | None:
 
 def compare_with_paper(runs: Iterable[RunRecord], reference: str = "ei_ln",
                        cells: Sequence[PaperCell] = REFERENCE) -> list[PaperComparison]:
-    """The library's Mann-Whitney test of every paper cell it has runs for, with a verdict."""
-    rows = {(row.condition, row.luminosity): row
-            for row in compare_to_reference(list(runs), reference=reference)}
+    """The library's Mann-Whitney test of every paper cell it has runs for, with a verdict.
+    Only luminosity-shift runs are compared: the paper's cells are luminosity ranges."""
+    luminosity_runs = [run for run in runs if run.shift == "luminosity"]
+    rows = {(row.condition, row.shift_size): row
+            for row in compare_to_reference(luminosity_runs, reference=reference)}
     out = []
     for cell in cells:
         row = rows.get((cell.condition, cell.luminosity))

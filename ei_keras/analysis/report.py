@@ -2,16 +2,20 @@
 
 ``write_report(root)`` writes ``report.md`` with:
 
-1. a run inventory: runs per condition × luminosity r, statuses, backends, and how many
+1. a run inventory: runs per condition × shift size, statuses, backends, and how many
    incomplete (no ``metrics.json``) or corrupt runs were skipped;
-2. an accuracy table condition × r: mean ± std (%), n and the number of diverged runs
+2. an accuracy table condition × shift size: mean ± std (%), n and the number of diverged runs
    (diverged runs count at chance accuracy, 10 %);
-3. a Mann-Whitney U table against the reference condition per condition × r (U, p, stars,
-   direction), and one compact line per condition in the paper's style
+3. a Mann-Whitney U table against the reference condition per condition × shift size (U, p,
+   stars, direction), and one compact line per condition in the paper's style
    (``scale vs ei_ln — U 19/15/0/0, p 2.0e-10/…``);
-4. the figures (accuracy by r, moments, alignment, scatter against the reference), written
-   next to the report as PNG and PDF; the captions say how many diverged runs the per-epoch
-   curves leave out.
+4. the figures (accuracy by shift size, moments, alignment, scatter against the reference),
+   written next to the report as PNG and PDF; the captions say how many diverged runs the
+   per-epoch curves leave out.
+
+The shift size is the luminosity range ``r`` of the paper's luminosity shift, or the contrast
+range ``s`` of a contrast shift: tables and figures name it as the runs' family does
+(``r = 0.75``, ``contrast s = 4``).
 
 Every file is written atomically: the whole report is rendered in memory first, each file
 goes to a temporary name in the output folder and is moved into place with ``os.replace``.
@@ -26,26 +30,30 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from ei_keras.config import SHIFT_FAMILIES
 from ei_keras.run_directory import read_plan, write_text_atomic
 
 from .figures import (
     _curve_runs,
-    plot_accuracy_by_luminosity,
+    plot_accuracy_by_shift,
     plot_alignment,
     plot_moments,
     plot_scatter_vs_reference,
 )
 from .paper import compare_with_paper, format_paper_table, verdict_counts
-from .runs import CHANCE_ACCURACY, RunRecord, RunScan, scan_runs
+from .runs import RunRecord, RunScan, scan_runs
 from .stats import (
     NO_TEST,
     ComparisonRow,
     PairedRow,
     accuracy_table,
+    chance_text,
     compare_paired,
     compare_to_reference,
     format_p,
     format_u,
+    shift_axis,
+    shift_of,
 )
 
 __all__ = [
@@ -66,8 +74,14 @@ REPORT_NAME = "report.md"
 
 
 def _fmt_r(r: float | None) -> str:
-    """Luminosity label: ``0.25`` or ``?``."""
+    """Shift-size label: ``0.25`` or ``?``."""
     return "?" if r is None else f"{r:g}"
+
+
+def _rows_axis(rows: Sequence[ComparisonRow | PairedRow]) -> str:
+    """The size axis' name (``r``, ``contrast s``) of comparison rows."""
+    families = {row.shift for row in rows}
+    return shift_axis(families.pop() if len(families) == 1 else "mixed")
 
 
 def _pct(x: float | None, digits: int = 1) -> str:
@@ -96,7 +110,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = ""
 
 
 def _lum_sorted(values: Sequence[float | None] | set[float | None]) -> list[float | None]:
-    """Luminosities ascending, None last."""
+    """Shift sizes ascending, None last."""
     return sorted(values, key=lambda r: (r is None, r if r is not None else 0.0))
 
 
@@ -106,17 +120,18 @@ def format_paired_table(rows: Sequence[PairedRow], labels: Mapping[str, str] | N
     body = []
     for row in rows:
         diff = "—" if row.median_difference is None else f"{100 * row.median_difference:+.1f}"
-        body.append([_label(row.condition, labels), _fmt_r(row.luminosity), str(row.n_pairs),
+        body.append([_label(row.condition, labels), _fmt_r(row.shift_size), str(row.n_pairs),
                      diff, f"{row.lower} / {row.higher}", format_p(row.p), row.stars,
                      row.direction])
-    header = ["condition", "r", "pairs", "median diff", "lower / higher", "p", "", "direction"]
+    header = ["condition", _rows_axis(rows), "pairs", "median diff", "lower / higher", "p", "",
+              "direction"]
     return _table(header, body, align="lrrrrrll")
 
 
 def format_comparison_table(
     rows: Sequence[ComparisonRow], labels: Mapping[str, str] | None = None
 ) -> str:
-    """Markdown table of Mann-Whitney comparisons (one line per condition × r).
+    """Markdown table of Mann-Whitney comparisons (one line per condition × shift size).
 
     Args:
         rows: Output of :func:`~ei_keras.analysis.stats.compare_to_reference`.
@@ -128,14 +143,14 @@ def format_comparison_table(
     if not rows:
         return "_No comparisons (no runs besides the reference)._"
     header = [
-        "condition", "vs", "r", "n", "n ref", "diverged", "median %", "ref median %",
+        "condition", "vs", _rows_axis(rows), "n", "n ref", "diverged", "median %", "ref median %",
         "U", "p", "stars", "direction",
     ]
     body = [
         [
             _label(row.condition, labels),
             _label(row.reference, labels),
-            _fmt_r(row.luminosity),
+            _fmt_r(row.shift_size),
             str(row.n),
             str(row.n_ref),
             f"{row.n_diverged}/{row.n_ref_diverged}",
@@ -154,7 +169,7 @@ def format_comparison_table(
 def compact_lines(
     rows: Sequence[ComparisonRow], labels: Mapping[str, str] | None = None
 ) -> list[str]:
-    """One paper-style line per condition, r ascending.
+    """One paper-style line per condition, shift size ascending.
 
     Example: ``scale vs ei_ln — U 19/15/0/0, p 2.0e-10/6.9e-11/3.0e-11/3.0e-11
     (r = 0/0.25/0.5/0.75; ***/***/***/***; worse/worse/worse/worse)``.
@@ -171,16 +186,15 @@ def compact_lines(
         by_cond.setdefault(row.condition, []).append(row)
     lines = []
     for cond, crow in by_cond.items():
-        crow = sorted(crow, key=lambda r: (r.luminosity is None, r.luminosity or 0.0))
+        crow = sorted(crow, key=lambda r: (r.shift_size is None, r.shift_size or 0.0))
         ref = _label(crow[0].reference, labels)
         us = "/".join(format_u(r.u) for r in crow)
         ps = "/".join(format_p(r.p) for r in crow)
-        rs = "/".join(_fmt_r(r.luminosity) for r in crow)
+        rs = "/".join(_fmt_r(r.shift_size) for r in crow)
         st = "/".join(r.stars for r in crow)
         dirs = "/".join(r.direction for r in crow)
-        lines.append(
-            f"{_label(cond, labels)} vs {ref} — U {us}, p {ps} (r = {rs}; {st}; {dirs})"
-        )
+        lines.append(f"{_label(cond, labels)} vs {ref} — U {us}, p {ps} "
+                     f"({_rows_axis(crow)} = {rs}; {st}; {dirs})")
     return lines
 
 
@@ -196,11 +210,12 @@ def summarize(rows: Sequence[ComparisonRow], labels: Mapping[str, str] | None = 
     """
     if not rows:
         return "no comparisons (no runs besides the reference)\n"
-    header = ["condition", "r", "n", "n_ref", "div", "median%", "ref%", "U", "p", "", "dir"]
+    header = ["condition", _rows_axis(rows), "n", "n_ref", "div", "median%", "ref%", "U", "p", "",
+              "dir"]
     body = [
         [
             _label(r.condition, labels),
-            _fmt_r(r.luminosity),
+            _fmt_r(r.shift_size),
             str(r.n),
             str(r.n_ref),
             f"{r.n_diverged}/{r.n_ref_diverged}",
@@ -230,13 +245,13 @@ def summarize(rows: Sequence[ComparisonRow], labels: Mapping[str, str] | None = 
 
 def headline_lines(runs: Sequence[RunRecord], reference: str = "ei_ln",
                    labels: Mapping[str, str] | None = None) -> list[str]:
-    """One sentence per condition and r against the reference, from both tests: the paired
-    view over shared configurations and the unpaired Mann-Whitney test (the terminal's and the
-    demo's conclusions)."""
-    unpaired = {(r.condition, r.luminosity): r for r in compare_to_reference(runs, reference)}
+    """One sentence per condition and shift size against the reference, from both tests: the
+    paired view over shared configurations and the unpaired Mann-Whitney test (the terminal's
+    and the demo's conclusions)."""
+    unpaired = {(r.condition, r.shift_size): r for r in compare_to_reference(runs, reference)}
     out = []
     for row in compare_paired(runs, reference):
-        mw = unpaired.get((row.condition, row.luminosity))
+        mw = unpaired.get((row.condition, row.shift_size))
         if not row.n_pairs:
             continue
         diff = "" if row.median_difference is None else \
@@ -245,17 +260,17 @@ def headline_lines(runs: Sequence[RunRecord], reference: str = "ei_ln",
             f"; Mann-Whitney U {format_u(mw.u)}, p {format_p(mw.p)} {mw.stars}"
         diverged = "" if mw is None or not mw.n_diverged else f" ({mw.n_diverged} diverged)"
         out.append(
-            f"{_label(row.condition, labels)} vs {_label(reference, labels)} at r = "
-            f"{_fmt_r(row.luminosity)}: lower in {row.lower} and higher in {row.higher} of "
-            f"{row.n_pairs} shared configurations{diff}{diverged}; Wilcoxon p "
-            f"{format_p(row.p)} {row.stars}{mw_text} -> {row.direction}")
+            f"{_label(row.condition, labels)} vs {_label(reference, labels)} at "
+            f"{shift_axis(row.shift)} = {_fmt_r(row.shift_size)}: lower in {row.lower} and "
+            f"higher in {row.higher} of {row.n_pairs} shared configurations{diff}{diverged}; "
+            f"Wilcoxon p {format_p(row.p)} {row.stars}{mw_text} -> {row.direction}")
     return out
 
 
 def format_inventory(
     scan: RunScan, labels: Mapping[str, str] | None = None, reference: str | None = None
 ) -> str:
-    """Markdown inventory of a scan: runs per condition × r, statuses, skipped runs.
+    """Markdown inventory of a scan: runs per condition × shift size, statuses, skipped runs.
 
     Args:
         scan: Output of :func:`~ei_keras.analysis.runs.scan_runs`.
@@ -274,10 +289,15 @@ def format_inventory(
         f"{len(scan.corrupt)} corrupt runs skipped."
     )
     if runs:
-        lums = _lum_sorted({r.luminosity for r in runs})
+        families = sorted({r.shift for r in runs})
+        if len(families) > 1:
+            parts.append(f"**Warning:** these runs mix shift families ({', '.join(families)}): "
+                         "runs of one size are grouped together whatever their family. Report "
+                         "each recipe's results folder on its own.")
+        lums = _lum_sorted({r.shift_size for r in runs})
         conds = sorted({r.condition for r in runs}, key=lambda c: (c != reference, c))
-        counts = Counter((r.condition, r.luminosity) for r in runs)
-        divs = Counter((r.condition, r.luminosity) for r in runs if r.diverged)
+        counts = Counter((r.condition, r.shift_size) for r in runs)
+        divs = Counter((r.condition, r.shift_size) for r in runs if r.diverged)
         body = []
         for c in conds:
             cells = []
@@ -287,7 +307,8 @@ def format_inventory(
             total = sum(counts[(c, lum)] for lum in lums)
             cells.append(str(total))
             body.append([_label(c, labels), *cells])
-        header = ["condition", *[f"r = {_fmt_r(lum)}" for lum in lums], "total"]
+        axis = shift_axis(shift_of(runs))
+        header = ["condition", *[f"{axis} = {_fmt_r(lum)}" for lum in lums], "total"]
         parts.append(_table(header, body, align="l" + "r" * (len(lums) + 1)))
         statuses = Counter(r.status for r in runs)
         parts.append(
@@ -382,7 +403,8 @@ def format_accuracy_table(
     labels: Mapping[str, str] | None = None,
     reference: str | None = None,
 ) -> str:
-    """Markdown accuracy table, condition × r: ``mean ± std`` (%), n and diverged count.
+    """Markdown accuracy table, condition × shift size: ``mean ± std`` (%), n and diverged
+    count.
 
     Args:
         scan_or_runs: A scan or a list of runs.
@@ -409,7 +431,8 @@ def format_accuracy_table(
             std = f" ± {_pct(s.std)}" if s.std is not None else ""
             cells.append(f"{_pct(s.mean)}{std} (n={s.n}, {s.n_diverged} div)")
         body.append([_label(c, labels), *cells])
-    header = ["condition", *[f"r = {_fmt_r(lum)}" for lum in lums]]
+    axis = shift_axis(shift_of(runs))
+    header = ["condition", *[f"{axis} = {_fmt_r(lum)}" for lum in lums]]
     return _table(header, body, align="l" + "r" * len(lums))
 
 
@@ -444,13 +467,17 @@ def _figures_section(
     """Draw the figures into ``out`` and return the report's Markdown lines for them."""
     ref_label = _label(reference, labels)
     drawn: list[tuple[str, str, Path]] = []  # (heading, caption, PNG)
-    acc = plot_accuracy_by_luminosity(
-        runs, out / "accuracy_by_luminosity.png", reference=reference, labels=labels
+    shift = shift_of(runs)
+    axis = shift_axis(shift)
+    size_name = SHIFT_FAMILIES[shift].size_key.split(".")[-1] if shift in SHIFT_FAMILIES \
+        else "shift"  # luminosity, contrast
+    acc = plot_accuracy_by_shift(
+        runs, out / f"accuracy_by_{size_name}.png", reference=reference, labels=labels
     )
     if acc is not None:
-        drawn.append(("Test accuracy by luminosity", "Box = quartiles and median over runs, "
-                      f"dots = runs, x = diverged runs (counted at "
-                      f"{100 * CHANCE_ACCURACY:g} %)", acc))
+        drawn.append((f"Test accuracy by {size_name}", "Box = quartiles and median over runs, "
+                      f"dots = runs, x = diverged runs (counted at chance, "
+                      f"{chance_text(runs)})", acc))
     def is_moment(col: str) -> bool:
         return col.endswith(("_mean", "_var"))
 
@@ -459,13 +486,14 @@ def _figures_section(
 
     mom = plot_moments(runs, out / "moments.png", reference=reference, labels=labels)
     if mom is not None:
-        drawn.append(("Hidden-layer moments per epoch", "One column per r: median over runs and "
+        drawn.append(("Hidden-layer moments per epoch", f"One column per {axis}: median over "
+                      "runs and "
                       "interquartile band (LN targets: mean 0, variance 1; variance on a log "
                       "axis); " + _left_out(runs, is_moment, labels), mom))
     ali = plot_alignment(runs, out / "alignment.png", reference=reference, labels=labels)
     if ali is not None:
         drawn.append(("Output and gradient alignment with LN per epoch",
-                      "One column per r: median over runs and interquartile band; "
+                      f"One column per {axis}: median over runs and interquartile band; "
                       + _left_out(runs, is_alignment, labels),
                       ali))
     if have_ref:
@@ -474,7 +502,8 @@ def _figures_section(
             sc = plot_scatter_vs_reference(runs, out / name, cond, reference, labels=labels)
             if sc is not None:
                 drawn.append((f"{_label(cond, labels)} vs {ref_label}",
-                              "Final test accuracy of runs paired by r and seed/trial", sc))
+                              f"Final test accuracy of runs paired by {axis} and seed/trial",
+                              sc))
     if not drawn:
         return []
     md = ["## Figures", ""]
@@ -536,7 +565,7 @@ def write_report(
         + ".",
         "",
         f"Accuracy is the final test accuracy. Diverged runs (no finite test accuracy) count at "
-        f"chance, {100 * CHANCE_ACCURACY:g} %, as failed configurations; every table says how "
+        f"chance, {chance_text(runs)}, as failed configurations; every table says how "
         f"many runs diverged.",
         "",
         "## Run inventory",
@@ -565,7 +594,8 @@ def write_report(
         md += [
             f"## Paired: the same configurations under each condition and {ref_label}",
             "",
-            "Configurations run under both conditions (same r and seed or trial: the same data "
+            "Configurations run under both conditions (same shift size and seed or trial: the "
+            "same data "
             "stream and initialisation seed, and within a family the same learning rates), "
             "compared pair by pair: median difference (condition − reference, points), pairs "
             "in which the condition is lower / higher, two-sided Wilcoxon signed-rank p "

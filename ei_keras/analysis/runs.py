@@ -153,17 +153,21 @@ def load_runs(
 def group_runs(
     runs: list[RunRecord] | tuple[RunRecord, ...],
 ) -> dict[str, dict[float | None, list[RunRecord]]]:
-    """Group runs by condition then luminosity, both in ascending order (None last).
+    """Group runs by condition then shift size (:attr:`RunRecord.shift_size`, the luminosity
+    range ``r`` or the contrast range ``s``), both in ascending order (None last).
+
+    A results root holds one recipe's runs, of one shift family; runs of several families at
+    the same size fall into one group (the report's inventory warns when families mix).
 
     Args:
         runs: The runs.
 
     Returns:
-        ``{condition: {luminosity: [runs in deterministic order]}}``.
+        ``{condition: {shift size: [runs in deterministic order]}}``.
     """
     out: dict[str, dict[float | None, list[RunRecord]]] = {}
     for run in sorted(runs, key=lambda r: r.sort_key):
-        out.setdefault(run.condition, {}).setdefault(run.luminosity, []).append(run)
+        out.setdefault(run.condition, {}).setdefault(run.shift_size, []).append(run)
     return {
         c: dict(sorted(by_r.items(), key=lambda kv: (kv[0] is None, kv[0] or 0.0)))
         for c, by_r in sorted(out.items())

@@ -20,7 +20,9 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .runs import RunRecord, group_runs
+from ei_keras.config import SHIFT_FAMILIES
+
+from .runs import CHANCE_ACCURACY, RunRecord, group_runs
 
 __all__ = [
     "AccuracySummary",
@@ -103,7 +105,7 @@ def format_u(u: float | None) -> str:
 
 @dataclass(frozen=True)
 class AccuracySummary:
-    """Summary of one cell's (condition × luminosity) effective accuracies, as fractions.
+    """Summary of one cell's (condition × shift size) effective accuracies, as fractions.
 
     Attributes:
         n: Number of runs.
@@ -161,14 +163,14 @@ def _summary_of(runs: Sequence[RunRecord]) -> AccuracySummary:
 def accuracy_table(
     runs: Iterable[RunRecord],
 ) -> dict[str, dict[float | None, AccuracySummary]]:
-    """Accuracy summaries per condition and luminosity.
+    """Accuracy summaries per condition and shift size (``RunRecord.shift_size``).
 
     Args:
         runs: The runs (diverged ones count at chance accuracy).
 
     Returns:
-        ``{condition: {luminosity: AccuracySummary}}``, conditions sorted by name and
-        luminosities ascending (None last).
+        ``{condition: {shift size: AccuracySummary}}``, conditions sorted by name and
+        sizes ascending (None last).
     """
     return {
         cond: {r: _summary_of(cell) for r, cell in by_r.items()}
@@ -200,7 +202,7 @@ def mann_whitney(x: Sequence[float], ref: Sequence[float]) -> tuple[float, float
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """One Mann-Whitney comparison of a condition against the reference at one luminosity.
+    """One Mann-Whitney comparison of a condition against the reference at one shift size.
 
     Accuracies are fractions. ``u``/``p`` are None (and ``stars``/``direction`` ``"—"``) when
     ``n < 2`` or ``n_ref < 2``.
@@ -208,9 +210,10 @@ class ComparisonRow:
     Attributes:
         condition: The condition tested.
         reference: The reference condition.
-        luminosity: The luminosity-shift range r (None when the runs do not say).
+        shift_size: The size of the data's shift, ``r`` or ``s`` (None when the runs do not
+            say).
         n: Number of condition runs in the cell.
-        n_ref: Number of reference runs at this luminosity.
+        n_ref: Number of reference runs at this size.
         n_diverged: Diverged condition runs (counted at chance accuracy).
         n_ref_diverged: Diverged reference runs.
         median: Median condition accuracy (NaN when n = 0).
@@ -225,11 +228,12 @@ class ComparisonRow:
             ``n·n_ref/2``), ``"≈"`` when not significant, ``"—"`` when untested.
         effect_size: ``U / (n·n_ref)``, the probability that a condition run beats a reference
             run (0.5 = no difference); None when untested.
+        shift: The shift family of the cell's runs (``"mixed"`` when they differ).
     """
 
     condition: str
     reference: str
-    luminosity: float | None
+    shift_size: float | None
     n: int
     n_ref: int
     n_diverged: int
@@ -244,11 +248,38 @@ class ComparisonRow:
     stars: str
     direction: str
     effect_size: float | None
+    shift: str = "luminosity"
+
+    @property
+    def luminosity(self) -> float | None:
+        """The luminosity range ``r`` of a luminosity-shift row (None for another family)."""
+        return self.shift_size if self.shift == "luminosity" else None
 
 
 def _lum_key(r: float | None) -> tuple[bool, float]:
-    """Sort key for luminosities, None last."""
+    """Sort key for shift sizes, None last."""
     return (r is None, r if r is not None else 0.0)
+
+
+def shift_of(runs: Iterable[RunRecord]) -> str:
+    """The shift family of ``runs``: their one ``shift``, ``"mixed"`` when they differ
+    (``"luminosity"`` for no runs)."""
+    families = {run.shift for run in runs}
+    return families.pop() if len(families) == 1 else ("mixed" if families else "luminosity")
+
+
+def chance_text(runs: Iterable[RunRecord]) -> str:
+    """The accuracy diverged runs count at, as text: ``"10 %"``, or ``"10 % / 5 %"`` when the
+    runs tell apart different numbers of labels."""
+    values = sorted({run.chance for run in runs}, reverse=True) or [CHANCE_ACCURACY]
+    return " / ".join(f"{100 * v:g} %" for v in values)
+
+
+def shift_axis(shift: str) -> str:
+    """How tables and figures name the size axis of a shift family (:func:`shift_of`): ``r``
+    for luminosity, ``contrast s``, ...; ``shift size`` for mixed or unknown families."""
+    family = SHIFT_FAMILIES.get(shift)
+    return family.axis if family is not None else "shift size"
 
 
 def compare_to_reference(
@@ -256,7 +287,7 @@ def compare_to_reference(
     reference: str = "ei_ln",
     conditions: Sequence[str] | None = None,
 ) -> list[ComparisonRow]:
-    """Mann-Whitney U test of each condition against the reference, per luminosity.
+    """Mann-Whitney U test of each condition against the reference, per shift size.
 
     Args:
         runs: All runs (the reference's among them).
@@ -265,8 +296,8 @@ def compare_to_reference(
             reference, sorted by name. A condition without runs gives no rows.
 
     Returns:
-        One row per (condition, luminosity at which the condition has runs), in the order of
-        ``conditions`` then ascending luminosity.
+        One row per (condition, shift size at which the condition has runs), in the order of
+        ``conditions`` then ascending size.
     """
     grouped = group_runs(list(runs))
     ref_cells = grouped.get(reference, {})
@@ -294,7 +325,7 @@ def compare_to_reference(
                 ComparisonRow(
                     condition=cond,
                     reference=reference,
-                    luminosity=lum,
+                    shift_size=lum,
                     n=s.n,
                     n_ref=sr.n,
                     n_diverged=s.n_diverged,
@@ -309,6 +340,7 @@ def compare_to_reference(
                     stars=stars(p),
                     direction=direction,
                     effect_size=effect,
+                    shift=shift_of([*cell, *ref_cell]),
                 )
             )
     return rows
@@ -320,7 +352,7 @@ class PairedRow:
     or trial): the paired view of :class:`ComparisonRow`.
 
     Attributes:
-        condition, reference, luminosity: as in :class:`ComparisonRow`.
+        condition, reference, shift_size, shift: as in :class:`ComparisonRow`.
         n_pairs: configurations run under both.
         median_difference: median of (condition − reference) effective accuracy, as a fraction.
         lower, higher: pairs in which the condition is below / above the reference.
@@ -330,7 +362,7 @@ class PairedRow:
 
     condition: str
     reference: str
-    luminosity: float | None
+    shift_size: float | None
     n_pairs: int
     median_difference: float | None
     lower: int
@@ -338,6 +370,12 @@ class PairedRow:
     p: float | None
     stars: str
     direction: str
+    shift: str = "luminosity"
+
+    @property
+    def luminosity(self) -> float | None:
+        """The luminosity range ``r`` of a luminosity-shift row (None for another family)."""
+        return self.shift_size if self.shift == "luminosity" else None
 
 
 def wilcoxon_paired(differences: Sequence[float]) -> float | None:
@@ -359,7 +397,7 @@ def compare_paired(
     conditions: Sequence[str] | None = None,
 ) -> list[PairedRow]:
     """Wilcoxon signed-rank test of each condition against the reference over the shared
-    configurations (paired by r and seed or trial id), per luminosity. Pairing removes the
+    configurations (paired by shift, size and seed or trial id), per size. Pairing removes the
     spread that shared seeds, data streams and (within a family) learning rates cause, so it
     separates conditions with fewer runs than an unpaired test."""
     from .figures import pair_runs
@@ -372,8 +410,10 @@ def compare_paired(
     for cond in conditions:
         pairs = pair_runs(runs, cond, reference)
         by_lum: dict[float | None, list[float]] = {}
+        shifts: dict[float | None, set[str]] = {}
         for run, ref in pairs:
-            by_lum.setdefault(run.luminosity, []).append(run.accuracy - ref.accuracy)
+            by_lum.setdefault(run.shift_size, []).append(run.accuracy - ref.accuracy)
+            shifts.setdefault(run.shift_size, set()).add(run.shift)
         for lum, diffs in sorted(by_lum.items(), key=lambda kv: _lum_key(kv[0])):
             p = wilcoxon_paired(diffs)
             lower, higher = sum(d < 0 for d in diffs), sum(d > 0 for d in diffs)
@@ -384,6 +424,7 @@ def compare_paired(
                 direction = "better" if median > 0 else "worse"
             else:
                 direction = "≈"
+            family = shifts[lum].pop() if len(shifts[lum]) == 1 else "mixed"
             rows.append(PairedRow(cond, reference, lum, len(diffs), median, lower, higher, p,
-                                  stars(p), direction))
+                                  stars(p), direction, family))
     return rows

@@ -1,5 +1,6 @@
-"""Fashion-MNIST with luminosity shifts (SPEC section 4): offline loading, validation, and the
-shifted training stream and evaluation set.
+"""Fashion-MNIST with per-image shifts: offline loading, validation, the shift families
+(the paper's luminosity shift; contrast as a nuisance or as part of the signal), and the
+shifted training stream and evaluation sets.
 
 Example:
 
@@ -16,6 +17,7 @@ The search locations `DEBIAN_DATA_DIR` and `KERAS_CACHE_DIR` are module attribut
 from ei_keras.data.fashion_mnist import (
     DATA_DIR_ENV,
     FILE_NAMES,
+    NUM_CLASSES,
     DataFileError,
     DataNotFoundError,
     find_data_dir,
@@ -23,30 +25,49 @@ from ei_keras.data.fashion_mnist import (
     load_fashion_mnist,
     read_idx,
 )
-from ei_keras.data.luminosity import (
+from ei_keras.data.shifts import (
+    SHIFTS,
+    ContrastShift,
+    ContrastSignalShift,
+    LuminosityShift,
+    Shift,
+    draw_shifts,
+    get_shift,
+    shift_from_config,
+    shift_luminosity,
+)
+from ei_keras.data.stream import (
     VALIDATION_SPLIT_SEED,
     Datasets,
     LuminosityShiftedSequence,
-    draw_shifts,
+    ShiftedSequence,
     make_datasets,
-    shift_luminosity,
     shifted_test_set,
 )
 
 __all__ = [
     "DATA_DIR_ENV",
     "FILE_NAMES",
+    "NUM_CLASSES",
+    "SHIFTS",
+    "ContrastShift",
+    "ContrastSignalShift",
     "DataFileError",
     "DataNotFoundError",
     "Datasets",
+    "LuminosityShift",
     "LuminosityShiftedSequence",
+    "Shift",
+    "ShiftedSequence",
     "VALIDATION_SPLIT_SEED",
     "draw_shifts",
     "find_data_dir",
+    "get_shift",
     "keras_cache_dir",
     "load_fashion_mnist",
     "make_datasets",
     "read_idx",
+    "shift_from_config",
     "shift_luminosity",
     "shifted_test_set",
 ]

@@ -28,6 +28,7 @@ __all__ = [
     "DEBIAN_DATA_DIR",
     "FILE_NAMES",
     "KERAS_CACHE_DIR",
+    "NUM_CLASSES",
     "DataFileError",
     "DataNotFoundError",
     "find_data_dir",
@@ -59,7 +60,8 @@ _IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 _LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 _GZIP_MAGIC = b"\x1f\x8b"
 _IMAGE_SHAPE = (28, 28)
-_NUM_CLASSES = 10
+#: The classes of Fashion-MNIST (labels 0..9).
+NUM_CLASSES = 10
 
 _FILE_FIX = (
     "Fix: delete it and re-install Debian's dataset-fashion-mnist "
@@ -330,7 +332,7 @@ def _decode_split(
             f"Fashion-MNIST files disagree: {images_path} holds {images.shape[0]} images but "
             f"{labels_path} holds {labels.shape[0]} labels. {_FILE_FIX}"
         )
-    if labels.size and int(labels.max()) >= _NUM_CLASSES:
+    if labels.size and int(labels.max()) >= NUM_CLASSES:
         raise _file_error(labels_path, f"expected labels 0..9, found a label {int(labels.max())}")
     x = np.divide(images.reshape(images.shape[0], -1), 255.0, dtype=np.float32)
     y = labels.astype(np.int32)

@@ -34,7 +34,8 @@ class EINetwork(DualLossTrainer, keras.Model):
         subtractive_only: I-Norm layers without the divisive population.
         norm_weight: ``lambda`` of the I-Norm normalization loss.
         trainable_ei: whether the hidden I-Norm layers' ``W_EI``/``B_EI`` learn.
-        output_units: classes (10 for Fashion-MNIST).
+        output_units: labels to tell apart (10 for Fashion-MNIST, 20 with the
+            contrast-as-signal labels).
         init_distribution: ``"exponential"`` or ``"lognormal"``.
         epsilon: LayerNorm / I-Norm epsilon.
         seed: seed of the NumPy initialisation: the same seed gives the same weights on every

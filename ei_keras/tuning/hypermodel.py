@@ -113,10 +113,11 @@ class EIHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp, seed: int | None = 0):
         """The preset built and compiled with the trial's values (``zoo.build``)."""
-        from ei_keras import zoo
+        from ei_keras import data, zoo
 
         cfg = self.run_config(hp, "0")
         return zoo.build(self.preset, width=cfg.model.width, depth=cfg.model.depth, seed=seed,
+                         num_classes=data.shift_from_config(cfg).num_classes(),
                          **cfg.hyperparameter_overrides())
 
     # ---------------------------------------------------------------------------------------
@@ -181,7 +182,9 @@ class EIHyperModel(keras_tuner.HyperModel):
         accuracy = metrics.get(OBJECTIVE)
         ok = metrics.get("status") == "ok" and isinstance(accuracy, (int, float)) and \
             math.isfinite(accuracy)
-        score = float(accuracy) if ok else CHANCE_ACCURACY
+        classes = metrics.get("num_classes")
+        chance = 1.0 / classes if isinstance(classes, int) and classes > 0 else CHANCE_ACCURACY
+        score = float(accuracy) if ok else chance
         self.printer(f"[sweep {self.label}] trial {trial_id} ({tuner_id}) done: "
                      f"{OBJECTIVE}={score:.4f}" +
                      ("" if ok else f" (chance: {metrics.get('status')}, "

@@ -1,16 +1,17 @@
-"""Luminosity-shifted Fashion-MNIST (SPEC section 4).
+"""Shifted Fashion-MNIST streams: the training stream, the evaluation sets, `make_datasets`.
 
-Every time an image is drawn, for training and for testing, one constant `c ~ Uniform(-r, r)`
-is added to all of its pixels and the result is clipped to [0, 1]; `r = 0` is plain
-Fashion-MNIST. The training stream draws fresh shifts (and a fresh order) every epoch from
-`np.random.default_rng([seed, epoch])`; the evaluation set is shifted once, reproducibly, from
-its own stream `np.random.default_rng([seed, 0x7E57, 1])`.
+Every time an image is drawn, for training and for testing, it is shifted by one of the
+families of :mod:`ei_keras.data.shifts` (the paper's luminosity shift by default: one constant
+`c ~ Uniform(-r, r)` added to all its pixels, clipped to [0, 1]; `r = 0` is plain
+Fashion-MNIST). The training stream draws a fresh order and fresh per-image factors every epoch
+from `np.random.default_rng([seed, epoch])`; the evaluation set is shifted once, reproducibly,
+from its own stream `np.random.default_rng([seed, 0x7E57, 1])`. Everything is NumPy, so the
+data are the same arrays under every Keras backend.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from collections.abc import Callable
 from typing import NamedTuple
@@ -18,15 +19,15 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from ei_keras.data.fashion_mnist import load_fashion_mnist
+from ei_keras.data.fashion_mnist import NUM_CLASSES, load_fashion_mnist
+from ei_keras.data.shifts import LuminosityShift, Shift, _check_int
 
 __all__ = [
     "Datasets",
     "LuminosityShiftedSequence",
+    "ShiftedSequence",
     "VALIDATION_SPLIT_SEED",
-    "draw_shifts",
     "make_datasets",
-    "shift_luminosity",
     "shifted_test_set",
 ]
 
@@ -34,36 +35,6 @@ __all__ = [
 # purpose: NumPy's SeedSequence ignores trailing zero words ([s, e, 0] == [s, e]), so this key
 # can never coincide with a training epoch's key [seed, epoch].
 _TEST_STREAM_KEY = (0x7E57, 1)
-
-RandomLike = np.random.Generator | int | None
-
-
-def _check_luminosity(luminosity: float) -> float:
-    if isinstance(luminosity, bool) or not isinstance(luminosity, numbers.Real):
-        raise ValueError(
-            f"Expected `luminosity` to be a number in [0, 1]. Received: luminosity={luminosity!r}"
-        )
-    value = float(luminosity)
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(
-            "Expected `luminosity` to be a finite number in [0, 1]. "
-            f"Received: luminosity={luminosity!r}"
-        )
-    return value
-
-
-def _check_int(name: str, value: int, low: int = 0, high: int | None = None) -> int:
-    """Checks that `value` is an integer in [low, high] and returns it as an `int`."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"Expected `{name}` to be an integer {bounds}. Received: {name}={value!r}")
-    return int(value)
-
 
 def _check_seed(seed: int) -> int:
     return _check_int("seed", seed, low=0)
@@ -77,83 +48,22 @@ def _check_xy(x: np.ndarray, y: np.ndarray) -> None:
         )
 
 
-def _per_image(shifts: np.ndarray, ndim: int) -> np.ndarray:
-    """Reshapes `(N,)` shifts to broadcast over the remaining `ndim - 1` axes of a batch."""
-    return shifts.reshape(shifts.shape + (1,) * (ndim - 1))
-
-
-def draw_shifts(n: int, luminosity: float, rng: RandomLike) -> np.ndarray:
-    """Draws `n` per-image luminosity shifts `c ~ Uniform(-luminosity, luminosity)`.
-
-    This is the one place shifts are drawn; `shift_luminosity`, `shifted_test_set` and
-    `LuminosityShiftedSequence` all use it.
-
-    Args:
-        n: How many shifts (images).
-        luminosity: The half-width `r` of the uniform law, in [0, 1].
-        rng: A `np.random.Generator`, or a seed for `np.random.default_rng`.
-
-    Returns:
-        A `float32` array of shape `(n,)` (zeros when `luminosity` is 0).
-
-    Raises:
-        ValueError: If `luminosity` is not a finite number in [0, 1] or `n` is negative.
-
-    Example:
-
-    ```python
-    c = ei_keras.data.draw_shifts(5, 0.5, rng=0)  # five values in [-0.5, 0.5)
-    c.shape, str(c.dtype)  # ((5,), 'float32')
-    bool(abs(c).max() < 0.5)  # True
-    ```
-    """
-    r = _check_luminosity(luminosity)
-    n = _check_int("n", n, low=0)
-    rng = np.random.default_rng(rng)
-    return rng.uniform(-r, r, size=n).astype(np.float32)
-
-
-def shift_luminosity(x: np.ndarray, luminosity: float, rng: RandomLike) -> np.ndarray:
-    """Adds one random constant per image to all its pixels, then clips to [0, 1].
-
-    Args:
-        x: Images in [0, 1], shape `(N, ...)` (e.g. `(N, 784)`), one image per row.
-        luminosity: The half-width `r` of the shift law `Uniform(-r, r)`, in [0, 1]. `r = 0`
-            returns an unchanged `float32` copy of `x` (no clipping).
-        rng: A `np.random.Generator`, or a seed for `np.random.default_rng`.
-
-    Returns:
-        A new `float32` array shaped like `x`.
-
-    Raises:
-        ValueError: If `luminosity` is negative, above 1 or not finite.
-
-    Example:
-
-    ```python
-    import numpy as np
-
-    (_, _), (x_test, _) = ei_keras.data.load_fashion_mnist()
-    rng = np.random.default_rng(0)
-    x_shifted = ei_keras.data.shift_luminosity(x_test[:100], 0.5, rng)
-    x_shifted.shape  # (100, 784)
-    bool(x_shifted.min() >= 0.0 and x_shifted.max() <= 1.0)  # True: clipped to [0, 1]
-    ```
-    """
-    r = _check_luminosity(luminosity)
-    x = np.array(x, dtype=np.float32, copy=True)
-    if r == 0.0:
-        return x
-    if x.ndim < 1:
-        raise ValueError(f"Expected `x` of shape (N, ...). Received: x.shape={x.shape}")
-    shifts = draw_shifts(x.shape[0], r, rng)
-    x += _per_image(shifts, x.ndim)
-    np.clip(x, 0.0, 1.0, out=x)
-    return x
+def _resolve_shift(luminosity: float | None, shift: Shift | None) -> Shift:
+    """The stream's shift: `shift`, or the luminosity shift of half-width `luminosity`."""
+    if shift is None:
+        return LuminosityShift(0.0 if luminosity is None else luminosity)
+    if luminosity is not None:
+        raise ValueError("Give either `luminosity` (the luminosity shift's r) or `shift`, not "
+                         f"both. Received: luminosity={luminosity!r}, shift={shift!r}")
+    if not isinstance(shift, Shift):
+        raise ValueError("Expected `shift` to be an `ei_keras.data.Shift` (e.g. "
+                         f"`ei_keras.data.ContrastShift(4)`). Received: shift={shift!r}")
+    return shift
 
 
 def shifted_test_set(
-    x: np.ndarray, y: np.ndarray, luminosity: float, seed: int = 0
+    x: np.ndarray, y: np.ndarray, luminosity: float | None = None, seed: int = 0, *,
+    shift: Shift | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shifts an evaluation set once, reproducibly for a given seed.
 
@@ -164,37 +74,46 @@ def shifted_test_set(
     Args:
         x: Images in [0, 1], shape `(N, ...)`.
         y: Labels, shape `(N,)`.
-        luminosity: The half-width `r` of the shift law, in [0, 1].
+        luminosity: The half-width `r` of the luminosity shift, in [0, 1] (default 0).
         seed: A non-negative integer seed.
+        shift: Another shift family instead of the luminosity shift (e.g.
+            `ei_keras.data.ContrastShift(4)`); then `luminosity` must not be given.
 
     Returns:
-        `(x_shifted, y)`: `float32` images shaped like `x` and `int32` labels (new arrays).
+        `(x_shifted, labels)`: `float32` images shaped like `x` and `int32` labels (new
+        arrays; the labels are the classes unless the shift says otherwise, see
+        `ContrastSignalShift`).
 
     Raises:
-        ValueError: If `luminosity` or `seed` is invalid, or `x` and `y` differ in length.
+        ValueError: If an argument is invalid, or `x` and `y` differ in length.
 
     Example:
 
     ```python
     (_, _), (x_test, y_test) = ei_keras.data.load_fashion_mnist()
     x_eval, y_eval = ei_keras.data.shifted_test_set(x_test, y_test, luminosity=0.75, seed=0)
+    signal = ei_keras.data.ContrastSignalShift(4.0)
+    x_eval, y_eval = ei_keras.data.shifted_test_set(x_test, y_test, seed=0, shift=signal)
+    int(y_eval.max()) <= 19  # True: 20 labels, class x {low, high} contrast
     ```
     """
+    shift = _resolve_shift(luminosity, shift)
     seed = _check_seed(seed)
     x, y = np.asarray(x), np.asarray(y)
     _check_xy(x, y)
-    rng = np.random.default_rng([seed, *_TEST_STREAM_KEY])
-    return shift_luminosity(x, luminosity, rng), np.array(y, dtype=np.int32, copy=True)
+    return shift.transform(x, y, np.random.default_rng([seed, *_TEST_STREAM_KEY]))
 
 
-class LuminosityShiftedSequence(keras.utils.PyDataset):
-    """Training stream of luminosity-shifted batches, fresh shifts and order every epoch.
+class ShiftedSequence(keras.utils.PyDataset):
+    """Training stream of shifted batches, with a fresh order and fresh shifts every epoch.
 
-    Epoch `e` draws a permutation of the samples (when `shuffle`) and then one shift per
-    sample from `np.random.default_rng([seed, e])`; both are computed once per epoch, so
-    `__getitem__` is only a gather, an add and a clip (`float32`). `on_epoch_end()` (called
-    by `fit` after every epoch) moves to the next epoch; `__getitem__` itself has no side
-    effects, so batches can be read in any order, several times, from worker threads.
+    Epoch `e` draws a permutation of the samples (when `shuffle`) and then one factor per
+    sample (`shift.draw`) from `np.random.default_rng([seed, e])`; both are computed once per
+    epoch, so `__getitem__` is only a gather and the shift's arithmetic (`float32`).
+    `on_epoch_end()` (called by `fit` after every epoch) moves to the next epoch;
+    `__getitem__` itself has no side effects, so batches can be read in any order, several
+    times, from worker threads. The labels are the shift's (`shift.labels`: the classes,
+    or class x contrast for `ContrastSignalShift`); `num_classes` says how many there are.
 
     Epoch numbering under `fit`: Keras 3.15 also calls `on_epoch_end()` once at the start of
     every `fit`/`evaluate` call (its epoch iterator's `reset()`, after reading one or two
@@ -205,25 +124,31 @@ class LuminosityShiftedSequence(keras.utils.PyDataset):
     epoch `e` (counting from `initial_epoch`) to `[seed, e]`, so a run resumed with
     `initial_epoch=k` sees exactly the data of an uninterrupted run.
 
-    Cost: a full epoch of 1875 batches of 32 (60 000 x 784, `luminosity=0.5`), reading every
-    batch and then calling `on_epoch_end()`, takes 0.05 s on the 2-core development CPU
-    (≈ 28 µs a batch, median of 10 epochs; 0.03 s with `luminosity=0`), against 3-10 ms for
-    one training step, so the stream costs < 1 % of an epoch.
+    Cost: a batch is a gather and a few vector operations on 32 x 784 numbers (the contrast
+    families also take each image's mean), small beside one training step.
 
     Reproducibility: `fit` also shuffles the order of a `PyDataset`'s batches with Python's
     `random` module unless called with `shuffle=False`. This sequence already shuffles, so
     pass `shuffle=False` to `fit` for a stream that depends on `seed` only (or seed Python's
     `random`, e.g. with `keras.utils.set_random_seed`).
 
+    `LuminosityShiftedSequence` is the same class (its name before the other shift families
+    existed).
+
     Args:
         x: Images in [0, 1], shape `(N, ...)`, e.g. `(60000, 784)`; converted to `float32`.
-        y: Integer labels, shape `(N,)`; converted to `int32`.
-        luminosity: The half-width `r` of the shift law `Uniform(-r, r)`, in [0, 1]. With 0 the
-            batches are the plain images (no clipping).
+        y: Integer classes, shape `(N,)`; converted to `int32`.
+        luminosity: The half-width `r` of the luminosity shift `Uniform(-r, r)`, in [0, 1]
+            (default 0: the plain images, no clipping).
         batch_size: Samples per batch; the last batch may be smaller.
         seed: Non-negative integer seed of the per-epoch streams.
         shuffle: Whether each epoch visits the samples in a fresh random order.
         subset: Use only the first `subset` samples (for quick runs); `None` for all.
+        shift: Another shift family instead of the luminosity shift (an
+            `ei_keras.data.Shift`, e.g. `ContrastShift(4)`); then `luminosity` must not be
+            given.
+        classes: How many classes `y` holds (Fashion-MNIST's 10); `num_classes` is the
+            shift's count of labels for them.
         **kwargs: `workers`, `use_multiprocessing`, `max_queue_size`, passed to
             `keras.utils.PyDataset`.
 
@@ -233,7 +158,7 @@ class LuminosityShiftedSequence(keras.utils.PyDataset):
     from ei_keras import zoo
 
     (x_train, y_train), _ = ei_keras.data.load_fashion_mnist()
-    train = ei_keras.data.LuminosityShiftedSequence(
+    train = ei_keras.data.ShiftedSequence(
         x_train, y_train, luminosity=0.5, batch_size=32, seed=0, subset=512
     )
     len(train)  # 16
@@ -241,6 +166,10 @@ class LuminosityShiftedSequence(keras.utils.PyDataset):
     history = model.fit(train, epochs=2, shuffle=False, callbacks=[train.sync_callback()],
                         verbose=0)
     len(history.history["loss"])  # 2
+    signal = ei_keras.data.ShiftedSequence(
+        x_train, y_train, shift=ei_keras.data.ContrastSignalShift(4.0), subset=512
+    )
+    signal.num_classes  # 20
     ```
     """
 
@@ -249,15 +178,18 @@ class LuminosityShiftedSequence(keras.utils.PyDataset):
         x: np.ndarray,
         y: np.ndarray,
         *,
-        luminosity: float = 0.0,
+        luminosity: float | None = None,
         batch_size: int = 32,
         seed: int = 0,
         shuffle: bool = True,
         subset: int | None = None,
+        shift: Shift | None = None,
+        classes: int = NUM_CLASSES,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.luminosity = _check_luminosity(luminosity)
+        self.shift = _resolve_shift(luminosity, shift)
+        self.num_classes = self.shift.num_classes(_check_int("classes", classes, low=1))
         self.batch_size = _check_int("batch_size", batch_size, low=1)
         self.seed = _check_seed(seed)
         self.shuffle = bool(shuffle)
@@ -277,6 +209,11 @@ class LuminosityShiftedSequence(keras.utils.PyDataset):
         self._prepare_epoch()
 
     @property
+    def luminosity(self) -> float | None:
+        """The luminosity shift's half-width `r` (None for another shift family)."""
+        return self.shift.size if isinstance(self.shift, LuminosityShift) else None
+
+    @property
     def epoch(self) -> int:
         """The epoch whose order and shifts `__getitem__` serves (0 at the start)."""
         return self._epoch
@@ -293,7 +230,7 @@ class LuminosityShiftedSequence(keras.utils.PyDataset):
         import numpy as np
 
         (x, y), _ = ei_keras.data.load_fashion_mnist()
-        train = ei_keras.data.LuminosityShiftedSequence(
+        train = ei_keras.data.ShiftedSequence(
             x, y, luminosity=0.5, batch_size=8, seed=0, subset=64
         )
         first = train[0][0]
@@ -323,7 +260,7 @@ class LuminosityShiftedSequence(keras.utils.PyDataset):
         from ei_keras import zoo
 
         (x, y), _ = ei_keras.data.load_fashion_mnist()
-        train = ei_keras.data.LuminosityShiftedSequence(
+        train = ei_keras.data.ShiftedSequence(
             x, y, luminosity=0.5, batch_size=32, seed=0, subset=256
         )
         model = zoo.build("ei", width=16, seed=0)
@@ -339,7 +276,7 @@ class LuminosityShiftedSequence(keras.utils.PyDataset):
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         # One attribute, swapped at once: a reader never sees one epoch's order with another's
         # shifts.
-        self._stream = (order, draw_shifts(n, self.luminosity, rng))
+        self._stream = (order, self.shift.draw(n, rng))
 
     def __len__(self) -> int:
         """Returns the number of batches per epoch, `ceil(N / batch_size)`."""
@@ -358,13 +295,13 @@ class LuminosityShiftedSequence(keras.utils.PyDataset):
             raise IndexError(f"Batch index {index} out of range for {len(self)} batches.")
         start = index * self.batch_size
         stop = start + self.batch_size
-        order, shifts = self._stream
+        order, factors = self._stream
         rows = order[start:stop]
-        x_batch = np.take(self.x, rows, axis=0)
-        if self.luminosity > 0.0:
-            x_batch += _per_image(shifts[start:stop], x_batch.ndim)
-            np.clip(x_batch, 0.0, 1.0, out=x_batch)
-        return x_batch, np.take(self.y, rows, axis=0)
+        y_batch = np.take(self.y, rows, axis=0)
+        if self.shift.is_identity:
+            return np.take(self.x, rows, axis=0), y_batch
+        x_batch = self.shift.apply(np.take(self.x, rows, axis=0), factors[start:stop])
+        return x_batch, self.shift.labels(y_batch, factors[start:stop])
 
     def on_epoch_end(self) -> None:
         """Advances to the next epoch: fresh order and fresh shifts."""
@@ -372,10 +309,14 @@ class LuminosityShiftedSequence(keras.utils.PyDataset):
         self._prepare_epoch()
 
 
+#: The name of `ShiftedSequence` before the other shift families existed.
+LuminosityShiftedSequence = ShiftedSequence
+
+
 class _EpochSync(keras.callbacks.Callback):
     """Calls `sequence.set_epoch(epoch)` at the start of every Keras epoch."""
 
-    def __init__(self, sequence: LuminosityShiftedSequence) -> None:
+    def __init__(self, sequence: ShiftedSequence) -> None:
         super().__init__()
         self.sequence = sequence
 
@@ -394,18 +335,19 @@ class Datasets(NamedTuple):
     """What :func:`make_datasets` returns.
 
     Attributes:
-        train: the shifted training stream (a ``keras.utils.PyDataset``).
-        test: ``(x_test_shifted, y_test)``.
-        validation: ``(x_val_shifted, y_val)`` held out of the training images, or None.
+        train: the shifted training stream (a :class:`ShiftedSequence`; its `num_classes` is
+            the number of labels a model must output).
+        test: ``(x_test_shifted, labels)``.
+        validation: ``(x_val_shifted, labels)`` held out of the training images, or None.
     """
 
-    train: LuminosityShiftedSequence
+    train: ShiftedSequence
     test: tuple[np.ndarray, np.ndarray]
     validation: tuple[np.ndarray, np.ndarray] | None
 
 
 def make_datasets(
-    luminosity: float,
+    luminosity: float | None = None,
     batch_size: int = 32,
     seed: int = 0,
     train_subset: int | None = None,
@@ -413,13 +355,15 @@ def make_datasets(
     data_dir: str | os.PathLike[str] | None = None,
     download: bool | Callable[[], object] = True,
     validation_size: int = 0,
+    *,
+    shift: Shift | None = None,
 ) -> Datasets:
     """Builds the shifted training stream, the shifted test set and, optionally, a shifted
     validation set held out of the training images for one condition.
 
     Args:
-        luminosity: The half-width `r` of the shift law, in [0, 1] (the paper uses 0, 0.25,
-            0.5, 0.75).
+        luminosity: The half-width `r` of the luminosity shift, in [0, 1] (the paper uses 0,
+            0.25, 0.5, 0.75; default 0).
         batch_size: Training batch size.
         seed: Seed of the training epochs' streams and of the evaluation sets' shifts.
         train_subset: Use only the first `train_subset` training samples (after the validation
@@ -432,6 +376,9 @@ def make_datasets(
             same images for every seed (:data:`VALIDATION_SPLIT_SEED`), never trained on, and
             shifted once like the test set, from their own stream. Model selection (a sweep's
             objective) uses them, so that the test set is never used to select.
+        shift: Another shift family instead of the luminosity shift (an `ei_keras.data.Shift`,
+            e.g. `ContrastShift(4)`, or `shift_from_config(cfg)`); then `luminosity` must not
+            be given. The same shift applies to all three sets.
 
     Returns:
         A :class:`Datasets` ``(train, test, validation)``.
@@ -456,6 +403,7 @@ def make_datasets(
     0.1 < metrics["accuracy"] <= 1.0  # True: above chance after 2 short epochs
     ```
     """
+    shift = _resolve_shift(luminosity, shift)
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(data_dir, download=download)
     validation = None
     validation_size = _check_int("validation_size", validation_size, low=0,
@@ -464,18 +412,11 @@ def make_datasets(
         order = np.random.default_rng(VALIDATION_SPLIT_SEED).permutation(x_train.shape[0])
         held_out, kept = np.sort(order[:validation_size]), np.sort(order[validation_size:])
         rng = np.random.default_rng([_check_seed(seed), *_VALIDATION_STREAM_KEY])
-        validation = (shift_luminosity(x_train[held_out], luminosity, rng),
-                      np.array(y_train[held_out], dtype=np.int32))
+        validation = shift.transform(x_train[held_out], y_train[held_out], rng)
         x_train, y_train = x_train[kept], y_train[kept]
-    train = LuminosityShiftedSequence(
-        x_train,
-        y_train,
-        luminosity=luminosity,
-        batch_size=batch_size,
-        seed=seed,
-        subset=train_subset,
-    )
+    train = ShiftedSequence(x_train, y_train, shift=shift, batch_size=batch_size, seed=seed,
+                            subset=train_subset)
     if test_subset is not None:
         test_subset = _check_int("test_subset", test_subset, low=1, high=x_test.shape[0])
         x_test, y_test = x_test[:test_subset], y_test[:test_subset]
-    return Datasets(train, shifted_test_set(x_test, y_test, luminosity, seed=seed), validation)
+    return Datasets(train, shifted_test_set(x_test, y_test, seed=seed, shift=shift), validation)
