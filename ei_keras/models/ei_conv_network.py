@@ -7,6 +7,7 @@ from keras import ops
 
 from ei_keras.layers import EIConv2D, EIDense, INormConv2D, _dale
 from ei_keras.layers._dale_conv import _pair
+from ei_keras.models.ei_network import HiddenNormWeight
 from ei_keras.models.trainers import DualLossTrainer
 from ei_keras.ops import error_normalization as _errnorm
 
@@ -15,7 +16,7 @@ NORMALIZATIONS = (None, "layer_norm")
 
 
 @keras.saving.register_keras_serializable(package="ei_keras")
-class EIConvNetwork(DualLossTrainer, keras.Model):
+class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
     """``flat image -> reshape -> [conv (stride 2, 'same') -> (LayerNorm) -> ReLU] x layers ->
     flatten -> EIDense(10, ni=1) logits``, trained like :class:`EINetwork` (the dual-loss step:
     task loss to the excitatory variables and the readout, each I-Norm layer's normalization
@@ -136,19 +137,6 @@ class EIConvNetwork(DualLossTrainer, keras.Model):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_units)
-
-    @property
-    def norm_weight(self) -> float:
-        """``lambda`` of the I-Norm layers (settable)."""
-        inorm = [layer for layer in self.hidden if isinstance(layer, INormConv2D)]
-        return inorm[0].norm_weight if inorm else self._norm_weight
-
-    @norm_weight.setter
-    def norm_weight(self, value) -> None:
-        for layer in self.hidden:
-            if isinstance(layer, INormConv2D):
-                layer.norm_weight = value
-        self._norm_weight = float(value)
 
     def get_config(self):
         return {"name": self.name, "filters": list(self.filters),

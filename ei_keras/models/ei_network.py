@@ -13,8 +13,26 @@ HIDDEN_LAYERS = ("ei", "e", "inorm")
 NORMALIZATIONS = (None, "layer_norm")
 
 
+class HiddenNormWeight:
+    """``norm_weight``: ``lambda`` of a network's hidden I-Norm layers (``self.hidden``, dense
+    or convolutional); setting it (e.g. from a callback) changes the normalization loss of the
+    next step on every backend. Without I-Norm layers it is the stored value."""
+
+    @property
+    def norm_weight(self) -> float:
+        inorm = [layer for layer in self.hidden if isinstance(layer, INormDense)]
+        return inorm[0].norm_weight if inorm else self._norm_weight
+
+    @norm_weight.setter
+    def norm_weight(self, value) -> None:
+        for layer in self.hidden:
+            if isinstance(layer, INormDense):  # INormConv2D included
+                layer.norm_weight = value
+        self._norm_weight = float(value)
+
+
 @keras.saving.register_keras_serializable(package="ei_keras")
-class EINetwork(DualLossTrainer, keras.Model):
+class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
     """``input -> [hidden layer -> (LayerNorm) -> ReLU] x depth -> EIDense(10, ni=1) logits``.
 
     Training is Keras' own ``fit`` with the dual-loss step of
@@ -163,20 +181,6 @@ class EINetwork(DualLossTrainer, keras.Model):
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.output_units)
-
-    @property
-    def norm_weight(self) -> float:
-        """``lambda`` of the I-Norm layers; setting it (e.g. from a callback) changes the
-        normalization loss of the next step on every backend."""
-        inorm = [layer for layer in self.hidden if isinstance(layer, INormDense)]
-        return inorm[0].norm_weight if inorm else self._norm_weight
-
-    @norm_weight.setter
-    def norm_weight(self, value) -> None:
-        for layer in self.hidden:
-            if isinstance(layer, INormDense):
-                layer.norm_weight = value
-        self._norm_weight = float(value)
 
     # -- config -----------------------------------------------------------------------------
     def get_config(self):
