@@ -114,17 +114,8 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         """The flattened inputs as (batch, *image_shape) images."""
         return ops.reshape(inputs, (-1, *self.image_shape))
 
-    def hidden_preactivations(self, inputs, training: bool = False) -> list:
-        """The input of each hidden ReLU (after LayerNorm / I-Norm division): (batch, H, W, C)
-        maps, one per conv layer."""
-        x, out = self.image(inputs), []
-        for layer, norm in zip(self.hidden, self.norms):
-            z = layer(x)
-            if norm is not None:
-                z = norm(z, training=training)
-            out.append(z)
-            x = ops.relu(z)
-        return out
+    def hidden_input(self, inputs):
+        return self.image(inputs)
 
     def call(self, inputs, training: bool = False):
         x = self.image(inputs)

@@ -14,9 +14,26 @@ NORMALIZATIONS = (None, "layer_norm")
 
 
 class HiddenNormWeight:
-    """``norm_weight``: ``lambda`` of a network's hidden I-Norm layers (``self.hidden``, dense
-    or convolutional); setting it (e.g. from a callback) changes the normalization loss of the
-    next step on every backend. Without I-Norm layers it is the stored value."""
+    """What the dense and convolutional networks share over their hidden stack
+    (``self.hidden``, ``self.norms``): ``norm_weight``, ``lambda`` of the hidden I-Norm layers
+    (setting it, e.g. from a callback, changes the normalization loss of the next step on every
+    backend; without I-Norm layers it is the stored value), and the hidden pre-activations."""
+
+    def hidden_input(self, inputs):
+        """What the first hidden layer sees (the conv network reshapes to images)."""
+        return inputs
+
+    def hidden_preactivations(self, inputs, training: bool = False) -> list:
+        """The input of each hidden ReLU (after LayerNorm / I-Norm division), one per layer
+        (``(batch, units)``; conv: ``(batch, H, W, C)`` maps)."""
+        x, out = self.hidden_input(inputs), []
+        for layer, norm in zip(self.hidden, self.norms):
+            z = layer(x)
+            if norm is not None:
+                z = norm(z, training=training)
+            out.append(z)
+            x = ops.relu(z)
+        return out
 
     @property
     def norm_weight(self) -> float:
@@ -156,18 +173,6 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         self.built = True
 
     # -- forward ----------------------------------------------------------------------------
-    def hidden_preactivations(self, inputs, training: bool = False) -> list:
-        """The input of each hidden ReLU (after LayerNorm / I-Norm division), one per layer."""
-        x = inputs
-        out = []
-        for layer, norm in zip(self.hidden, self.norms):
-            z = layer(x)
-            if norm is not None:
-                z = norm(z, training=training)
-            out.append(z)
-            x = ops.relu(z)
-        return out
-
     def call(self, inputs, training: bool = False):
         x = inputs
         for i, (layer, norm) in enumerate(zip(self.hidden, self.norms)):
