@@ -224,9 +224,9 @@ def dale_sgd(
     for n, v in (("momentum", momentum), ("inhibitory_momentum", inhibitory_momentum)):
         if v is not None and not 0.0 <= v < 1.0:
             raise ValueError(f"Expected 0 <= {n} < 1. Received: {n}={v!r}")
-    if "clipnorm" in kwargs or "name" in kwargs or "learning_rate" in kwargs:
-        raise TypeError("dale_sgd sets `learning_rate` per group (lr_e, lr_ie, lr_ei) and "
-                        "`clipnorm` for the inhibitory groups; `name` is its own.")
+    if "name" in kwargs or "learning_rate" in kwargs:
+        raise TypeError("dale_sgd sets `learning_rate` per group (lr_e, lr_ie, lr_ei); "
+                        "`name` is its own.")
     i_mom = momentum if inhibitory_momentum is None else inhibitory_momentum
     kw = {"clipnorm": clipnorm} if clipnorm else {}
     return dale_optimizer(

@@ -187,8 +187,6 @@ class DaleDense(keras.layers.Layer):
             "activation": keras.activations.serialize(self.activation),
             "init_distribution": self.init_distribution,
             "seed": self.seed,
-        }
-        config.update({
             "use_bias": self.use_bias,
             "kernel_initializer": (None if self.kernel_initializer is None
                                    else keras.initializers.serialize(self.kernel_initializer)),
@@ -197,7 +195,7 @@ class DaleDense(keras.layers.Layer):
             "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
             "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
             "bias_constraint": keras.constraints.serialize(self.bias_constraint),
-        })
+        }
         if self.inhibitory_units is not None:
             config.update({
                 "inhibitory_units": self.inhibitory_units,
