@@ -17,7 +17,8 @@ Examples::
     ei-keras demo
     ei-keras sweep --config tuner_configs/inorm.json --preset inorm_gradnorm --luminosity 0.75
 
-Exit codes: 0 done; 2 invalid input or an unusable location (one ``error:`` line, nothing
+Exit codes: 0 done; 1 a worker process of ``--jobs`` died (killed, out of memory; finished
+runs are kept); 2 invalid input or an unusable location (one ``error:`` line, nothing
 written); 3 the run diverged (``train``; its run directory is written); 4/5 a distributed sweep
 gave up waiting (``sweep --help``); 130 interrupted (Ctrl-C or SIGTERM; finished runs are kept,
 nothing half-written is left).
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 import warnings
@@ -36,6 +36,7 @@ from pathlib import Path
 
 from ei_keras.backend_choice import BACKENDS, BackendError, choose
 
+EXIT_WORKER_DIED = 1
 EXIT_INVALID = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
@@ -376,9 +377,12 @@ def main(argv=None) -> int:
     from ei_keras.config import ConfigError
     from ei_keras.run_directory import RunDirectoryError, is_disk_full
 
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # clean up like Ctrl-C
+    from ei_keras import interrupt
+    from ei_keras.parallel import WorkerDiedError
+
     try:
-        return args.func(args)
+        with interrupt.sigterm_stops():  # clean up like Ctrl-C
+            return args.func(args)
     # ValueError includes ei_keras.data's DataFileError (not imported here: it imports Keras).
     except (ConfigError, RunDirectoryError, FileNotFoundError, FileExistsError,
             ValueError) as e:
@@ -394,12 +398,9 @@ def main(argv=None) -> int:
         print("error: interrupted; finished runs are kept and nothing half-written is left: "
               "rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    except WorkerDiedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_WORKER_DIED
 
 
 def _version() -> str:

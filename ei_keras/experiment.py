@@ -165,7 +165,7 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
     """
     import keras
 
-    from ei_keras import data, zoo
+    from ei_keras import data, interrupt, zoo
     from ei_keras.divergence import DivergenceMonitor
     from ei_keras.measures import (
         HiddenMoments,
@@ -216,7 +216,8 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         n_probe = min(cfg.measures.probe_size, len(x_test))
         probe_x, probe_y = x_test[:n_probe], y_test[:n_probe]
         monitor = DivergenceMonitor(rates=hp)
-        callbacks = [train.sync_callback(), monitor]  # Keras epoch e reads stream e
+        # Keras epoch e reads stream e; a SIGTERM whose KeyboardInterrupt was lost stops here
+        callbacks = [train.sync_callback(), monitor, interrupt.stop_on_request_callback()]
         if cfg.measures.moments:
             callbacks.append(HiddenMoments(probe_x))
         if cfg.measures.alignment:

@@ -4,15 +4,19 @@ With ``jobs > 1`` every worker is a fresh process (``spawn``) on the same Keras 
 to its share of the CPUs (``os.sched_setaffinity``) with its thread pools sized to that share
 before any backend starts (XLA, TensorFlow, OpenMP/torch read these settings once, at import).
 Cells go to whichever worker is free, so slow and fast cells balance. A worker turns SIGTERM
-into KeyboardInterrupt, so a stopped protocol leaves no partial folder behind; finished cells
-are complete run directories wherever the protocol stopped.
+into KeyboardInterrupt (:mod:`ei_keras.interrupt`); when the parent is stopped (Ctrl-C, SIGTERM,
+an error in a cell) it sends SIGTERM to every worker, waits for each to remove its partial
+folder, and kills a worker that has not ended within a minute. So a stopped protocol leaves no
+partial folder behind and finished cells are complete run directories wherever it stopped. A
+worker that dies on its own (killed, out of memory) stops the protocol with
+:class:`WorkerDiedError` instead of leaving it waiting.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import signal
+import queue
 import time
 from pathlib import Path
 
@@ -55,6 +59,8 @@ def run_cells(todo: list[tuple[Path, object]], jobs: int = 1, printer=print,
 
     import keras
 
+    from ei_keras import interrupt
+
     jobs = min(jobs, len(todo))
     available = cpus()
     threads = max(1, len(available) // jobs)
@@ -65,34 +71,97 @@ def run_cells(todo: list[tuple[Path, object]], jobs: int = 1, printer=print,
         f"intra_op_parallelism_threads={threads}"]))
     os.environ["KERAS_BACKEND"] = keras.backend.backend()
     context = multiprocessing.get_context("spawn")
-    slots = context.Queue()
-    for j in range(jobs):
-        slots.put([available[(j * threads + t) % len(available)] for t in range(threads)])
+    tasks, done = context.Queue(), context.Queue()
+    tasks.cancel_join_thread()  # a stopped protocol exits without feeding the cells left
+    for item in [(str(run_dir), cfg, overwrite) for run_dir, cfg in todo] + [None] * jobs:
+        tasks.put(item)  # a None tells a worker that nothing is left
+    workers = []
     try:
-        pool = context.Pool(jobs, initializer=_worker_start, initargs=(slots, threads))
+        for j in range(jobs):
+            cpu_set = [available[(j * threads + t) % len(available)] for t in range(threads)]
+            workers.append(context.Process(target=_worker, args=(tasks, done, cpu_set, threads),
+                                           daemon=True))
+            workers[-1].start()
     finally:  # the workers have their environment; this process keeps its own
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    running: dict[int, str] = {}  # worker pid -> the cell it trains
     try:
-        work = [(str(run_dir), cfg, overwrite) for run_dir, cfg in todo]
-        for metrics in pool.imap_unordered(_worker_run, work):
-            progress(metrics)
-        pool.close()
+        while len(results) < len(todo):
+            interrupt.raise_if_requested()  # a SIGTERM whose KeyboardInterrupt was lost
+            try:
+                kind, pid, payload = done.get(timeout=0.5)
+            except queue.Empty:
+                dead = _ended_early(workers, running)
+                if dead is None:
+                    continue
+                try:  # its last message may still be on the way
+                    kind, pid, payload = done.get(timeout=2)
+                except queue.Empty:
+                    raise WorkerDiedError(dead) from None
+            if kind == "start":
+                running[pid] = payload
+            elif kind == "error":
+                raise payload
+            else:
+                running.pop(pid, None)
+                progress(payload)
     except BaseException:
-        pool.terminate()  # SIGTERM: each worker removes its partial folder
+        _stop(workers, running.values())
         raise
-    finally:
-        pool.join()
+    for worker in workers:
+        worker.join(timeout=_STOP_SECONDS)
     return results
 
 
-def _worker_start(slots, threads: int) -> None:
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
-    cpu_set = slots.get()
+#: Seconds a stopped worker has to remove its partial folder before it is killed.
+_STOP_SECONDS = 60
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process ended without finishing its cell (killed, out of memory)."""
+
+
+def _ended_early(workers, running: dict[int, str]) -> str | None:
+    """What went wrong if a worker ended before its work was done, else None."""
+    for worker in workers:
+        code = worker.exitcode
+        if code is not None and (code != 0 or worker.pid in running):
+            cell = running.get(worker.pid)
+            return (f"a worker process ended (exit code {code}) "
+                    + (f"while training {cell} " if cell else "")
+                    + "(killed, or out of memory?); the other workers were stopped, finished "
+                    "runs are kept and nothing half-written is left: rerun the same command "
+                    "to resume (with fewer --jobs if memory ran out)")
+    return None
+
+
+def _stop(workers, cells) -> None:
+    """SIGTERM every worker (each removes its partial folder and exits), SIGKILL those still
+    running after :data:`_STOP_SECONDS`, then remove what a killed worker left of ``cells``."""
+    from ei_keras.run_directory import remove_stale_partials
+
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
+    deadline = time.time() + _STOP_SECONDS
+    for worker in workers:
+        worker.join(timeout=max(0.0, deadline - time.time()))
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+    for cell in cells:
+        remove_stale_partials(Path(cell).parent, Path(cell).name)
+
+
+def _worker(tasks, done, cpu_set: list[int], threads: int) -> None:
+    """One worker process: train cells from ``tasks`` until a ``None``; report to ``done``."""
+    from ei_keras import interrupt
+
+    interrupt.install_in_worker()
     try:
         os.sched_setaffinity(0, cpu_set)
     except (AttributeError, OSError):
@@ -101,19 +170,33 @@ def _worker_start(slots, threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _worker_run(item) -> dict:
     from ei_keras.experiment import run_experiment
 
-    run_dir, cfg, overwrite = item
-    tag = f"[job {os.getpid()}]"
-    return run_experiment(cfg, Path(run_dir), overwrite=overwrite,
-                          printer=functools.partial(_print, tag))
+    pid = os.getpid()
+    printer = functools.partial(_print, f"[job {pid}]")
+    try:
+        while (item := tasks.get()) is not None:
+            run_dir, cfg, overwrite = item
+            done.put(("start", pid, run_dir))
+            try:
+                metrics = run_experiment(cfg, Path(run_dir), overwrite=overwrite,
+                                         printer=printer)
+            except Exception as e:  # the parent raises it (it stops the other workers)
+                done.put(("error", pid, _picklable(e)))
+                return
+            done.put(("done", pid, metrics))
+    except KeyboardInterrupt:  # stopped; run_experiment left nothing behind
+        done.cancel_join_thread()  # the parent may no longer read what is queued
+
+
+def _picklable(error: Exception) -> Exception:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
 
 
 def _print(tag: str, *args) -> None:

@@ -77,9 +77,9 @@ def cli_process(args, *, as_user: bool = False, file_size_kb: int | None = None,
         cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", *cmd]
         environment["HOME"] = environment["KERAS_HOME"] = "/tmp"
         environment.pop("JAX_COMPILATION_CACHE_DIR", None)
-    if not wait:
+    if not wait:  # in its own process group, as a shell starts a job
         return subprocess.Popen(cmd, env=environment, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     return subprocess.run(cmd, env=environment, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -330,6 +330,77 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
     assert proc.returncode == 130, err
     assert_one_error(err, "interrupted", "rerun")
     assert leftovers(tmp_path) == [] and not out.exists()
+
+
+def processes_of_group(pgid: int, settle: float = 0.0) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid`` (after waiting up to
+    ``settle`` seconds for them to end)."""
+    deadline = time.time() + settle
+    while (alive := _processes_of_group(pgid)) and time.time() < deadline:
+        time.sleep(0.2)
+    return alive
+
+
+def _processes_of_group(pgid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def start_parallel_protocol(tmp_path):
+    """``reproduce fig2 --jobs 2`` on cells that would train for days (at an ``lr_e`` none of
+    them diverges at: a diverged run ends early); returns when both workers have a partial
+    folder (they are inside ``fit``)."""
+    proc = cli_process(["reproduce", "fig2", "--luminosity", "0.75", "--configs", "1",
+                        "--jobs", "2", "--out", str(tmp_path / "fig2"), "train.epochs=100000",
+                        "opt.lr_e=0.01", "data.train_subset=2048", "model.width=16"],
+                       wait=False)
+    deadline = time.time() + 300
+    while len(leftovers(tmp_path)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert len(leftovers(tmp_path)) == 2, "the workers never started"
+    time.sleep(1.0)
+    return proc
+
+
+@pytest.mark.parametrize("to", ["group", "parent"])
+def test_sigterm_stops_jobs_workers(tmp_path, to):
+    """SIGTERM to the whole process group (a shell's kill of the job, a scheduler) or to the
+    parent alone stops ``--jobs`` workers mid-cell: exit 130, one error line, no partial
+    folder, no process left. (Measured before: the group's SIGTERM was lost in a JAX gc
+    callback and a dead Pool worker was replaced, so the protocol went on training.)"""
+    proc = start_parallel_protocol(tmp_path)
+    if to == "group":
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert_one_error(err, "interrupted", "rerun")
+    assert leftovers(tmp_path) == []
+    assert processes_of_group(proc.pid, settle=10) == []
+
+
+def test_a_killed_worker_stops_the_protocol(tmp_path):
+    """A worker killed from outside (the OOM killer's SIGKILL) stops the protocol with exit 1
+    naming the cell, instead of leaving it waiting; the other worker is stopped, and the killed
+    worker's partial folder is removed."""
+    proc = start_parallel_protocol(tmp_path)
+    workers = [pid for pid in processes_of_group(proc.pid) if pid != proc.pid and
+               "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) == 2, workers
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert_one_error(err, "worker process ended", "exit code -9", "fig2", "rerun")
+    assert leftovers(tmp_path) == []
+    assert processes_of_group(proc.pid, settle=10) == []
 
 
 def test_stale_partial_folders_are_removed_by_the_next_run(tmp_path, capsys):

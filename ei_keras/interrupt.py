@@ -1,0 +1,69 @@
+"""SIGTERM stops a run like Ctrl-C, even where a raised KeyboardInterrupt would be lost.
+
+A Python signal handler runs wherever the interpreter happens to be. Raising
+``KeyboardInterrupt`` from it is immediate, but if it lands in a garbage-collection callback
+(JAX registers one) or an ``atexit`` function, Python prints "Exception ignored" and carries
+on: the run kept training after ``kill -TERM`` (measured under JAX with ``reproduce --jobs 2``).
+So :func:`stop_requested` also records the request, :class:`StopOnRequest` raises it again at
+the next batch of ``fit``, and :mod:`ei_keras.parallel` polls it while it waits for workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+
+_requested = False
+
+
+def stop_requested(signum=None, frame=None) -> None:
+    """The SIGTERM handler: record the request, then raise ``KeyboardInterrupt``."""
+    global _requested
+    _requested = True
+    raise KeyboardInterrupt
+
+
+def requested() -> bool:
+    """Whether SIGTERM arrived since :func:`sigterm_stops` was entered."""
+    return _requested
+
+
+def raise_if_requested() -> None:
+    """Raise ``KeyboardInterrupt`` if SIGTERM arrived (a lost raise is raised again here)."""
+    if _requested:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_stops():
+    """Within the block SIGTERM raises ``KeyboardInterrupt`` (and is remembered)."""
+    global _requested
+    _requested = False
+    previous = signal.signal(signal.SIGTERM, stop_requested)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def install_in_worker() -> None:
+    """A worker process: SIGTERM stops it; Ctrl-C is left to the parent (which stops it)."""
+    global _requested
+    _requested = False
+    signal.signal(signal.SIGTERM, stop_requested)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stop_on_request_callback():
+    """A Keras callback that raises ``KeyboardInterrupt`` at the end of the batch (of the
+    ``steps_per_execution`` group) after a SIGTERM whose raise was lost."""
+    import keras
+
+    class StopOnRequest(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise_if_requested()
+
+        def on_epoch_end(self, epoch, logs=None):
+            raise_if_requested()
+
+    return StopOnRequest()
