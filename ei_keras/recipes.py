@@ -51,6 +51,8 @@ class Protocol:
             the condition in reports; learning rates are drawn for the preset, so a variant's
             configuration ``i`` pairs with its preset's).
         shift: the data's shift family (``data.shift``; the paper's is ``luminosity``).
+        reference: the condition every other is compared with in the report (the paper's:
+            LayerNorm, ``ei_ln``).
     """
 
     name: str
@@ -65,6 +67,7 @@ class Protocol:
     expected: str = ""
     variants: dict = dataclasses.field(default_factory=dict)
     shift: str = "luminosity"
+    reference: str = "ei_ln"
 
     @property
     def family(self) -> ShiftFamily:
@@ -127,6 +130,12 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              smoke=_CONTRAST_SMOKE,
              expected="an open question: the variance normalization removes carries the "
              "label; does LN or I-Norm lose to plain EI or subtractive-only I-Norm?"),
+    Protocol("conv", "Finding 5 for a convolutional EI network (beyond the paper): conv I-Norm "
+             "with and without GradNorm vs conv LN across luminosity shifts",
+             ("conv_ei_ln", "conv_ei", "conv_inorm", "conv_inorm_gradnorm"), smoke=_SMOKE,
+             reference="conv_ei_ln",
+             expected="if finding 5 carries over: conv I-Norm + GradNorm ≈ conv LN at every r, "
+             "conv I-Norm without GradNorm below it"),
 ]}
 
 
@@ -279,7 +288,7 @@ def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report:
     if report:
         from ei_keras.analysis import write_report
 
-        report_path = write_report(out, title=protocol.title)
+        report_path = write_report(out, title=protocol.title, reference=protocol.reference)
     summary = {"ran": ran, "skipped": skipped, "diverged": diverged,
                "report": str(report_path) if report_path else None,
                "seconds": round(time.time() - start, 1)}

@@ -24,12 +24,24 @@ INORM_SPACE = {
     "lr_ie": (0.03, 1.0, "log"),
     "lr_ei": (0.01, 0.3, "log"),
 }
+#: The conv I-Norm presets (``conv_inorm*``): a conv weight is shared by every location, so its
+#: task gradient sums over the map and I-Norm trains at a tenth of the MLP's ``lr_e`` (zoo,
+#: "Conv presets": defaults 0.005 / 0.01; the normalization loss grows at 0.02 and conv_inorm
+#: diverges at 0.05). The range is the MLP's scaled by 1/10, so it brackets those defaults and
+#: reaches the fragile side as the MLP range does. The conv EI presets keep :data:`EI_SPACE`
+#: (they keep the MLP's settings).
+CONV_INORM_SPACE = {**INORM_SPACE, "lr_e": (1e-3, 0.05, "log")}
 WIDTH_RANGE = (100, 500)
 
 
 def space_for(preset: str) -> dict:
-    """The search space of a preset's family."""
-    return INORM_SPACE if "inorm" in preset else EI_SPACE
+    """The search space of a preset's family (:data:`EI_SPACE`, :data:`INORM_SPACE` or, for the
+    conv I-Norm presets, :data:`CONV_INORM_SPACE`)."""
+    from ei_keras import zoo
+
+    if "inorm" not in preset:
+        return EI_SPACE
+    return CONV_INORM_SPACE if zoo.get(preset).network == "conv" else INORM_SPACE
 
 
 def sample(preset: str, index: int, base_seed: int = 0, sample_width: bool = False) -> dict:

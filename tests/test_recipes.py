@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ei_keras import recipes
+from ei_keras import recipes, search_space
 from ei_keras.run_directory import shift_dir
 
 TINY = {"model.width": 8, "data.train_subset": 64, "data.test_subset": 64,
@@ -35,8 +35,6 @@ def test_full_plans_match_the_paper_protocol():
             assert rel.parent.name == shift_dir(protocol.shift, cfg.shift_size), rel
         assert sorted({cfg.shift_size for _, cfg in cells}) == sorted(protocol.sizes), name
         if protocol.sweep:  # configuration i draws its learning rates from the search space
-            from ei_keras import search_space
-
             for rel, cfg in cells:
                 i = int(rel.name.removeprefix("cfg"))
                 drawn = search_space.sample(cfg.preset, i)
@@ -60,6 +58,9 @@ def test_full_plans_match_the_paper_protocol():
     assert (cfg.data.shift, cfg.data.contrast, cfg.shift_size) == ("contrast_signal", 4.0, 4.0)
     assert set(recipes.get("contrast").conditions) == {
         "ei", "ei_ln", "inorm_sub", "inorm", "inorm_gradnorm"}
+    conv = dict(recipes.plan(recipes.get("conv"), configs=1))  # the conv I-Norm space
+    cfg = conv[Path("conv_inorm") / "r0.75" / "cfg00"]
+    assert cfg.opt.lr_e == pytest.approx(search_space.sample("inorm", 0)["lr_e"] / 10, rel=1e-12)
     with pytest.raises(ValueError, match="Known recipes"):
         recipes.get("fig9")
 
@@ -80,6 +81,7 @@ def test_smoke_run_writes_what_a_full_run_writes(name, results, capsys):
     assert f"[{name}] done: {len(protocol.conditions)} runs (0 already complete" in \
         capsys.readouterr().out
     report = (out / "report.md").read_text()
+    assert f"Reference condition: **{protocol.reference}**." in report  # conv: conv_ei_ln
     classes = 20 if protocol.shift == "contrast_signal" else 10  # class x {low, high}
     for condition in protocol.conditions:
         cell = out / condition / shift_dir(protocol.shift, size) / "cfg00"
