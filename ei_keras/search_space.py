@@ -2,7 +2,7 @@
 the KerasTuner configurations in ``tuner_configs/``.
 
 The paper's numeric ranges were lost in its text; these were chosen by measurement on this
-project's networks (README, "Choosing the defaults"): they bracket the learning rates at which
+project's networks (README, "I-Norm presets on their defaults"): they bracket the learning rates at which
 each family trains within 3 epochs, and extend past them on both sides so that a sweep also
 samples the configurations where a family is fragile — as the paper's 30-configuration sweeps do.
 """

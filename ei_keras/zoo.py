@@ -50,7 +50,7 @@ class Preset:
     network: str = "mlp"
 
 
-# Default hyperparameters were chosen by measurement (README "Choosing the defaults"): plain SGD,
+# Default hyperparameters were chosen by measurement (README "I-Norm presets on their defaults"): plain SGD,
 # momentum 0 (the paper's optimizer), lambda = 0.01 (the paper's stated default). I-Norm presets
 # clip each inhibitory variable's gradient norm at 0.1 (a stability guard, not in the reference
 # code): without it a large excitatory step makes the quartic normalization loss overshoot and
