@@ -185,7 +185,7 @@ def _add_common(p: argparse.ArgumentParser, default_backend: str | None = None,
 def cmd_presets(args) -> int:
     from ei_keras import zoo  # imports keras: fine, nothing runs
 
-    for name in zoo.names() + zoo.conv_names():
+    for name in zoo.all_names():
         p = zoo.get(name)
         hp = ", ".join(f"{k}={v:g}" for k, v in p.hyperparameters.items())
         print(f"{name:20s} {p.figure:9s} {p.description}\n{'':30s}defaults: {hp}")

@@ -32,16 +32,28 @@ INORM_SPACE = {
 #: (they keep the MLP's settings).
 CONV_INORM_SPACE = {**INORM_SPACE, "lr_e": (1e-3, 0.05, "log")}
 WIDTH_RANGE = (100, 500)
+#: Conv presets: filters of the last conv layer (the first has half; default 32). The conv I-Norm
+#: layers' SVD initialisation needs ``width // 2 <= 25`` (a 5x5x1 patch has 25 pixels).
+CONV_WIDTH_RANGE = (16, 48)
+
+
+def _is_conv(preset: str) -> bool:
+    from ei_keras import zoo
+
+    return zoo.get(preset).network == "conv"
 
 
 def space_for(preset: str) -> dict:
     """The search space of a preset's family (:data:`EI_SPACE`, :data:`INORM_SPACE` or, for the
     conv I-Norm presets, :data:`CONV_INORM_SPACE`)."""
-    from ei_keras import zoo
-
     if "inorm" not in preset:
         return EI_SPACE
-    return CONV_INORM_SPACE if zoo.get(preset).network == "conv" else INORM_SPACE
+    return CONV_INORM_SPACE if _is_conv(preset) else INORM_SPACE
+
+
+def width_range(preset: str) -> tuple[int, int]:
+    """The width range of a preset's sweeps (:data:`WIDTH_RANGE`, conv: :data:`CONV_WIDTH_RANGE`)."""
+    return CONV_WIDTH_RANGE if _is_conv(preset) else WIDTH_RANGE
 
 
 def sample(preset: str, index: int, base_seed: int = 0, sample_width: bool = False) -> dict:
@@ -53,5 +65,6 @@ def sample(preset: str, index: int, base_seed: int = 0, sample_width: bool = Fal
     for name, (low, high, _) in space_for(preset).items():
         out[name] = float(math.exp(rng.uniform(math.log(low), math.log(high))))
     if sample_width:
-        out["width"] = int(rng.integers(WIDTH_RANGE[0], WIDTH_RANGE[1] + 1))
+        low, high = width_range(preset)
+        out["width"] = int(rng.integers(low, high + 1))
     return out

@@ -130,6 +130,11 @@ def conv_names() -> list[str]:
     return list(CONV_PRESETS)
 
 
+def all_names() -> list[str]:
+    """Every preset name: the paper's MLPs (:func:`names`), then the conv presets."""
+    return names() + conv_names()
+
+
 def get(name: str) -> Preset:
     """The :class:`Preset` called ``name``; a clear error naming close matches otherwise."""
     every = {**PRESETS, **CONV_PRESETS}

@@ -40,13 +40,13 @@ def _read(name: str) -> dict:
 # ------------------------------------------------------------------------------- config files
 
 
-@pytest.mark.parametrize("family", ["ei", "inorm"])
+@pytest.mark.parametrize("family", space_module.FAMILIES)
 def test_committed_configs_are_generated_from_search_space(family):
     assert _read(f"{family}.json") == space_module.tuner_config(family), (
         "tuner_configs/ is stale: run `python -m ei_keras.tuning.space tuner_configs`")
 
 
-@pytest.mark.parametrize("family", ["ei", "inorm"])
+@pytest.mark.parametrize("family", space_module.FAMILIES)
 def test_config_file_round_trips_through_hyperparameters(family):
     from ei_keras import search_space
 
@@ -54,16 +54,20 @@ def test_config_file_round_trips_through_hyperparameters(family):
     assert hp.get_config() == _read(f"{family}.json")["hyperparameters"]
     config = hp.get_config()
     by_name = {e["config"]["name"]: e for e in config["space"]}
-    ranges = search_space.INORM_SPACE if family == "inorm" else search_space.EI_SPACE
+    ranges = {"ei": search_space.EI_SPACE, "inorm": search_space.INORM_SPACE,
+              "conv_ei": search_space.EI_SPACE,
+              "conv_inorm": search_space.CONV_INORM_SPACE}[family]
+    widths = search_space.CONV_WIDTH_RANGE if "conv" in family else search_space.WIDTH_RANGE
+    assert _read(f"{family}.json")["presets"] == space_module.family_presets(family)
     for name, (low, high, sampling) in ranges.items():
         assert by_name[name]["class_name"] == "Float"
         assert (by_name[name]["config"]["min_value"], by_name[name]["config"]["max_value"],
                 by_name[name]["config"]["sampling"]) == (low, high, sampling)
     assert (by_name["width"]["config"]["min_value"],
-            by_name["width"]["config"]["max_value"]) == search_space.WIDTH_RANGE
+            by_name["width"]["config"]["max_value"]) == widths
     assert config["values"]["depth"] == 2 and config["values"]["batch_size"] == 32
     assert config["values"]["momentum"] == 0.0 and config["values"]["epochs"] == 50
-    if family == "inorm":
+    if "inorm" in family:
         assert by_name["norm_weight"]["config"]["values"] == [0.001, 0.01, 0.1]
         assert config["values"]["norm_weight"] == 0.01
     else:
@@ -463,3 +467,23 @@ def test_stock_keras_tuner_hyperband_drives_the_hypermodel(tmp_path):
     best = tuner.oracle.get_best_trials(1)[0]
     assert best.score == pytest.approx(max(r.metrics["val_accuracy"] for r in runs
                                            if r.status == "ok"))
+
+
+def test_conv_presets_sweep_over_their_own_shipped_space(tmp_path):
+    """A conv preset's sweep reads ``tuner_configs/conv_inorm.json`` by default (its lr_e range
+    is a tenth of the MLP's) and trains conv networks; the MLP file names the right one."""
+    from ei_keras import search_space
+    from ei_keras.analysis import load_runs
+    from ei_keras.tuning import run_sweep
+
+    summary = run_sweep(None, preset="conv_inorm_gradnorm", luminosity=0.75, trials=2,
+                        out_dir=tmp_path, smoke=True, printer=lambda *_: None)
+    runs = load_runs(tmp_path)
+    assert summary["finished"] == 2 and len(runs) == 2
+    low, high, _ = search_space.CONV_INORM_SPACE["lr_e"]
+    for r in runs:
+        assert r.config["preset"] == "conv_inorm_gradnorm"
+        assert low <= r.config["opt"]["lr_e"] <= high
+    with pytest.raises(ValueError, match="use tuner_configs/conv_inorm.json"):
+        run_sweep(CONFIGS / "inorm.json", preset="conv_inorm", trials=1,
+                  out_dir=tmp_path / "x", smoke=True)

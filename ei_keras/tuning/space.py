@@ -60,7 +60,10 @@ PAPER_DEPTH = DEFAULT_DEPTH
 SMOKE_WIDTH_RANGE = (8, 16)
 SMOKE_WIDTH_STEP = 8
 
-FAMILIES = ("ei", "inorm")
+#: The families of presets that share a search space: one ``tuner_configs/<family>.json`` each.
+FAMILIES = ("ei", "inorm", "conv_ei", "conv_inorm")
+_FAMILY_TITLES = {"ei": "EI / LayerNorm", "inorm": "I-Norm",
+                  "conv_ei": "convolutional EI / LayerNorm", "conv_inorm": "convolutional I-Norm"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,32 +84,40 @@ class TunerConfig:
 
 
 def family(preset: str) -> str:
-    """``"inorm"`` for the I-Norm presets, ``"ei"`` for ``ei``, ``ei_ln`` and ``e_ln``."""
-    return "inorm" if "inorm" in preset else "ei"  # conv_inorm* too
+    """``"inorm"`` for the I-Norm presets, ``"ei"`` for ``ei``, ``ei_ln`` and ``e_ln``, and
+    ``"conv_inorm"`` / ``"conv_ei"`` for the conv presets."""
+    return ("conv_" if preset.startswith("conv_") else "") + (
+        "inorm" if "inorm" in preset else "ei")
 
 
 def family_presets(name: str) -> list[str]:
     """The zoo presets of family ``name``."""
     from ei_keras import zoo
 
-    return [p for p in zoo.names() if family(p) == name]
+    return [p for p in zoo.all_names() if family(p) == name]
 
 
 def _description(name: str) -> str:
     from ei_keras import search_space
 
-    space = search_space.INORM_SPACE if name == "inorm" else search_space.EI_SPACE
-    lo_w, hi_w = search_space.WIDTH_RANGE
+    example = family_presets(name)[0]
+    space = search_space.space_for(example)
+    lo_w, hi_w = search_space.width_range(example)
+    conv = name.startswith("conv_")
     rates = "; ".join(f"{k} ({sym}) {s}-uniform in [{lo:g}, {hi:g}]" for (k, (lo, hi, s)), sym in
                       zip(space.items(), ("eta_E", "eta_IE", "eta_EI")))
     text = (
         f"Search space of the paper's Table 1 sweeps (SPEC section 3) for the "
-        f"{'I-Norm' if name == 'inorm' else 'EI / LayerNorm'} presets: {rates}; hidden width "
-        f"uniform integer in [{lo_w}, {hi_w}]; fixed: depth {PAPER_DEPTH} hidden layers, batch "
-        f"{PAPER_BATCH_SIZE}, plain SGD (momentum 0, the presets' per-group learning rates), "
-        f"{PAPER_EPOCHS} epochs."
+        f"{_FAMILY_TITLES[name]} presets{' (beyond the paper)' if conv else ''}: {rates}; "
+        + ("filters of the last conv layer (the first has half)" if conv else "hidden width")
+        + f" uniform integer in [{lo_w}, {hi_w}]; fixed: depth {PAPER_DEPTH} hidden layers, "
+        f"batch {PAPER_BATCH_SIZE}, plain SGD (momentum 0, the presets' per-group learning "
+        f"rates), {PAPER_EPOCHS} epochs."
     )
-    if name == "inorm":
+    if conv:
+        text += (" A conv weight is shared by every location, so the conv I-Norm presets train "
+                 "at a tenth of the MLP's lr_e (README, 'Convolutional presets').")
+    if "inorm" in name:
         text += (f" The I-Norm loss weight lambda (norm_weight) is a choice on the grid "
                  f"{list(NORM_WEIGHT_GRID)}, default 0.01 (the paper's stated default).")
     text += (
@@ -122,7 +133,7 @@ def _description(name: str) -> str:
 
 
 def tuner_config(name: str) -> dict:
-    """The tuner configuration of family ``name`` (``"ei"`` or ``"inorm"``) as a JSON-ready
+    """The tuner configuration of family ``name`` (one of :data:`FAMILIES`) as a JSON-ready
     dict, derived from :mod:`ei_keras.search_space`."""
     import keras_tuner
 
@@ -131,11 +142,11 @@ def tuner_config(name: str) -> dict:
     if name not in FAMILIES:
         raise ValueError(f"Expected a family in {FAMILIES}. Received: name={name!r}")
     hp = keras_tuner.HyperParameters()
-    space = search_space.INORM_SPACE if name == "inorm" else search_space.EI_SPACE
-    for key, (low, high, sampling) in space.items():
+    example = family_presets(name)[0]
+    for key, (low, high, sampling) in search_space.space_for(example).items():
         hp.Float(key, float(low), float(high), sampling=sampling)
-    hp.Int("width", *search_space.WIDTH_RANGE)
-    if name == "inorm":
+    hp.Int("width", *search_space.width_range(example))
+    if "inorm" in name:
         hp.Choice("norm_weight", list(NORM_WEIGHT_GRID), default=0.01)
     hp.Fixed("depth", PAPER_DEPTH)
     hp.Fixed("batch_size", PAPER_BATCH_SIZE)
@@ -146,7 +157,8 @@ def tuner_config(name: str) -> dict:
 
 
 def write_tuner_configs(directory: str | os.PathLike[str] = "tuner_configs") -> list[Path]:
-    """(Re)write ``<directory>/ei.json`` and ``inorm.json`` from :func:`tuner_config`."""
+    """(Re)write ``<directory>/<family>.json`` for every one of :data:`FAMILIES` from
+    :func:`tuner_config`."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -303,12 +315,12 @@ def validate_tuner_config(config: Any, source: str = "tuner configuration") -> T
     description = config.get("description", "")
     if not isinstance(description, str):
         raise _fail("description", "a string", description)
-    presets = config.get("presets", zoo.names())
+    presets = config.get("presets", zoo.all_names())
     if not isinstance(presets, list) or not all(isinstance(p, str) for p in presets):
         raise _fail("presets", "a list of preset names", presets)
     for j, p in enumerate(presets):
-        if p not in zoo.names():
-            raise _fail(f"presets[{j}]", f"a preset name ({', '.join(zoo.names())})", p)
+        if p not in zoo.all_names():
+            raise _fail(f"presets[{j}]", f"a preset name ({', '.join(zoo.all_names())})", p)
     hps = config.get("hyperparameters")
     if not isinstance(hps, dict):
         raise _fail("hyperparameters", "an object {'space': [...], 'values': {...}} "
@@ -364,8 +376,9 @@ def load_tuner_config(path: str | os.PathLike[str]) -> TunerConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        shipped = ", ".join(f"tuner_configs/{name}.json" for name in FAMILIES)
         raise FileNotFoundError(f"No tuner configuration at {path}. The shipped ones are "
-                                "tuner_configs/ei.json and tuner_configs/inorm.json.") from None
+                                f"{shipped}.") from None
     try:
         config = json.loads(text)
     except json.JSONDecodeError as e:
