@@ -315,8 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="run (or resume) a recipe of the paper and report",
                        epilog=keys_epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p)
-    p.add_argument("recipe", help="fig2 ... fig7, timescales, defaults, demo, contrast or "
-                   "contrast_signal")
+    from ei_keras.recipes import PROTOCOLS  # imports no framework
+
+    p.add_argument("recipe", help=", ".join(PROTOCOLS))
     p.add_argument("--out", help="results folder (default runs/<recipe>); rerunning resumes")
     p.add_argument("--smoke", action="store_true", help="tiny size for CI")
     p.add_argument("--configs", type=_positive_int, help="configurations per cell (paper: 30)")
