@@ -375,11 +375,10 @@ def main(argv=None) -> int:
         args.overrides = [*(args.overrides or []), *extra]
     if getattr(args, "uses_keras", True) and not _select_backend(args, argv, may_reexec):
         return EXIT_INVALID
-    from ei_keras.config import ConfigError
-    from ei_keras.run_directory import RunDirectoryError, is_disk_full
-
     from ei_keras import interrupt
+    from ei_keras.config import ConfigError
     from ei_keras.parallel import WorkerDiedError
+    from ei_keras.run_directory import RunDirectoryError, is_disk_full
 
     try:
         with interrupt.sigterm_stops():  # clean up like Ctrl-C

@@ -2,9 +2,10 @@
 the KerasTuner configurations in ``tuner_configs/``.
 
 The paper's numeric ranges were lost in its text; these were chosen by measurement on this
-project's networks (README, "I-Norm presets on their defaults"): they bracket the learning rates at which
-each family trains within 3 epochs, and extend past them on both sides so that a sweep also
-samples the configurations where a family is fragile — as the paper's 30-configuration sweeps do.
+project's networks (README, "I-Norm presets on their defaults"): they bracket the learning
+rates at which each family trains within 3 epochs, and extend past them on both sides so that a
+sweep also samples the configurations where a family is fragile — as the paper's
+30-configuration sweeps do.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def space_for(preset: str) -> dict:
 
 
 def width_range(preset: str) -> tuple[int, int]:
-    """The width range of a preset's sweeps (:data:`WIDTH_RANGE`, conv: :data:`CONV_WIDTH_RANGE`)."""
+    """The width range of a preset's sweeps (:data:`WIDTH_RANGE`; conv presets:
+    :data:`CONV_WIDTH_RANGE`)."""
     return CONV_WIDTH_RANGE if _is_conv(preset) else WIDTH_RANGE
 
 

@@ -50,11 +50,11 @@ class Preset:
     network: str = "mlp"
 
 
-# Default hyperparameters were chosen by measurement (README "I-Norm presets on their defaults"): plain SGD,
-# momentum 0 (the paper's optimizer), lambda = 0.01 (the paper's stated default). I-Norm presets
-# clip each inhibitory variable's gradient norm at 0.1 (a stability guard, not in the reference
-# code): without it a large excitatory step makes the quartic normalization loss overshoot and
-# the divisive population collapse or explode.
+# Default hyperparameters were chosen by measurement (README "I-Norm presets on their
+# defaults"): plain SGD, momentum 0 (the paper's optimizer), lambda = 0.01 (the paper's stated
+# default). I-Norm presets clip each inhibitory variable's gradient norm at 0.1 (a stability
+# guard, not in the reference code): without it a large excitatory step makes the quartic
+# normalization loss overshoot and the divisive population collapse or explode.
 _EI_HP = {"lr_e": 0.05, "lr_ie": 0.01, "lr_ei": 0.001, "momentum": 0.0}
 _INORM_HP = {"lr_e": 0.05, "lr_ie": 0.3, "lr_ei": 0.1, "momentum": 0.0, "norm_weight": 0.01,
              "inhibitory_clipnorm": 0.1}
