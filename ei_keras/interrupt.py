@@ -4,8 +4,9 @@ A Python signal handler runs wherever the interpreter happens to be. Raising
 ``KeyboardInterrupt`` from it is immediate, but if it lands in a garbage-collection callback
 (JAX registers one) or an ``atexit`` function, Python prints "Exception ignored" and carries
 on: the run kept training after ``kill -TERM`` (measured under JAX with ``reproduce --jobs 2``).
-So :func:`stop_requested` also records the request, :class:`StopOnRequest` raises it again at
-the next batch of ``fit``, and :mod:`ei_keras.parallel` polls it while it waits for workers.
+So :func:`stop_requested` also records the request, and :func:`raise_if_requested` raises it
+again: at the next batch of ``fit`` (:func:`stop_on_request_callback`) and in the loop where
+:mod:`ei_keras.parallel` waits for its workers.
 """
 
 from __future__ import annotations
@@ -21,11 +22,6 @@ def stop_requested(signum=None, frame=None) -> None:
     global _requested
     _requested = True
     raise KeyboardInterrupt
-
-
-def requested() -> bool:
-    """Whether SIGTERM arrived since :func:`sigterm_stops` was entered."""
-    return _requested
 
 
 def raise_if_requested() -> None:
