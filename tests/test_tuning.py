@@ -484,6 +484,10 @@ def test_conv_presets_sweep_over_their_own_shipped_space(tmp_path):
     for r in runs:
         assert r.config["preset"] == "conv_inorm_gradnorm"
         assert low <= r.config["opt"]["lr_e"] <= high
+        trial = json.loads((Path(summary["project_dir"]) / f"trial_{r.trial_id}" /
+                            "trial.json").read_text())
+        assert r.config["loss"]["norm_weight"] == trial["hyperparameters"]["values"][
+            "norm_weight"]  # the trial's lambda is the one trained with
     with pytest.raises(ValueError, match="use tuner_configs/conv_inorm.json"):
         run_sweep(CONFIGS / "inorm.json", preset="conv_inorm", trials=1,
                   out_dir=tmp_path / "x", smoke=True)

@@ -42,7 +42,7 @@ class EIHyperModel(keras_tuner.HyperModel):
     ``{"val_accuracy": final accuracy on the held-out validation split}``.
 
     Args:
-        preset: a zoo preset name (:func:`ei_keras.zoo.names`).
+        preset: a zoo preset name (:func:`ei_keras.zoo.all_names`).
         luminosity: the shift half-width ``r``.
         runs_dir: where run directories go: ``<runs_dir>/<preset>/r<lum>/trial_<id>``.
         smoke: tiny runs for CI (:data:`ei_keras.config.SMOKE_OVERRIDES`).
@@ -88,7 +88,7 @@ class EIHyperModel(keras_tuner.HyperModel):
         from ei_keras.tuning.space import family
 
         out = {k: _plain(v) for k, v in hp.values.items() if k in SHORT_KEYS}
-        if family(self.preset) != "inorm":
+        if "inorm" not in family(self.preset):  # "inorm" and "conv_inorm" have lambda
             out.pop("norm_weight", None)
         return out
 
