@@ -38,7 +38,8 @@ WIDTH_RANGE = (100, 500)
 CONV_WIDTH_RANGE = (16, 48)
 
 
-def _is_conv(preset: str) -> bool:
+def is_conv(preset: str) -> bool:
+    """Whether ``preset`` is a convolutional preset (its zoo entry's ``network``)."""
     from ei_keras import zoo
 
     return zoo.get(preset).network == "conv"
@@ -49,13 +50,13 @@ def space_for(preset: str) -> dict:
     conv I-Norm presets, :data:`CONV_INORM_SPACE`)."""
     if "inorm" not in preset:
         return EI_SPACE
-    return CONV_INORM_SPACE if _is_conv(preset) else INORM_SPACE
+    return CONV_INORM_SPACE if is_conv(preset) else INORM_SPACE
 
 
 def width_range(preset: str) -> tuple[int, int]:
     """The width range of a preset's sweeps (:data:`WIDTH_RANGE`; conv presets:
     :data:`CONV_WIDTH_RANGE`)."""
-    return CONV_WIDTH_RANGE if _is_conv(preset) else WIDTH_RANGE
+    return CONV_WIDTH_RANGE if is_conv(preset) else WIDTH_RANGE
 
 
 def sample(preset: str, index: int, base_seed: int = 0, sample_width: bool = False) -> dict:

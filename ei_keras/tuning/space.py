@@ -86,7 +86,9 @@ class TunerConfig:
 def family(preset: str) -> str:
     """``"inorm"`` for the I-Norm presets, ``"ei"`` for ``ei``, ``ei_ln`` and ``e_ln``, and
     ``"conv_inorm"`` / ``"conv_ei"`` for the conv presets."""
-    return ("conv_" if preset.startswith("conv_") else "") + (
+    from ei_keras.search_space import is_conv
+
+    return ("conv_" if is_conv(preset) else "") + (
         "inorm" if "inorm" in preset else "ei")
 
 
