@@ -106,6 +106,7 @@ class INormDense(DaleDense):
                          seed=seed, **kwargs)
         # Normalization computes in float32 like keras.layers.LayerNormalization; the output
         # is cast back to compute_dtype (mixed precision without overflow in delta or L_norm).
+        # The weights are read in float32 too (`add_weight` below).
         self.autocast = False
         self.init_inhibition(inhibitory_units, trainable_ei, inhibitory_regularizer,
                              inhibitory_constraint)
@@ -144,6 +145,14 @@ class INormDense(DaleDense):
             name="norm_weight", shape=(), dtype="float32", trainable=False,
             initializer=keras.initializers.Constant(self._initial_norm_weight),
         )
+
+    def add_weight(self, *args, **kwargs):
+        """``keras.layers.Layer.add_weight`` with ``autocast=False`` (as Keras' normalization
+        layers make theirs): under a mixed-precision policy a layer called on its own (outside
+        a model) still opens an autocast scope, which would read the weights in float16 inside
+        this layer's float32 arithmetic."""
+        kwargs.setdefault("autocast", False)
+        return super().add_weight(*args, **kwargs)
 
     def _parts(self, x):
         """``(e, s, delta)``: excitatory drive, subtractive and divisive inhibition (float32)."""

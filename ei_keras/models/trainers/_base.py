@@ -59,6 +59,9 @@ def _supports_subset_updates(optimizer) -> bool:
     multi-optimizers."""
     from ei_keras.optimizers import DaleSGD
 
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        # Mixed precision: the loss-scale optimizer passes any subset on to the one it wraps.
+        optimizer = optimizer.inner_optimizer
     if isinstance(optimizer, DaleSGD):
         return True
     return not isinstance(optimizer, keras.optimizers.MultiOptimizer)
@@ -220,6 +223,17 @@ class DualLossTrainerBase:
         norm = self.normalization_loss()
         task = ops.cast(total, "float32") - norm
         return total, task, norm
+
+    def _scale_loss(self, loss):
+        """``loss`` times the optimizer's loss scale, as Keras' trainers scale the loss before
+        differentiating it: under ``mixed_float16`` Keras wraps the optimizer in a
+        ``keras.optimizers.LossScaleOptimizer``, which divides every gradient by its (dynamic)
+        scale, so each loss that gives gradients (the task loss and the normalization loss)
+        must be scaled by the same factor (also ``loss_scale_factor`` of any optimizer).
+        Reads the scale variable: on JAX call it inside a ``keras.StatelessScope`` that maps
+        the optimizer's variables."""
+        optimizer = getattr(self, "optimizer", None)
+        return loss if optimizer is None else optimizer.scale_loss(loss)
 
     def _schedule_is_default(self) -> bool:
         return self.inhibitory_steps == 1 and self.inhibitory_every == 1
