@@ -75,6 +75,8 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         epsilon: LayerNorm / I-Norm epsilon.
         seed: seed of the NumPy initialisation: the same seed gives the same weights on every
             backend.
+        split_bias: every layer's bias as ``bias_positive - bias_negative``, two non-negative
+            variables (for exponentiated-gradient training: ``DaleDense``).
         **kwargs: ``keras.Model`` arguments (``name``, ...).
 
     Example:
@@ -100,6 +102,7 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         init_distribution: str = "exponential",
         epsilon: float = 1e-5,
         seed: int | None = None,
+        split_bias: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -133,6 +136,8 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         self.init_distribution = init_distribution
         self.epsilon = float(epsilon)
         self.seed = seed
+        self.split_bias = bool(split_bias)
+        bias = {"split_bias": True} if self.split_bias else {}
         base = _dale._seed_or_draw(seed)
 
         self.hidden = []
@@ -142,16 +147,16 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
             layer_seed = base + 1000 * (i + 1)
             if hidden_layer == "ei":
                 layer = EIDense(units, init_distribution=init_distribution, seed=layer_seed,
-                                name=name)
+                                name=name, **bias)
             elif hidden_layer == "e":
                 layer = EDense(units, init_distribution=init_distribution, seed=layer_seed,
-                               name=name)
+                               name=name, **bias)
             else:
                 layer = INormDense(
                     units, error_normalization=self.error_normalization,
                     subtractive_only=subtractive_only, norm_weight=norm_weight,
                     trainable_ei=trainable_ei, epsilon=epsilon,
-                    init_distribution=init_distribution, seed=layer_seed, name=name,
+                    init_distribution=init_distribution, seed=layer_seed, name=name, **bias,
                 )
             self.hidden.append(layer)
             self.norms.append(
@@ -160,7 +165,8 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
                 if normalization == "layer_norm" else None
             )
         self.readout = EIDense(self.output_units, inhibitory_units=1,
-                               init_distribution=init_distribution, seed=base, name="readout")
+                               init_distribution=init_distribution, seed=base, name="readout",
+                               **bias)
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -202,4 +208,5 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
             "init_distribution": self.init_distribution,
             "epsilon": self.epsilon,
             "seed": self.seed,
+            "split_bias": self.split_bias,
         }
