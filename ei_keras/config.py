@@ -322,8 +322,9 @@ class OptConfig:
         Kind("float", low=0.0, high=1.0, high_open=True, optional=True), None,
         "SGD momentum of the inhibitory groups (None: as momentum)")
     inhibitory_clipnorm: float | None = _key(
-        Kind("float", low=0.0, low_open=True, optional=True), None,
-        "clip each inhibitory variable's gradient norm at this value")
+        Kind("float", low=0.0, optional=True), None,
+        "clip each inhibitory variable's gradient norm at this value (0: no clip; None: the "
+        "preset's, 0.1 for the I-Norm presets)")
     exponentiated: bool | None = _key(
         Kind("bool", optional=True), None,
         "exponentiated-gradient step for the excitatory group, w <- w exp(-lr_e sign(w) u) "

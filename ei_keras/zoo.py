@@ -89,6 +89,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            _inorm("decorrelate"), _INORM_HP),
     Preset("inorm_lateral", "Fig. 7", "I-Norm + lateral inhibition of the error with fixed "
            "random positive weights (Theorem 1)", _inorm("lateral"), _INORM_HP),
+    Preset("ei_ln_detached", "(code)", "EI network + LayerNorm forward with the identity "
+           "backward: activity normalized, error not (the paper code's normtype_detach)",
+           {"hidden_layer": "ei", "normalization": "layer_norm_detached"}, _EI_HP),
 ]}
 
 #: Filters of the conv presets' last layer when ``width`` is not set (the first has half).
@@ -121,7 +124,8 @@ CONV_PRESETS: dict[str, Preset] = {p.name: p for p in [
 
 
 def names() -> list[str]:
-    """The paper's preset names (the MLPs), in the paper's order."""
+    """The paper's preset names (the MLPs): its figures' conditions in the paper's order, then
+    ``ei_ln_detached`` (an option of the paper's code, in no figure)."""
     return list(PRESETS)
 
 

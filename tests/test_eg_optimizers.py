@@ -301,3 +301,4 @@ def test_cli_trains_with_eg_and_saves_it(tmp_path, capsys):
     model = keras.models.load_model(out / "model.keras")
     assert type(group_optimizers(model.optimizer)["excitatory"]) is ExponentiatedSGD
     assert model.split_bias is True
+

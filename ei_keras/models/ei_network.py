@@ -5,12 +5,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ei_keras.layers import EDense, EIDense, INormDense, _dale
+from ei_keras.layers import DetachedLayerNormalization, EDense, EIDense, INormDense, _dale
 from ei_keras.models.trainers import DualLossTrainer, portable_compile_config  # noqa: F401
 from ei_keras.ops import error_normalization as _errnorm
 
 HIDDEN_LAYERS = ("ei", "e", "inorm")
-NORMALIZATIONS = (None, "layer_norm")
+NORMALIZATIONS = (None, "layer_norm", "layer_norm_detached")
 
 
 class HiddenNormWeight:
@@ -63,8 +63,10 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         hidden_units: widths of the hidden layers (paper: two layers).
         hidden_layer: ``"ei"`` (:class:`EIDense`), ``"e"`` (:class:`EDense`) or ``"inorm"``
             (:class:`INormDense`).
-        normalization: ``None`` or ``"layer_norm"`` (``keras.layers.LayerNormalization`` without
-            gain or bias, before the ReLU); not used with ``"inorm"``.
+        normalization: ``None``, ``"layer_norm"`` (``keras.layers.LayerNormalization`` without
+            gain or bias, before the ReLU) or ``"layer_norm_detached"`` (its forward with the
+            identity backward: :class:`~ei_keras.layers.DetachedLayerNormalization`); not used
+            with ``"inorm"``.
         error_normalization: I-Norm layers' error-normalization mode.
         subtractive_only: I-Norm layers without the divisive population.
         norm_weight: ``lambda`` of the I-Norm normalization loss.
@@ -159,11 +161,14 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
                     init_distribution=init_distribution, seed=layer_seed, name=name, **bias,
                 )
             self.hidden.append(layer)
-            self.norms.append(
-                keras.layers.LayerNormalization(center=False, scale=False, epsilon=epsilon,
-                                                name=f"layer_norm_{i + 1}")
-                if normalization == "layer_norm" else None
-            )
+            if normalization == "layer_norm":
+                norm = keras.layers.LayerNormalization(center=False, scale=False,
+                                                       epsilon=epsilon, name=f"layer_norm_{i + 1}")
+            elif normalization == "layer_norm_detached":
+                norm = DetachedLayerNormalization(epsilon=epsilon, name=f"layer_norm_{i + 1}")
+            else:
+                norm = None
+            self.norms.append(norm)
         self.readout = EIDense(self.output_units, inhibitory_units=1,
                                init_distribution=init_distribution, seed=base, name="readout",
                                **bias)
