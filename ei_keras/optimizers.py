@@ -7,6 +7,10 @@ inhibitory output weights (``W_EI``, ``B_EI``: ``lr_ei``). :func:`dale_optimizer
 by its path, so there is one optimizer state, threaded through JAX's stateless step like any
 other optimizer, saved in ``.keras`` files, and the ``NonNeg`` constraints are applied after
 every update. :func:`dale_sgd` is the paper's choice: plain SGD in every group.
+
+:class:`ExponentiatedSGD` and :class:`ExponentiatedAdam` are the exponentiated-gradient (EG)
+optimizers, ``w <- w * exp(-lr * sign(w) * u)``: sign-preserving without any constraint, for
+any group (``dale_sgd(exponentiated=True)``, or an instance in :func:`dale_optimizer`).
 """
 
 from __future__ import annotations
