@@ -302,3 +302,14 @@ def test_cli_trains_with_eg_and_saves_it(tmp_path, capsys):
     assert type(group_optimizers(model.optimizer)["excitatory"]) is ExponentiatedSGD
     assert model.split_bias is True
 
+
+
+@pytest.mark.parametrize("preset", ["e_ln", "conv_ei", "conv_inorm_gradnorm"])
+def test_split_bias_reaches_every_layer_of_the_other_networks(preset):
+    model = zoo.build(preset, width=8, seed=0, split_bias=True)
+    names = [v.path.rsplit("/", 1)[-1] for v in model.trainable_variables]
+    assert "bias" not in names
+    assert names.count("bias_positive") == names.count("bias_negative") == 3  # 2 hidden + readout
+    assert model.get_config()["split_bias"] is True
+    x = np.random.default_rng(0).uniform(size=(2, 784)).astype("float32")
+    assert np.isfinite(keras.ops.convert_to_numpy(model(x))).all()
