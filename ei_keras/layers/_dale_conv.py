@@ -51,7 +51,8 @@ class DaleConv2D:
     Conv2D's arguments in Conv2D's order: ``filters``, ``kernel_size``, ``strides``,
     ``padding``, ``data_format`` (``"channels_last"`` only), ``dilation_rate``, ``groups`` (1
     only), ``activation``, ``use_bias``, the initializers, regularizers and constraints; the
-    E-I specifics are keyword-only and go to the dense layer (``units`` = ``filters``). ``kernel_initializer`` is called with Conv2D's kernel shape
+    E-I specifics are keyword-only and go to the dense layer (``units`` = ``filters``).
+    ``kernel_initializer`` is called with Conv2D's kernel shape
     ``(kh, kw, in_channels, filters)``.
     """
 
