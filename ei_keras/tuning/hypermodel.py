@@ -77,15 +77,25 @@ class EIHyperModel(keras_tuner.HyperModel):
         declare_space: keyword-only, whether ``build`` declares the family's search space
             (default True). ``ei-keras sweep`` turns it off: its space is exactly the file's.
 
-    Example: a stock KerasTuner tuner on the user's data, searching the family's space.
+    Example: a stock KerasTuner tuner on the user's data (20 features, 3 classes); the
+    width range is the user's, the rest of the ``ei`` family's space is declared by ``build``.
 
     ```python
     import keras_tuner
+    import numpy as np
     from ei_keras.tuning import EIHyperModel
 
-    tuner = keras_tuner.RandomSearch(EIHyperModel("ei_ln", input_dim=20, num_classes=3),
-                                     objective="val_accuracy", max_trials=3)
-    tuner.search(x, y, validation_data=(x_val, y_val), epochs=5, batch_size=32)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 20), dtype=np.float32), np.arange(64) % 3
+    hp = keras_tuner.HyperParameters()
+    hp.Int("width", 8, 16)
+    tuner = keras_tuner.RandomSearch(
+        EIHyperModel("ei_ln", input_dim=20, num_classes=3, printer=lambda *a: None),
+        hyperparameters=hp, objective="val_accuracy", max_trials=2, seed=1,
+        directory="runs/tuner", project_name="mine")
+    tuner.search(x, y, validation_split=0.25, epochs=1, verbose=0)
+    len(tuner.oracle.trials)  # 2
+    "lr_e" in tuner.get_best_hyperparameters()[0].values  # True
     ```
     """
 
