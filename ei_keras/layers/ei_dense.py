@@ -40,6 +40,7 @@ class EIDense(DaleDense):
         inhibitory_regularizer: keyword-only, regularizer of ``W_IE`` and ``W_EI``.
         inhibitory_constraint: keyword-only, constraint of ``W_IE`` and ``W_EI``, applied
             before Dale's sign.
+        split_bias: keyword-only, the bias as two non-negative parts (for EG training).
         **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
 
     Attributes:
@@ -104,4 +105,5 @@ class EIDense(DaleDense):
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)
         z = self.project(x, self.W_EE) - dense_t(self.project(x, self.W_IE), self.W_EI)
-        return self.activation(z if self.bias is None else z + self.bias)
+        b = self.bias_term()
+        return self.activation(z if b is None else z + b)
