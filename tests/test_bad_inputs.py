@@ -187,20 +187,6 @@ def test_every_preset_hyperparameter_is_settable(tmp_path, capsys):
     assert hp["label_smoothing"] == 0.0
 
 
-def test_a_huge_but_finite_final_loss_is_diverged():
-    from ei_keras import zoo
-    from ei_keras.divergence import DivergenceMonitor
-
-    monitor = DivergenceMonitor()
-    monitor.set_model(zoo.build("ei_ln", width=8, seed=0))
-    monitor.on_train_end({"loss": 1.5e13})
-    assert monitor.diverged and "1.5e+13" in monitor.message
-    fine = DivergenceMonitor()
-    fine.set_model(zoo.build("ei_ln", width=8, seed=0))
-    fine.on_train_end({"loss": 2.3})
-    assert not fine.diverged
-
-
 def test_report_refuses_an_impossible_accuracy(tmp_path, capsys):
     out = tmp_path / "run"
     assert call(capsys, ["train", "--preset", "ei_ln", "--smoke", "--out", str(out), *TINY])[0] == 0
