@@ -56,8 +56,9 @@ class DivergenceMonitor(keras.callbacks.Callback):
     ``excursion`` is None, or (once the loss passed ``max_loss`` or a weight ``max_abs_weight``
     while finite) a dict: ``first_step`` / ``first_epoch`` (1-based) of the first check that saw
     it, ``last_step``, ``what`` it was, ``peak_loss`` and ``peak_abs_weight`` (the largest seen
-    while out of bounds, None when that bound was not passed) and ``cause`` (the group whose
-    weights had grown most since the last snapshot within the bounds, None without one). The
+    while out of bounds, None when that bound was not passed), ``cause`` (the group whose
+    weights had grown most since the last snapshot within the bounds, None without one) and a
+    ``message`` naming the learning rate to lower should the final accuracy be poor. The
     loss checked is the one Keras logs: the epoch's running mean. Training goes on.
 
     Args:
@@ -139,10 +140,14 @@ class DivergenceMonitor(keras.callbacks.Callback):
         if event is None:
             arrays = self._trainable_arrays() if arrays is None else arrays
             cause = None if self._bounded is None else self._most_grown(self._bounded, arrays)
+            head = (f"Training passed the stability bounds by step {self._global_step} (epoch "
+                    f"{self._epoch + 1}): {what}; it trained on and is scored by its final "
+                    "accuracy")
             event = self.excursion = {
                 "first_step": self._global_step, "first_epoch": self._epoch + 1,
                 "last_step": self._global_step, "what": what, "peak_loss": None,
-                "peak_abs_weight": None, "cause": cause}
+                "peak_abs_weight": None, "cause": cause,
+                "message": self._compose(cause, what, exact=False, head=head)}
         event["last_step"] = self._global_step
         for key, value in (("peak_loss", loss), ("peak_abs_weight", weight)):
             if value is not None and (event[key] is None or value > event[key]):
@@ -271,9 +276,9 @@ class DivergenceMonitor(keras.callbacks.Callback):
         self.step, self.epoch, self.cause = step, epoch, cause
         self.message = self._compose(cause, what, exact=True)
 
-    def _compose(self, cause, what: str, exact: bool) -> str:
+    def _compose(self, cause, what: str, exact: bool, head: str | None = None) -> str:
         where = (f"at step {self.step}" if exact else f"by step {self.step}")
-        head = f"Training diverged {where} (epoch {self.epoch + 1}): {what}"
+        head = head or f"Training diverged {where} (epoch {self.epoch + 1}): {what}"
         if cause == "input":
             return (f"{head}. The input is at fault, not a learning rate: check the data files "
                     "(data.data_dir) and any transform applied to them.")

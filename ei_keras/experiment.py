@@ -292,5 +292,7 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
     printer(f"[done] {label}: " + (f"test accuracy {100 * acc:.2f} %" if acc is not None
                                    else "no accuracy") +
             (f" — DIVERGED: {metrics['message']}" if diverged else "") +
+            (f" — {metrics['stability']['message']}" if metrics["stability"] and not diverged
+             else "") +
             f" ({metrics['wall_time_s']:.0f} s)")
     return metrics

@@ -378,6 +378,10 @@ def format_settings(runs: Sequence[RunRecord]) -> str:
             if k in _HEADLINE_SETTINGS:
                 shared.append(f"{k} = {prints[0].get(k)}")
         else:
+            numbers = [p.get(k) for p in prints]
+            if k in _HEADLINE_SETTINGS and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+                k = f"{k} ({min(numbers):g}–{max(numbers):g})"  # e.g. the sampled widths
             varying.append(k)
     out = "Settings shared by all runs: " + (", ".join(shared) if shared else "none") + "."
     if varying:
