@@ -51,7 +51,8 @@ class DivergenceMonitor(keras.callbacks.Callback):
     After a stop (and :meth:`locate`), ``diverged`` is True, ``step`` holds the global training
     step (1-based), ``epoch`` the epoch (0-based), ``cause`` is ``"input"``, a group name
     (``"excitatory"``, ``"inhibitory_input"``, ``"inhibitory_output"``) or None, and ``message``
-    says what happened and what to change.
+    says what happened and what to change (after a stability event, the learning rate of the
+    group that left the bounds first).
 
     ``excursion`` is None, or (once the loss passed ``max_loss`` or a weight ``max_abs_weight``
     while finite) a dict: ``first_step`` / ``first_epoch`` (1-based) of the first check that saw
@@ -277,6 +278,12 @@ class DivergenceMonitor(keras.callbacks.Callback):
         self.message = self._compose(cause, what, exact=True)
 
     def _compose(self, cause, what: str, exact: bool, head: str | None = None) -> str:
+        event = self.excursion
+        if head is None and event and event.get("cause") and cause != "input":
+            # a stop after an excursion: the advice names where it started
+            what = (f"{what}; it had first passed the stability bounds by step "
+                    f"{event['first_step']} (epoch {event['first_epoch']}: {event['what']})")
+            cause = event["cause"]
         where = (f"at step {self.step}" if exact else f"by step {self.step}")
         head = head or f"Training diverged {where} (epoch {self.epoch + 1}): {what}"
         if cause == "input":
