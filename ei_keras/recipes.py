@@ -22,6 +22,7 @@ from ei_keras.config import (
     ConfigError,
     RunConfig,
     ShiftFamily,
+    _items,
 )
 from ei_keras.run_directory import shift_dir
 
@@ -180,6 +181,10 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
                           f"{configs!r}")
     n = configs or (protocol.smoke.get("configs", 1) if smoke else protocol.configs)
     sizes = sizes or (protocol.smoke.get("sizes", protocol.sizes) if smoke else protocol.sizes)
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError(f"Expected each shift size once. Received: "
+                          f"{', '.join(f'{x:g}' for x in sizes)}: give each size once.")
+    user_keys = [key for key, _ in _items(overrides or {})]
     size_key = protocol.family.size_key
     fixed = {"train.epochs": protocol.epochs, **protocol.overrides,
              **(protocol.smoke.get("overrides", {}) if smoke else {})}
@@ -193,6 +198,10 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
                         "data.shift": protocol.shift, size_key: size, **fixed_here}
                 if condition != preset:
                     cell["condition"] = condition
+                # What the recipe sets per cell (its conditions, shift family and size, run
+                # seeds, a variant's fixed keys) cannot be overridden for every cell at once;
+                # the sampled learning rates can (one rate for every configuration).
+                _refuse_per_cell_overrides(protocol, user_keys, {"condition", *cell})
                 if protocol.sweep:
                     drawn = search_space.sample(preset, i, base_seed=seed)
                     cell.update({f"opt.{k}": v for k, v in drawn.items()})
@@ -201,6 +210,34 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
                 cells.append((Path(condition) / shift_dir(protocol.shift, size) /
                               f"cfg{i:02d}", cfg))
     return cells
+
+
+def _refuse_per_cell_overrides(protocol: Protocol, user_keys, per_cell) -> None:
+    """Raise ConfigError when a dotted override sets a key the recipe sets per cell, naming the
+    recipe's own option for it (a ``data.luminosity=0.3`` would train every cell at r 0.3 and
+    file the copies under each r folder)."""
+    clash = [key for key in user_keys if key in per_cell]
+    if not clash:
+        return
+    key = clash[0]
+    size_key = protocol.family.size_key
+    if key == size_key:
+        fix = f"give the sizes with --{size_key.split('.', 1)[1]} instead"
+    elif key == "seed":
+        fix = (f"give --seed instead (configuration i trains with run seed "
+               f"seed x {SEEDS_PER_DRAW} + i)")
+    elif key == "data.shift":
+        others = [p.name for p in PROTOCOLS.values() if p.shift != protocol.shift]
+        fix = (f"it trains the {protocol.shift} shift; another family has its own recipes "
+               f"({', '.join(others)})")
+    elif key in ("preset", "condition"):
+        fix = (f"its conditions are {', '.join(protocol.conditions)}; train another preset "
+               "with ei-keras train --preset, or run the recipe that compares it")
+    else:
+        fix = (f"its conditions {', '.join(protocol.variants)} set it; train another value "
+               "with ei-keras train")
+    raise ConfigError(f"Recipe {protocol.name} sets {key} per cell, so {key}= cannot override "
+                      f"it for every cell: {fix}.")
 
 
 def parse_shard(text: str) -> tuple[int, int]:

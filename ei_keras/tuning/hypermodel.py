@@ -80,6 +80,10 @@ class EIHyperModel(keras_tuner.HyperModel):
         self.save_model = bool(save_model)
         self.printer = printer
         self.label = f"{preset} {lum_dir(luminosity)}"
+        #: The search that drives it (``--tuner``: set by :class:`ei_keras.tuning.SweepTuner`;
+        #: None under another tuner), recorded with each trial so that a report never pools
+        #: two searches.
+        self.tuner_kind = None
 
     # ---------------------------------------------------------------------------------------
     def values(self, hp) -> dict:
@@ -139,6 +143,7 @@ class EIHyperModel(keras_tuner.HyperModel):
         Hyperband can continue a trial from its checkpoint; the run directory is
         ``trial_<digest of the values and epochs>``.
         """
+        from ei_keras.data import DataFileError
         from ei_keras.experiment import resolve, run_experiment
         from ei_keras.run_directory import load_run, sort_finished, stale_runs_error
 
@@ -171,14 +176,17 @@ class EIHyperModel(keras_tuner.HyperModel):
         else:
             self.printer(f"[sweep {self.label}] trial {trial_id} ({tuner_id}) starts: {shown}")
             record = {"trial_id": trial_id, "sweep": {"tuner_id": tuner_id, "values": values,
-                                                      "project": self.name}}
+                                                      "project": self.name,
+                                                      "tuner": self.tuner_kind}}
             try:
                 metrics = run_experiment(
                     cfg, final, printer=self.printer, overwrite=True, record=record,
                     model=model if stock else None, callbacks=callbacks if stock else (),
                     initial_epoch=initial_epoch if stock else 0)
-            except (ConfigError, FileNotFoundError) as e:  # no later trial can do better
-                raise keras_tuner.errors.FatalValueError(str(e)) from e
+            except (ConfigError, FileNotFoundError, DataFileError) as e:  # no later trial
+                raise keras_tuner.errors.FatalValueError(str(e)) from e  # can do better
+            except Exception as e:  # out of memory, ...: stop the sweep, never record the
+                raise keras_tuner.errors.FatalError(str(e)) from e  # trial as finished
         accuracy = metrics.get(OBJECTIVE)
         ok = metrics.get("status") == "ok" and isinstance(accuracy, (int, float)) and \
             math.isfinite(accuracy)
