@@ -277,6 +277,8 @@ def _report(args, root, scan) -> int:
               f"{len(scan.corrupt)} corrupt{skipped}): give the --out of a train, reproduce "
               "or sweep command", file=sys.stderr)
         return EXIT_INVALID
+    for path, why in scan.corrupt:  # left out of the statistics, never counted at chance
+        print(f"note: skipped corrupt run {path}: {why}", file=sys.stderr)
     tuners: dict[tuple, set] = {}
     for run in scan.runs:
         tuners.setdefault((run.condition, run.shift_size), set()).add(sweep_tuner(run))

@@ -501,7 +501,7 @@ def _check_applicable(flat: Mapping[str, Any], given: Iterable[str]) -> None:
                        f"{SHIFT_FAMILIES[flat['data.shift']].size_key}")
             else:
                 why = f"preset {flat['preset']} has no I-Norm layer"
-            raise ConfigError(f"`{key}` does not apply to this run ({why}), so it would be "
+            raise ConfigError(f"`{key}` does not apply here ({why}), so it would be "
                               f"recorded but never used. Received: {key}={flat[key]!r}; leave "
                               "it out (or set the key that applies).")
 

@@ -172,8 +172,9 @@ def _worker(tasks, done, cpu_set: list[int], threads: int) -> None:
     try:
         _work(tasks, done, cpu_set, threads)
     except KeyboardInterrupt:  # stopped; run_experiment left nothing behind
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second stop: already ending
         done.cancel_join_thread()  # the parent may no longer read what is queued
+    finally:  # ending (its work done, or stopped): a stop from now on ends it at once, with
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # no traceback from the queue's exit
 
 
 def _work(tasks, done, cpu_set: list[int], threads: int) -> None:

@@ -17,12 +17,14 @@ from pathlib import Path
 
 from ei_keras.config import (
     DEFAULT_WIDTH,
+    KINDS,
     SHIFT_FAMILIES,
     SMOKE_OVERRIDES,
     ConfigError,
     RunConfig,
     ShiftFamily,
     _items,
+    inapplicable_keys,
 )
 from ei_keras.run_directory import shift_dir
 
@@ -184,11 +186,14 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
     if len(set(sizes)) != len(sizes):
         raise ConfigError(f"Expected each shift size once. Received: "
                           f"{', '.join(f'{x:g}' for x in sizes)}: give each size once.")
-    user_keys = [key for key, _ in _items(overrides or {})]
+    user = dict(_items(overrides or {}))
+    for key, value in user.items():  # a bad override fails before any cell
+        RunConfig().get(key)  # an unknown key, with close matches
+        KINDS[key].parse(key, value)
+    unused_everywhere = _keys_no_cell_uses(protocol, conditions, user)
     size_key = protocol.family.size_key
     fixed = {"train.epochs": protocol.epochs, **protocol.overrides,
              **(protocol.smoke.get("overrides", {}) if smoke else {})}
-    RunConfig().with_overrides(overrides or {})  # a bad override fails before any cell
     cells = []
     for condition in conditions or protocol.conditions:
         preset, fixed_here = protocol.variants.get(condition, (condition, {}))
@@ -201,15 +206,29 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
                 # What the recipe sets per cell (its conditions, shift family and size, run
                 # seeds, a variant's fixed keys) cannot be overridden for every cell at once;
                 # the sampled learning rates can (one rate for every configuration).
-                _refuse_per_cell_overrides(protocol, user_keys, {"condition", *cell})
+                _refuse_per_cell_overrides(protocol, list(user), {"condition", *cell})
                 if protocol.sweep:
                     drawn = search_space.sample(preset, i, base_seed=seed)
                     cell.update({f"opt.{k}": v for k, v in drawn.items()})
-                cfg = RunConfig().with_overrides({**cell, **fixed}).with_overrides(
-                    overrides or {})  # the user's overrides win over sampled rates
+                base = RunConfig().with_overrides({**cell, **fixed})
+                # An override applies to the cells it can change (loss.norm_weight to the
+                # I-Norm conditions); one no cell uses is refused by with_overrides.
+                skip = set(inapplicable_keys(base.flat())) - unused_everywhere
+                cfg = base.with_overrides({k: v for k, v in user.items() if k not in skip})
                 cells.append((Path(condition) / shift_dir(protocol.shift, size) /
                               f"cfg{i:02d}", cfg))
     return cells
+
+
+def _keys_no_cell_uses(protocol: Protocol, conditions, user: dict) -> set[str]:
+    """The overridden keys that apply to none of the protocol's conditions (their preset and
+    the protocol's shift): :func:`ei_keras.config.inapplicable_keys` decides."""
+    out = set(user)
+    for condition in conditions or protocol.conditions:
+        preset = protocol.variants.get(condition, (condition, {}))[0]
+        out -= set(user) - set(inapplicable_keys({"preset": preset,
+                                                  "data.shift": protocol.shift}))
+    return out
 
 
 def _refuse_per_cell_overrides(protocol: Protocol, user_keys, per_cell) -> None:
