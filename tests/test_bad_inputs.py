@@ -677,6 +677,34 @@ def test_sweep_checks_its_data_before_the_tuner_starts(kind, words, tmp_path, ca
     assert "finished: 1/1 trials" in text and len(list(out.rglob("metrics.json"))) == 1
 
 
+def test_a_trial_that_fails_is_not_recorded_as_finished(tmp_path):
+    """A trial whose run raises (bad data met mid-sweep here) stops the sweep without being
+    recorded as finished: the next search runs it."""
+    import keras_tuner
+
+    from ei_keras.tuning import EIHyperModel, SweepTuner
+    from ei_keras.tuning import space as space_module
+
+    space = space_module.resize_space(space_module.load_search_space(
+        ROOT / "tuner_configs" / "ei.json"), smoke=True)
+
+    def tuner(data_dir):
+        hypermodel = EIHyperModel("ei_ln", 0.75, tmp_path / "runs", smoke=True,
+                                  overrides={"data.data_dir": str(data_dir)},
+                                  printer=lambda *a: None)
+        return SweepTuner(hypermodel, space, max_trials=1, seed=1, directory=tmp_path,
+                          project_name="p", printer=lambda *a: None)
+
+    first = tuner(bad_data_dir(tmp_path, "truncated"))
+    with pytest.raises(keras_tuner.errors.FatalValueError, match="truncated"):
+        first.search(verbose=0)
+    assert all(t.status not in ("COMPLETED", "FAILED") for t in first.oracle.trials.values())
+    again = tuner(DEBIAN)
+    again.search(verbose=0)
+    assert [t.status for t in again.oracle.trials.values()] == ["COMPLETED"]
+    assert len(list((tmp_path / "runs").rglob("metrics.json"))) == 1
+
+
 @pytest.mark.parametrize("value", [None, float("nan")])
 def test_report_refuses_an_ok_run_without_an_accuracy(value, tmp_path, capsys):
     """An "ok" run with a null (or NaN) accuracy is corrupt: named, never counted as a

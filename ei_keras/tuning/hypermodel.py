@@ -89,11 +89,11 @@ class EIHyperModel(keras_tuner.HyperModel):
     def values(self, hp) -> dict:
         """The trial's hyperparameter values that this preset uses (``norm_weight`` only for the
         I-Norm presets)."""
-        from ei_keras.tuning.space import family
+        from ei_keras import zoo
 
         out = {k: _plain(v) for k, v in hp.values.items() if k in SHORT_KEYS}
-        if "inorm" not in family(self.preset):  # "inorm" and "conv_inorm" have lambda
-            out.pop("norm_weight", None)
+        for name in zoo.unused_hyperparameters(self.preset):  # lambda without I-Norm
+            out.pop(name, None)
         return out
 
     def run_dir(self, trial_id: str) -> Path:
