@@ -19,11 +19,12 @@ Examples::
 
 Exit codes: 0 done; 1 a worker process of ``--jobs`` died (killed from outside, e.g. by the
 kernel's OOM killer; finished runs are kept); 2 invalid input or an unusable location (one
-``error:`` line, nothing written); 3 the run diverged (``train``; its run directory is
-written); 4/5 a distributed sweep gave up waiting (``sweep --help``); 6 out of memory (an
-allocation refused: NumPy's MemoryError, a backend's out-of-memory error; nothing half-written
-is left); 130 interrupted (Ctrl-C or SIGTERM; finished runs are kept, nothing half-written is
-left).
+``error:`` line, nothing written); 3 the run diverged: a non-finite loss or weight stopped it
+(``train``; its run directory is written; a finite excursion past the bounds is a ``warning:``
+line, exit 0); 4/5 a distributed sweep gave up waiting (``sweep --help``); 6 out of memory (an
+allocation refused: NumPy's MemoryError, a backend's out-of-memory error; nothing
+half-written is left); 130 interrupted (Ctrl-C or SIGTERM; finished runs are kept, nothing
+half-written is left).
 """
 
 from __future__ import annotations
@@ -218,6 +219,8 @@ def cmd_train(args) -> int:
     if metrics["status"] == "diverged":
         print(f"error: {metrics['message']}", file=sys.stderr)
         return EXIT_DIVERGED
+    if metrics.get("stability"):  # past the bounds but finite: trained on, scored (exit 0)
+        print(f"warning: {metrics['stability']['message']}", file=sys.stderr)
     return 0
 
 
