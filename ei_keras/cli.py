@@ -17,12 +17,14 @@ Examples::
     ei-keras demo
     ei-keras sweep --config tuner_configs/inorm.json --preset inorm_gradnorm --luminosity 0.75
 
-Exit codes: 0 done; 1 a worker process of ``--jobs`` died (killed, out of memory; finished
-runs are kept); 2 invalid input or an unusable location (one ``error:`` line, nothing
-written); 3 the run diverged: a non-finite loss or weight stopped it (``train``; its run
-directory is written; a finite excursion past the bounds is a ``warning:`` line, exit 0); 4/5 a
-distributed sweep gave up waiting (``sweep --help``); 130 interrupted (Ctrl-C or SIGTERM;
-finished runs are kept, nothing half-written is left).
+Exit codes: 0 done; 1 a worker process of ``--jobs`` died (killed from outside, e.g. by the
+kernel's OOM killer; finished runs are kept); 2 invalid input or an unusable location (one
+``error:`` line, nothing written); 3 the run diverged: a non-finite loss or weight stopped it
+(``train``; its run directory is written; a finite excursion past the bounds is a ``warning:``
+line, exit 0); 4/5 a distributed sweep gave up waiting (``sweep --help``); 6 out of memory (an
+allocation refused: NumPy's MemoryError, a backend's out-of-memory error; nothing
+half-written is left); 130 interrupted (Ctrl-C or SIGTERM; finished runs are kept, nothing
+half-written is left).
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ from ei_keras.backend_choice import BACKENDS, BackendError, choose
 EXIT_WORKER_DIED = 1
 EXIT_INVALID = 2
 EXIT_DIVERGED = 3
+EXIT_OUT_OF_MEMORY = 6
 EXIT_INTERRUPTED = 130
+#: The condition ``report`` compares the others with unless ``--reference`` names one.
+DEFAULT_REFERENCE = "ei_ln"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,6 +114,9 @@ def _numbers(text: str, ok, expected: str) -> list[float]:
             value = float("nan")
         if not ok(value):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {part.strip()!r}")
+        if value in out:
+            raise argparse.ArgumentTypeError(f"{value:g} is given twice in {text!r}: give each "
+                                             "size once")
         out.append(value)
     return out
 
@@ -271,6 +279,7 @@ def cmd_report(args) -> int:
 
 def _report(args, root, scan) -> int:
     from ei_keras.analysis import compare_to_reference, summarize, write_report
+    from ei_keras.analysis.runs import sweep_tuner
     from ei_keras.run_directory import check_writable_folder
 
     if not scan.runs:
@@ -279,9 +288,32 @@ def _report(args, root, scan) -> int:
               f"{len(scan.corrupt)} corrupt{skipped}): give the --out of a train, reproduce "
               "or sweep command", file=sys.stderr)
         return EXIT_INVALID
+    for path, why in scan.corrupt:  # left out of the statistics, never counted at chance
+        print(f"note: skipped corrupt run {path}: {why}", file=sys.stderr)
+    tuners: dict[tuple, set] = {}
+    for run in scan.runs:
+        tuners.setdefault((run.condition, run.shift_size), set()).add(sweep_tuner(run))
+    for (condition, size), kinds in tuners.items():
+        kinds = sorted(kinds - {None})
+        if len(kinds) > 1:
+            print(f"error: {root} holds the trials of several sweeps ({', '.join(kinds)}) of "
+                  f"{condition} at size {size}, which a report would pool as one condition: "
+                  "report each tuner's sweep folder on its own", file=sys.stderr)
+            return EXIT_INVALID
+    known = sorted({run.condition for run in scan.runs})
+    reference = args.reference or DEFAULT_REFERENCE
+    if reference not in known:
+        listed = f"the conditions of {root} are {', '.join(known)}"
+        if args.reference:
+            print(f"error: --reference {args.reference} is not a condition of these runs: "
+                  f"{listed}; pass one of them", file=sys.stderr)
+            return EXIT_INVALID
+        print(f"note: no runs of the default reference {reference} under {root}, so there is "
+              f"nothing to compare with: {listed}; pass --reference <one of them>",
+              file=sys.stderr)
     check_writable_folder(args.out or root, "--out" if args.out else "the runs folder")
-    path = write_report(root, out_dir=args.out, reference=args.reference)
-    print(summarize(compare_to_reference(scan.runs, reference=args.reference)))
+    path = write_report(root, out_dir=args.out, reference=reference)
+    print(summarize(compare_to_reference(scan.runs, reference=reference)))
     print(f"report: {path}")
     return 0
 
@@ -351,8 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, uses_keras=False)
     p.add_argument("runs", help="a directory of run directories")
     p.add_argument("--out", help="where report.md and the PNGs go (default: the runs dir)")
-    p.add_argument("--reference", default="ei_ln",
-                   help="condition the others are compared with (default ei_ln, the paper's LN)")
+    p.add_argument("--reference",
+                   help=f"condition the others are compared with (default {DEFAULT_REFERENCE}, "
+                   "the paper's LN)")
     p.set_defaults(func=cmd_report)
 
     from ei_keras.tuning import add_sweep_parser
@@ -415,6 +448,39 @@ def main(argv=None) -> int:
     except WorkerDiedError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_WORKER_DIED
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
+        print(f"error: out of memory ({_first_line(e)}): the model, a batch or --jobs is too "
+              "large for this machine; lower model.width, data.batch_size or --jobs and rerun "
+              "(finished runs are kept, nothing half-written is left)", file=sys.stderr)
+        return EXIT_OUT_OF_MEMORY
+
+
+#: How each backend (and NumPy) says that an allocation was refused: exception class names,
+#: and texts in the message of a generic RuntimeError (torch's CPU allocator; a JAX error
+#: passed on from a --jobs worker as text).
+_OOM_TYPES = ("MemoryError", "ResourceExhaustedError", "OutOfMemoryError")
+_OOM_TEXTS = ("RESOURCE_EXHAUSTED", "can't allocate memory", "CUDA out of memory")
+
+
+def is_out_of_memory(error: BaseException | None) -> bool:
+    """Whether ``error`` (or an exception it was raised from) is an out-of-memory error of
+    NumPy, TensorFlow (``ResourceExhaustedError``), JAX (``RESOURCE_EXHAUSTED``) or torch
+    (``OutOfMemoryError``, or its CPU allocator's "can't allocate memory")."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        names = {cls.__name__ for cls in type(error).__mro__}
+        if names & set(_OOM_TYPES) or any(t in str(error) for t in _OOM_TEXTS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _first_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _version() -> str:

@@ -408,12 +408,15 @@ class RunConfig:
                 the wrong type or range.
         """
         flat = self.flat()
+        given = []
         for key, value in _items(overrides):
             if key not in flat:
                 raise ConfigError(_unknown(key))
             flat[key] = KINDS[key].parse(key, value)
+            given.append(key)
         out = _build(flat)
         _check_preset(out.preset)
+        _check_applicable(flat, given)
         if out.train.validate_each_epoch and not out.data.validation_size:
             raise ConfigError("train.validate_each_epoch=true needs a held-out split: set "
                               "data.validation_size (e.g. 5000); the test set is never used "
@@ -485,6 +488,37 @@ def unused_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
     if family.name == "luminosity":
         out.append("data.shift")
     return tuple(dict.fromkeys(out))
+
+
+def inapplicable_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keys that do not apply to a flat configuration's run: the size keys of the shift
+    families not in use (``data.luminosity`` under ``data.shift=contrast`` and vice versa) and
+    the hyperparameters its preset has no use for (``loss.norm_weight`` without I-Norm layers:
+    :func:`ei_keras.zoo.unused_hyperparameters`).
+
+    The one rule: setting one of them to anything but its default is refused
+    (:meth:`RunConfig.with_overrides`), so a value is never recorded (``config.json``, the
+    fingerprint) that the run does not use.
+    """
+    from ei_keras import zoo  # lazily: the zoo imports Keras
+
+    family = SHIFT_FAMILIES[flat.get("data.shift", "luminosity")]
+    out = [f.size_key for f in SHIFT_FAMILIES.values() if f.size_key != family.size_key]
+    out += [HYPERPARAMETER_KEYS[k] for k in zoo.unused_hyperparameters(flat["preset"])]
+    return tuple(dict.fromkeys(out))
+
+
+def _check_applicable(flat: Mapping[str, Any], given: Iterable[str]) -> None:
+    for key in inapplicable_keys(flat):
+        if key in given and flat[key] != _FIELDS[key].default:
+            if key.startswith("data."):
+                why = (f"data.shift={flat['data.shift']} sizes its shift with "
+                       f"{SHIFT_FAMILIES[flat['data.shift']].size_key}")
+            else:
+                why = f"preset {flat['preset']} has no I-Norm layer"
+            raise ConfigError(f"`{key}` does not apply here ({why}), so it would be "
+                              f"recorded but never used. Received: {key}={flat[key]!r}; leave "
+                              "it out (or set the key that applies).")
 
 
 def _fields(cls) -> list[dataclasses.Field]:

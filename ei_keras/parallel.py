@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import queue
+import signal
 import time
 from pathlib import Path
 
@@ -64,7 +65,10 @@ def run_cells(todo: list[tuple[Path, object]], jobs: int = 1, printer=print,
     import keras
 
     from ei_keras import interrupt
+    from ei_keras.data import load_fashion_mnist
 
+    for data_dir in dict.fromkeys(cfg.data.data_dir for _, cfg in todo):
+        load_fashion_mnist(data_dir)  # bad data files: one error here, before any worker
     jobs = min(jobs, len(todo))
     available = cpus()
     threads = max(1, len(available) // jobs)
@@ -162,10 +166,22 @@ def _stop(workers, cells) -> None:
 
 
 def _worker(tasks, done, cpu_set: list[int], threads: int) -> None:
-    """One worker process: train cells from ``tasks`` until a ``None``; report to ``done``."""
+    """One worker process: train cells from ``tasks`` until a ``None``; report to ``done``.
+
+    Stopped by the parent (SIGTERM, turned into KeyboardInterrupt) at any point, even while it
+    still imports its backend, it ends quietly: the parent prints the one error line."""
     from ei_keras import interrupt
 
     interrupt.install_in_worker()
+    try:
+        _work(tasks, done, cpu_set, threads)
+    except KeyboardInterrupt:  # stopped; run_experiment left nothing behind
+        done.cancel_join_thread()  # the parent may no longer read what is queued
+    finally:  # ending (its work done, or stopped): a stop from now on ends it at once, with
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # no traceback from the queue's exit
+
+
+def _work(tasks, done, cpu_set: list[int], threads: int) -> None:
     try:
         os.sched_setaffinity(0, cpu_set)
     except (AttributeError, OSError):
@@ -178,19 +194,15 @@ def _worker(tasks, done, cpu_set: list[int], threads: int) -> None:
 
     pid = os.getpid()
     printer = functools.partial(_print, f"[job {pid}]")
-    try:
-        while (item := tasks.get()) is not None:
-            run_dir, cfg, overwrite = item
-            done.put(("start", pid, run_dir))
-            try:
-                metrics = run_experiment(cfg, Path(run_dir), overwrite=overwrite,
-                                         printer=printer)
-            except Exception as e:  # the parent raises it (it stops the other workers)
-                done.put(("error", pid, _picklable(e)))
-                return
-            done.put(("done", pid, metrics))
-    except KeyboardInterrupt:  # stopped; run_experiment left nothing behind
-        done.cancel_join_thread()  # the parent may no longer read what is queued
+    while (item := tasks.get()) is not None:
+        run_dir, cfg, overwrite = item
+        done.put(("start", pid, run_dir))
+        try:
+            metrics = run_experiment(cfg, Path(run_dir), overwrite=overwrite, printer=printer)
+        except Exception as e:  # the parent raises it (it stops the other workers)
+            done.put(("error", pid, _picklable(e)))
+            return
+        done.put(("done", pid, metrics))
 
 
 def _picklable(error: Exception) -> Exception:

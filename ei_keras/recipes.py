@@ -18,11 +18,14 @@ from pathlib import Path
 
 from ei_keras.config import (
     DEFAULT_WIDTH,
+    KINDS,
     SHIFT_FAMILIES,
     SMOKE_OVERRIDES,
     ConfigError,
     RunConfig,
     ShiftFamily,
+    _items,
+    inapplicable_keys,
 )
 from ei_keras.run_directory import shift_dir
 
@@ -198,10 +201,17 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
                           f"{configs!r}")
     n = configs or (protocol.smoke.get("configs", 1) if smoke else protocol.configs)
     sizes = sizes or (protocol.smoke.get("sizes", protocol.sizes) if smoke else protocol.sizes)
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError(f"Expected each shift size once. Received: "
+                          f"{', '.join(f'{x:g}' for x in sizes)}: give each size once.")
+    user = dict(_items(overrides or {}))
+    for key, value in user.items():  # a bad override fails before any cell
+        RunConfig().get(key)  # an unknown key, with close matches
+        KINDS[key].parse(key, value)
+    unused_everywhere = _keys_no_cell_uses(protocol, conditions, user)
     size_key = protocol.family.size_key
     fixed = {"train.epochs": protocol.epochs, **protocol.overrides,
              **(protocol.smoke.get("overrides", {}) if smoke else {})}
-    RunConfig().with_overrides(overrides or {})  # a bad override fails before any cell
     cells = []
     for condition in conditions or protocol.conditions:
         preset, fixed_here = protocol.variants.get(condition, (condition, {}))
@@ -211,13 +221,59 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
                         "data.shift": protocol.shift, size_key: size, **fixed_here}
                 if condition != preset:
                     cell["condition"] = condition
+                # What the recipe sets per cell (its conditions, shift family and size, run
+                # seeds, a variant's fixed keys) cannot be overridden for every cell at once;
+                # the sampled learning rates can (one rate for every configuration).
+                _refuse_per_cell_overrides(protocol, list(user), {"condition", *cell})
                 if protocol.sweep:
                     cell.update(sampled_overrides(preset, i, seed))
-                cfg = RunConfig().with_overrides({**cell, **fixed}).with_overrides(
-                    overrides or {})  # the user's overrides win over sampled rates
+                base = RunConfig().with_overrides({**cell, **fixed})
+                # An override applies to the cells it can change (loss.norm_weight to the
+                # I-Norm conditions); one no cell uses is refused by with_overrides.
+                skip = set(inapplicable_keys(base.flat())) - unused_everywhere
+                cfg = base.with_overrides({k: v for k, v in user.items() if k not in skip})
                 cells.append((Path(condition) / shift_dir(protocol.shift, size) /
                               f"cfg{i:02d}", cfg))
     return cells
+
+
+def _keys_no_cell_uses(protocol: Protocol, conditions, user: dict) -> set[str]:
+    """The overridden keys that apply to none of the protocol's conditions (their preset and
+    the protocol's shift): :func:`ei_keras.config.inapplicable_keys` decides."""
+    out = set(user)
+    for condition in conditions or protocol.conditions:
+        preset = protocol.variants.get(condition, (condition, {}))[0]
+        out -= set(user) - set(inapplicable_keys({"preset": preset,
+                                                  "data.shift": protocol.shift}))
+    return out
+
+
+def _refuse_per_cell_overrides(protocol: Protocol, user_keys, per_cell) -> None:
+    """Raise ConfigError when a dotted override sets a key the recipe sets per cell, naming the
+    recipe's own option for it (a ``data.luminosity=0.3`` would train every cell at r 0.3 and
+    file the copies under each r folder)."""
+    clash = [key for key in user_keys if key in per_cell]
+    if not clash:
+        return
+    key = clash[0]
+    size_key = protocol.family.size_key
+    if key == size_key:
+        fix = f"give the sizes with --{size_key.split('.', 1)[1]} instead"
+    elif key == "seed":
+        fix = (f"give --seed instead (configuration i trains with run seed "
+               f"seed x {SEEDS_PER_DRAW} + i)")
+    elif key == "data.shift":
+        others = [p.name for p in PROTOCOLS.values() if p.shift != protocol.shift]
+        fix = (f"it trains the {protocol.shift} shift; another family has its own recipes "
+               f"({', '.join(others)})")
+    elif key in ("preset", "condition"):
+        fix = (f"its conditions are {', '.join(protocol.conditions)}; train another preset "
+               "with ei-keras train --preset, or run the recipe that compares it")
+    else:
+        fix = (f"its conditions {', '.join(protocol.variants)} set it; train another value "
+               "with ei-keras train")
+    raise ConfigError(f"Recipe {protocol.name} sets {key} per cell, so {key}= cannot override "
+                      f"it for every cell: {fix}.")
 
 
 def parse_shard(text: str) -> tuple[int, int]:

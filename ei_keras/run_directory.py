@@ -9,7 +9,8 @@ A run directory holds:
   trials, ``"trial_id"`` and ``"sweep"``;
 - ``history.csv``: one row per epoch (``epoch``, then one column per logged value);
 - ``metrics.json``: ``status`` (``"ok"`` or ``"diverged"``), ``test_accuracy`` (a fraction in
-  [0, 1] or null), ``diverged_step``, ``message``, ``scoring`` (the rule the run was scored
+  [0, 1]; null only for a diverged run: an ``"ok"`` run without one is corrupt),
+  ``diverged_step``, ``message``, ``scoring`` (the rule the run was scored
   under, :mod:`ei_keras.scoring`; absent in runs made before it: the old rule), ``stability``
   (a finite loss or weight past the bounds: first and last step, peaks, group to blame; null
   when none), ``preset``, ``condition``, ``shift`` (the
@@ -52,6 +53,7 @@ import os
 import re
 import shutil
 import socket
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +70,9 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 MODEL_FILE = "model.keras"
 PLAN_FILE = "plan.json"
+#: The files a run directory holds (written by :func:`ei_keras.experiment.run_experiment`):
+#: ``--overwrite`` replaces a folder only if it holds nothing else.
+RUN_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE)
 STATUSES = ("ok", "diverged")
 _PARTIAL = ".partial-"
 
@@ -391,6 +396,10 @@ def load_run(path: str | os.PathLike[str], *, history: bool = True) -> RunRecord
     if status not in STATUSES:
         raise RunLoadError(metrics_path, f"status must be one of {list(STATUSES)}, not "
                            f"{status!r}")
+    if status == "ok" and (raw_acc is None or not math.isfinite(raw_acc)):
+        raise RunLoadError(metrics_path, f"status is \"ok\" but test_accuracy is {raw_acc!r}: "
+                           "a finished run that did not diverge has a finite accuracy "
+                           "(edited or damaged by hand?); train it again or remove it")
     scoring = scoring_of(metrics)
     if scoring not in SCORINGS:
         raise RunLoadError(metrics_path, f"scoring must be one of {list(SCORINGS)}, not "
@@ -644,8 +653,52 @@ def check_run_directory(run_dir: str | os.PathLike[str], overwrite: bool = False
     if final.exists() and not overwrite:
         raise RunDirectoryError(f"Run directory {final} already exists: choose another --out "
                                 "or pass --overwrite.")
+    if final.exists():
+        _check_replaceable(final)
     check_writable_folder(final.parent)
     return final
+
+
+def _check_replaceable(folder: Path) -> None:
+    """Refuse to replace a folder that is not a run directory: ``--overwrite`` removes only
+    what ei-keras wrote (a run directory holds its ``config.json`` and nothing but
+    :data:`RUN_FILES`; an empty folder holds nothing to lose)."""
+    names = sorted(p.name for p in folder.iterdir())
+    foreign = [n for n in names if n not in RUN_FILES]
+    if foreign or (names and CONFIG_FILE not in names):
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                          else "")
+        why = f"it holds {shown}" if foreign else f"it has no {CONFIG_FILE}"
+        raise RunDirectoryError(
+            f"--out {folder} is not a run directory ({why}): --overwrite replaces only a run "
+            "directory written by ei-keras. Choose another --out, or move that folder away "
+            "yourself.")
+
+
+def check_keras_file(path: str | os.PathLike[str]) -> Path:
+    """Check that ``path`` is a complete ``.keras`` file (a zip archive whose members all pass
+    their CRC check) before Keras reads it: Keras says "File not found" for a truncated one.
+
+    Raises:
+        FileNotFoundError: it does not exist.
+        ValueError: it is truncated or corrupt (naming the file and the fix).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No such .keras file: {path}")
+    fix = ("it was probably cut short while being written or copied: save or copy it again "
+           "(a run directory's model.keras is rewritten by training the run again)")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is truncated or corrupt ({path.stat().st_size} bytes, not a "
+                         f"complete .keras zip archive): {fix}.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ValueError(f"{path} is corrupt ({e}): {fix}.") from None
+    if bad is not None:
+        raise ValueError(f"{path} is corrupt (its member {bad} fails its CRC check): {fix}.")
+    return path
 
 
 @contextlib.contextmanager

@@ -150,14 +150,35 @@ def get(name: str) -> Preset:
     return every[name]
 
 
+def has_inorm(name: str) -> bool:
+    """Whether preset ``name`` has I-Norm layers (and so a normalization loss, weighted by
+    ``norm_weight``)."""
+    model = get(name).model
+    return "inorm" in (model.get("hidden_layer"), model.get("conv_layer"))
+
+
+def unused_hyperparameters(name: str) -> tuple[str, ...]:
+    """The hyperparameters preset ``name`` has no use for: ``norm_weight`` without I-Norm
+    layers. Setting one is refused (:func:`hyperparameters`,
+    :func:`ei_keras.config.inapplicable_keys`) rather than recorded and never used."""
+    return () if has_inorm(name) else ("norm_weight",)
+
+
 def hyperparameters(name: str, **overrides) -> dict:
-    """The preset's default hyperparameters with ``overrides`` applied (unknown keys rejected)."""
+    """The preset's default hyperparameters with ``overrides`` applied (unknown keys and
+    :func:`unused_hyperparameters` rejected)."""
     preset = get(name)
     hp = {"label_smoothing": 0.1, "inhibitory_momentum": None, "inhibitory_clipnorm": None,
           **preset.hyperparameters}
     unknown = set(overrides) - set(HYPERPARAMETERS)
     if unknown:
         raise ValueError(f"Unknown hyperparameter(s) {sorted(unknown)}. Known: {HYPERPARAMETERS}")
+    unused = [k for k in unused_hyperparameters(name) if overrides.get(k) is not None]
+    if unused:
+        inorm = ", ".join(n for n in all_names() if has_inorm(n))
+        raise ValueError(f"Preset {name!r} has no I-Norm layer, so {unused[0]} is never used. "
+                         f"Received: {unused[0]}={overrides[unused[0]]!r}; leave it out, or "
+                         f"choose an I-Norm preset ({inorm}).")
     # Off unless set: recorded only when on, so a run's fingerprint (the resolved
     # hyperparameters) is the same whether they are left out or set false.
     hp.update({k: v for k, v in overrides.items()

@@ -285,10 +285,13 @@ def test_metrics_override_config_and_preset_default(tmp_path: Path) -> None:
     run = load_run(d)
     assert run.condition == "from_metrics"
     assert run.luminosity == 0.5  # metrics wins
-    # A status "ok" run without accuracy is a failed run too.
-    met["test_accuracy"] = None
-    (d / "metrics.json").write_text(json.dumps(met))
-    assert load_run(d).diverged and load_run(d).accuracy == CHANCE_ACCURACY
+    # A status "ok" run without a finite accuracy is corrupt (issue 25), not a failed run.
+    for value in (None, float("nan")):
+        met["test_accuracy"] = value
+        (d / "metrics.json").write_text(json.dumps(met))
+        with pytest.raises(RunLoadError, match="status is \"ok\" but test_accuracy") as info:
+            load_run(d)
+        assert info.value.path == d / "metrics.json"
 
 
 def test_history_read_generically(tmp_path: Path) -> None:

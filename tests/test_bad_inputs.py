@@ -29,7 +29,12 @@ from ei_keras.config import SMOKE_OVERRIDES, ConfigError, RunConfig
 from ei_keras.data import fashion_mnist
 from ei_keras.experiment import run_experiment
 
+# KerasTuner 1.4.8's @synchronized calls threading.currentThread().getName() (deprecated).
+pytestmark = [pytest.mark.filterwarnings("ignore:currentThread.*:DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:getName.*:DeprecationWarning")]
+
 BACKEND = keras.backend.backend()
+ROOT = Path(__file__).resolve().parents[1]
 #: A tiny run: the CLI's smoke size, smaller still, and no per-epoch measures.
 TINY = ["model.width=8", "data.train_subset=64", "data.test_subset=64",
         "measures.probe_size=32"]
@@ -65,13 +70,17 @@ def assert_one_error(err: str, *words: str) -> str:
 
 
 def cli_process(args, *, as_user: bool = False, file_size_kb: int | None = None, env=None,
-                timeout=600, wait=True):
+                timeout=600, wait=True, memory_kb: int | None = None):
     """The real command in its own process (the current backend); ``as_user`` drops root to
     ``nobody`` so that folder permissions apply; ``file_size_kb`` limits the size of every file
-    it writes (SIGXFSZ ignored, so a write past it fails with EFBIG as on a full disk)."""
+    it writes (SIGXFSZ ignored, so a write past it fails with EFBIG as on a full disk);
+    ``memory_kb`` limits each process' address space (``ulimit -v``: a larger allocation is
+    refused at once, as on a machine with that much memory)."""
     cmd = [sys.executable, "-m", "ei_keras.cli", *args]
     if file_size_kb is not None:
         cmd = ["bash", "-c", f'trap "" XFSZ; ulimit -f {file_size_kb}; exec "$@"', "_", *cmd]
+    if memory_kb is not None:
+        cmd = ["bash", "-c", f'ulimit -v {memory_kb}; exec "$@"', "_", *cmd]
     environment = {**os.environ, "KERAS_BACKEND": BACKEND, **(env or {})}
     if as_user and os.geteuid() == 0:
         cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", *cmd]
@@ -550,3 +559,391 @@ def test_shard_and_jobs_are_checked(option, value, tmp_path, capsys):
     rc, _, err = call(capsys, ["reproduce", "fig2", option, value, "--out", str(out)])
     assert rc == 2 and assert_one_error(err, option)
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 25's bad inputs: each a class, each refused with one line and a documented exit code.
+
+
+def tiny_run(capsys, out: Path, preset: str = "ei_ln") -> Path:
+    """A finished ``train --smoke`` run of the tiny size at ``out``."""
+    rc, _, err = call(capsys, ["train", "--preset", preset, "--smoke", "--out", str(out), *TINY])
+    assert rc == 0, err
+    return out
+
+
+@pytest.mark.parametrize("recipe, override, words", [
+    ("fig2", "data.luminosity=0.3", ["data.luminosity", "--luminosity"]),
+    ("contrast", "data.contrast=2", ["data.contrast", "--contrast"]),
+    ("fig4", "seed=3", ["seed", "--seed"]),
+    ("fig2", "data.shift=contrast", ["data.shift", "contrast"]),
+    ("contrast", "data.shift=luminosity", ["data.shift", "fig2"]),
+    ("fig2", "preset=inorm", ["preset", "ei_ln, ei, e_ln"]),
+    ("fig4", "condition=mine", ["condition", "ei_ln, inorm"]),
+    ("timescales", "train.inhibitory_steps=2", ["train.inhibitory_steps", "inorm_k4"]),
+])
+def test_a_recipes_per_cell_keys_are_not_overridden(recipe, override, words, tmp_path, capsys):
+    """A dotted key that the recipe sets per cell would train every cell alike and file the
+    copies under each cell's folder: refused, naming the recipe's own option."""
+    out = tmp_path / "never"
+    rc, _, err = call(capsys, ["reproduce", recipe, "--smoke", "--out", str(out), override])
+    assert rc == 2 and assert_one_error(err, f"Recipe {recipe} sets", *words)
+    assert not out.exists()
+
+
+def test_the_per_cell_keys_of_every_recipe_are_refused():
+    """Listed here independently of the code: every recipe sets the shift family, its size and
+    the run seed per cell, and the preset and condition label."""
+    from ei_keras import recipes
+
+    for name, protocol in recipes.PROTOCOLS.items():
+        size = {"luminosity": "data.luminosity=0.5"}.get(protocol.shift, "data.contrast=2")
+        for override in (size, "seed=7", f"data.shift={protocol.shift}", "preset=ei",
+                         "condition=x"):
+            with pytest.raises(ConfigError, match=f"Recipe {name} sets"):
+                recipes.plan(protocol, smoke=True, overrides=[override])
+    # a sampled learning rate may be fixed for every configuration (the user's choice)
+    cells = recipes.plan(recipes.get("fig2"), smoke=True, overrides=["opt.lr_e=0.01"])
+    assert {cfg.opt.lr_e for _, cfg in cells} == {0.01}
+
+
+def test_overwrite_replaces_only_a_run_directory(tmp_path, capsys):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep me")
+    start = time.time()
+    rc, _, err = call(capsys, ["train", "--preset", "ei_ln", "--overwrite", "--out", str(user)])
+    assert rc == 2 and assert_one_error(err, str(user), "not a run directory", "notes.txt")
+    assert time.time() - start < 30 and (user / "notes.txt").read_text() == "keep me"
+    protocol = tmp_path / "fig4"  # a finished reproduce folder: runs, plan, report
+    rc, _, err = call(capsys, ["reproduce", "fig4", "--smoke", "--luminosity", "0.75", "--out",
+                               str(protocol), *TINY])
+    assert rc == 0, err
+    before = {p: p.read_bytes() for p in protocol.rglob("*") if p.is_file()}
+    rc, _, err = call(capsys, ["train", "--preset", "ei_ln", "--overwrite", "--out",
+                               str(protocol), *TINY])
+    assert rc == 2 and assert_one_error(err, "not a run directory", "--overwrite")
+    assert {p: p.read_bytes() for p in protocol.rglob("*") if p.is_file()} == before
+    run = tiny_run(capsys, tmp_path / "run")  # a run directory is replaced
+    config = json.loads((run / "config.json").read_text())
+    rc, _, err = call(capsys, ["train", "--preset", "ei_ln", "--smoke", "--overwrite", "--seed",
+                               "1", "--out", str(run), *TINY])
+    assert rc == 0, err
+    assert json.loads((run / "config.json").read_text())["seed"] == 1 != config["seed"]
+    assert leftovers(tmp_path) == []
+
+
+def bad_data_dir(tmp_path: Path, kind: str) -> Path:
+    """The four Fashion-MNIST files, one of them damaged: ``truncated`` (half the gzip stream
+    of the training images), ``swapped`` (train and test files exchanged) or ``labels-are-
+    images`` (the test labels' name holding the test images)."""
+    names = fashion_mnist.FILE_NAMES
+    folder = tmp_path / kind
+    folder.mkdir()
+    for name in names.values():
+        (folder / name).symlink_to(DEBIAN / name)
+    if kind == "truncated":
+        (folder / names["train_images"]).unlink()
+        raw = (DEBIAN / names["train_images"]).read_bytes()
+        (folder / names["train_images"]).write_bytes(raw[:len(raw) // 2])
+    elif kind == "swapped":
+        for a, b in (("train_images", "test_images"), ("train_labels", "test_labels")):
+            (folder / names[a]).unlink()
+            (folder / names[a]).symlink_to(DEBIAN / names[b])
+            (folder / names[b]).unlink()
+            (folder / names[b]).symlink_to(DEBIAN / names[a])
+    else:
+        (folder / names["test_labels"]).unlink()
+        (folder / names["test_labels"]).symlink_to(DEBIAN / names["test_images"])
+    return folder
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("truncated", ["truncated", fashion_mnist.FILE_NAMES["train_images"]]),
+    ("swapped", ["swapped", "hold 10000"]),
+])
+def test_sweep_checks_its_data_before_the_tuner_starts(kind, words, tmp_path, capsys):
+    """Before: a traceback, the trial recorded as finished and rc 0; a rerun with good data
+    then said "finished: 1/1 trials" with no run folder."""
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--preset", "ei_ln", "--smoke", "--trials", "1", "--out", str(out)]
+    rc, _, err = call(capsys, [*argv, "--data-dir", str(bad_data_dir(tmp_path, kind))])
+    assert rc == 2 and assert_one_error(err, *words)
+    assert not list(out.rglob("oracle.json")) and not list(out.rglob("metrics.json"))
+    rc, text, err = call(capsys, [*argv, "--data-dir", str(DEBIAN)])
+    assert rc == 0, err
+    assert "finished: 1/1 trials" in text and len(list(out.rglob("metrics.json"))) == 1
+
+
+def test_a_trial_that_fails_is_not_recorded_as_finished(tmp_path):
+    """A trial whose run raises (bad data met mid-sweep here) stops the sweep without being
+    recorded as finished: the next search runs it."""
+    import keras_tuner
+
+    from ei_keras.tuning import EIHyperModel, SweepTuner
+    from ei_keras.tuning import space as space_module
+
+    space = space_module.resize_space(space_module.load_search_space(
+        ROOT / "tuner_configs" / "ei.json"), smoke=True)
+
+    def tuner(data_dir):
+        hypermodel = EIHyperModel("ei_ln", 0.75, tmp_path / "runs", smoke=True,
+                                  overrides={"data.data_dir": str(data_dir)},
+                                  printer=lambda *a: None)
+        return SweepTuner(hypermodel, space, max_trials=1, seed=1, directory=tmp_path,
+                          project_name="p", printer=lambda *a: None)
+
+    first = tuner(bad_data_dir(tmp_path, "truncated"))
+    with pytest.raises(keras_tuner.errors.FatalValueError, match="truncated"):
+        first.search(verbose=0)
+    assert all(t.status not in ("COMPLETED", "FAILED") for t in first.oracle.trials.values())
+    again = tuner(DEBIAN)
+    again.search(verbose=0)
+    assert [t.status for t in again.oracle.trials.values()] == ["COMPLETED"]
+    assert len(list((tmp_path / "runs").rglob("metrics.json"))) == 1
+
+
+@pytest.mark.parametrize("value", [None, float("nan")])
+def test_report_refuses_an_ok_run_without_an_accuracy(value, tmp_path, capsys):
+    """An "ok" run with a null (or NaN) accuracy is corrupt: named, never counted as a
+    diverged run at chance."""
+    runs = tmp_path / "runs"
+    bad = tiny_run(capsys, runs / "bad")
+    metrics = json.loads((bad / "metrics.json").read_text())
+    metrics["test_accuracy"] = value  # edited or damaged by hand
+    (bad / "metrics.json").write_text(json.dumps(metrics))
+    rc, _, err = call(capsys, ["report", str(runs)])
+    line = assert_one_error(err, "no finished runs", "1 corrupt", str(bad / "metrics.json"))
+    assert rc == 2 and "status is \"ok\" but test_accuracy" in line
+    tiny_run(capsys, runs / "good")
+    rc, _, err = call(capsys, ["report", str(runs)])
+    assert rc == 0 and error_lines(err) == [] and f"skipped corrupt run {bad}" in err
+    report = (runs / "report.md").read_text()
+    assert "1 runs loaded (0 diverged)" in report and "1 corrupt runs skipped" in report
+
+
+def test_one_tuner_per_sweep_folder_and_one_sample_per_configuration(tmp_path, capsys):
+    """A second --tuner into the same --out is refused before anything runs (it reused the
+    first tuner's trial folders); a Hyperband sweep's report counts each configuration once,
+    at its longest continuation; a folder pooling two tuners' trials is refused."""
+    from ei_keras.analysis import scan_runs
+
+    out = tmp_path / "hyperband"
+    argv = ["sweep", "--preset", "ei_ln", "--smoke", "--trials", "1", "--out", str(out)]
+    rc, _, err = call(capsys, [*argv, "--tuner", "hyperband"])
+    assert rc == 0, err
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for other in ("random", "bayesian"):
+        rc, _, err = call(capsys, [*argv, "--tuner", other])
+        assert rc == 2 and assert_one_error(err, "holds a hyperband sweep", f"--tuner {other}")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    scan = scan_runs(out)
+    assert scan.superseded, "Hyperband continued no configuration"
+    seen = {}
+    for run in scan.runs:
+        values = json.dumps({k: v for k, v in run.config["sweep"]["values"].items()
+                             if k != "epochs"}, sort_keys=True)
+        assert values not in seen, (run.path, seen.get(values))
+        seen[values] = run.config["train"]["epochs"]
+    for path in scan.superseded:  # each left out for a longer run of its configuration
+        config = json.loads((path / "config.json").read_text())
+        values = json.dumps({k: v for k, v in config["sweep"]["values"].items()
+                             if k != "epochs"}, sort_keys=True)
+        assert seen[values] > config["train"]["epochs"]
+    rc, _, err = call(capsys, ["report", str(out)])
+    assert rc == 0, err
+    assert f"{len(scan.superseded)} sweep trials superseded" in (out / "report.md").read_text()
+    config_path = scan.runs[0].path / "config.json"  # as if copied from a random sweep
+    config = json.loads(config_path.read_text())
+    config["sweep"]["tuner"] = "random"
+    config_path.write_text(json.dumps(config))
+    rc, _, err = call(capsys, ["report", str(out)])
+    assert rc == 2 and assert_one_error(err, "several sweeps (hyperband, random)", "ei_ln")
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["fig2", "--luminosity", "0.5,0.5"], "--luminosity"),
+    (["fig2", "--luminosity", "0,0.75,0.750"], "--luminosity"),
+    (["contrast", "--contrast", "2,4,2"], "--contrast"),
+])
+def test_duplicate_sizes_are_refused_at_parse_time(argv, option, tmp_path, capsys):
+    out = tmp_path / "never"
+    start = time.time()
+    rc, _, err = call(capsys, ["reproduce", *argv, "--out", str(out)])
+    assert rc == 2 and assert_one_error(err, option, "twice", "once")
+    assert not out.exists() and time.time() - start < 30
+    from ei_keras import recipes
+
+    with pytest.raises(ConfigError, match="each shift size once"):
+        recipes.plan(recipes.get("fig2"), sizes=(0.5, 0.5))
+
+
+#: An address-space limit (kB) far above what a tiny run needs (the backends reserve a few
+#: GiB of address space at import) and far below a width-100000 model (a 100000 x 10000
+#: float64 initialisation alone is 7.5 GiB): the allocation is refused at once, whatever the
+#: machine's memory or overcommit policy.
+MEMORY_LIMIT_KB = 6_000_000
+
+
+def test_out_of_memory_is_one_line_and_its_own_exit_code(tmp_path):
+    out = tmp_path / "run"
+    start = time.time()
+    proc = cli_process(["train", "--preset", "ei_ln", "--smoke", "--out", str(out),
+                        "model.width=100000"], memory_kb=MEMORY_LIMIT_KB, timeout=300)
+    assert proc.returncode == 6, proc.stderr
+    assert_one_error(proc.stderr, "out of memory", "model.width")
+    assert not out.exists() and leftovers(tmp_path) == []
+    assert time.time() - start < 240  # refused at the allocation, not after swapping
+
+
+def test_backend_out_of_memory_errors_are_recognised():
+    """Each backend's own error for a refused allocation (under an address-space limit, in a
+    process of its own) is what the CLI turns into exit 6."""
+    code = ("import resource, keras\n"
+            f"resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT_KB * 1024},) * 2)\n"
+            "from ei_keras.cli import is_out_of_memory\n"
+            "try:\n"
+            "    keras.ops.zeros((10**6, 10**6))\n"
+            "except Exception as e:\n"
+            "    print(type(e).__name__, is_out_of_memory(e))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "KERAS_BACKEND": BACKEND})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == "True", proc.stdout
+    assert not cli.is_out_of_memory(ValueError("Out of range")) and cli.is_out_of_memory(
+        MemoryError())
+
+
+def test_jobs_workers_stop_quietly_on_an_error(tmp_path):
+    """--jobs 2: bad data is refused before any worker starts; an error inside a worker (out
+    of memory here) is one line, with no traceback from the worker that was stopped."""
+    swapped = bad_data_dir(tmp_path, "swapped")
+    out = tmp_path / "fig2"
+    proc = cli_process(["reproduce", "fig2", "--smoke", "--jobs", "2", "--out", str(out),
+                        f"data.data_dir={swapped}"], timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert_one_error(proc.stderr, "swapped")
+    assert not list(out.rglob("metrics.json")) and leftovers(tmp_path) == []
+    proc = cli_process(["reproduce", "fig2", "--smoke", "--jobs", "2", "--out", str(out),
+                        "model.width=100000"], memory_kb=MEMORY_LIMIT_KB, wait=False)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 6, err
+    assert_one_error(err, "out of memory")
+    assert "KeyboardInterrupt" not in err and "Traceback" not in err
+    assert not list(out.rglob("metrics.json")) and leftovers(tmp_path) == []
+    assert processes_of_group(proc.pid, settle=10) == []
+
+
+def test_report_reference_must_be_a_condition(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    tiny_run(capsys, runs / "a", "ei")
+    rc, _, err = call(capsys, ["report", str(runs), "--reference", "nope"])
+    assert rc == 2 and assert_one_error(err, "--reference nope", "ei")
+    assert not (runs / "report.md").exists()
+    rc, _, err = call(capsys, ["report", str(runs)])  # the default reference, absent: a note
+    assert rc == 0 and error_lines(err) == [] and "note: no runs of the default reference" in err
+    rc, _, err = call(capsys, ["report", str(runs), "--reference", "ei"])
+    assert rc == 0 and error_lines(err) == []
+
+
+@pytest.mark.parametrize("argv, key", [
+    (["--preset", "ei_ln", "data.shift=contrast", "data.luminosity=0.3"], "data.luminosity"),
+    (["--preset", "ei_ln", "data.contrast=2"], "data.contrast"),
+    (["--preset", "ei_ln", "data.shift=contrast_signal", "data.luminosity=0"],
+     "data.luminosity"),
+    (["--preset", "ei", "loss.norm_weight=0.5"], "loss.norm_weight"),
+    (["--preset", "conv_ei_ln", "loss.norm_weight=0.1"], "loss.norm_weight"),
+])
+def test_keys_that_do_not_apply_are_refused(argv, key, tmp_path, capsys):
+    """The one rule: a key the run would not use (another shift family's size, lambda without
+    I-Norm) is refused, never recorded in config.json or the fingerprint."""
+    out = tmp_path / "never"
+    rc, _, err = call(capsys, ["train", "--out", str(out), *argv])
+    assert rc == 2 and assert_one_error(err, key, "does not apply")
+    assert not out.exists()
+
+
+def test_the_one_rule_for_keys_that_do_not_apply():
+    from ei_keras import recipes, zoo
+    from ei_keras.experiment import resolve
+
+    contrast = RunConfig().with_overrides({"data.shift": "contrast", "data.contrast": 2})
+    assert RunConfig.from_dict(contrast.to_dict()) == contrast  # defaults are not "set"
+    with pytest.raises(ValueError, match="norm_weight"):
+        zoo.hyperparameters("ei_ln", norm_weight=0.5)
+    assert "norm_weight" in zoo.hyperparameters("inorm", norm_weight=0.5)
+    # in a recipe, an override applies to the cells it can change, and is refused if none
+    plain = dict(recipes.plan(recipes.get("fig5"), smoke=True))
+    cells = dict(recipes.plan(recipes.get("fig5"), smoke=True,
+                              overrides=["loss.norm_weight=0.05"]))
+    for rel, cfg in cells.items():
+        if rel.parts[0] == "ei_ln":
+            assert cfg.loss.norm_weight is None
+            assert resolve(cfg)["fingerprint"] == resolve(plain[rel])["fingerprint"]
+        else:
+            assert cfg.loss.norm_weight == 0.05
+    with pytest.raises(ConfigError, match="loss.norm_weight.*does not apply"):
+        recipes.plan(recipes.get("fig2"), smoke=True, overrides=["loss.norm_weight=0.05"])
+    with pytest.raises(ConfigError, match="data.luminosity.*does not apply"):
+        recipes.plan(recipes.get("contrast"), smoke=True, overrides=["data.luminosity=0.5"])
+
+
+def test_a_truncated_keras_file_is_named_corrupt(tmp_path):
+    import keras_tuner
+
+    from ei_keras import zoo
+    from ei_keras.run_directory import check_keras_file
+    from ei_keras.tuning import EIHyperModel, SweepTuner
+    from ei_keras.tuning import space as space_module
+
+    good = tmp_path / "model.keras"
+    zoo.build("ei_ln", width=8, seed=0).save(good)
+    raw = good.read_bytes()
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(raw[:len(raw) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt") as info:
+        check_keras_file(truncated)
+    assert str(truncated) in str(info.value) and "not found" not in str(info.value).lower()
+    flipped = bytearray(raw)  # a damaged member: the archive opens, a CRC check fails
+    start = raw.index(b"PK\x03\x04")
+    flipped[start + 30 + int.from_bytes(raw[start + 26:start + 28], "little") + 5] ^= 0xFF
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match="corrupt"):
+        check_keras_file(damaged)
+    assert check_keras_file(good) == good
+    hypermodel = EIHyperModel("ei_ln", 0.75, tmp_path / "runs", smoke=True)
+    tuner = SweepTuner(hypermodel, space_module.resize_space(space_module.load_search_space(
+        ROOT / "tuner_configs" / "ei.json"), smoke=True), max_trials=1, seed=1,
+        directory=tmp_path, project_name="p")
+    trial = keras_tuner.engine.trial.Trial(tuner.oracle.get_space(), trial_id="0")
+    hypermodel.run_dir("0").mkdir(parents=True)
+    (hypermodel.run_dir("0") / "model.keras").write_bytes(truncated.read_bytes())
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        tuner.load_model(trial)
+
+
+def test_an_invalid_error_normalization_names_the_argument_given():
+    from ei_keras.layers import ErrorNormalization, INormDense
+    from ei_keras.models import EINetwork
+
+    for make in (lambda: INormDense(8, error_normalization="bogus"),
+                 lambda: EINetwork(hidden_units=(8,), hidden_layer="inorm",
+                                   error_normalization="bogus")):
+        with pytest.raises(ValueError, match="error_normalization") as info:
+            make()
+        assert "`mode`" not in str(info.value) and "bogus" in str(info.value)
+    with pytest.raises(ValueError, match="`mode`"):
+        ErrorNormalization(mode="bogus")
+
+
+def test_an_idx_file_of_the_other_kind_is_named(tmp_path, capsys):
+    folder = bad_data_dir(tmp_path, "labels-are-images")
+    out = tmp_path / "never"
+    rc, _, err = call(capsys, ["train", "--preset", "ei_ln", "--out", str(out),
+                               f"data.data_dir={folder}"])
+    line = assert_one_error(err, fashion_mnist.FILE_NAMES["test_labels"], "expected a file of "
+                            "labels", "holds images")
+    assert rc == 2 and "bytes of" not in line and not out.exists()
+    with pytest.raises(fashion_mnist.DataFileError, match="expected a file of images"):
+        fashion_mnist.read_idx(DEBIAN / fashion_mnist.FILE_NAMES["test_labels"], "images")

@@ -421,15 +421,17 @@ def test_chief_without_workers_and_worker_without_chief_give_up(tmp_path):
 
 @pytest.mark.parametrize("kind", ["hyperband", "bayesian"])
 def test_other_tuners_write_runs_the_report_reads(kind, tmp_path):
-    from ei_keras.analysis import load_runs, write_report
+    from ei_keras.analysis import scan_runs, write_report
     from ei_keras.tuning import run_sweep
 
     lines = []
     summary = run_sweep(CONFIGS / "ei.json", preset="ei_ln", luminosity=0.75, trials=3,
                         out_dir=tmp_path, smoke=True, tuner=kind, printer=lines.append)
     assert summary["tuner"] == kind and summary["finished"] >= 3
-    runs = load_runs(tmp_path)
-    assert len(runs) == summary["finished"]
+    scan = scan_runs(tmp_path)  # a Hyperband continuation supersedes its shorter trial
+    runs = scan.runs
+    assert len(runs) + len(scan.superseded) == summary["finished"]
+    assert all(r.config["sweep"]["tuner"] == kind for r in runs)
     project = Path(summary["project_dir"])
     for r in runs:
         assert 0 <= r.metrics["val_accuracy"] <= 1 and 0 <= r.metrics["test_accuracy"] <= 1
@@ -438,6 +440,8 @@ def test_other_tuners_write_runs_the_report_reads(kind, tmp_path):
         assert trial["score"] == pytest.approx(score)  # selected on validation, not test
     if kind == "hyperband":  # brackets: some trials get the larger epoch budget
         assert {r.config["train"]["epochs"] for r in runs} == {1, 3}
+    else:
+        assert scan.superseded == []
     assert "ei_ln" in write_report(tmp_path, figures=False).read_text()
 
 
@@ -447,7 +451,7 @@ def test_stock_keras_tuner_hyperband_drives_the_hypermodel(tmp_path):
     is a run directory with validation and test accuracy."""
     import keras_tuner
 
-    from ei_keras.analysis import load_runs
+    from ei_keras.analysis import load_run, scan_runs
     from ei_keras.tuning import EIHyperModel
 
     hypermodel = EIHyperModel("ei_ln", 0.75, tmp_path / "runs", smoke=True,
@@ -461,11 +465,13 @@ def test_stock_keras_tuner_hyperband_drives_the_hypermodel(tmp_path):
     trials = tuner.oracle.trials.values()
     continued = [t for t in trials if "tuner/trial_id" in t.hyperparameters.values]
     assert continued, "Hyperband continued no trial from a checkpoint"
-    runs = load_runs(tmp_path / "runs")
-    assert len(runs) == len(trials)
-    assert all(0 <= r.metrics["val_accuracy"] <= 1 for r in runs)
+    scan = scan_runs(tmp_path / "runs")  # each continuation supersedes its shorter trial
+    runs = scan.runs
+    assert len(runs) + len(scan.superseded) == len(trials) and scan.superseded
+    every = [*runs, *(load_run(path) for path in scan.superseded)]
+    assert all(0 <= r.metrics["val_accuracy"] <= 1 for r in every)
     best = tuner.oracle.get_best_trials(1)[0]
-    assert best.score == pytest.approx(max(r.metrics["val_accuracy"] for r in runs
+    assert best.score == pytest.approx(max(r.metrics["val_accuracy"] for r in every
                                            if r.status == "ok"))
 
 

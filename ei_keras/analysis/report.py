@@ -302,6 +302,9 @@ def format_inventory(
         f"{len(runs)} runs loaded ({n_div} diverged); "
         f"{len(scan.incomplete)} incomplete runs skipped; "
         f"{len(scan.corrupt)} corrupt runs skipped."
+        + (f" {len(scan.superseded)} sweep trials superseded by a longer trial of the same "
+           "configuration (Hyperband's continuations: one sample per configuration, the "
+           "longest)." if scan.superseded else "")
     )
     if runs:
         families = sorted({r.shift for r in runs})

@@ -12,6 +12,7 @@ This module imports neither Keras nor any array backend; it is safe and fast to 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ __all__ = [
     "load_run",
     "load_runs",
     "scan_runs",
+    "sweep_tuner",
 ]
 
 
@@ -55,6 +57,9 @@ class RunScan:
             ``metrics.json`` (partially written runs), sorted.
         corrupt: ``(file, reason)`` for each run skipped because a file could not be parsed.
         warnings: Non-fatal problems (e.g. a malformed ``history.csv``; the run was kept).
+        superseded: Sweep trials left out because a longer trial of the same configuration
+            (a Hyperband continuation: same tuner, same values, more epochs) is counted
+            instead: one sample per configuration.
     """
 
     root: Path
@@ -62,6 +67,7 @@ class RunScan:
     incomplete: list[Path] = field(default_factory=list)
     corrupt: list[tuple[Path, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    superseded: list[Path] = field(default_factory=list)
 
 
 def _walk(root: Path) -> Iterator[tuple[Path, set[str]]]:
@@ -121,6 +127,7 @@ def scan_runs(
             else:
                 run = dataclasses.replace(run, history=hist)
         runs.append(run)
+    runs, superseded = _one_per_configuration(runs)
     runs.sort(key=lambda r: r.sort_key)
     return RunScan(
         root=root_path,
@@ -128,7 +135,50 @@ def scan_runs(
         incomplete=sorted(incomplete),
         corrupt=sorted(corrupt),
         warnings=notes,
+        superseded=superseded,
     )
+
+
+def sweep_tuner(run: RunRecord) -> str | None:
+    """The ``--tuner`` of a sweep trial's run (None: not a sweep trial, or one recorded before
+    the tuner was)."""
+    sweep = run.config.get("sweep")
+    return sweep.get("tuner") if isinstance(sweep, dict) else None
+
+
+def _configuration(run: RunRecord) -> tuple | None:
+    """What makes a sweep trial the same configuration as another (None: not a sweep trial):
+    its condition, shift size, project, tuner and values except the epoch budget."""
+    sweep = run.config.get("sweep")
+    if not isinstance(sweep, dict) or not isinstance(sweep.get("values"), dict):
+        return None
+    values = {k: v for k, v in sweep["values"].items() if k != "epochs"}
+    return (run.condition, run.shift_size, str(sweep.get("project")), str(sweep.get("tuner")),
+            json.dumps(values, sort_keys=True, default=str))
+
+
+def _epochs(run: RunRecord) -> int:
+    train = run.config.get("train")
+    epochs = train.get("epochs") if isinstance(train, dict) else None
+    return epochs if isinstance(epochs, int) else 0
+
+
+def _one_per_configuration(runs: list[RunRecord]) -> tuple[list[RunRecord], list[Path]]:
+    """Keep, of the sweep trials of one configuration trained for different epoch budgets
+    (Hyperband's continuations), only the longest; the others are returned as superseded."""
+    longest: dict[tuple, int] = {}
+    for run in runs:
+        key = _configuration(run)
+        if key is not None:
+            longest[key] = max(longest.get(key, 0), _epochs(run))
+    kept, superseded = [], []
+    for run in runs:
+        key = _configuration(run)
+        if key is not None and _epochs(run) < longest[key]:
+            superseded.append(run.path)
+        else:
+            kept.append(run)
+    return kept, sorted(superseded)
 
 
 def load_runs(

@@ -117,7 +117,11 @@ def _file_error(path: Path, problem: str) -> DataFileError:
     return DataFileError(f"Bad Fashion-MNIST IDX file {path}: {problem}. {_FILE_FIX}")
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+#: The IDX magic number of each kind of Fashion-MNIST file.
+_MAGIC = {"images": _IMAGES_MAGIC, "labels": _LABELS_MAGIC}
+
+
+def read_idx(path: str | os.PathLike[str], kind: str | None = None) -> np.ndarray:
     """Reads one IDX file of unsigned bytes (gzip-compressed or raw) and validates it.
 
     The header must carry the magic number `0x00000803` (images) or `0x00000801` (labels), i.e.
@@ -128,6 +132,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     Args:
         path: The IDX file. Compression is detected from the content (gzip magic bytes); a name
             ending in `.gz` whose content is not gzip is an error.
+        kind: `"images"` or `"labels"`: the kind of file expected; the magic number must be
+            that kind's (checked before anything else, so that a labels file holding images
+            says so). None accepts either.
 
     Returns:
         A read-only `uint8` array whose shape is the file's dimensions, e.g. `(60000, 28, 28)`
@@ -172,6 +179,14 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             path,
             f"magic number 0x{magic:08x} is not an unsigned-byte IDX magic number (expected "
             f"0x{_IMAGES_MAGIC:08x} for images or 0x{_LABELS_MAGIC:08x} for labels)",
+        )
+    if kind is not None and magic != _MAGIC[kind]:
+        found_kind = "images" if magic == _IMAGES_MAGIC else "labels"
+        raise _file_error(
+            path,
+            f"expected a file of {kind} (IDX magic number 0x{_MAGIC[kind]:08x}) but it holds "
+            f"{found_kind} (magic number 0x{magic:08x}): the {found_kind} file sits under "
+            f"the name of the {kind} file (swapped or mislabelled files)",
         )
     ndim = data[3]
     header_size = 4 + 4 * ndim
@@ -320,7 +335,7 @@ def _decode_split(
     directory: Path, images_name: str, labels_name: str
 ) -> tuple[np.ndarray, np.ndarray]:
     images_path, labels_path = directory / images_name, directory / labels_name
-    images, labels = read_idx(images_path), read_idx(labels_path)
+    images, labels = read_idx(images_path, "images"), read_idx(labels_path, "labels")
     if images.ndim != 3 or images.shape[1:] != _IMAGE_SHAPE:
         raise _file_error(
             images_path, f"expected images of shape (N, 28, 28), found {images.shape}"

@@ -132,7 +132,8 @@ class INormDense(DaleDense):
         self.autocast = False
         self.init_inhibition(inhibitory_units, trainable_ei, inhibitory_regularizer,
                              inhibitory_constraint)
-        self.error_normalization = _errnorm.validate_mode(error_normalization)
+        self.error_normalization = _errnorm.validate_mode(
+            error_normalization, "error_normalization")
         self.subtractive_only = bool(subtractive_only)
         self.norm_weight_variable = None
         self.norm_weight = norm_weight

@@ -76,7 +76,8 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         self.kernel_size, self.strides = _pair(kernel_size, "kernel_size"), _pair(strides,
                                                                                     "strides")
         self.conv_layer, self.normalization = conv_layer, normalization
-        self.error_normalization = _errnorm.validate_mode(error_normalization)
+        self.error_normalization = _errnorm.validate_mode(
+            error_normalization, "error_normalization")
         self.subtractive_only, self.trainable_ei = bool(subtractive_only), bool(trainable_ei)
         self.statistics = statistics
         self.image_shape = tuple(int(s) for s in image_shape)

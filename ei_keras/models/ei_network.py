@@ -130,7 +130,8 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
             raise ValueError("Expected at least one hidden layer. Received: hidden_units=()")
         self.hidden_layer = hidden_layer
         self.normalization = normalization
-        self.error_normalization = _errnorm.validate_mode(error_normalization)
+        self.error_normalization = _errnorm.validate_mode(
+            error_normalization, "error_normalization")
         self.subtractive_only = bool(subtractive_only)
         self._norm_weight = float(norm_weight)
         self.trainable_ei = bool(trainable_ei)

@@ -27,13 +27,16 @@ ERROR_NORMALIZATION_MODES = ("full", "center", "scale", "decorrelate", "lateral"
 """The error-normalization modes of SPEC section 2, in the paper's order."""
 
 
-def validate_mode(mode: str) -> str:
-    """Return ``mode`` if it is a known error-normalization mode, else raise ``ValueError``."""
+def validate_mode(mode: str, name: str = "mode") -> str:
+    """Return ``mode`` if it is a known error-normalization mode, else raise ``ValueError``
+    naming the argument ``name`` the caller was given it as (``error_normalization`` for the
+    layers and models)."""
     if mode is None:
         return "none"
     if not isinstance(mode, str) or mode not in ERROR_NORMALIZATION_MODES:
         raise ValueError(
-            f"Expected `mode` to be one of {ERROR_NORMALIZATION_MODES}. Received: mode={mode!r}"
+            f"Expected `{name}` to be one of {ERROR_NORMALIZATION_MODES}. Received: "
+            f"{name}={mode!r}"
         )
     return mode
 

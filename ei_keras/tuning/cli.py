@@ -17,8 +17,10 @@ distributed: the same command on every process, with KerasTuner's environment va
   worker i: KERASTUNER_TUNER_ID=worker<i> KERASTUNER_ORACLE_IP=<chief's address>
             KERASTUNER_ORACLE_PORT=8000
 rerunning the same command resumes an interrupted sweep.
-exit codes: 0 done, 2 invalid input, 4 chief found no workers for --timeout s, 5 worker lost
-the chief for --timeout s (state is saved in both cases: rerun to resume)."""
+exit codes: 0 done, 2 invalid input (bad data files are found before the tuner starts; a
+sweep folder holds one --tuner's trials), 4 chief found no workers for --timeout s, 5 worker
+lost the chief for --timeout s (state is saved in both cases: rerun to resume), 6 out of
+memory (the trial is redone when the sweep is resumed)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

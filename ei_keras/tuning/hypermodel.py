@@ -131,16 +131,20 @@ class EIHyperModel(keras_tuner.HyperModel):
         self.num_classes = num_classes
         self.declare_space = bool(declare_space)
         self.label = f"{preset} {lum_dir(luminosity)}"
+        #: The search that drives it (``--tuner``: set by :class:`ei_keras.tuning.SweepTuner`;
+        #: None under another tuner), recorded with each trial so that a report never pools
+        #: two searches.
+        self.tuner_kind = None
 
     # ---------------------------------------------------------------------------------------
     def values(self, hp) -> dict:
         """The trial's hyperparameter values that this preset uses (``norm_weight`` only for the
         I-Norm presets)."""
-        from ei_keras.tuning.space import family
+        from ei_keras import zoo
 
         out = {k: _plain(v) for k, v in hp.values.items() if k in SHORT_KEYS}
-        if "inorm" not in family(self.preset):  # "inorm" and "conv_inorm" have lambda
-            out.pop("norm_weight", None)
+        for name in zoo.unused_hyperparameters(self.preset):  # lambda without I-Norm
+            out.pop(name, None)
         return out
 
     def declare_hyperparameters(self, hp):
@@ -212,6 +216,7 @@ class EIHyperModel(keras_tuner.HyperModel):
         Hyperband can continue a trial from its checkpoint; the run directory is
         ``trial_<digest of the values and epochs>``.
         """
+        from ei_keras.data import DataFileError
         from ei_keras.experiment import resolve, run_experiment
         from ei_keras.run_directory import load_run, sort_finished, stale_runs_error
 
@@ -246,14 +251,17 @@ class EIHyperModel(keras_tuner.HyperModel):
         else:
             self.printer(f"[sweep {self.label}] trial {trial_id} ({tuner_id}) starts: {shown}")
             record = {"trial_id": trial_id, "sweep": {"tuner_id": tuner_id, "values": values,
-                                                      "project": self.name}}
+                                                      "project": self.name,
+                                                      "tuner": self.tuner_kind}}
             try:
                 metrics = run_experiment(
                     cfg, final, printer=self.printer, overwrite=True, record=record,
                     model=model if stock else None, callbacks=callbacks if stock else (),
                     initial_epoch=initial_epoch if stock else 0)
-            except (ConfigError, FileNotFoundError) as e:  # no later trial can do better
-                raise keras_tuner.errors.FatalValueError(str(e)) from e
+            except (ConfigError, FileNotFoundError, DataFileError) as e:  # no later trial
+                raise keras_tuner.errors.FatalValueError(str(e)) from e  # can do better
+            except Exception as e:  # out of memory, ...: stop the sweep, never record the
+                raise keras_tuner.errors.FatalError(str(e)) from e  # trial as finished
         accuracy = metrics.get(OBJECTIVE)
         ok = metrics.get("status") == "ok" and isinstance(accuracy, (int, float)) and \
             math.isfinite(accuracy)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import keras_tuner
 
-from ei_keras.run_directory import check_writable_folder, lum_dir
+from ei_keras.run_directory import check_keras_file, check_writable_folder, lum_dir
 from ei_keras.tuning.hypermodel import OBJECTIVE, EIHyperModel
 
 DEFAULT_TIMEOUT = 900.0
@@ -233,6 +233,7 @@ class SweepTuner(keras_tuner.Tuner):
                                          **common)
         else:
             oracle = SweepOracle(max_trials=max_trials, **common)
+        hypermodel.tuner_kind = kind
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(directory),
                          project_name=project_name, overwrite=False, **kwargs)
         self.kind = kind
@@ -261,7 +262,7 @@ class SweepTuner(keras_tuner.Tuner):
                 f"Trial {trial.trial_id} has no saved model ({path}). Run the sweep with "
                 "save_models=True (--save-models), or rebuild and retrain its configuration: "
                 "tuner.hypermodel.build(tuner.get_best_hyperparameters()[0]).")
-        return keras.models.load_model(path)
+        return keras.models.load_model(check_keras_file(path))
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,6 +392,25 @@ def _serve_as_chief(tuner: SweepTuner, timeout: float, printer=_print, poll: flo
 # --------------------------------------------------------------------------------------------
 
 
+def _project_tuner(project_dir: Path) -> str:
+    """The ``--tuner`` of a sweep's project folder, from its name (``<preset>_r<lum>`` for
+    random search, ``..._<tuner>`` for the others: :func:`run_sweep`)."""
+    suffix = project_dir.name.rsplit("_", 1)[-1]
+    return suffix if suffix in TUNERS and suffix != "random" else "random"
+
+
+def _check_one_tuner(out: Path, tuner: str) -> None:
+    """Refuse a second tuner in a sweep folder: its trials would share the run directories'
+    ids with the first tuner's, and a report of the folder would pool both searches."""
+    if not out.is_dir():
+        return
+    others = sorted({_project_tuner(d.parent) for d in out.glob("*/oracle.json")} - {tuner})
+    if others:
+        raise ValueError(f"--out {out} holds a {others[0]} sweep; a sweep folder holds one "
+                         f"tuner's trials (a report pools every run under it): choose another "
+                         f"--out for --tuner {tuner}.")
+
+
 def _check_existing_project(project_dir: Path, hp, seed: int) -> None:
     """Refuse to resume a sweep directory started with another space or seed; name the cause
     of unreadable tuner state instead of a bare traceback."""
@@ -507,7 +527,12 @@ def run_sweep(config_path=None, preset: str = "ei_ln", luminosity: float = 0.75,
     project_name = f"{preset}_{lum_dir(luminosity)}" + ("" if tuner == "random" else
                                                          f"_{tuner}")
     if role != "worker":
+        _check_one_tuner(out, tuner)
         _check_existing_project(out / project_name, hp, seed)
+    if role != "chief":  # bad data files: one error now, not a failed trial in the record
+        from ei_keras.data import load_fashion_mnist
+
+        load_fashion_mnist(data_dir)
     overrides = {"data.data_dir": str(data_dir)} if data_dir is not None else {}
     hypermodel = EIHyperModel(preset, luminosity, out / "runs", smoke=smoke,
                               overrides=overrides, save_model=save_models, printer=printer,
