@@ -261,11 +261,17 @@ def test_steps_per_execution_gives_the_same_run(tmp_path):
             results[spe]["history"] = list(csv.DictReader(f))
     a, b = results["auto"], results[1]
     assert a["status"] == b["status"] == "ok"
-    assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1e-6)
+    # The grouped and the one-step compiled functions round differently (float32, ~1e-6 after
+    # these 16 steps): an image whose two top logits are that close to a tie may change its
+    # predicted class, so an accuracy may move by one image (1/256 here), nothing more.
+    one_image = 1 / TINY["data"]["test_subset"]
+    assert TINY["data"]["test_subset"] == TINY["data"]["train_subset"]
+    assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=one_image * 1.001)
     assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-5)
     for ra, rb in zip(a["history"], b["history"], strict=True):
-        for key in ("loss", "task_loss", "norm_loss", "accuracy"):
+        for key in ("loss", "task_loss", "norm_loss"):
             assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5), key
+        assert float(ra["accuracy"]) == pytest.approx(float(rb["accuracy"]), abs=one_image * 1.001)
 
 
 # --------------------------------------------------------------------------------------------
