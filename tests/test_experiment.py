@@ -286,9 +286,10 @@ BOUND = 1e3
 
 
 def excursion_step(monitor):
-    """The step at which ``monitor`` reported crossing a bound, or None. (Today crossing one
-    ends the run as diverged; if it becomes a recorded event instead, adapt this helper.)"""
-    return monitor.step if monitor.diverged else None
+    """The step at which ``monitor`` reported crossing a bound, or None: a finite excursion is
+    a recorded stability event (the run trains on), not a stop."""
+    assert not monitor.diverged  # nothing here is non-finite
+    return None if monitor.excursion is None else monitor.excursion["first_step"]
 
 
 def monitored_fit(kernel=0.0, loss_at_step_3=0.0):
@@ -332,6 +333,8 @@ DEFINING = {
     "train.jit_compile": False, "train.steps_per_execution": 1, "train.inhibitory_steps": 2,
     "train.inhibitory_every": 3, "opt.lr_e": 0.0123, "opt.lr_ie": 0.0234, "opt.lr_ei": 0.0345,
     "opt.momentum": 0.5, "opt.inhibitory_momentum": 0.25, "opt.inhibitory_clipnorm": 2.5,
+    "opt.exponentiated": True, "opt.inhibitory_exponentiated": True, "opt.eg_normalise": True,
+    "opt.split_bias": True,
     "loss.norm_weight": 0.123, "loss.label_smoothing": 0.05, "measures.moments": False,
     "measures.alignment": False, "measures.probe_size": 100,
 }
