@@ -108,13 +108,18 @@ def _finite_or_none(x):
     return x if math.isfinite(x) else None
 
 
+#: What the one-line-per-epoch progress shows, when the logs have it.
+EPOCH_LINE_KEYS = ("loss", "task_loss", "norm_loss", "accuracy", "val_accuracy")
+
+
 def _progress_callback(label: str, epochs: int, printer):
-    """A one-line-per-epoch progress callback (Keras' progress bar is too chatty for sweeps)."""
+    """A one-line-per-epoch progress callback (for logs and parallel workers, where Keras'
+    per-batch progress bar would be noise)."""
     import keras
 
     def on_epoch_end(epoch, logs=None):
         logs = logs or {}
-        parts = [f"{k}={logs[k]:.4g}" for k in ("loss", "accuracy", "val_accuracy")
+        parts = [f"{k}={logs[k]:.4g}" for k in EPOCH_LINE_KEYS
                  if isinstance(logs.get(k), (int, float))]
         printer(f"  [{label}] epoch {epoch + 1}/{epochs} " + " ".join(parts))
 
@@ -132,7 +137,8 @@ def _validation_metrics(model, validation) -> dict:
 
 def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
                    overwrite: bool = False, record: Mapping | None = None, *,
-                   model=None, callbacks=(), initial_epoch: int = 0) -> dict:
+                   model=None, callbacks=(), initial_epoch: int = 0,
+                   progress_bar: bool = False) -> dict:
     """Train one configuration and write its run directory.
 
     Args:
@@ -148,6 +154,10 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         callbacks: more Keras callbacks for ``fit`` (e.g. a tuner's checkpoints and reports).
         initial_epoch: the epoch ``fit`` starts at (a Hyperband trial continued from its
             checkpoint); the data stream of epoch ``e`` is the same whatever the start.
+        progress_bar: show Keras' per-batch progress bar (``fit(verbose=1)``: every metric
+            of the logs, ``task_loss`` and ``norm_loss`` included) instead of one line per
+            epoch through ``printer``. For a terminal; ``ei-keras train`` turns it on when its
+            standard output is one.
 
     Returns:
         The ``metrics.json`` contents (with ``val_accuracy``/``val_loss`` on the held-out
@@ -227,7 +237,8 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
             callbacks.append(HiddenMoments(probe_x))
         if cfg.measures.alignment:
             callbacks.append(LayerNormAlignment(probe_x, probe_y))
-        callbacks.append(_progress_callback(label, cfg.train.epochs, printer))
+        if not progress_bar:
+            callbacks.append(_progress_callback(label, cfg.train.epochs, printer))
         callbacks.extend(extra_callbacks or ())
         printer(f"[train] {label}: {cfg.preset}, width {cfg.model.width}, "
                 f"{cfg.train.epochs} epochs, lr_e={hp['lr_e']:g} lr_ie={hp['lr_ie']:g} "
@@ -235,7 +246,8 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         fit_kwargs = {}
         if cfg.train.validate_each_epoch:  # the held-out split, never the test set
             fit_kwargs = {"validation_data": validation, "validation_batch_size": 1000}
-        history = model.fit(train, epochs=cfg.train.epochs, shuffle=False, verbose=0,
+        history = model.fit(train, epochs=cfg.train.epochs, shuffle=False,
+                            verbose=1 if progress_bar else 0,
                             callbacks=callbacks, initial_epoch=initial_epoch, **fit_kwargs)
         if monitor.diverged:
             monitor.locate(train)

@@ -59,7 +59,9 @@ class DaleSGD(DaleSGDUpdate, keras.optimizers.MultiOptimizer):
 
     - ``apply(grads, variables)`` accepts any subset of the variables the optimizer was built
       with (Keras' ``MultiOptimizer`` insists on all of them), routing each to its group's
-      optimizer; the inhibitory plasticity schedules of
+      optimizer; a ``None`` gradient leaves its variable alone (so ``stateless_apply`` and a
+      ``keras.optimizers.LossScaleOptimizer`` around it update subsets too); the inhibitory
+      plasticity schedules of
       :class:`~ei_keras.models.DualLossModel` update the normalization variables alone.
     - How a group's update is carried out is chosen once per backend, at import
       (``ei_keras/backend/``): on eager PyTorch, plain SGD (momentum 0, fixed learning rate,
@@ -89,10 +91,15 @@ class DaleSGD(DaleSGDUpdate, keras.optimizers.MultiOptimizer):
         grads = list(grads)
         if not grads:
             return
-        if trainable_variables is None or not self.built:
+        if not self.built or (trainable_variables is None and
+                              len(grads) != len(self._trainable_variables)):
             return super().apply(grads, trainable_variables)
+        if trainable_variables is None:
+            trainable_variables = self._trainable_variables
         groups = [([], []) for _ in self.optimizers]
         for g, v in zip(grads, trainable_variables):
+            if g is None:  # no gradient, no update (how the stateless API passes a subset)
+                continue
             gs, vs = groups[self.optimizers.index(self.optimizer_for(v))]
             gs.append(g)
             vs.append(v)

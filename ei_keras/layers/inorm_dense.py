@@ -45,24 +45,35 @@ class INormDense(DaleDense):
 
     Args:
         units: excitatory units ``ne``.
-        inhibitory_units: ``ni`` of the subtractive population; default ``max(1, units // 10)``.
-        error_normalization: ``"none"``, ``"full"`` (GradNorm), ``"center"``, ``"scale"``,
-            ``"decorrelate"`` or ``"lateral"``.
-        subtractive_only: no divisive population (Fig. 3b).
-        norm_weight: ``lambda``, the weight of the normalization loss (paper: 0.01).
-        trainable_ei: whether ``W_EI`` and ``B_EI`` learn (the reference code freezes them).
         activation: Keras activation applied after error normalization (default: none).
-        epsilon: added under the square root of ``delta`` and in error normalization.
-        init_distribution: ``"exponential"`` or ``"lognormal"``.
-        seed: NumPy seed of the initialisation and of the lateral weights.
-        inhibitory_regularizer: regularizer of ``W_IE``, ``W_EI``, ``B_IE``, ``B_EI`` (its
-            penalty joins the normalization loss).
-        inhibitory_constraint: constraint of the same weights, applied before Dale's sign
-            (``B_IE`` keeps its free sign).
-        **kwargs: ``use_bias``, ``kernel_initializer``, ``bias_initializer``,
-            ``kernel_regularizer``, ``bias_regularizer``, ``kernel_constraint``,
-            ``bias_constraint`` (as :class:`EIDense`) and base ``keras.layers.Layer``
-            arguments.
+        use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+            kernel_constraint, bias_constraint: as in ``keras.layers.Dense``, in Dense's order
+            (as :class:`EIDense`). ``activity_regularizer`` (Dense's place between them) must
+            stay ``None``.
+        inhibitory_units: keyword-only, ``ni`` of the subtractive population; default
+            ``max(1, units // 10)``.
+        error_normalization: keyword-only, ``"none"``, ``"full"`` (GradNorm), ``"center"``,
+            ``"scale"``, ``"decorrelate"`` or ``"lateral"``.
+        subtractive_only: keyword-only, no divisive population (Fig. 3b).
+        norm_weight: keyword-only, ``lambda``, the weight of the normalization loss (paper:
+            0.01).
+        trainable_ei: keyword-only, whether ``W_EI`` and ``B_EI`` learn (the reference code
+            freezes them).
+        epsilon: keyword-only, added under the square root of ``delta`` and in error
+            normalization.
+        init_distribution: keyword-only, ``"exponential"`` or ``"lognormal"``.
+        seed: keyword-only, NumPy seed of the initialisation and of the lateral weights.
+        inhibitory_regularizer: keyword-only, regularizer of ``W_IE``, ``W_EI``, ``B_IE``,
+            ``B_EI`` (its penalty joins the normalization loss).
+        inhibitory_constraint: keyword-only, constraint of the same weights, applied before
+            Dale's sign (``B_IE`` keeps its free sign).
+        **kwargs: base ``keras.layers.Layer`` arguments.
+
+    Attributes:
+        kernel: read-only, the affine part before the normalization,
+            ``(W_EE - W_EI W_IE)^T`` in Dense's ``(d, units)`` orientation:
+            ``x @ layer.kernel + layer.bias`` is the numerator ``e - s`` of ``z`` (the
+            divisive ``delta`` and error normalization act after it).
 
     Example:
 
@@ -81,12 +92,21 @@ class INormDense(DaleDense):
     def __init__(
         self,
         units: int,
+        activation=None,
+        use_bias: bool = True,
+        kernel_initializer=None,
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        *,
         inhibitory_units: int | None = None,
         error_normalization: str = "none",
         subtractive_only: bool = False,
         norm_weight: float = 0.01,
         trainable_ei: bool = True,
-        activation=None,
         epsilon: float = 1e-5,
         init_distribution: str = "exponential",
         seed: int | None = None,
@@ -94,18 +114,21 @@ class INormDense(DaleDense):
         inhibitory_constraint=None,
         **kwargs,
     ):
-        if kwargs.get("activity_regularizer") is not None:
+        if activity_regularizer is not None:
             raise ValueError(
                 f"{type(self).__name__} does not take `activity_regularizer`: its output is "
                 "normalized by the inhibitory populations, and its normalization loss trains "
                 "only those. "
                 "Put the activity regularizer on the next layer (or a "
                 "keras.layers.ActivityRegularization after this one). Received: "
-                f"activity_regularizer={kwargs['activity_regularizer']!r}")
-        super().__init__(units, activation=activation, init_distribution=init_distribution,
-                         seed=seed, **kwargs)
+                f"activity_regularizer={activity_regularizer!r}")
+        super().__init__(units, activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, None, kernel_constraint,
+                         bias_constraint, init_distribution=init_distribution, seed=seed,
+                         **kwargs)
         # Normalization computes in float32 like keras.layers.LayerNormalization; the output
         # is cast back to compute_dtype (mixed precision without overflow in delta or L_norm).
+        # The weights are read in float32 too (`add_weight` below).
         self.autocast = False
         self.init_inhibition(inhibitory_units, trainable_ei, inhibitory_regularizer,
                              inhibitory_constraint)
@@ -144,6 +167,14 @@ class INormDense(DaleDense):
             name="norm_weight", shape=(), dtype="float32", trainable=False,
             initializer=keras.initializers.Constant(self._initial_norm_weight),
         )
+
+    def add_weight(self, *args, **kwargs):
+        """``keras.layers.Layer.add_weight`` with ``autocast=False`` (as Keras' normalization
+        layers make theirs): under a mixed-precision policy a layer called on its own (outside
+        a model) still opens an autocast scope, which would read the weights in float16 inside
+        this layer's float32 arithmetic."""
+        kwargs.setdefault("autocast", False)
+        return super().add_weight(*args, **kwargs)
 
     def _parts(self, x):
         """``(e, s, delta)``: excitatory drive, subtractive and divisive inhibition (float32)."""

@@ -18,6 +18,14 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+# Keras' MonitorCallback (EarlyStopping, ModelCheckpoint, ReduceLROnPlateau) infers in
+# mode="auto" whether a monitored metric should go down from the ``_direction`` of metrics
+# grouped in a MetricsList (or the compiled metrics); metrics listed on their own are not
+# searched. Grouping the two loss trackers is what lets ``monitor="val_task_loss"`` work
+# without ``mode="min"``. Private to Keras: the test suite checks the callbacks on every
+# backend.
+from keras.src.trainers.compile_utils import MetricsList
+
 #: ``compile`` arguments of the inhibitory plasticity schedules (saved in ``.keras`` files).
 SCHEDULE_ARGUMENTS = ("inhibitory_steps", "inhibitory_every")
 COUNTER_NAME = "inhibitory_schedule_step"
@@ -59,6 +67,9 @@ def _supports_subset_updates(optimizer) -> bool:
     multi-optimizers."""
     from ei_keras.optimizers import DaleSGD
 
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        # Mixed precision: the loss-scale optimizer passes any subset on to the one it wraps.
+        optimizer = optimizer.inner_optimizer
     if isinstance(optimizer, DaleSGD):
         return True
     return not isinstance(optimizer, keras.optimizers.MultiOptimizer)
@@ -74,6 +85,19 @@ class _Assignment:
         self.key, self.trainable, self.is_norm, self.layers = key, trainable, is_norm, layers
 
 
+class _LossTrackers(MetricsList):
+    """``task_loss`` and ``norm_loss`` as one group of ``model.metrics`` (see the import of
+    ``MetricsList``); both are losses, so they should go down."""
+
+    def __init__(self, trackers):
+        super().__init__(list(trackers), name="dual_loss_trackers")
+        for tracker in trackers:
+            tracker._direction = "down"
+
+    def result(self):
+        return {m.name: m.result() for m in self.metrics}
+
+
 class DualLossTrainerBase:
     """What every backend's dual-loss trainer shares: compile arguments, the loss assignment,
     the two loss values, the ``task_loss`` / ``norm_loss`` trackers, saving."""
@@ -82,6 +106,8 @@ class DualLossTrainerBase:
         super().__init__(*args, **kwargs)
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
         self.norm_loss_tracker = keras.metrics.Mean(name="norm_loss")
+        self.dual_loss_trackers = _LossTrackers([self.task_loss_tracker,
+                                                 self.norm_loss_tracker])
         self.inhibitory_steps = 1
         self.inhibitory_every = 1
         # The schedule's position is state: saved with the weights and threaded through JAX's
@@ -90,6 +116,24 @@ class DualLossTrainerBase:
         self.inhibitory_counter = keras.Variable(0, dtype="int32", trainable=False,
                                                  name=COUNTER_NAME)
         self._assignment_cache = None
+
+    @property
+    def metrics(self):
+        """Keras' metrics, with ``task_loss`` and ``norm_loss`` listed as one group (so that
+        callbacks in ``mode="auto"`` know both go down); their results are reported as
+        before, ``task_loss`` and ``norm_loss``."""
+        group = getattr(self, "dual_loss_trackers", None)
+        metrics = super().metrics
+        if group is None:
+            return metrics
+        own = (group, *group.metrics)
+        out = []
+        for m in metrics:
+            if m is group.metrics[0]:
+                out.append(group)
+            elif all(m is not t for t in own):
+                out.append(m)
+        return out
 
     # -- compile ------------------------------------------------------------------------------
     def compile(self, *args, inhibitory_steps: int = 1, inhibitory_every: int = 1, **kwargs):
@@ -220,6 +264,17 @@ class DualLossTrainerBase:
         norm = self.normalization_loss()
         task = ops.cast(total, "float32") - norm
         return total, task, norm
+
+    def _scale_loss(self, loss):
+        """``loss`` times the optimizer's loss scale, as Keras' trainers scale the loss before
+        differentiating it: under ``mixed_float16`` Keras wraps the optimizer in a
+        ``keras.optimizers.LossScaleOptimizer``, which divides every gradient by its (dynamic)
+        scale, so each loss that gives gradients (the task loss and the normalization loss)
+        must be scaled by the same factor (also ``loss_scale_factor`` of any optimizer).
+        Reads the scale variable: on JAX call it inside a ``keras.StatelessScope`` that maps
+        the optimizer's variables."""
+        optimizer = getattr(self, "optimizer", None)
+        return loss if optimizer is None else optimizer.scale_loss(loss)
 
     def _schedule_is_default(self) -> bool:
         return self.inhibitory_steps == 1 and self.inhibitory_every == 1

@@ -3,11 +3,16 @@
 One forward pass inside a ``keras.StatelessScope`` gives both losses; ``jax.vjp`` of
 ``(task_loss, norm_loss)`` with respect to ``(task variables, normalization variables)`` is
 pulled back twice, once per loss, and each pull-back keeps only the gradient of the variables
-that loss trains (XLA drops the other half). State goes in and out as Keras' JAX trainer
-threads it: ``(trainable, non_trainable, optimizer, metrics)`` values.
+that loss trains (XLA drops the other half). Both losses are scaled by the optimizer's loss
+scale before the pull-back and the gradients applied with ``optimizer.stateless_apply`` (mixed
+precision: Keras' ``LossScaleOptimizer`` unscales them), as Keras' JAX trainer does. State goes
+in and out as that trainer threads it: ``(trainable, non_trainable, optimizer, metrics)``
+values.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import jax
 import keras
@@ -42,32 +47,45 @@ class DualLossTrainer(DualLossTrainerBase):
         return y_pred, non_trainable_values, losses
 
     def _apply(self, optimizer_values, trainable_values, grads, variables):
-        """Stateless ``optimizer.apply(grads, variables)`` for any subset of the trainable
-        variables: ``(trainable values, optimizer values)``."""
-        mapping = list(zip(self.trainable_variables, trainable_values)) + \
-            list(zip(self.optimizer.variables, optimizer_values))
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            self.optimizer.apply(grads, variables)
-        return ([scope.get_current_value(v) for v in self.trainable_variables],
-                [scope.get_current_value(v) for v in self.optimizer.variables])
+        """``optimizer.apply(grads, variables)`` for any subset of the trainable variables,
+        through the stateless optimizer API (as Keras' JAX trainer applies gradients):
+        ``(trainable values, optimizer values)``. The variables outside the subset get no
+        gradient (None), so neither they nor their optimizer slots move; a
+        ``keras.optimizers.LossScaleOptimizer`` (mixed precision) unscales the gradients, skips
+        a step with non-finite ones and updates its scale, all statelessly."""
+        wanted = {id(v) for v in variables}
+        full = iter(grads)
+        grads = [next(full) if id(v) in wanted else None for v in self.trainable_variables]
+        with warnings.catch_warnings():
+            # Keras' optimizers warn, while tracing, about variables without a gradient:
+            # here that is the subset update asked for.
+            warnings.filterwarnings("ignore", message="Gradients do not exist for variables")
+            return self.optimizer.stateless_apply(optimizer_values, grads, trainable_values)
 
-    def _dual_gradients(self, trainable_values, non_trainable_values, x, y, sample_weight,
-                        is_norm, with_task=True):
+    def _scaled(self, optimizer_values, losses):
+        """:meth:`_scale_loss` of each loss, reading the loss scale from ``optimizer_values``."""
+        mapping = list(zip(self.optimizer.variables, optimizer_values))
+        with keras.StatelessScope(state_mapping=mapping):
+            return tuple(self._scale_loss(loss) for loss in losses)
+
+    def _dual_gradients(self, trainable_values, non_trainable_values, optimizer_values, x, y,
+                        sample_weight, is_norm, with_task=True):
         """Task-loss gradients of the task variables and normalization-loss gradients of the
-        normalization variables, plus the forward pass' outputs."""
+        normalization variables (of the losses scaled by the optimizer's loss scale: mixed
+        precision), plus the forward pass' outputs (unscaled losses)."""
         task_values, norm_values = _split(trainable_values, is_norm)
 
         def losses(task_vals, norm_vals):
             y_pred, ntv, (total, task, norm) = self._stateless_forward(
                 _merge(task_vals, norm_vals, is_norm), non_trainable_values, x, y,
                 sample_weight, training=True)
-            return (task, norm), (y_pred, ntv, total)
+            return self._scaled(optimizer_values, (task, norm)), (y_pred, ntv, total, task, norm)
 
-        (task, norm), pullback, (y_pred, ntv, total) = jax.vjp(
+        (scaled_task, scaled_norm), pullback, (y_pred, ntv, total, task, norm) = jax.vjp(
             losses, task_values, norm_values, has_aux=True)
-        one, zero = ops.ones_like(task), ops.zeros_like(norm)
+        one, zero = ops.ones_like(scaled_task), ops.zeros_like(scaled_norm)
         task_grads = pullback((one, zero))[0] if with_task else None
-        norm_grads = pullback((ops.zeros_like(task), ops.ones_like(norm)))[1]
+        norm_grads = pullback((ops.zeros_like(scaled_task), ops.ones_like(scaled_norm)))[1]
         del one, zero
         return task_grads, norm_grads, (y_pred, ntv, total, task, norm)
 
@@ -76,14 +94,15 @@ class DualLossTrainer(DualLossTrainerBase):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         trainable, is_norm = self._assignment()
         task_grads, norm_grads, (y_pred, ntv, total, task, norm) = self._dual_gradients(
-            trainable_values, non_trainable_values, x, y, sample_weight, is_norm)
+            trainable_values, non_trainable_values, optimizer_values, x, y, sample_weight,
+            is_norm)
         task_vars, norm_vars = _split(trainable, is_norm)
 
         def inhibitory_update(tv, ov):
             # The paper's step: every variable moves once, by its own loss' gradient.
             tv, ov = self._apply(ov, tv, _merge(task_grads, norm_grads, is_norm), trainable)
             for _ in range(self.inhibitory_steps - 1):
-                _, extra, _ = self._dual_gradients(tv, ntv, x, y, sample_weight, is_norm,
+                _, extra, _ = self._dual_gradients(tv, ntv, ov, x, y, sample_weight, is_norm,
                                                    with_task=False)
                 tv, ov = self._apply(ov, tv, extra, norm_vars)
             return tv, ov

@@ -30,19 +30,22 @@ class DualLossTrainer(DualLossTrainerBase):
     def _inhibitory_only_step(self, x, y, sample_weight, norm_vars):
         with tf.GradientTape() as tape:
             _, (_, _, norm) = self._forward(x, y, sample_weight, training=True)
-        self.optimizer.apply(self._gradients(tape, norm, norm_vars), norm_vars)
+            scaled_norm = self._scale_loss(norm)
+        self.optimizer.apply(self._gradients(tape, scaled_norm, norm_vars), norm_vars)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape(persistent=True) as tape:
             y_pred, (total, task, norm) = self._forward(x, y, sample_weight, training=True)
+            # Mixed precision: both losses are scaled (the optimizer unscales every gradient).
+            scaled_task, scaled_norm = self._scale_loss(task), self._scale_loss(norm)
         # Read the variables after the forward pass (the first trace creates nothing, but a
         # model built lazily by its first call would have none before it).
         trainable, is_norm = self._assignment()
         task_vars = [v for v, n in zip(trainable, is_norm) if not n]
         norm_vars = [v for v, n in zip(trainable, is_norm) if n]
-        task_grads = self._gradients(tape, task, task_vars)
-        norm_grads = self._gradients(tape, norm, norm_vars) if norm_vars else []
+        task_grads = self._gradients(tape, scaled_task, task_vars)
+        norm_grads = self._gradients(tape, scaled_norm, norm_vars) if norm_vars else []
         del tape
 
         def inhibitory_update():

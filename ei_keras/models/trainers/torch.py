@@ -7,8 +7,9 @@ for the normalization variables, one ``optimizer.apply``; the loss trackers are 
 in-place adds into the ``keras.metrics.Mean`` state (same ``total`` / ``count`` as
 ``update_state``), and the task loss is the compiled ``keras.losses.Loss`` called directly when
 the model was compiled with a single one (the compiled-loss container is skipped). Anything
-else (structured losses, loss weights, overridden ``compute_loss``, loss scaling) goes through
-Keras' own methods.
+else (structured losses, loss weights, overridden ``compute_loss``, a mixed-precision policy)
+goes through Keras' own methods. Both losses are scaled by the optimizer's loss scale before
+differentiation (``LossScaleOptimizer`` under ``mixed_float16``), as Keras' own step does.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ class DualLossTrainer(DualLossTrainerBase):
                 trainable, is_norm,
                 [v for v, n in zip(trainable, is_norm) if not n],
                 [v for v, n in zip(trainable, is_norm) if n],
-                [m for m in self.metrics if all(m is not t for t in trackers)], trackers)
+                [m for m in self.metrics
+                 if all(m is not t for t in (*trackers, self.dual_loss_trackers))], trackers)
         return cache.items
 
     def _logs(self):
@@ -126,20 +128,22 @@ class DualLossTrainer(DualLossTrainerBase):
             step = int(self.inhibitory_counter.value)
             update_inhibition = step % self.inhibitory_every == 0
             self.inhibitory_counter.assign(step + 1)
-        task_grads = torch.autograd.grad(task, [v.value for v in task_vars],
+        # Mixed precision: both losses are scaled (the optimizer unscales every gradient).
+        task_grads = torch.autograd.grad(self._scale_loss(task), [v.value for v in task_vars],
                                          retain_graph=bool(norm_vars and update_inhibition),
                                          allow_unused=True)
         task_grads = [torch.zeros_like(v.value) if g is None else g
                       for g, v in zip(task_grads, task_vars)]
         if update_inhibition and norm_vars:
-            norm_grads = self._norm_gradients(norm, norm_vars)
+            norm_grads = self._norm_gradients(self._scale_loss(norm), norm_vars)
             task_it, norm_it = iter(task_grads), iter(norm_grads)
             with torch.no_grad():
                 self.optimizer.apply([next(norm_it) if n else next(task_it) for n in is_norm],
                                      trainable)
             for _ in range(self.inhibitory_steps - 1):
                 self(x, **kwargs)
-                extra = self._norm_gradients(self.normalization_loss(), norm_vars)
+                extra = self._norm_gradients(self._scale_loss(self.normalization_loss()),
+                                             norm_vars)
                 with torch.no_grad():
                     self.optimizer.apply(extra, norm_vars)
         else:
