@@ -114,7 +114,7 @@ def _group_optimizer(group: str, optimizer) -> keras.optimizers.Optimizer:
             raise ValueError(
                 f"The {group} optimizer {optimizer.name!r} has already been used (built); "
                 "pass a new optimizer instance to dale_optimizer.")
-        return optimizer
+        return _check_group_rate(group, optimizer)
     try:
         built = keras.optimizers.get(optimizer)
     except (ValueError, TypeError) as e:
@@ -123,7 +123,22 @@ def _group_optimizer(group: str, optimizer) -> keras.optimizers.Optimizer:
     if not isinstance(built, keras.optimizers.Optimizer):
         raise ValueError(f"Expected `{group}` to be a Keras optimizer. Received: "
                          f"{group}={optimizer!r}")
-    return built
+    return _check_group_rate(group, built)
+
+
+def _check_group_rate(group: str, optimizer: keras.optimizers.Optimizer):
+    """``optimizer`` if its learning rate is a schedule or a finite number >= 0 (Keras itself
+    accepts a negative one, which would climb the loss)."""
+    rate = optimizer.get_config().get("learning_rate")
+    if isinstance(rate, dict):  # a serialized schedule
+        return optimizer
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) \
+            or rate < 0:
+        shown = f"{rate:.7g}" if isinstance(rate, (int, float)) else repr(rate)  # float32 -> 0.1
+        raise ValueError(
+            f"Expected the `{group}` optimizer's learning_rate to be a finite number >= 0 or a "
+            f"keras.optimizers.schedules.LearningRateSchedule. Received: learning_rate={shown}")
+    return optimizer
 
 
 def dale_optimizer(excitatory="sgd", inhibitory_input=None, inhibitory_output=None,
@@ -148,7 +163,8 @@ def dale_optimizer(excitatory="sgd", inhibitory_input=None, inhibitory_output=No
         the paper's optimizer) to pass to ``model.compile``.
 
     Raises:
-        ValueError: an argument is not a Keras optimizer, or an instance has already been used.
+        ValueError: an argument is not a Keras optimizer, an instance has already been used,
+            or a learning rate is negative or not finite (0 freezes a group).
 
     Example: Adam for the excitatory weights, SGD for the inhibitory ones.
 
@@ -229,6 +245,10 @@ def dale_sgd(
     Returns:
         A :class:`DaleSGD` (a ``keras.optimizers.MultiOptimizer``) to pass to
         ``model.compile``; :func:`dale_optimizer` takes any other optimizer per group.
+
+    Raises:
+        ValueError: a learning rate that is negative, NaN, infinite or not a number (0
+            freezes a group), or a momentum outside [0, 1).
 
     Example:
 

@@ -29,7 +29,6 @@ from ei_keras.initializers import (
     RowStochastic,
     balanced_inhibition,
     dale_scale,
-    divisive_svd_init,
 )
 from ei_keras.layers import EDense, EIDense, ErrorNormalization, INormDense
 from ei_keras.models.gradients import gradients
@@ -112,12 +111,38 @@ def test_ei_init_signs_balance_and_seeded_numpy_draws(distribution):
     inorm.build((None, d))
     for name, value in (("W_EE", w_ee), ("W_IE", w_ie), ("W_EI", w_ei)):
         np.testing.assert_array_equal(to_numpy(getattr(inorm, name)), value)
-    b_ie, b_ei = divisive_svd_init(expected_ee, balanced_inhibition(expected_ee, ni), expected_ei)
-    np.testing.assert_allclose(to_numpy(inorm.B_IE), b_ie.astype("float32"), rtol=0,
-                               atol=1e-6 * np.abs(b_ie).max())
-    np.testing.assert_array_equal(to_numpy(inorm.B_EI), b_ei.astype("float32"))
+    assert_divisive_svd_init(to_numpy(inorm.B_IE), to_numpy(inorm.B_EI), expected_ee,
+                             expected_ei)
     np.testing.assert_array_equal(to_numpy(inorm.lateral_weights),
                                   to_numpy(lateral_pooling_weights(ne, seed + 2)))
+
+
+def assert_divisive_svd_init(b_ie, b_ei, w_ee, w_ei):
+    """The divisive population as the paper initialises it, checked without the package's
+    initializer and without an SVD: with ``W = W_EE - W_EI W_IE`` (float64, ``W_IE`` every row
+    the mean row of ``W_EE``) and ``W = U S V^T``, ``B_IE = diag(S) V[:, :ne]^T`` is the unique
+    matrix (up to the sign of each row) whose Gram matrix is that of ``W``,
+    ``B_IE^T B_IE = V S^2 V^T = W^T W`` (so ``delta^2 = mean_j (W x)_j^2`` for every x), and
+    whose rows are orthogonal with squared norms the eigenvalues of ``W W^T`` in decreasing
+    order, ``B_IE B_IE^T = S^2``; ``B_EI = 1/ne`` everywhere.
+
+    ``B_IE`` is stored in float32 (each entry within eps32/2 relatively): a Gram entry sums
+    products that each move by at most eps32 |b_i b_j|, at most eps32 x the largest squared
+    row or column norm in all (Cauchy-Schwarz); twice that is the tolerance.
+    """
+    w_ee = np.asarray(w_ee, np.float64)
+    ne = w_ee.shape[0]
+    w_ie = np.tile(w_ee.mean(axis=0), (np.asarray(w_ei).shape[1], 1))
+    w = w_ee - np.asarray(w_ei, np.float64) @ w_ie
+    b = np.asarray(b_ie, np.float64)
+    assert b.shape == w.shape
+    eps32 = float(np.finfo(np.float32).eps)
+    gram = b.T @ b
+    np.testing.assert_allclose(gram, w.T @ w, rtol=0, atol=2 * eps32 * np.diag(gram).max())
+    s2 = np.linalg.eigvalsh(w @ w.T)[::-1]  # squared singular values, decreasing
+    rows = b @ b.T
+    np.testing.assert_allclose(rows, np.diag(s2), rtol=0, atol=2 * eps32 * s2.max())
+    np.testing.assert_array_equal(b_ei, np.full((ne, ne), np.float32(1.0 / ne)))
 
 
 @pytest.mark.parametrize("distribution", ["exponential", "lognormal"])

@@ -180,3 +180,36 @@ def test_bad_optimizer_arguments():
         dale_optimizer(sgd, sgd)
     with pytest.raises(ValueError, match="LearningRateSchedule"):
         dale_sgd("fast", 0.1, 0.1)
+
+
+@pytest.mark.parametrize("bad", [-0.1, -1e-12, float("nan"), float("inf"), -float("inf"),
+                                 "0.1", None, True])
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_dale_sgd_refuses_a_learning_rate_that_is_not_a_finite_number_at_least_0(bad, position):
+    names = ("lr_e", "lr_ie", "lr_ei")
+    rates = [0.1, 0.1, 0.1]
+    rates[position] = bad
+    with pytest.raises(ValueError) as e:
+        dale_sgd(*rates)
+    message = str(e.value)
+    assert message.startswith(f"Expected `{names[position]}` to be a finite number >= 0")
+    assert f"Received: {names[position]}={bad!r}" in message
+
+
+def test_dale_optimizer_refuses_a_group_optimizer_with_a_negative_or_infinite_rate():
+    from ei_keras.optimizers import GROUPS, dale_optimizer
+
+    for position, group in enumerate(GROUPS):
+        for bad, shown in ((-0.1, "-0.1"), (float("nan"), "nan"), (float("inf"), "inf")):
+            optimizers = [keras.optimizers.SGD(0.1) for _ in GROUPS]
+            optimizers[position] = keras.optimizers.Adam(bad)
+            with pytest.raises(ValueError) as e:
+                dale_optimizer(*optimizers)
+            assert str(e.value) == (
+                f"Expected the `{group}` optimizer's learning_rate to be a finite number >= 0 "
+                "or a keras.optimizers.schedules.LearningRateSchedule. Received: "
+                f"learning_rate={shown}")
+    # Keras' conventions otherwise: 0 (a frozen group) and a schedule are fine.
+    dale_sgd(0.0, 0.0, 0.0)
+    decay = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    dale_optimizer(keras.optimizers.SGD(0.0), keras.optimizers.SGD(decay), "adam")
