@@ -188,3 +188,53 @@ def test_cells_are_grouped_by_architecture():
     assert [[d for d, _ in g] for g in groups] == [["d0", "d1", "d4"], ["d2"], ["d3"]]
     assert [[d for d, _ in g] for g in population.group_cells(todo, size=2)] == \
         [["d0", "d1"], ["d4"], ["d2"], ["d3"]]
+
+
+def _layout(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_reproduce_population_smoke_writes_what_report_reads(tmp_path, capsys):
+    """`ei-keras reproduce fig5 --population --smoke`: the same run directories (files, keys,
+    history columns, fingerprints) as the sequential protocol, read by `report`; the engine
+    is recorded. Without an engine: one `error:` line, exit code 2, nothing written."""
+    from ei_keras import cli
+    from ei_keras.analysis import load_runs
+
+    out = tmp_path / "population"
+    argv = ["reproduce", "fig5", "--smoke", "--population", "--out", str(out)]
+    rc = cli.main(argv)
+    err = capsys.readouterr().err
+    if not HAS_ENGINE:
+        assert rc == cli.EXIT_INVALID
+        assert err.strip().startswith("error: --population trains on jax")
+        assert len(err.strip().splitlines()) == 1 and not out.exists()
+        return
+    assert rc == 0, err
+    runs = load_runs(out)
+    assert len(runs) == 6 and all(r.metrics["engine"] == "population" for r in runs)
+    assert (out / "report.md").is_file()
+    # One cell the sequential way: same files, same keys, same fingerprint, same result.
+    seq = tmp_path / "sequential"
+    from ei_keras.recipes import run_protocol
+
+    run_protocol("fig5", seq, smoke=True, conditions=["inorm_gradnorm"], sizes=(0.75,),
+                 printer=silent, report=False)
+    cell = "inorm_gradnorm/r0.75/cfg00"
+    assert _layout(seq / cell) == _layout(out / cell)
+    for name in ("config.json", "metrics.json"):
+        a = json.loads((out / cell / name).read_text())
+        b = json.loads((seq / cell / name).read_text())
+        assert sorted(a) == sorted(b)
+        assert (a["engine"], b["engine"]) == ("population", "sequential")
+    a = json.loads((out / cell / "config.json").read_text())
+    b = json.loads((seq / cell / "config.json").read_text())
+    assert a["fingerprint"] == b["fingerprint"]
+    head = [(out / cell / "history.csv").read_text().splitlines()[0],
+            (seq / cell / "history.csv").read_text().splitlines()[0]]
+    assert head[0] == head[1]
+    a = json.loads((out / cell / "metrics.json").read_text())
+    b = json.loads((seq / cell / "metrics.json").read_text())
+    # 8 steps of the same run: the same test accuracy (one image more or less would be
+    # 1/256; the states agree to float32 rounding, far below what flips a prediction here).
+    assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 1 / 256

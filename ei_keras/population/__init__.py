@@ -298,7 +298,8 @@ class Population:
         """Each member's :meth:`RunSession.finish` (its run directory's files)."""
         out = []
         for p, r in enumerate(self.runs):
-            r.record["stability_event_step"] = self.event_step[p] or None
+            if self.event_step[p]:  # a finite excursion past the bounds (not a stop)
+                r.record["stability_event_step"] = self.event_step[p]
             out.append(r.finish(histories[p], self.divergence[p]))
         return out
 
@@ -319,6 +320,7 @@ def train_populations(todo, size: int | None = None, printer=print, overwrite: b
     populations = group_cells(todo, size)
     results = [None] * len(todo)
     quiet = (lambda *a: None)
+    start, finished = time.time(), 0
     for index, cells in enumerate(populations, start=1):
         name = f"{label} population {index}/{len(populations)}"
         cfg0 = resolve(cells[0][1])["config"]
@@ -344,4 +346,10 @@ def train_populations(todo, size: int | None = None, printer=print, overwrite: b
             run.printer = printer
             run.done(m)
             results[order[id(cell)]] = m
+        finished += len(cells)
+        elapsed = time.time() - start
+        diverged = sum(m["status"] == "diverged" for m in metrics)
+        printer(f"[{name}] done: {len(cells)} members ({diverged} diverged); {finished}/"
+                f"{len(todo)} runs in {elapsed:.0f} s, ETA "
+                f"{elapsed / finished * (len(todo) - finished):.0f} s")
     return results
