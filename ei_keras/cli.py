@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--population", type=_positive_int, nargs="?", const=0, metavar="P",
                    help="train cells that share an architecture (preset, width, length) "
                    "together, P at a time (default: all of them), in one compiled program "
-                   "(JAX); each writes the same run directory as a sequential run")
+                   "(JAX, PyTorch); each writes the same run directory as a sequential run")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_reproduce)
 

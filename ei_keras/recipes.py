@@ -241,7 +241,7 @@ def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report:
         shard: ``(i, N)``: only every N-th cell, starting at the i-th (1-based), so that N
             processes (a SLURM array, several machines over a shared folder) split a protocol
             with no coordination; each finished cell is a run directory the report merges.
-        population: train the cells as populations (:mod:`ei_keras.population`, JAX) of at
+        population: train the cells as populations (:mod:`ei_keras.population`; JAX, PyTorch) of at
             most this many members (0: every cell sharing an architecture in one); None: one
             run at a time (``jobs`` at once). Cells of different widths, presets or lengths go
             to different populations.

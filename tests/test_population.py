@@ -169,10 +169,11 @@ def test_error_line_names_the_backends(tmp_path):
     """On a backend without an engine, one ConfigError (the CLI's `error:` line)."""
     if HAS_ENGINE:
         assert population.check_backend() == BACKEND
-        with pytest.raises(ConfigError, match="--population trains on jax"):
+        with pytest.raises(ConfigError, match="--population trains on jax and torch"):
             population.check_backend("tensorflow")
         return
-    with pytest.raises(ConfigError, match=f"--population trains on jax.*this is {BACKEND}"):
+    with pytest.raises(ConfigError,
+                       match=f"--population trains on jax and torch only .this is {BACKEND}"):
         population.train_populations([(tmp_path / "r", cells([{}])[0])], printer=silent)
     assert not (tmp_path / "r").exists()
 
@@ -207,7 +208,7 @@ def test_reproduce_population_smoke_writes_what_report_reads(tmp_path, capsys):
     err = capsys.readouterr().err
     if not HAS_ENGINE:
         assert rc == cli.EXIT_INVALID
-        assert err.strip().startswith("error: --population trains on jax")
+        assert err.strip().startswith("error: --population trains on jax and torch")
         assert len(err.strip().splitlines()) == 1 and not out.exists()
         return
     assert rc == 0, err

@@ -8,9 +8,11 @@ is exactly the sequential run of its cell (the same :class:`ei_keras.experiment.
 the same model, data stream and dual-loss ``train_step``; only the loop differs).
 
 How: each member is the Keras model ``run_experiment`` would build. Their states
-``(trainable, non_trainable, optimizer, metrics)`` are stacked, and the model's own stateless
-``train_step`` (the dual-loss step of :mod:`ei_keras.models.trainers`) is vectorized over the
-members (``jax.vmap``) and scanned over a chunk of steps (``jax.lax.scan``) in one ``jax.jit``.
+``(trainable, non_trainable, optimizer, metrics)`` are stacked, and the stateless dual-loss
+step (:func:`ei_keras.models.trainers.stateless.dual_loss_step`, the JAX trainer's own
+``train_step``) is vectorized over the members: on JAX with ``jax.vmap``, scanned over a chunk
+of steps (``jax.lax.scan``) in one ``jax.jit``; on PyTorch with ``torch.func.vmap`` (and
+``torch.func.vjp``), one vectorized call per step.
 The learning rates are the optimizer's variables and ``lambda`` the I-Norm layers'
 ``norm_weight`` variable, so they are per-member data: one program serves every member. At
 each epoch's end the states are written back into the members' models, whose measure
@@ -23,8 +25,8 @@ Divergence (:func:`member_health`): a member whose loss or a weight turns non-fi
 excursion past :data:`ei_keras.divergence.MAX_LOSS` / ``MAX_ABS_WEIGHT`` is recorded as a
 stability event (``stability_event_step``), not a stop.
 
-Backends: JAX (:data:`BACKENDS`). Others stop with a :class:`ei_keras.config.ConfigError`
-naming them.
+Backends: JAX and PyTorch (:data:`BACKENDS`). TensorFlow stops with a
+:class:`ei_keras.config.ConfigError` naming them.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ __all__ = ["BACKENDS", "Population", "check_backend", "member_health", "populati
            "group_cells", "train_populations"]
 
 #: The Keras backends with a population engine.
-BACKENDS = ("jax",)
+BACKENDS = ("jax", "torch")
 #: Host memory for one chunk of input batches (all members, all steps of the chunk).
 CHUNK_BYTES = 64 * 2 ** 20
 #: Steps per compiled call at most.
@@ -54,9 +56,9 @@ def check_backend(backend: str | None = None) -> str:
 
         backend = keras.backend.backend()
     if backend not in BACKENDS:
-        raise ConfigError(f"--population trains on {', '.join(BACKENDS)} only (this is "
-                          f"{backend}): run with --backend jax, or leave --population out to "
-                          "train the runs one at a time.")
+        raise ConfigError(f"--population trains on {' and '.join(BACKENDS)} only (this is "
+                          f"{backend}): run with --backend jax (or torch), or leave "
+                          "--population out to train the runs one at a time.")
     return backend
 
 
@@ -117,6 +119,17 @@ def group_cells(todo, size: int | None = None) -> list[list]:
         step = size or len(cells)
         out += [cells[i:i + step] for i in range(0, len(cells), step)]
     return out
+
+
+def _engine():
+    """The running backend's population step module (chosen once per population)."""
+    import keras
+
+    if keras.backend.backend() == "torch":
+        from ei_keras.population import _torch as engine
+    else:
+        from ei_keras.population import _jax as engine
+    return engine
 
 
 class _Divergence:
@@ -233,7 +246,7 @@ class Population:
 
         from ei_keras import interrupt
         from ei_keras.optimizers import GROUPS
-        from ei_keras.population import _jax as engine
+        engine = _engine()
 
         runs, template = self.runs, self.template
         metrics_variables = template.metrics_variables
