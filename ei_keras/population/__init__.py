@@ -38,8 +38,8 @@ import time
 
 from ei_keras.config import ConfigError
 
-__all__ = ["BACKENDS", "Population", "check_backend", "member_health", "population_key",
-           "group_cells", "train_populations"]
+__all__ = ["BACKENDS", "Population", "check_backend", "group_cells", "initial_carry",
+           "member_chunk", "member_health", "population_key", "train_populations"]
 
 #: The Keras backends with a population engine.
 BACKENDS = ("jax", "torch")
@@ -169,6 +169,27 @@ def _state(model, metrics_variables):
             [ops.zeros_like(v.value) for v in metrics_variables])
 
 
+def initial_carry(models, metrics_variables):
+    """The population's starting state: the members' stacked states (metrics zeroed, in the
+    order of ``metrics_variables``), all alive, no divergence or stability event, step 0."""
+    import numpy as np
+
+    n = len(models)
+    states = _engine().stack([_state(m, metrics_variables) for m in models])
+    return (states, np.ones(n, bool), np.zeros(n, np.int32), np.full(n, -1, np.int32),
+            np.zeros(n, np.int32), np.int32(0))
+
+
+def member_chunk(template):
+    """The compiled ``chunk(carry, xs, ys) -> carry`` of the running backend: ``len(xs)``
+    steps of every member (``xs``: ``(steps, members, batch, ...)``), the template's step
+    vectorized over the members, with :func:`member_health` after each step."""
+    from ei_keras.optimizers import GROUPS, variable_group
+
+    groups = [GROUPS.index(variable_group(v)) for v in template.trainable_variables]
+    return _engine().make_chunk(template, groups, member_health)
+
+
 def _assign(model, state) -> None:
     """Write one member's host state back into its model."""
     trainable, non_trainable, optimizer, _ = state
@@ -191,8 +212,6 @@ class Population:
     """
 
     def __init__(self, runs, printer=print, name: str = "population"):
-        from ei_keras.optimizers import GROUPS, variable_group
-
         check_backend()
         if not runs:
             raise ValueError("Expected at least one run in a population.")
@@ -210,7 +229,6 @@ class Population:
         # Keras builds the compiled metrics (accuracy) on a model's first use: evaluate one
         # batch so that the template's metrics variables exist (their values are reset).
         self.template.evaluate(x, y, batch_size=len(x), verbose=0)
-        self.groups = [GROUPS.index(variable_group(v)) for v in self.template.trainable_variables]
         self.divergence = [_Divergence(r.hp) for r in self.runs]
         self.event_step = [0] * len(self.runs)
 
@@ -242,19 +260,15 @@ class Population:
     def train(self) -> list[dict]:
         """Train every member for the configured epochs; returns each member's history
         (``{column: [value per epoch]}``). Members' models hold their final states."""
-        import numpy as np
-
         from ei_keras import interrupt
         from ei_keras.optimizers import GROUPS
         engine = _engine()
 
         runs, template = self.runs, self.template
         metrics_variables = template.metrics_variables
-        chunk = engine.make_chunk(template, self.groups, member_health)
+        chunk = member_chunk(template)
         n = len(runs)
-        states = engine.stack([_state(r.model, metrics_variables) for r in runs])
-        carry = (states, np.ones(n, bool), np.zeros(n, np.int32), np.full(n, -1, np.int32),
-                 np.zeros(n, np.int32), np.int32(0))
+        carry = initial_carry([r.model for r in runs], metrics_variables)
         epochs = runs[0].cfg.train.epochs
         steps = len(runs[0].train)
         histories = [{} for _ in runs]
