@@ -184,7 +184,9 @@ class RunSession:
     Args:
         config, run_dir, printer, overwrite, record, model: as :func:`run_experiment`.
         engine: what trains the run (``"sequential"``: Keras' ``fit``; ``"population"``),
-            recorded as ``engine`` in ``config.json`` and ``metrics.json``.
+            recorded as ``engine`` in ``metrics.json`` and under ``resolved`` in
+            ``config.json`` (beside the backend; not part of the fingerprint: both engines
+            give the same run).
     """
 
     def __init__(self, config, run_dir, printer=print, overwrite: bool = False,
@@ -193,7 +195,7 @@ class RunSession:
         self.cfg: RunConfig = resolved["config"]
         self.hp, self.spe = resolved["hyperparameters"], resolved["steps_per_execution"]
         self.fingerprint = resolved["fingerprint"]
-        self.record = {**dict(record or {}), "engine": engine}
+        self.record, self.engine = dict(record or {}), engine
         self.printer, self.overwrite, self.model = printer, overwrite, model
         self.run_dir = check_run_directory(run_dir, overwrite)
 
@@ -229,7 +231,8 @@ class RunSession:
         write_json_atomic(self.tmp / CONFIG_FILE, {
             **cfg.to_dict(), **self.record,
             "resolved": {"hyperparameters": {**hp, "batch_size": cfg.data.batch_size},
-                         "steps_per_execution": self.spe, "backend": keras.backend.backend()},
+                         "steps_per_execution": self.spe, "backend": keras.backend.backend(),
+                         "engine": self.engine},
             "fingerprint": self.fingerprint})
         if self.model is None:
             self.model = zoo.build(cfg.preset, width=cfg.model.width, depth=cfg.model.depth,
@@ -314,6 +317,7 @@ class RunSession:
             "seed": cfg.seed,
             **self.record,
             "backend": keras.backend.backend(),
+            "engine": self.engine,
             "versions": library_versions(),
             "hyperparameters": {**hp, "batch_size": cfg.data.batch_size},
             "train_time_s": round(train_time, 2),

@@ -227,10 +227,10 @@ def test_reproduce_population_smoke_writes_what_report_reads(tmp_path, capsys):
         a = json.loads((out / cell / name).read_text())
         b = json.loads((seq / cell / name).read_text())
         assert sorted(a) == sorted(b)
-        assert (a["engine"], b["engine"]) == ("population", "sequential")
     a = json.loads((out / cell / "config.json").read_text())
     b = json.loads((seq / cell / "config.json").read_text())
     assert a["fingerprint"] == b["fingerprint"]
+    assert (a["resolved"]["engine"], b["resolved"]["engine"]) == ("population", "sequential")
     head = [(out / cell / "history.csv").read_text().splitlines()[0],
             (seq / cell / "history.csv").read_text().splitlines()[0]]
     assert head[0] == head[1]
