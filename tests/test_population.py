@@ -183,12 +183,15 @@ def test_cells_are_grouped_by_architecture():
     cfgs = [RunConfig().with_overrides({**BASE, **m}) for m in (
         {"seed": 0}, {"seed": 1, "data.luminosity": 0.5, "opt.lr_e": 0.01},
         {"seed": 2, "model.width": 24}, {"seed": 3, "preset": "ei_ln"},
-        {"seed": 4, "loss.norm_weight": 0.1})]
+        {"seed": 4, "loss.norm_weight": 0.1},
+        # constants of the compiled step: the clip and the label smoothing
+        {"seed": 5, "opt.inhibitory_clipnorm": 0.5}, {"seed": 6, "loss.label_smoothing": 0.0})]
     todo = [(f"d{i}", c) for i, c in enumerate(cfgs)]
     groups = population.group_cells(todo)
-    assert [[d for d, _ in g] for g in groups] == [["d0", "d1", "d4"], ["d2"], ["d3"]]
+    assert [[d for d, _ in g] for g in groups] == [["d0", "d1", "d4"], ["d2"], ["d3"], ["d5"],
+                                                   ["d6"]]
     assert [[d for d, _ in g] for g in population.group_cells(todo, size=2)] == \
-        [["d0", "d1"], ["d4"], ["d2"], ["d3"]]
+        [["d0", "d1"], ["d4"], ["d2"], ["d3"], ["d5"], ["d6"]]
 
 
 def _layout(folder):

@@ -92,28 +92,39 @@ def member_health(loss, trainable, groups):
     return finite, in_bounds, cause
 
 
+#: The hyperparameters that are state (optimizer or layer variables), so members may differ in
+#: them; every other one is a constant of the compiled step and splits populations.
+PER_MEMBER_HYPERPARAMETERS = ("lr_e", "lr_ie", "lr_ei", "norm_weight")
+
+
 def population_key(cfg) -> tuple:
     """What members of one population share (everything that fixes the compiled program and
     the number of steps): preset, width, depth, batch size, training subset, validation size,
     epochs, the inhibitory schedule, ``trainable_ei``, the shift family, per-epoch validation
-    and measures. Seeds, learning rates, ``lambda`` and the shift size may differ."""
+    and measures, and every hyperparameter but :data:`PER_MEMBER_HYPERPARAMETERS` (momentum,
+    clipping, label smoothing, the optimizer kind are constants of the step). Seeds, learning
+    rates, ``lambda`` and the shift size may differ."""
+    from ei_keras.experiment import resolve
+
+    resolved = resolve(cfg)
+    cfg, hp = resolved["config"], resolved["hyperparameters"]
+    fixed = tuple(sorted((k, repr(v)) for k, v in hp.items()
+                         if k not in PER_MEMBER_HYPERPARAMETERS))
     return (cfg.preset, cfg.model.width, cfg.model.depth, cfg.model.trainable_ei,
             cfg.data.batch_size, cfg.data.train_subset, cfg.data.validation_size,
             cfg.data.shift, cfg.train.epochs, cfg.train.inhibitory_steps,
             cfg.train.inhibitory_every, cfg.train.validate_each_epoch,
             cfg.measures.moments, cfg.measures.alignment, cfg.measures.probe_size,
-            cfg.data.test_subset)
+            cfg.data.test_subset, fixed)
 
 
 def group_cells(todo, size: int | None = None) -> list[list]:
     """``[(run dir, RunConfig), ...]`` in populations: cells with the same
     :func:`population_key` (a protocol's sampled widths: one population per width), at most
     ``size`` members each (None: no limit), in the order the cells come."""
-    from ei_keras.experiment import resolve
-
     groups: dict[tuple, list] = {}
     for cell in todo:
-        groups.setdefault(population_key(resolve(cell[1])["config"]), []).append(cell)
+        groups.setdefault(population_key(cell[1]), []).append(cell)
     out = []
     for cells in groups.values():
         step = size or len(cells)
