@@ -20,9 +20,10 @@ Examples::
 
 Exit codes: 0 done; 1 a worker process of ``--jobs`` died (killed, out of memory; finished
 runs are kept); 2 invalid input or an unusable location (one ``error:`` line, nothing
-written); 3 the run diverged (``train``; its run directory is written); 4/5 a distributed sweep
-gave up waiting (``sweep --help``); 130 interrupted (Ctrl-C or SIGTERM; finished runs are kept,
-nothing half-written is left).
+written); 3 the run diverged: a non-finite loss or weight stopped it (``train``; its run
+directory is written; a finite excursion past the bounds is a ``warning:`` line, exit 0); 4/5 a
+distributed sweep gave up waiting (``sweep --help``); 130 interrupted (Ctrl-C or SIGTERM;
+finished runs are kept, nothing half-written is left).
 """
 
 from __future__ import annotations
@@ -211,6 +212,8 @@ def cmd_train(args) -> int:
     if metrics["status"] == "diverged":
         print(f"error: {metrics['message']}", file=sys.stderr)
         return EXIT_DIVERGED
+    if metrics.get("stability"):  # past the bounds but finite: trained on, scored (exit 0)
+        print(f"warning: {metrics['stability']['message']}", file=sys.stderr)
     return 0
 
 

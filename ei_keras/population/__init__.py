@@ -22,8 +22,9 @@ callbacks, evaluation and run directory are the sequential run's
 Divergence (:func:`member_health`): a member whose loss or a weight turns non-finite is
 *frozen* (its state stops changing; the others go on) and scored as a diverged sequential run
 (``status: diverged``, the step and the group whose weights turned non-finite first). A finite
-excursion past :data:`ei_keras.divergence.MAX_LOSS` / ``MAX_ABS_WEIGHT`` is recorded as a
-stability event (``stability_event_step``), not a stop.
+excursion past :data:`ei_keras.scoring.MAX_LOSS` / ``MAX_ABS_WEIGHT`` is recorded as a
+stability event (``stability`` in ``metrics.json``, as a sequential run's), not a stop
+(:mod:`ei_keras.scoring`: the paper's rule).
 
 Backends: JAX and PyTorch (:data:`BACKENDS`). TensorFlow stops with a
 :class:`ei_keras.config.ConfigError` naming them.
@@ -32,7 +33,6 @@ Backends: JAX and PyTorch (:data:`BACKENDS`). TensorFlow stops with a
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import time
 
@@ -67,15 +67,15 @@ def member_health(loss, trainable, groups):
 
     Returns ``(finite, in_bounds, cause)``: whether the logged loss and every trainable value
     are finite (else the member is frozen), whether the loss is at most
-    :data:`ei_keras.divergence.MAX_LOSS` and every weight at most ``MAX_ABS_WEIGHT`` in
+    :data:`ei_keras.scoring.MAX_LOSS` and every weight at most ``MAX_ABS_WEIGHT`` in
     magnitude (else a stability event), and the index in
     :data:`ei_keras.optimizers.GROUPS` of the first group holding a non-finite value (-1: none,
     the loss alone).
     """
     from keras import ops
 
-    from ei_keras.divergence import MAX_ABS_WEIGHT, MAX_LOSS
     from ei_keras.optimizers import GROUPS
+    from ei_keras.scoring import MAX_ABS_WEIGHT, MAX_LOSS
 
     finite_group = [ops.convert_to_tensor(True) for _ in GROUPS]
     peak = ops.zeros((), "float32")
@@ -150,7 +150,18 @@ class _Divergence:
     def __init__(self, rates):
         self.rates = rates
         self.diverged = False
-        self.step = self.epoch = self.cause = self.message = None
+        self.step = self.epoch = self.cause = self.message = self.excursion = None
+
+    def stability_event(self, step: int, epoch: int) -> None:
+        """The first step at which the loss or a weight passed the bounds while finite (the
+        population checks every step; it does not track the last step, peaks or the group)."""
+        what = "the loss or a weight passed the stability bounds"
+        self.excursion = {
+            "first_step": step, "first_epoch": epoch + 1, "last_step": None, "what": what,
+            "peak_loss": None, "peak_abs_weight": None, "cause": None,
+            "message": (f"Training passed the stability bounds at step {step} (epoch "
+                        f"{epoch + 1}): {what}; it trained on and is scored by its final "
+                        "accuracy. Lower the learning rates (opt.lr_e, opt.lr_ie, opt.lr_ei).")}
 
     def freeze(self, step: int, epoch: int, cause: str | None) -> None:
         from ei_keras.divergence import RATE_OF_GROUP
@@ -164,9 +175,11 @@ class _Divergence:
                         f"member was frozen there. {fix}.")
 
     def check_final_loss(self, loss, what: str = "test loss") -> None:
-        if not self.diverged and (loss is None or not math.isfinite(float(loss))):
+        from ei_keras.scoring import must_stop
+
+        if not self.diverged and must_stop(loss):
             self.diverged, self.epoch, self.step = True, 0, 0
-            self.message = f"Training diverged: the final {what} is non-finite."
+            self.message = f"Training diverged: the final {what} is {float(loss):.3g}."
 
 
 def _state(model, metrics_variables):
@@ -241,7 +254,6 @@ class Population:
         # batch so that the template's metrics variables exist (their values are reset).
         self.template.evaluate(x, y, batch_size=len(x), verbose=0)
         self.divergence = [_Divergence(r.hp) for r in self.runs]
-        self.event_step = [0] * len(self.runs)
 
     def _batches(self, index: int, count: int):
         import numpy as np
@@ -316,7 +328,8 @@ class Population:
             if not alive[p]:
                 cause = groups[bad_cause[p]] if bad_cause[p] >= 0 else None
                 div.freeze(int(bad_step[p]), epoch, cause)
-            self.event_step[p] = int(event_step[p])
+            if event_step[p] and div.excursion is None:
+                div.stability_event(int(event_step[p]), epoch)
             member = [[a[p] for a in part] for part in states]
             _assign(r.model, member)
             for v, a in zip(metrics_variables, member[3]):
@@ -336,8 +349,6 @@ class Population:
         """Each member's :meth:`RunSession.finish` (its run directory's files)."""
         out = []
         for p, r in enumerate(self.runs):
-            if self.event_step[p]:  # a finite excursion past the bounds (not a stop)
-                r.record["stability_event_step"] = self.event_step[p]
             out.append(r.finish(histories[p], self.divergence[p]))
         return out
 
