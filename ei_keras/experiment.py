@@ -110,13 +110,18 @@ def _finite_or_none(x):
     return x if math.isfinite(x) else None
 
 
+#: What the one-line-per-epoch progress shows, when the logs have it.
+EPOCH_LINE_KEYS = ("loss", "task_loss", "norm_loss", "accuracy", "val_accuracy")
+
+
 def _progress_callback(label: str, epochs: int, printer):
-    """A one-line-per-epoch progress callback (Keras' progress bar is too chatty for sweeps)."""
+    """A one-line-per-epoch progress callback (for logs and parallel workers, where Keras'
+    per-batch progress bar would be noise)."""
     import keras
 
     def on_epoch_end(epoch, logs=None):
         logs = logs or {}
-        parts = [f"{k}={logs[k]:.4g}" for k in ("loss", "accuracy", "val_accuracy")
+        parts = [f"{k}={logs[k]:.4g}" for k in EPOCH_LINE_KEYS
                  if isinstance(logs.get(k), (int, float))]
         printer(f"  [{label}] epoch {epoch + 1}/{epochs} " + " ".join(parts))
 
@@ -134,7 +139,8 @@ def _validation_metrics(model, validation) -> dict:
 
 def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
                    overwrite: bool = False, record: Mapping | None = None, *,
-                   model=None, callbacks=(), initial_epoch: int = 0) -> dict:
+                   model=None, callbacks=(), initial_epoch: int = 0,
+                   progress_bar: bool = False) -> dict:
     """Train one configuration and write its run directory.
 
     Args:
@@ -150,6 +156,10 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         callbacks: more Keras callbacks for ``fit`` (e.g. a tuner's checkpoints and reports).
         initial_epoch: the epoch ``fit`` starts at (a Hyperband trial continued from its
             checkpoint); the data stream of epoch ``e`` is the same whatever the start.
+        progress_bar: show Keras' per-batch progress bar (``fit(verbose=1)``: every metric
+            of the logs, ``task_loss`` and ``norm_loss`` included) instead of one line per
+            epoch through ``printer``. For a terminal; ``ei-keras train`` turns it on when its
+            standard output is one.
 
     Returns:
         The ``metrics.json`` contents (with ``val_accuracy``/``val_loss`` on the held-out
@@ -173,7 +183,8 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
                      model=model, engine="sequential")
     with contextlib.ExitStack() as stack:
         run.open(stack)
-        metrics = run.fit(callbacks=callbacks, initial_epoch=initial_epoch)
+        metrics = run.fit(callbacks=callbacks, initial_epoch=initial_epoch,
+                          progress_bar=progress_bar)
     run.done(metrics)
     return metrics
 
@@ -255,8 +266,9 @@ class RunSession:
         if cfg.measures.alignment:
             self.measure_callbacks.append(LayerNormAlignment(self.probe_x, self.probe_y))
 
-    def fit(self, callbacks=(), initial_epoch: int = 0) -> dict:
-        """Train with Keras' ``fit`` (one run), then :meth:`finish`."""
+    def fit(self, callbacks=(), initial_epoch: int = 0, progress_bar: bool = False) -> dict:
+        """Train with Keras' ``fit`` (one run), then :meth:`finish` (``progress_bar``: as
+        :func:`run_experiment`)."""
         from ei_keras import interrupt
         from ei_keras.divergence import DivergenceMonitor
 
@@ -266,16 +278,18 @@ class RunSession:
         monitor = DivergenceMonitor(rates=hp)
         # Keras epoch e reads stream e; a SIGTERM whose KeyboardInterrupt was lost stops here
         all_callbacks = [train.sync_callback(), monitor, interrupt.stop_on_request_callback(),
-                         *self.measure_callbacks,
-                         _progress_callback(self.label, cfg.train.epochs, printer),
-                         *list(callbacks or ())]
+                         *self.measure_callbacks]
+        if not progress_bar:
+            all_callbacks.append(_progress_callback(self.label, cfg.train.epochs, printer))
+        all_callbacks.extend(callbacks or ())
         printer(f"[train] {self.label}: {cfg.preset}, width {cfg.model.width}, "
                 f"{cfg.train.epochs} epochs, lr_e={hp['lr_e']:g} lr_ie={hp['lr_ie']:g} "
                 f"lr_ei={hp['lr_ei']:g} on {keras.backend.backend()}")
         fit_kwargs = {}
         if cfg.train.validate_each_epoch:  # the held-out split, never the test set
             fit_kwargs = {"validation_data": self.validation, "validation_batch_size": 1000}
-        history = self.model.fit(train, epochs=cfg.train.epochs, shuffle=False, verbose=0,
+        history = self.model.fit(train, epochs=cfg.train.epochs, shuffle=False,
+                                 verbose=1 if progress_bar else 0,
                                  callbacks=all_callbacks, initial_epoch=initial_epoch,
                                  **fit_kwargs)
         if monitor.diverged:

@@ -119,7 +119,8 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
               "inorm_scale", "inorm_decorrelate"), sizes=(0.0, 0.75), configs=3,
              epochs=3, sweep=False, overrides={"model.width": DEFAULT_WIDTH}, smoke=_SMOKE,
              expected="no run diverges; gradnorm/center/lateral within 2 points of ei_ln"),
-    Protocol("demo", "Quick demo: the key finding at r = 0.75 in about 5 minutes",
+    Protocol("demo", "Quick demo: the key finding at r = 0.75 in 2.5-3.5 minutes "
+             "(2 CPU cores, JAX)",
              ("ei", "ei_ln", "inorm", "inorm_gradnorm"), sizes=(0.75,), configs=12,
              epochs=2, overrides={"model.width": DEFAULT_WIDTH},
              smoke=_SMOKE,
@@ -237,7 +238,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report: bool = True,
                  overwrite: bool = False, jobs: int = 1, shard: tuple[int, int] | None = None,
-                 population: int | None = None, **plan_kwargs) -> dict:
+                 population: int | None = None, progress_bar: bool = False,
+                 **plan_kwargs) -> dict:
     """Run (or resume) a protocol into ``out_dir`` and write its report.
 
     Every configuration is checked before anything trains. A finished cell is reused only if
@@ -261,6 +263,8 @@ def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report:
             most this many members (0: every cell sharing an architecture in one); None: one
             run at a time (``jobs`` at once). Cells of different widths, presets or lengths go
             to different populations.
+        progress_bar: Keras' per-batch progress bar for each run when ``jobs`` is 1 (for a
+            terminal; worker processes print one line per epoch).
         **plan_kwargs: ``configs``, ``sizes``, ``conditions``, ``overrides`` (see
             :func:`plan`).
 
@@ -317,7 +321,8 @@ def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report:
         results = train_populations(todo, size=population or None, printer=printer,
                                     overwrite=overwrite, label=name)
     else:
-        results = run_cells(todo, jobs=jobs, printer=printer, overwrite=overwrite, label=name)
+        results = run_cells(todo, jobs=jobs, printer=printer, overwrite=overwrite,
+                            label=name, progress_bar=progress_bar)
     ran = len(results)
     diverged = sum(m["status"] == "diverged" for m in results)
     report_path = None
