@@ -13,6 +13,7 @@ Examples::
     ei-keras presets
     ei-keras train --preset inorm_gradnorm --out runs/one opt.lr_e=0.1 data.luminosity=0.5
     ei-keras reproduce fig6 --out runs/fig6 --smoke
+    ei-keras --backend jax reproduce fig5 --population 64
     ei-keras report runs/fig6
     ei-keras demo
     ei-keras sweep --config tuner_configs/inorm.json --preset inorm_gradnorm --luminosity 0.75
@@ -254,6 +255,7 @@ def cmd_reproduce(args) -> int:
                                    sizes=sizes, overrides=args.overrides,
                                    overwrite=args.overwrite, jobs=args.jobs,
                                    shard=args.shard, seed=args.seed,
+                                   population=getattr(args, "population", None),
                                    progress_bar=_on_terminal())
     if summary["report"]:
         from ei_keras.analysis import compare_to_reference, headline_lines, load_runs, summarize
@@ -376,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, metavar="i/N",
                    help="run only every N-th cell, from the i-th (1-based): N processes or "
                    "machines sharing one --out split a protocol with no coordination")
+    p.add_argument("--population", type=_positive_int, nargs="?", const=0, metavar="P",
+                   help="train cells that share an architecture (preset, width, length) "
+                   "together, P at a time (default: all of them), in one compiled program "
+                   "(JAX, PyTorch); each writes the same run directory as a sequential run")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_reproduce)
 

@@ -10,6 +10,7 @@ and how they are written belong to :mod:`ei_keras.run_directory`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import sys
@@ -31,7 +32,8 @@ from ei_keras.run_directory import (
 )
 
 __all__ = ["ConfigError", "RunConfig", "as_config", "resolve", "run_experiment",
-           "resolve_steps_per_execution", "library_versions", "AUTO_STEPS_PER_EXECUTION"]
+           "resolve_steps_per_execution", "library_versions", "AUTO_STEPS_PER_EXECUTION",
+           "RunSession"]
 
 #: Training steps per compiled call (``train.steps_per_execution="auto"``) on TensorFlow and
 #: JAX: one host round trip and one round of callbacks per 32 steps (``bench/run.py`` measures
@@ -177,83 +179,143 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
             or cannot be written.
         ei_keras.data.DataFileError, ei_keras.data.DataNotFoundError: unusable data files.
     """
-    import keras
+    run = RunSession(config, run_dir, printer=printer, overwrite=overwrite, record=record,
+                     model=model, engine="sequential")
+    with contextlib.ExitStack() as stack:
+        run.open(stack)
+        metrics = run.fit(callbacks=callbacks, initial_epoch=initial_epoch,
+                          progress_bar=progress_bar)
+    run.done(metrics)
+    return metrics
 
-    from ei_keras import data, interrupt, zoo
-    from ei_keras.divergence import DivergenceMonitor
-    from ei_keras.measures import (
-        HiddenMoments,
-        LayerNormAlignment,
-        gradient_alignment,
-        moments,
-        output_alignment,
-    )
-    from ei_keras.scoring import PAPER_SCORING
 
-    extra_callbacks = list(callbacks or ())
-    resolved = resolve(config)
-    cfg: RunConfig = resolved["config"]
-    hp, spe = resolved["hyperparameters"], resolved["steps_per_execution"]
-    record = dict(record or {})
-    run_dir = check_run_directory(run_dir, overwrite)
-    for path in remove_stale_partials(run_dir.parent, run_dir.name):
-        printer(f"[train] removed {path} (left by an interrupted run)")
-    start = time.time()
-    keras.utils.set_random_seed(cfg.seed)
-    shift = data.shift_from_config(cfg)
-    try:
-        train, (x_test, y_test), validation = data.make_datasets(
-            shift=shift, batch_size=cfg.data.batch_size, seed=cfg.seed,
-            train_subset=cfg.data.train_subset, test_subset=cfg.data.test_subset,
-            data_dir=cfg.data.data_dir, validation_size=cfg.data.validation_size)
-    except data.DataFileError:
-        raise
-    except ValueError as e:  # a size that does not fit the data: name the keys
-        raise ConfigError(f"{e}: data.train_subset (with data.validation_size held out), "
-                          "data.test_subset and data.validation_size must fit the data "
-                          "(60000 training and 10000 test images).") from None
-    size = cfg.shift_family.label(cfg.shift_size).replace(" = ", "=")
-    label = f"{cfg.label} {size} seed={cfg.seed}"
-    with staged_run_directory(run_dir, overwrite=overwrite) as tmp:
-        write_json_atomic(tmp / CONFIG_FILE, {
-            **cfg.to_dict(), **record,
+class RunSession:
+    """One run directory being written: the configuration resolved, the data and the model
+    built, ``config.json`` written (:meth:`open`); then trained, by ``fit`` (:meth:`fit`) or
+    by another engine (the population trainer, :mod:`ei_keras.population`), and finished
+    (:meth:`finish`: history, evaluation, measures, ``metrics.json``, the model file).
+    :func:`run_experiment` is ``open``, ``fit``, ``done``; every engine writes the same files.
+
+    Args:
+        config, run_dir, printer, overwrite, record, model: as :func:`run_experiment`.
+        engine: what trains the run (``"sequential"``: Keras' ``fit``; ``"population"``),
+            recorded as ``engine`` in ``metrics.json`` and under ``resolved`` in
+            ``config.json`` (beside the backend; not part of the fingerprint: both engines
+            give the same run).
+    """
+
+    def __init__(self, config, run_dir, printer=print, overwrite: bool = False,
+                 record: Mapping | None = None, model=None, engine: str = "sequential"):
+        resolved = resolve(config)
+        self.cfg: RunConfig = resolved["config"]
+        self.hp, self.spe = resolved["hyperparameters"], resolved["steps_per_execution"]
+        self.fingerprint = resolved["fingerprint"]
+        self.record, self.engine = dict(record or {}), engine
+        self.printer, self.overwrite, self.model = printer, overwrite, model
+        self.run_dir = check_run_directory(run_dir, overwrite)
+
+    def open(self, stack: contextlib.ExitStack) -> None:
+        """Load the data, stage the run directory (inside ``stack``), write ``config.json``,
+        build the model and its measure callbacks."""
+        import keras
+
+        from ei_keras import data, zoo
+        from ei_keras.measures import HiddenMoments, LayerNormAlignment
+
+        cfg, hp, printer = self.cfg, self.hp, self.printer
+        for path in remove_stale_partials(self.run_dir.parent, self.run_dir.name):
+            printer(f"[train] removed {path} (left by an interrupted run)")
+        self.start = time.time()
+        keras.utils.set_random_seed(cfg.seed)
+        shift = data.shift_from_config(cfg)
+        try:
+            self.train, (self.x_test, self.y_test), self.validation = data.make_datasets(
+                shift=shift, batch_size=cfg.data.batch_size, seed=cfg.seed,
+                train_subset=cfg.data.train_subset, test_subset=cfg.data.test_subset,
+                data_dir=cfg.data.data_dir, validation_size=cfg.data.validation_size)
+        except data.DataFileError:
+            raise
+        except ValueError as e:  # a size that does not fit the data: name the keys
+            raise ConfigError(f"{e}: data.train_subset (with data.validation_size held out), "
+                              "data.test_subset and data.validation_size must fit the data "
+                              "(60000 training and 10000 test images).") from None
+        size = cfg.shift_family.label(cfg.shift_size).replace(" = ", "=")
+        self.label = f"{cfg.label} {size} seed={cfg.seed}"
+        self.tmp = stack.enter_context(staged_run_directory(self.run_dir,
+                                                            overwrite=self.overwrite))
+        write_json_atomic(self.tmp / CONFIG_FILE, {
+            **cfg.to_dict(), **self.record,
             "resolved": {"hyperparameters": {**hp, "batch_size": cfg.data.batch_size},
-                         "steps_per_execution": spe, "backend": keras.backend.backend()},
-            "fingerprint": resolved["fingerprint"]})
-        if model is None:
-            model = zoo.build(cfg.preset, width=cfg.model.width, depth=cfg.model.depth,
-                              seed=cfg.seed, jit_compile=cfg.train.jit_compile,
-                              steps_per_execution=spe,
-                              model_overrides={"trainable_ei": cfg.model.trainable_ei},
-                              inhibitory_steps=cfg.train.inhibitory_steps,
-                              inhibitory_every=cfg.train.inhibitory_every,
-                              num_classes=train.num_classes, **hp)
-        n_probe = min(cfg.measures.probe_size, len(x_test))
-        probe_x, probe_y = x_test[:n_probe], y_test[:n_probe]
+                         "steps_per_execution": self.spe, "backend": keras.backend.backend(),
+                         "engine": self.engine},
+            "fingerprint": self.fingerprint})
+        if self.model is None:
+            self.model = zoo.build(cfg.preset, width=cfg.model.width, depth=cfg.model.depth,
+                                   seed=cfg.seed, jit_compile=cfg.train.jit_compile,
+                                   steps_per_execution=self.spe,
+                                   model_overrides={"trainable_ei": cfg.model.trainable_ei},
+                                   inhibitory_steps=cfg.train.inhibitory_steps,
+                                   inhibitory_every=cfg.train.inhibitory_every,
+                                   num_classes=self.train.num_classes, **hp)
+        n_probe = min(cfg.measures.probe_size, len(self.x_test))
+        self.probe_x, self.probe_y = self.x_test[:n_probe], self.y_test[:n_probe]
+        #: The per-epoch measures (callbacks that add to an epoch's logs).
+        self.measure_callbacks = []
+        if cfg.measures.moments:
+            self.measure_callbacks.append(HiddenMoments(self.probe_x))
+        if cfg.measures.alignment:
+            self.measure_callbacks.append(LayerNormAlignment(self.probe_x, self.probe_y))
+
+    def fit(self, callbacks=(), initial_epoch: int = 0, progress_bar: bool = False) -> dict:
+        """Train with Keras' ``fit`` (one run), then :meth:`finish` (``progress_bar``: as
+        :func:`run_experiment`)."""
+        from ei_keras import interrupt
+        from ei_keras.divergence import DivergenceMonitor
+
+        cfg, hp, train, printer = self.cfg, self.hp, self.train, self.printer
+        import keras
+
         monitor = DivergenceMonitor(rates=hp)
         # Keras epoch e reads stream e; a SIGTERM whose KeyboardInterrupt was lost stops here
-        callbacks = [train.sync_callback(), monitor, interrupt.stop_on_request_callback()]
-        if cfg.measures.moments:
-            callbacks.append(HiddenMoments(probe_x))
-        if cfg.measures.alignment:
-            callbacks.append(LayerNormAlignment(probe_x, probe_y))
+        all_callbacks = [train.sync_callback(), monitor, interrupt.stop_on_request_callback(),
+                         *self.measure_callbacks]
         if not progress_bar:
-            callbacks.append(_progress_callback(label, cfg.train.epochs, printer))
-        callbacks.extend(extra_callbacks or ())
-        printer(f"[train] {label}: {cfg.preset}, width {cfg.model.width}, "
+            all_callbacks.append(_progress_callback(self.label, cfg.train.epochs, printer))
+        all_callbacks.extend(callbacks or ())
+        printer(f"[train] {self.label}: {cfg.preset}, width {cfg.model.width}, "
                 f"{cfg.train.epochs} epochs, lr_e={hp['lr_e']:g} lr_ie={hp['lr_ie']:g} "
                 f"lr_ei={hp['lr_ei']:g} on {keras.backend.backend()}")
         fit_kwargs = {}
         if cfg.train.validate_each_epoch:  # the held-out split, never the test set
-            fit_kwargs = {"validation_data": validation, "validation_batch_size": 1000}
-        history = model.fit(train, epochs=cfg.train.epochs, shuffle=False,
-                            verbose=1 if progress_bar else 0,
-                            callbacks=callbacks, initial_epoch=initial_epoch, **fit_kwargs)
+            fit_kwargs = {"validation_data": self.validation, "validation_batch_size": 1000}
+        history = self.model.fit(train, epochs=cfg.train.epochs, shuffle=False,
+                                 verbose=1 if progress_bar else 0,
+                                 callbacks=all_callbacks, initial_epoch=initial_epoch,
+                                 **fit_kwargs)
         if monitor.diverged:
             monitor.locate(train)
-        write_history(tmp / HISTORY_FILE, history.history)
-        train_time = time.time() - start
-        evaluation = model.evaluate(x_test, y_test, batch_size=1000, verbose=0,
+        return self.finish(history.history, monitor)
+
+    def finish(self, history: Mapping, monitor) -> dict:
+        """Write ``history.csv``, evaluate, measure and write ``metrics.json`` (and the model
+        file when asked for) of the model as trained.
+
+        Args:
+            history: ``{column: [value per epoch]}`` (Keras' ``History.history``).
+            monitor: what watched the training for divergence: ``diverged``, ``step``,
+                ``epoch``, ``cause``, ``message``, ``excursion`` (the stability event or
+                None) and ``check_final_loss(loss, what)`` (a
+                :class:`ei_keras.divergence.DivergenceMonitor` or the population's record).
+        """
+        import keras
+
+        from ei_keras.measures import gradient_alignment, moments, output_alignment
+        from ei_keras.scoring import PAPER_SCORING
+
+        cfg, hp, model, tmp = self.cfg, self.hp, self.model, self.tmp
+        write_history(tmp / HISTORY_FILE, history)
+        train_time = time.time() - self.start
+        evaluation = model.evaluate(self.x_test, self.y_test, batch_size=1000, verbose=0,
                                     return_dict=True)
         monitor.check_final_loss(evaluation.get("loss"), "test loss")
         diverged = monitor.diverged
@@ -261,7 +323,7 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
             "status": "diverged" if diverged else "ok",
             "test_accuracy": _finite_or_none(evaluation.get("accuracy")),
             "test_loss": _finite_or_none(evaluation.get("loss")),
-            **_validation_metrics(model, validation),
+            **_validation_metrics(model, self.validation),
             "diverged_step": monitor.step if diverged else None,
             "diverged_epoch": monitor.epoch + 1 if diverged else None,
             "diverged_cause": monitor.cause if diverged else None,
@@ -273,10 +335,11 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
             "shift": cfg.data.shift,
             "shift_size": cfg.shift_size,
             "luminosity": cfg.data.luminosity if cfg.data.shift == "luminosity" else None,
-            "num_classes": train.num_classes,
+            "num_classes": self.train.num_classes,
             "seed": cfg.seed,
-            **record,
+            **self.record,
             "backend": keras.backend.backend(),
+            "engine": self.engine,
             "versions": library_versions(),
             "hyperparameters": {**hp, "batch_size": cfg.data.batch_size},
             "train_time_s": round(train_time, 2),
@@ -284,13 +347,13 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         if not diverged:
             if cfg.measures.moments:
                 metrics["moments"] = {f"hidden_{k}": {"mean": m, "var": v} for k, (m, v) in
-                                      enumerate(moments(model, probe_x), start=1)}
+                                      enumerate(moments(model, self.probe_x), start=1)}
             if cfg.measures.alignment:
                 metrics["alignment"] = {
-                    "output": output_alignment(model, probe_x),
-                    "gradient": gradient_alignment(model, probe_x, probe_y),
+                    "output": output_alignment(model, self.probe_x),
+                    "gradient": gradient_alignment(model, self.probe_x, self.probe_y),
                 }
-        metrics["wall_time_s"] = round(time.time() - start, 2)
+        metrics["wall_time_s"] = round(time.time() - self.start, 2)
         write_json_atomic(tmp / METRICS_FILE, metrics)
         if cfg.output.save_model and not diverged:
             try:
@@ -300,11 +363,16 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
                 metrics["model_error"] = (f"{MODEL_FILE} could not be written ({e.strerror or e})"
                                           "; the other files of the run are complete")
                 write_json_atomic(tmp / METRICS_FILE, metrics)
-    acc = metrics["test_accuracy"]
-    printer(f"[done] {label}: " + (f"test accuracy {100 * acc:.2f} %" if acc is not None
-                                   else "no accuracy") +
-            (f" — DIVERGED: {metrics['message']}" if diverged else "") +
-            (f" — {metrics['stability']['message']}" if metrics["stability"] and not diverged
-             else "") +
-            f" ({metrics['wall_time_s']:.0f} s)")
-    return metrics
+        return metrics
+
+    def done(self, metrics: dict) -> None:
+        """The run's last progress line (after its directory is in place)."""
+        acc = metrics["test_accuracy"]
+        diverged = metrics["status"] == "diverged"
+        self.printer(f"[done] {self.label}: " +
+                     (f"test accuracy {100 * acc:.2f} %" if acc is not None
+                      else "no accuracy") +
+                     (f" — DIVERGED: {metrics['message']}" if diverged else "") +
+                     (f" — {metrics['stability']['message']}" if metrics["stability"] and
+                      not diverged else "") +
+                     f" ({metrics['wall_time_s']:.0f} s)")

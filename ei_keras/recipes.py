@@ -294,7 +294,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report: bool = True,
                  overwrite: bool = False, jobs: int = 1, shard: tuple[int, int] | None = None,
-                 progress_bar: bool = False, **plan_kwargs) -> dict:
+                 population: int | None = None, progress_bar: bool = False,
+                 **plan_kwargs) -> dict:
     """Run (or resume) a protocol into ``out_dir`` and write its report.
 
     Every configuration is checked before anything trains. A finished cell is reused only if
@@ -314,6 +315,10 @@ def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report:
         shard: ``(i, N)``: only every N-th cell, starting at the i-th (1-based), so that N
             processes (a SLURM array, several machines over a shared folder) split a protocol
             with no coordination; each finished cell is a run directory the report merges.
+        population: train the cells as populations (:mod:`ei_keras.population`; JAX, PyTorch) of at
+            most this many members (0: every cell sharing an architecture in one); None: one
+            run at a time (``jobs`` at once). Cells of different widths, presets or lengths go
+            to different populations.
         progress_bar: Keras' per-batch progress bar for each run when ``jobs`` is 1 (for a
             terminal; worker processes print one line per epoch).
         **plan_kwargs: ``configs``, ``sizes``, ``conditions``, ``overrides`` (see
@@ -335,6 +340,16 @@ def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report:
     protocol = get(name)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"Expected --jobs to be an integer >= 1. Received: --jobs {jobs!r}")
+    if population is not None:
+        from ei_keras.population import check_backend
+
+        check_backend()
+        if isinstance(population, bool) or not isinstance(population, int) or population < 0:
+            raise ConfigError("Expected --population to be an integer >= 1 (or no value: "
+                              f"every cell of an architecture). Received: {population!r}")
+        if jobs > 1:
+            raise ConfigError("--population trains its members in one process: leave --jobs "
+                              "out (or use --shard to split a protocol over processes).")
     if shard is not None:
         shard = parse_shard(f"{shard[0]}/{shard[1]}")
     out = check_writable_folder(out_dir)
@@ -356,8 +371,14 @@ def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report:
     printer(f"[{name}] {protocol.title}: {len(cells)} runs into {out}{where}"
             + (f" ({skipped} already complete)" if skipped else "")
             + (f", {jobs} at a time" if jobs > 1 and todo else ""))
-    results = run_cells(todo, jobs=jobs, printer=printer, overwrite=overwrite, label=name,
-                        progress_bar=progress_bar)
+    if population is not None:
+        from ei_keras.population import train_populations
+
+        results = train_populations(todo, size=population or None, printer=printer,
+                                    overwrite=overwrite, label=name)
+    else:
+        results = run_cells(todo, jobs=jobs, printer=printer, overwrite=overwrite,
+                            label=name, progress_bar=progress_bar)
     ran = len(results)
     diverged = sum(m["status"] == "diverged" for m in results)
     report_path = None

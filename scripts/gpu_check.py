@@ -6,7 +6,10 @@ once with every accelerator hidden (`CUDA_VISIBLE_DEVICES=-1`, `JAX_PLATFORMS=cp
 `KERAS_TORCH_DEVICE=cpu`). Nothing names a vendor API: each run reports where its variables
 live. TensorFloat-32 matmuls are turned off so both runs compute in float32; losses and every
 variable must then agree to float32 rounding accumulated over 40 SGD steps (rtol 2e-4,
-atol 2e-5).
+atol 2e-5). On the backends with a population trainer (`ei_keras.population.BACKENDS`: JAX,
+PyTorch) each run also trains a population of 4 members (seeds 0-3, different learning rates
+and lambda, their own batch orders) for 20 steps in one compiled program; every member's
+variables are compared the same way (`population|<member>|<path>`).
 
 Exit status: 0 match, 1 mismatch, 2 no GPU visible to this backend.
 `EI_KERAS_GPU_CHECK_DEVICE=cpu` runs both trainings on the CPU (how the test suite checks this
@@ -68,12 +71,45 @@ def worker(out: Path) -> None:
     keras.utils.set_random_seed(0)
     model = zoo.build(PRESET, width=WIDTH, seed=0, jit_compile=False)
     history = model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
-    np.savez(out / "weights.npz",
-             **{v.path.replace("/", "|"): keras.ops.convert_to_numpy(v) for v in model.variables})
+    weights = {v.path.replace("/", "|"): keras.ops.convert_to_numpy(v) for v in model.variables}
+    weights.update(_population(x, y))
+    np.savez(out / "weights.npz", **weights)
     (out / "run.json").write_text(json.dumps({
         "device": _where(model.trainable_variables[0]),
         "losses": [float(v) for v in history.history["loss"]],
     }))
+
+
+def _population(x, y) -> dict:
+    """A 4-member population trained STEPS steps (nothing on backends without the engine)."""
+    import keras
+    import numpy as np
+
+    from ei_keras import population, zoo
+
+    if keras.backend.backend() not in population.BACKENDS:
+        return {}
+    members = 4
+    models = [zoo.build(PRESET, width=WIDTH, seed=s, lr_e=0.01 * (s + 1),
+                        norm_weight=0.005 * (s + 1)) for s in range(members)]
+    for m in models:
+        m.optimizer.build(m.trainable_variables)
+    template = models[0]
+    template.evaluate(x[:BATCH], y[:BATCH], batch_size=BATCH, verbose=0)  # builds its metrics
+    carry = population.initial_carry(models, template.metrics_variables)
+    orders = [np.random.default_rng(s).permutation(len(x)) for s in range(members)]
+    xs = np.stack([np.stack([x[o[k * BATCH:(k + 1) * BATCH]] for o in orders])
+                   for k in range(STEPS)])
+    ys = np.stack([np.stack([y[o[k * BATCH:(k + 1) * BATCH]] for o in orders])
+                   for k in range(STEPS)]).astype("int32")
+    carry = population.member_chunk(template)(carry, xs, ys)
+    trainable = carry[0][0]
+    out = {}
+    for i, v in enumerate(template.trainable_variables):
+        values = keras.ops.convert_to_numpy(trainable[i])
+        for p in range(members):
+            out[f"population|{p}|{v.path.replace('/', '|')}"] = values[p]
+    return out
 
 
 def _train(extra_env: dict[str, str], folder: Path) -> tuple[dict, dict]:
@@ -113,8 +149,11 @@ def main() -> int:
         print(f"error: {backend} on {gpu['device']} does not match the CPU (rtol {RTOL}, "
               f"atol {ATOL}):\n  " + "\n  ".join(bad), file=sys.stderr)
         return 1
+    members = sum(name.startswith("population|") for name in cpu_w)
     print(f"ok: {backend} trained {PRESET} for {2 * STEPS} steps on {gpu['device']}; losses "
-          f"and {len(cpu_w)} variables match the CPU run (final loss {gpu['losses'][-1]:.6f})")
+          f"and {len(cpu_w) - members} variables match the CPU run (final loss "
+          f"{gpu['losses'][-1]:.6f})"
+          + (f"; a population's {members} member variables too" if members else ""))
     return 0
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from ei_keras.backend import custom_gradient
+
 ERROR_NORMALIZATION_MODES = ("full", "center", "scale", "decorrelate", "lateral", "none")
 """The error-normalization modes of SPEC section 2, in the paper's order."""
 
@@ -127,7 +129,7 @@ def normalize_error(z, mode: str = "full", lateral_weights=None, epsilon: float 
         if lateral_weights is None:
             raise ValueError("mode='lateral' needs `lateral_weights` (positive, summing to 1).")
 
-        @ops.custom_gradient
+        @custom_gradient
         def _lateral(x, w):
             def grad(*args, upstream=None):
                 if upstream is None:
@@ -138,7 +140,7 @@ def normalize_error(z, mode: str = "full", lateral_weights=None, epsilon: float 
 
         return _lateral(z, ops.stop_gradient(ops.convert_to_tensor(lateral_weights)))
 
-    @ops.custom_gradient
+    @custom_gradient
     def _normalize(x):
         def grad(*args, upstream=None):
             if upstream is None:

@@ -1,0 +1,244 @@
+"""The population trainer (ei_keras.population): P runs in one compiled program.
+
+1. Equality: each member of a population (its own seed, data order and shift draws, learning
+   rates, lambda and shift size) equals the sequential run of its cell, every variable after
+   100 steps, within a float32 bound derived from the run's own update sizes.
+2. Frozen members: a member whose weights turn non-finite is frozen and scored as diverged; the
+   others train as if it were not there.
+3. Backends without an engine stop with one error naming the ones that have it.
+"""
+
+import contextlib
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from ei_keras import population
+from ei_keras.config import ConfigError, RunConfig
+from ei_keras.experiment import RunSession
+
+BACKEND = keras.backend.backend()
+HAS_ENGINE = BACKEND in population.BACKENDS
+STEPS = 100
+#: 100 steps of batch 32; small width (the arithmetic does not depend on it) and test set.
+BASE = {"preset": "inorm_gradnorm", "model.width": 16, "data.train_subset": 32 * STEPS,
+        "data.test_subset": 64, "measures.probe_size": 32, "train.epochs": 1,
+        "measures.alignment": False, "train.steps_per_execution": 1}
+EPS = float(np.finfo(np.float32).eps)
+
+
+def silent(*args, **kwargs):
+    pass
+
+
+def cells(members):
+    return [RunConfig().with_overrides({**BASE, **m}) for m in members]
+
+
+def open_runs(configs, folder, prefix, stack):
+    runs = []
+    for i, cfg in enumerate(configs):
+        run = RunSession(cfg, folder / f"{prefix}{i}", printer=silent, engine="population")
+        run.open(stack)
+        runs.append(run)
+    return runs
+
+
+class UpdateSizes(keras.callbacks.Callback):
+    """Per variable: the sum over steps of ``max |w_t - w_{t-1}|`` and the largest ``max |w|``
+    (one step per call: steps_per_execution 1)."""
+
+    def on_train_begin(self, logs=None):
+        self.last = [keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables]
+        self.moved = [0.0] * len(self.last)
+        self.size = [float(np.max(np.abs(a))) for a in self.last]
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = [keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables]
+        for i, (a, b) in enumerate(zip(now, self.last)):
+            self.moved[i] += float(np.max(np.abs(a - b)))
+            self.size[i] = max(self.size[i], float(np.max(np.abs(a))))
+        self.last = now
+
+
+def sequential(cfg, folder, name):
+    """The sequential run of ``cfg`` (Keras' fit) and its update sizes."""
+    sizes = UpdateSizes()
+    with contextlib.ExitStack() as stack:
+        run = RunSession(cfg, folder / name, printer=silent)
+        run.open(stack)
+        metrics = run.fit(callbacks=[sizes])
+    return run, metrics, sizes
+
+
+def float32_bound(variable, sizes, index, batch):
+    """How far two float32 computations of the same 100 SGD steps can drift apart.
+
+    Each step's update is a sum of ``batch x fan_in`` float32 products (forward and backward
+    matmuls), computed in a different order by the batched program: its rounding error is at
+    most about ``sqrt(batch * fan_in) * eps`` of the update (random-walk rounding of the
+    reduction), and adding it to the weight rounds once more, ``eps * |w|``. Over the steps these
+    add up (SGD at these rates neither amplifies nor damps small differences by much over 100
+    steps), so ``|w_pop - w_seq| <= sum_t (c eps |dw_t| + eps |w_t|)``, bounded by
+    ``c eps sum_t max|dw_t| + steps eps max_t max|w_t|`` with ``c = sqrt(batch * fan_in)``.
+    """
+    fan_in = max(variable.shape) if variable.shape else 1
+    c = np.sqrt(batch * fan_in)
+    return c * EPS * sizes.moved[index] + STEPS * EPS * sizes.size[index]
+
+
+@pytest.mark.skipif(not HAS_ENGINE, reason="backends without an engine: test_error_line")
+def test_each_member_equals_its_sequential_run(tmp_path):
+    """Three members that differ in seed, shift size, every learning rate and lambda."""
+    members = [{"seed": 0, "data.luminosity": 0.0},
+               {"seed": 5, "data.luminosity": 0.5, "opt.lr_e": 0.02, "opt.lr_ie": 0.1,
+                "opt.lr_ei": 0.05, "loss.norm_weight": 0.05},
+               {"seed": 9, "data.luminosity": 0.75, "opt.lr_e": 0.08, "opt.lr_ie": 0.5,
+                "opt.lr_ei": 0.2, "loss.norm_weight": 0.002}]
+    configs = cells(members)
+    with contextlib.ExitStack() as stack:
+        runs = open_runs(configs, tmp_path, "population", stack)
+        pop = population.Population(runs, printer=silent)
+        histories = pop.train()
+        metrics = pop.finish(histories)
+    worst = 0.0
+    for p, cfg in enumerate(configs):
+        seq, seq_metrics, sizes = sequential(cfg, tmp_path, f"sequential{p}")
+        assert metrics[p]["status"] == seq_metrics["status"] == "ok"
+        assert metrics[p]["engine"] == "population" and seq_metrics["engine"] == "sequential"
+        variables = seq.model.trainable_variables
+        assert [v.path for v in variables] == [v.path for v in runs[p].model.trainable_variables]
+        for i, (a, b) in enumerate(zip(variables, runs[p].model.trainable_variables)):
+            bound = float32_bound(a, sizes, i, 32)
+            diff = float(np.max(np.abs(keras.ops.convert_to_numpy(a) -
+                                       keras.ops.convert_to_numpy(b))))
+            assert diff <= bound, f"member {p}: {a.path} differs by {diff:.3g} > {bound:.3g}"
+            worst = max(worst, diff / bound)
+        # λ and the rates were the member's own (the state carries them).
+        assert runs[p].model.norm_weight == pytest.approx(seq.model.norm_weight)
+        for key in ("loss", "task_loss", "norm_loss", "accuracy"):
+            np.testing.assert_allclose(histories[p][key], seq_metrics_history(tmp_path, p, key),
+                                       rtol=1e-4, atol=1e-6)
+    print(f"worst |population - sequential| / bound = {worst:.3g}")
+
+
+def seq_metrics_history(folder, p, key):
+    import csv
+
+    with open(folder / f"sequential{p}" / "history.csv") as f:
+        return [float(row[key]) for row in csv.DictReader(f)]
+
+
+@pytest.mark.skipif(not HAS_ENGINE, reason="backends without an engine: test_error_line")
+def test_a_non_finite_member_is_frozen_and_the_others_go_on(tmp_path):
+    """Member 1's excitatory rate makes its weights overflow to inf/NaN within the epoch; it
+    is frozen and scored as diverged; members 0 and 2 end exactly as in a population
+    without it."""
+    members = [{"seed": 1, "data.luminosity": 0.25},
+               {"seed": 2, "data.luminosity": 0.25, "opt.lr_e": 1e30},
+               {"seed": 3, "data.luminosity": 0.75, "opt.lr_e": 0.03}]
+    configs = cells(members)
+    with contextlib.ExitStack() as stack:
+        runs = open_runs(configs, tmp_path, "mixed", stack)
+        pop = population.Population(runs, printer=silent)
+        metrics = pop.finish(pop.train())
+    with contextlib.ExitStack() as stack:
+        healthy = open_runs([configs[0], configs[2]], tmp_path, "healthy", stack)
+        pop2 = population.Population(healthy, printer=silent)
+        pop2.finish(pop2.train())
+    bad = metrics[1]
+    assert bad["status"] == "diverged" and bad["engine"] == "population"
+    assert 1 <= bad["diverged_step"] <= STEPS and bad["diverged_epoch"] == 1
+    assert "frozen" in bad["message"]
+    # Frozen at its last finite state: every weight of its model is finite.
+    assert all(np.all(np.isfinite(keras.ops.convert_to_numpy(v)))
+               for v in runs[1].model.trainable_variables)
+    on_disk = json.loads((tmp_path / "mixed1" / "metrics.json").read_text())
+    assert on_disk["status"] == "diverged"
+    for p, q in ((0, 0), (2, 1)):
+        assert metrics[p]["status"] == "ok"
+        for a, b in zip(runs[p].model.trainable_variables, healthy[q].model.trainable_variables):
+            # The same program on the same members' data: only the batch of members differs.
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(a),
+                                       keras.ops.convert_to_numpy(b), rtol=0, atol=1e-5)
+
+
+def test_error_line_names_the_backends(tmp_path):
+    """On a backend without an engine, one ConfigError (the CLI's `error:` line)."""
+    if HAS_ENGINE:
+        assert population.check_backend() == BACKEND
+        with pytest.raises(ConfigError, match="--population trains on jax and torch"):
+            population.check_backend("tensorflow")
+        return
+    with pytest.raises(ConfigError,
+                       match=f"--population trains on jax and torch only .this is {BACKEND}"):
+        population.train_populations([(tmp_path / "r", cells([{}])[0])], printer=silent)
+    assert not (tmp_path / "r").exists()
+
+
+def test_cells_are_grouped_by_architecture():
+    """Widths, presets and lengths split populations; seeds, rates, lambda and r do not."""
+    cfgs = [RunConfig().with_overrides({**BASE, **m}) for m in (
+        {"seed": 0}, {"seed": 1, "data.luminosity": 0.5, "opt.lr_e": 0.01},
+        {"seed": 2, "model.width": 24}, {"seed": 3, "preset": "ei_ln"},
+        {"seed": 4, "loss.norm_weight": 0.1},
+        # constants of the compiled step: the clip and the label smoothing
+        {"seed": 5, "opt.inhibitory_clipnorm": 0.5}, {"seed": 6, "loss.label_smoothing": 0.0})]
+    todo = [(f"d{i}", c) for i, c in enumerate(cfgs)]
+    groups = population.group_cells(todo)
+    assert [[d for d, _ in g] for g in groups] == [["d0", "d1", "d4"], ["d2"], ["d3"], ["d5"],
+                                                   ["d6"]]
+    assert [[d for d, _ in g] for g in population.group_cells(todo, size=2)] == \
+        [["d0", "d1"], ["d4"], ["d2"], ["d3"], ["d5"], ["d6"]]
+
+
+def _layout(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_reproduce_population_smoke_writes_what_report_reads(tmp_path, capsys):
+    """`ei-keras reproduce fig5 --population --smoke`: the same run directories (files, keys,
+    history columns, fingerprints) as the sequential protocol, read by `report`; the engine
+    is recorded. Without an engine: one `error:` line, exit code 2, nothing written."""
+    from ei_keras import cli
+    from ei_keras.analysis import load_runs
+
+    out = tmp_path / "population"
+    argv = ["reproduce", "fig5", "--smoke", "--population", "--out", str(out)]
+    rc = cli.main(argv)
+    err = capsys.readouterr().err
+    if not HAS_ENGINE:
+        assert rc == cli.EXIT_INVALID
+        assert err.strip().startswith("error: --population trains on jax and torch")
+        assert len(err.strip().splitlines()) == 1 and not out.exists()
+        return
+    assert rc == 0, err
+    runs = load_runs(out)
+    assert len(runs) == 6 and all(r.metrics["engine"] == "population" for r in runs)
+    assert (out / "report.md").is_file()
+    # One cell the sequential way: same files, same keys, same fingerprint, same result.
+    seq = tmp_path / "sequential"
+    from ei_keras.recipes import run_protocol
+
+    run_protocol("fig5", seq, smoke=True, conditions=["inorm_gradnorm"], sizes=(0.75,),
+                 printer=silent, report=False)
+    cell = "inorm_gradnorm/r0.75/cfg00"
+    assert _layout(seq / cell) == _layout(out / cell)
+    for name in ("config.json", "metrics.json"):
+        a = json.loads((out / cell / name).read_text())
+        b = json.loads((seq / cell / name).read_text())
+        assert sorted(a) == sorted(b)
+    a = json.loads((out / cell / "config.json").read_text())
+    b = json.loads((seq / cell / "config.json").read_text())
+    assert a["fingerprint"] == b["fingerprint"]
+    assert (a["resolved"]["engine"], b["resolved"]["engine"]) == ("population", "sequential")
+    head = [(out / cell / "history.csv").read_text().splitlines()[0],
+            (seq / cell / "history.csv").read_text().splitlines()[0]]
+    assert head[0] == head[1]
+    a = json.loads((out / cell / "metrics.json").read_text())
+    b = json.loads((seq / cell / "metrics.json").read_text())
+    # 8 steps of the same run: the same test accuracy (one image more or less would be
+    # 1/256; the states agree to float32 rounding, far below what flips a prediction here).
+    assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 1 / 256
