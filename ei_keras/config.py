@@ -18,7 +18,7 @@ from ei_keras.config import RunConfig
 
 cfg = RunConfig().with_overrides(["opt.lr_e=0.1", "model.trainable_ei=no"])
 cfg.opt.lr_e, cfg.model.trainable_ei  # (0.1, False)
-cfg.to_dict()["model"]                 # {'width': None, 'depth': 2, 'trainable_ei': False}
+cfg.to_dict()["model"]  # {'width': None, 'depth': 2, 'trainable_ei': False, 'gradnorm_on': 'y'}
 ```
 
 This module imports neither Keras nor an array backend.
@@ -268,6 +268,10 @@ class ModelConfig:
     depth: int = _key(_COUNT, DEFAULT_DEPTH, "number of hidden layers (paper: 2)")
     trainable_ei: bool = _key(Kind("bool"), True,
                               "whether the hidden I-Norm layers' W_EI/B_EI learn")
+    gradnorm_on: str = _key(
+        Kind("choice", choices=("y", "z")), "y",
+        "what GradNorm (error_normalization full/decorrelate) projects the error out of: y = "
+        "normalized z (LayerNorm's backward) or z itself (the paper code's formula)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -473,8 +477,9 @@ class RunConfig:
 
 def unused_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
     """The keys of a flat configuration (:meth:`RunConfig.flat`) that cannot change its run:
-    the size keys of the shift families not in use, and ``data.shift`` itself when it is the
-    paper's luminosity shift (every run made before the key existed was one).
+    the size keys of the shift families not in use, ``data.shift`` itself when it is the
+    paper's luminosity shift (every run made before the key existed was one), and
+    ``model.gradnorm_on`` at its default ``y`` (likewise).
 
     Fingerprints leave them out, so a luminosity run keeps the fingerprint it had before the
     other families existed (its results folder stays reusable) and a contrast run does not
@@ -484,6 +489,8 @@ def unused_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
     out = [f.size_key for f in SHIFT_FAMILIES.values() if f.size_key != family.size_key]
     if family.name == "luminosity":
         out.append("data.shift")
+    if flat.get("model.gradnorm_on", "y") == "y":
+        out.append("model.gradnorm_on")  # the default: runs made before the key keep theirs
     return tuple(dict.fromkeys(out))
 
 

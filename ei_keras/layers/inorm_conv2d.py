@@ -58,9 +58,10 @@ class INormConv2D(DaleConv2D, INormDense):
         kernel_size, strides, padding, dilation_rate, data_format: as :class:`EIConv2D`.
         statistics: ``"map"`` or ``"location"`` (above).
         **kwargs: the arguments of :class:`INormDense` (``inhibitory_units``,
-            ``error_normalization``, ``subtractive_only``, ``norm_weight``, ``trainable_ei``,
-            ``activation``, ``epsilon``, ``init_distribution``, ``seed``, the regularizers,
-            constraints and initializers) and base ``keras.layers.Layer`` arguments.
+            ``error_normalization``, ``gradnorm_on``, ``subtractive_only``, ``norm_weight``,
+            ``trainable_ei``, ``activation``, ``epsilon``, ``init_distribution``, ``seed``,
+            the regularizers, constraints and initializers) and base ``keras.layers.Layer``
+            arguments.
 
     Example: at initialisation the map has zero mean and unit second moment per sample.
 
@@ -102,7 +103,7 @@ class INormConv2D(DaleConv2D, INormDense):
         shape = ops.shape(z)  # height and width may be known only when called
         flat = ops.reshape(z, (shape[0], -1))
         flat = _errnorm.normalize_error(flat, self.error_normalization, self.lateral_weights,
-                                        self.epsilon)
+                                        self.epsilon, self.gradnorm_on)
         return ops.reshape(flat, shape)
 
     def error_normalization_width(self, input_shape) -> int:
