@@ -32,6 +32,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ei_keras.annealing import SHAPES as ANNEALING_SHAPES
+
 
 class ConfigError(ValueError):
     """An invalid configuration; the message names the key, what is expected and the value."""
@@ -348,6 +350,13 @@ class OptConfig:
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     norm_weight: float | None = _key(_RATE, None, "lambda, the weight of the I-Norm loss")
+    norm_weight_schedule: str | None = _key(
+        Kind("choice", choices=ANNEALING_SHAPES, optional=True), None,
+        "anneal lambda from 0 with the paper code's shapes: lambda * f(epoch), f = t/T, "
+        "1 - exp(-t/T), log(1+t)/log(1+T) or (1 - cos(pi t/T))/2 (None: constant lambda)")
+    norm_weight_horizon: float | None = _key(
+        Kind("float", low=0.0, low_open=True, optional=True), None,
+        "T of loss.norm_weight_schedule in epochs (tau for exponential; None: train.epochs)")
     label_smoothing: float | None = _key(
         Kind("float", low=0.0, high=1.0, high_open=True, optional=True), None,
         "label smoothing of the task loss (reference code: 0.1)")

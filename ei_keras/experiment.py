@@ -219,6 +219,11 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         monitor = DivergenceMonitor(rates=hp)
         # Keras epoch e reads stream e; a SIGTERM whose KeyboardInterrupt was lost stops here
         callbacks = [train.sync_callback(), monitor, interrupt.stop_on_request_callback()]
+        if hp.get("norm_weight_schedule"):
+            from ei_keras.callbacks import NormWeightSchedule
+
+            callbacks.append(NormWeightSchedule(hp["norm_weight_schedule"],
+                                                hp.get("norm_weight_horizon")))
         if cfg.measures.moments:
             callbacks.append(HiddenMoments(probe_x))
         if cfg.measures.alignment:
