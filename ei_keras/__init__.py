@@ -12,7 +12,8 @@ machinery load on first use:
 - :mod:`ei_keras.initializers`, :mod:`ei_keras.losses`, :mod:`ei_keras.optimizers`
 - :mod:`ei_keras.models` — ``EINetwork``; :mod:`ei_keras.zoo` — the paper's presets
 - :mod:`ei_keras.data` — offline Fashion-MNIST with luminosity shifts
-- :mod:`ei_keras.measures`, :mod:`ei_keras.divergence`, :mod:`ei_keras.experiment`
+- :mod:`ei_keras.measures`, :mod:`ei_keras.divergence`, :mod:`ei_keras.experiment`;
+  :mod:`ei_keras.scoring` — how a run is scored (the paper's rule; no Keras needed)
 - :mod:`ei_keras.callbacks` — ``NormWeightSchedule`` (λ annealing, :mod:`ei_keras.annealing`)
 - :mod:`ei_keras.analysis` — Mann-Whitney tables, figures, reports (no Keras needed)
 
@@ -32,7 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "analysis", "annealing", "callbacks", "data", "divergence", "experiment", "initializers",
-    "layers", "losses", "measures", "models", "ops", "optimizers", "zoo",
+    "layers", "losses", "measures", "models", "ops", "optimizers", "scoring", "zoo",
 ]
 
 

@@ -108,13 +108,18 @@ def _finite_or_none(x):
     return x if math.isfinite(x) else None
 
 
+#: What the one-line-per-epoch progress shows, when the logs have it.
+EPOCH_LINE_KEYS = ("loss", "task_loss", "norm_loss", "accuracy", "val_accuracy")
+
+
 def _progress_callback(label: str, epochs: int, printer):
-    """A one-line-per-epoch progress callback (Keras' progress bar is too chatty for sweeps)."""
+    """A one-line-per-epoch progress callback (for logs and parallel workers, where Keras'
+    per-batch progress bar would be noise)."""
     import keras
 
     def on_epoch_end(epoch, logs=None):
         logs = logs or {}
-        parts = [f"{k}={logs[k]:.4g}" for k in ("loss", "accuracy", "val_accuracy")
+        parts = [f"{k}={logs[k]:.4g}" for k in EPOCH_LINE_KEYS
                  if isinstance(logs.get(k), (int, float))]
         printer(f"  [{label}] epoch {epoch + 1}/{epochs} " + " ".join(parts))
 
@@ -132,7 +137,8 @@ def _validation_metrics(model, validation) -> dict:
 
 def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
                    overwrite: bool = False, record: Mapping | None = None, *,
-                   model=None, callbacks=(), initial_epoch: int = 0) -> dict:
+                   model=None, callbacks=(), initial_epoch: int = 0,
+                   progress_bar: bool = False) -> dict:
     """Train one configuration and write its run directory.
 
     Args:
@@ -148,12 +154,20 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         callbacks: more Keras callbacks for ``fit`` (e.g. a tuner's checkpoints and reports).
         initial_epoch: the epoch ``fit`` starts at (a Hyperband trial continued from its
             checkpoint); the data stream of epoch ``e`` is the same whatever the start.
+        progress_bar: show Keras' per-batch progress bar (``fit(verbose=1)``: every metric
+            of the logs, ``task_loss`` and ``norm_loss`` included) instead of one line per
+            epoch through ``printer``. For a terminal; ``ei-keras train`` turns it on when its
+            standard output is one.
 
     Returns:
         The ``metrics.json`` contents (with ``val_accuracy``/``val_loss`` on the held-out
-        split when ``data.validation_size`` > 0). ``status`` is ``"diverged"`` when the loss or the
-        weights diverged during or at the end of training (training stopped; ``diverged_step``,
-        ``diverged_cause`` and ``message`` say where and why). ``model_error`` is set when
+        split when ``data.validation_size`` > 0). ``status`` is ``"diverged"`` when the loss or a
+        weight turned non-finite during or at the end of training (training stopped; the run
+        counts at chance; ``diverged_step``, ``diverged_cause`` and ``message`` say where and
+        why). ``scoring`` names the rule (:data:`ei_keras.scoring.PAPER_SCORING`);
+        ``stability`` is the stability event (a finite loss or weight past the bounds: first
+        and last step, peaks, group to blame; :class:`ei_keras.divergence.DivergenceMonitor`)
+        or None: the run trained on and is scored by its final accuracy. ``model_error`` is set when
         ``output.save_model`` was asked for and ``model.keras`` could not be written (the
         run's other files are kept).
 
@@ -174,6 +188,7 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         moments,
         output_alignment,
     )
+    from ei_keras.scoring import PAPER_SCORING
 
     extra_callbacks = list(callbacks or ())
     resolved = resolve(config)
@@ -228,7 +243,8 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
             callbacks.append(HiddenMoments(probe_x))
         if cfg.measures.alignment:
             callbacks.append(LayerNormAlignment(probe_x, probe_y))
-        callbacks.append(_progress_callback(label, cfg.train.epochs, printer))
+        if not progress_bar:
+            callbacks.append(_progress_callback(label, cfg.train.epochs, printer))
         callbacks.extend(extra_callbacks or ())
         printer(f"[train] {label}: {cfg.preset}, width {cfg.model.width}, "
                 f"{cfg.train.epochs} epochs, lr_e={hp['lr_e']:g} lr_ie={hp['lr_ie']:g} "
@@ -236,7 +252,8 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         fit_kwargs = {}
         if cfg.train.validate_each_epoch:  # the held-out split, never the test set
             fit_kwargs = {"validation_data": validation, "validation_batch_size": 1000}
-        history = model.fit(train, epochs=cfg.train.epochs, shuffle=False, verbose=0,
+        history = model.fit(train, epochs=cfg.train.epochs, shuffle=False,
+                            verbose=1 if progress_bar else 0,
                             callbacks=callbacks, initial_epoch=initial_epoch, **fit_kwargs)
         if monitor.diverged:
             monitor.locate(train)
@@ -255,6 +272,8 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
             "diverged_epoch": monitor.epoch + 1 if diverged else None,
             "diverged_cause": monitor.cause if diverged else None,
             "message": monitor.message if diverged else None,
+            "scoring": PAPER_SCORING,
+            "stability": monitor.excursion,
             "preset": cfg.preset,
             "condition": cfg.label,
             "shift": cfg.data.shift,
@@ -291,5 +310,7 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
     printer(f"[done] {label}: " + (f"test accuracy {100 * acc:.2f} %" if acc is not None
                                    else "no accuracy") +
             (f" — DIVERGED: {metrics['message']}" if diverged else "") +
+            (f" — {metrics['stability']['message']}" if metrics["stability"] and not diverged
+             else "") +
             f" ({metrics['wall_time_s']:.0f} s)")
     return metrics

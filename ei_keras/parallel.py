@@ -34,9 +34,12 @@ def cpus() -> list[int]:
 
 
 def run_cells(todo: list[tuple[Path, object]], jobs: int = 1, printer=print,
-              overwrite: bool = False, label: str = "run") -> list[dict]:
+              overwrite: bool = False, label: str = "run",
+              progress_bar: bool = False) -> list[dict]:
     """Train every ``(run dir, RunConfig)`` of ``todo``; return their metrics (in the order
-    they finished), printing progress with an ETA."""
+    they finished), printing progress with an ETA. ``progress_bar``: Keras' per-batch progress
+    bar for each run when they train one at a time (``jobs`` 1); worker processes print one
+    line per epoch, which interleaves legibly."""
     from ei_keras.experiment import run_experiment
 
     start = time.time()
@@ -52,7 +55,8 @@ def run_cells(todo: list[tuple[Path, object]], jobs: int = 1, printer=print,
     if jobs <= 1 or len(todo) <= 1:
         for k, (run_dir, cfg) in enumerate(todo, start=1):
             printer(f"[{label}] run {k}/{len(todo)}")
-            progress(run_experiment(cfg, run_dir, printer=printer, overwrite=overwrite))
+            progress(run_experiment(cfg, run_dir, printer=printer, overwrite=overwrite,
+                                    progress_bar=progress_bar))
         return results
 
     import multiprocessing

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-
-import keras
+from typing import TYPE_CHECKING
 
 from ei_keras.config import DEFAULT_DEPTH, DEFAULT_WIDTH, HYPERPARAMETERS
-from ei_keras.data.fashion_mnist import NUM_CLASSES
-from ei_keras.losses import SparseSmoothedCrossentropy
-from ei_keras.models import EIConvNetwork, EINetwork
-from ei_keras.optimizers import dale_sgd
+
+# The preset table imports no Keras (`ei-keras presets` lists it without a backend); the
+# functions that build and compile models import what they need.
+if TYPE_CHECKING:
+    from ei_keras.models import EINetwork
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +176,11 @@ def compile_model(model, hp: dict, jit_compile="auto",
 
     ``inhibitory_steps`` / ``inhibitory_every``: the inhibitory plasticity schedule of the
     dual-loss step (:class:`ei_keras.models.DualLossModel`); 1 and 1 are the paper's step."""
+    import keras
+
+    from ei_keras.losses import SparseSmoothedCrossentropy
+    from ei_keras.optimizers import dale_sgd
+
     model.compile(
         optimizer=dale_sgd(hp["lr_e"], hp["lr_ie"], hp["lr_ei"], momentum=hp["momentum"],
                            inhibitory_momentum=hp.get("inhibitory_momentum"),
@@ -216,7 +221,7 @@ def build(
     model_overrides: dict | None = None,
     inhibitory_steps: int = 1,
     inhibitory_every: int = 1,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int | None = None,
     **hyperparameter_overrides,
 ) -> EINetwork:
     """A built, compiled model of preset ``name``.
@@ -238,7 +243,7 @@ def build(
         inhibitory_every: update the inhibitory variables on one batch in this many (1 =
             every batch).
         num_classes: output units, one per label: the data's count
-            (``ei_keras.data.Shift.num_classes``; Fashion-MNIST's 10 by default).
+            (``ei_keras.data.Shift.num_classes``; None: Fashion-MNIST's 10).
         **hyperparameter_overrides: ``lr_e``, ``lr_ie``, ``lr_ei``, ``momentum``,
             ``inhibitory_momentum``, ``norm_weight``, ``label_smoothing`` and the other
             ``opt.*`` / ``loss.*`` keys (``exponentiated``, ``split_bias``, ...).
@@ -246,6 +251,10 @@ def build(
     Returns:
         A compiled :class:`EINetwork` (conv presets: :class:`EIConvNetwork`).
     """
+    from ei_keras.data.fashion_mnist import NUM_CLASSES
+    from ei_keras.models import EIConvNetwork, EINetwork
+
+    num_classes = NUM_CLASSES if num_classes is None else num_classes
     preset = get(name)
     hp = hyperparameters(name, **hyperparameter_overrides)
     width = default_width(name) if width is None else width

@@ -490,8 +490,10 @@ def test_diverged_run_stays_out_of_the_medians(tmp_path: Path) -> None:
         assert axes[0][col].get_yscale() == "linear"  # a mean is additive
         assert axes[1][col].get_yscale() == "log"  # a variance is a scale
     # the interquartile band of `c`, hidden layer 1, variance at epoch 1: 2.5 .. 3.5
+    # (each condition is nudged sideways by less than figures._MAX_SPREAD / 2 epoch)
     at_epoch_1 = [
-        {round(float(y), 6) for x, y in path.vertices if x == 1.0}
+        {round(float(y), 6) for x, y in path.vertices
+         if abs(x - 1.0) <= figures._MAX_SPREAD / 2 + 1e-9}
         for band in axes[1][0].collections for path in band.get_paths()
     ]
     assert {2.5, 3.5} in at_epoch_1
@@ -513,6 +515,40 @@ def test_curve_legends_sit_outside_and_explain_line_styles(tmp_path: Path) -> No
                                                               legend.legend_handles)}
     assert styles["hidden layer 1"] != styles["hidden layer 2"]
     assert "line style = layer" in legend.get_title().get_text()
+
+
+def test_curve_figures_show_every_condition_on_whole_epochs(tmp_path: Path) -> None:
+    """Two conditions with identical curves (as ``e_ln`` and ``ei_ln``): each has its own
+    marker and its own sideways nudge, so neither hides the other; the epoch axis has whole
+    ticks only; a long title on a one-column figure wraps inside the figure."""
+    from ei_keras.analysis import figures
+
+    for lum in LUMS:
+        for cond in ("ei_ln", "e_ln", "ei"):
+            write_run(tmp_path, f"{cond}/r{lum}", condition=cond, luminosity=lum,
+                      history=_history(0.0, 1.0, 1.0))
+    runs = load_runs(tmp_path)
+    fig = figures._moments_figure(runs, shift_size=LUMS[0], title="A title long enough to "
+                                  "run past the edge of a one-column figure if it were not "
+                                  "wrapped to the figure's width")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # constrained layout places everything, as when the PNG is saved
+    renderer = canvas.get_renderer()
+    title = fig.get_suptitle()
+    assert "\n" in title
+    box = fig._suptitle.get_window_extent(renderer)
+    assert box.x0 >= fig.bbox.x0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1
+    for ax in fig.axes:
+        lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 3]
+        markers = {ln.get_marker() for ln in lines}
+        starts = {round(float(ln.get_xdata()[0]), 6) for ln in lines}
+        assert len(markers) == 3 and len(starts) == 3  # 3 conditions, each its own
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks == [1.0, 2.0, 3.0]
+    (legend,) = fig.legends
+    assert len({h.get_marker() for h in legend.legend_handles[:3]}) == 3
 
 
 def test_report_captions_count_left_out_runs(tmp_path: Path) -> None:

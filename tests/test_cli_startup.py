@@ -109,11 +109,29 @@ def test_report_needs_no_keras(tmp_path: Path) -> None:
     assert err.startswith("error:") and "not a folder of run directories" in err
 
 
-def test_a_keras_verb_registers_what_import_ei_keras_registers() -> None:
+#: A Keras verb that stops with one ``error:`` line (exit 2) once the backend is chosen and
+#: the layers registered, before anything is written: an unknown preset.
+KERAS_VERB = ("train", "--preset", "no_such_preset")
+
+
+def assert_unknown_preset(report, err) -> None:
+    assert report["rc"] == 2 and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if not ln.startswith("note:")]
+    assert line.startswith("error:") and "no_such_preset" in line
+
+
+def test_presets_imports_no_keras_and_no_framework() -> None:
     report, out, err = ei_keras_command("presets", KERAS_BACKEND=BACKEND)
-    assert report["rc"] == 0, err
+    assert report["rc"] == 0 and report["imported"] == [], (report, err)
+    assert "inorm_gradnorm" in out and "defaults: lr_e=" in out
+
+
+def test_a_keras_verb_registers_what_import_ei_keras_registers(tmp_path: Path) -> None:
+    report, out, err = ei_keras_command(*KERAS_VERB, "--out", str(tmp_path / "run"),
+                                        KERAS_BACKEND=BACKEND)
+    assert_unknown_preset(report, err)
     assert report["backend"] == BACKEND and "note:" not in err
-    assert "inorm_gradnorm" in out
+    assert not (tmp_path / "run").exists()
     import ei_keras  # noqa: F401  (as a library user does: everything registered at import)
 
     expected = sorted(k for k in keras.saving.get_custom_objects() if k.startswith("ei_keras>"))
@@ -128,10 +146,9 @@ def test_an_absent_default_backend_is_replaced_by_an_installed_one_with_a_note(
     default = "tensorflow" if BACKEND != "tensorflow" else "jax"
     home = keras_home_naming(tmp_path, default)
     report, out, err = ei_keras_command(
-        "presets", hide=[b for b in BACKENDS if b != BACKEND], keras_home=home)
-    assert report["rc"] == 0, err
+        *KERAS_VERB, hide=[b for b in BACKENDS if b != BACKEND], keras_home=home)
+    assert_unknown_preset(report, err)
     assert report["backend"] == BACKEND
-    assert "inorm_gradnorm" in out and "Traceback" not in err
     (note,) = [line for line in err.splitlines() if line.startswith("note:")]
     assert f"default backend {default} ({home / 'keras.json'}) is not installed" in note
     assert f"running on {BACKEND} (installed: {BACKEND})" in note
@@ -157,10 +174,10 @@ def test_the_demo_replaces_its_absent_default_jax_with_a_note(tmp_path: Path) ->
 def test_a_named_backend_that_is_absent_is_one_error_line_and_exit_2(how: str) -> None:
     missing = next(b for b in BACKENDS if b != BACKEND)
     if how == "--backend":
-        report, out, err = ei_keras_command("presets", "--backend", missing, hide=[missing],
+        report, out, err = ei_keras_command(*KERAS_VERB, "--backend", missing, hide=[missing],
                                             KERAS_BACKEND=BACKEND)
     else:
-        report, out, err = ei_keras_command("presets", hide=[missing], KERAS_BACKEND=missing)
+        report, out, err = ei_keras_command(*KERAS_VERB, hide=[missing], KERAS_BACKEND=missing)
     assert report["rc"] == 2 and out == "" and "Traceback" not in err
     (line,) = err.splitlines()
     installed = ", ".join(b for b in backend_choice.installed() if b != missing)
@@ -171,7 +188,7 @@ def test_a_named_backend_that_is_absent_is_one_error_line_and_exit_2(how: str) -
 
 
 def test_no_backend_installed_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
-    report, out, err = ei_keras_command("presets", hide=BACKENDS,
+    report, out, err = ei_keras_command(*KERAS_VERB, hide=BACKENDS,
                                         keras_home=keras_home_naming(tmp_path, "tensorflow"))
     assert report["rc"] == 2 and report["imported"] == [] and "Traceback" not in err
     (line,) = err.splitlines()
@@ -179,7 +196,7 @@ def test_no_backend_installed_is_one_error_line_and_exit_2(tmp_path: Path) -> No
 
 
 def test_a_keras_backend_ei_keras_does_not_run_on_is_refused() -> None:
-    report, _, err = ei_keras_command("presets", KERAS_BACKEND="numpy")
+    report, _, err = ei_keras_command(*KERAS_VERB, KERAS_BACKEND="numpy")
     assert report["rc"] == 2 and report["imported"] == []
     assert err.splitlines() == ["error: KERAS_BACKEND 'numpy' is not a backend ei-keras runs on: "
                                 "choose one of jax, torch, tensorflow"]

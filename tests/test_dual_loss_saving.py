@@ -133,6 +133,9 @@ def test_loads_with_state_and_continues_fit(golden, tmp_path):
     kind, source, keras_path, record = golden
     model = keras.models.load_model(keras_path)  # no custom_objects
     assert isinstance(model, DualLossTrainer)
+    # A file written before DualLossModel(inputs, outputs) was an instance of DualLossModel
+    # loads as one (issue #26).
+    assert isinstance(model, DualLossModel) == (kind == "functional")
     assert (model.inhibitory_steps, model.inhibitory_every) == (1, 2)
     assert int(to_np(model.inhibitory_counter)) == int(record["counter"]) == 3
     assert model.get_layer("inorm").norm_weight == pytest.approx(LAMBDA_SAVED)

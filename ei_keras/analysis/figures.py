@@ -298,11 +298,9 @@ def plot_accuracy_by_shift(
                           "dots: runs; stars: Mann-Whitney\nvs the reference at the same "
                           f"{axis}"))
     fig.legend(handles=handles, fontsize=8, loc="outside right center", frameon=False)
-    fig.suptitle(
-        title
-        or f"Final test accuracy; stars: Mann-Whitney vs {_label(reference, labels)}",
-        fontsize=10,
-    )
+    _suptitle(fig, title
+              or f"Final test accuracy; stars: Mann-Whitney vs {_label(reference, labels)}",
+              10)
     return save_figure(fig, path, vector=vector)
 
 
@@ -436,6 +434,27 @@ def _layer_of(col: str, prefixes: Sequence[str] = (), suffixes: Sequence[str] = 
 
 
 _LINESTYLES: list[Any] = ["-", "--", ":", "-."]
+#: One marker per condition of a per-epoch figure (colour says the same), so that conditions
+#: whose curves coincide (``e_ln`` and ``ei_ln`` have the same normalized moments) stay visible.
+_MARKERS: list[str] = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
+#: Largest sideways shift, in epochs, between the first and the last condition of a
+#: per-epoch figure (whole-epoch ticks stay unambiguous: the shifts stay well under 0.5).
+_MAX_SPREAD = 0.24
+
+
+def _offsets(conds: Sequence[str]) -> dict[str, float]:
+    """The sideways shift (in epochs) of each condition's curve, centred on the epoch."""
+    n = len(conds)
+    step = 0.0 if n < 2 else min(0.06, _MAX_SPREAD / (n - 1))
+    return {c: (i - (n - 1) / 2) * step for i, c in enumerate(conds)}
+
+
+def _suptitle(fig: Figure, text: str, fontsize: float) -> None:
+    """``fig.suptitle`` wrapped to the figure's width (an average character is about 0.55 em
+    wide; 0.9 of the width leaves a margin), so a narrow figure does not cut it off."""
+    width_pt = fig.get_figwidth() * 72 * 0.9
+    chars = max(20, int(width_pt / (0.55 * fontsize)))
+    fig.suptitle("\n".join(textwrap.wrap(text, chars)) or text, fontsize=fontsize)
 _TARGET_STYLE = {"color": "0.55", "linewidth": 3.0, "alpha": 0.45, "zorder": 0}
 
 
@@ -470,7 +489,7 @@ def _curve_figure(
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
     def select_any(col: str) -> bool:
         return any(p.select(col) for p in panels)
@@ -491,6 +510,8 @@ def _curve_figure(
     if not conds:
         return None
     colors = _condition_colors(conds, reference)
+    markers = {c: _MARKERS[i % len(_MARKERS)] for i, c in enumerate(conds)}
+    shift = _offsets(conds)
     layers = sorted(
         {p.layer_of(col) for pi, p in enumerate(panels) for li in range(len(lums))
          for (_, col) in grid[(pi, li)]}
@@ -508,21 +529,24 @@ def _curve_figure(
             for (cond, col), curve in grid[(pi, li)].items():
                 if cond not in colors:
                     continue
+                epochs = [e + shift[cond] for e in curve.epochs]
                 ax.plot(
-                    curve.epochs, curve.median, color=colors[cond],
+                    epochs, curve.median, color=colors[cond],
                     linestyle=style[panel.layer_of(col)], linewidth=1.6,
-                    marker="o", markersize=2.5,
+                    marker=markers[cond], markersize=4.5, markerfacecolor="none",
+                    markeredgewidth=1.2,
                 )
                 if curve.n_runs > 1:
                     ax.fill_between(
-                        curve.epochs, curve.low, curve.high, color=colors[cond], alpha=band_alpha,
+                        epochs, curve.low, curve.high, color=colors[cond], alpha=band_alpha,
                         linewidth=0,
                     )
             ax.axhline(panel.target, **_TARGET_STYLE)
             if panel.log and _all_positive(grid[(pi, li)]):
                 ax.set_yscale("log")
             ax.grid(alpha=0.3)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+            ax.xaxis.set_minor_locator(NullLocator())
             if li == 0:
                 ax.set_ylabel(panel.ylabel)
             if pi == n_rows - 1:
@@ -546,11 +570,15 @@ def _curve_figure(
         if row[0].get_yscale() == "log" and hi / lo < 30:
             # Under a decade and a half, 10^k ticks would leave the axis unlabelled: plain
             # numbers (0.95, 1, 1.1) on the major and minor ticks instead.
+            # Over more than a factor 3, minor labels only at 2 and 5 times a power of ten
+            # (all of them would run into each other below 1).
             plain = FuncFormatter(lambda v, _: f"{v:.3g}")
             row[0].yaxis.set_major_formatter(plain)
-            row[0].yaxis.set_minor_formatter(plain)
+            row[0].yaxis.set_minor_formatter(plain if hi / lo < 3 else FuncFormatter(
+                lambda v, _: f"{v:.3g}" if _mantissa(v) in (2, 5) else ""))
     handles: list[Any] = [
-        Line2D([], [], color=colors[c], linewidth=2.0,
+        Line2D([], [], color=colors[c], linewidth=2.0, marker=markers[c], markersize=5,
+               markerfacecolor="none",
                label=_label(c, labels) + (" (reference)" if c == reference else ""))
         for c in conds
     ]
@@ -561,11 +589,23 @@ def _curve_figure(
     targets = dict.fromkeys(p.target_label for p in panels)
     handles += [Line2D([], [], label=t, **{k: v for k, v in _TARGET_STYLE.items()
                                           if k != "zorder"}) for t in targets]
+    if len(conds) > 1:
+        handles.append(Line2D([], [], linestyle="none", label=(
+            "conditions nudged sideways\n(within ±" f"{_MAX_SPREAD / 2:g}" " epoch) so\n"
+            "equal curves stay visible")))
     fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False,
-               title="colour = condition\nline style = layer", title_fontsize=8,
+               title="colour, marker = condition\nline style = layer", title_fontsize=8,
                alignment="left")
-    fig.suptitle(title, fontsize=11)
+    _suptitle(fig, title, 11)
     return fig
+
+
+def _mantissa(v: float) -> int | None:
+    """The leading digit of a positive tick value (``0.5`` -> 5), None if it is not whole."""
+    if not v > 0:
+        return None
+    m = v / 10 ** math.floor(math.log10(v))
+    return round(m) if abs(m - round(m)) < 1e-6 else None
 
 
 def _all_positive(curves: Mapping[Any, _Curve]) -> bool:

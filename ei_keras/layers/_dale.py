@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+from keras import ops
 
 from ei_keras import backend as _backend
 from ei_keras.constraints import dale_constraint
@@ -76,10 +77,10 @@ class DaleDense(keras.layers.Layer):
 
     def __init__(self, units, activation=None, use_bias: bool = True, kernel_initializer=None,
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 kernel_constraint=None, bias_constraint=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, *,
                  init_distribution: str = "exponential", seed: int | None = None,
                  split_bias: bool = False, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units = check_units(units)
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
@@ -204,6 +205,34 @@ class DaleDense(keras.layers.Layer):
         e = self.project(x, self.W_EE)
         b = self.bias_term()
         return e if b is None else e + b
+
+    @property
+    def kernel(self):
+        """The layer's effective kernel, read-only, in `keras.layers.Dense`'s `(d, units)`
+        orientation: `W_EE^T` for `EDense`, `(W_EE - W_EI W_IE)^T` for the layers with a
+        subtractive inhibitory population (`EIDense`; for `INormDense` the affine part before
+        the normalization). `x @ layer.kernel + layer.bias` is `EDense`'s and `EIDense`'s
+        pre-activation and `INormDense`'s numerator `e - s` (with `split_bias=True` the bias
+        is `layer.bias_term()`). Convolutional layers give it in
+        `keras.layers.Conv2D`'s `(kh, kw, in_channels, filters)` orientation.
+
+        A tensor computed from the weights (it follows training); to change the weights,
+        assign `W_EE`, `W_IE`, `W_EI`.
+        """
+        if getattr(self, "W_EE", None) is None:
+            raise AttributeError(
+                f"{type(self).__name__} '{self.name}' has no kernel before it is built. Call "
+                "it on an input (or `layer.build(input_shape)`) first.")
+        w = ops.convert_to_tensor(self.W_EE)
+        if self.inhibitory_units is not None:
+            w = w - ops.matmul(ops.convert_to_tensor(self.W_EI),
+                               ops.convert_to_tensor(self.W_IE))
+        return self.kernel_from_rows(w)
+
+    def kernel_from_rows(self, w):
+        """A weight in the paper's `(units, d)` orientation as a Keras kernel (Dense's
+        `(d, units)`)."""
+        return ops.transpose(w)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)

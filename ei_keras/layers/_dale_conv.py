@@ -48,14 +48,23 @@ def conv_output_length(length, kernel: int, stride: int, dilation: int, padding:
 class DaleConv2D:
     """Mixin turning a Dale dense layer into a 2-D convolution (put it first in the bases).
 
-    Conv2D's arguments ``filters``, ``kernel_size``, ``strides``, ``padding``, ``data_format``
-    (``"channels_last"`` only) and ``dilation_rate``; every other argument goes to the dense
-    layer (``units`` = ``filters``). ``kernel_initializer`` is called with Conv2D's kernel shape
+    Conv2D's arguments in Conv2D's order: ``filters``, ``kernel_size``, ``strides``,
+    ``padding``, ``data_format`` (``"channels_last"`` only), ``dilation_rate``, ``groups`` (1
+    only), ``activation``, ``use_bias``, the initializers, regularizers and constraints; the
+    E-I specifics are keyword-only and go to the dense layer (``units`` = ``filters``).
+    ``kernel_initializer`` is called with Conv2D's kernel shape
     ``(kh, kw, in_channels, filters)``.
     """
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
-                 dilation_rate=1, **kwargs):
+                 dilation_rate=1, groups=1, activation=None, use_bias=True,
+                 kernel_initializer=None, bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None, **kwargs):
+        if groups != 1:
+            raise ValueError(
+                f"{type(self).__name__} supports only groups=1 (every filter reads every input "
+                f"channel). Received: groups={groups!r}")
         filters = check_units(filters, "filters")
         kernel_size = _pair(kernel_size, "kernel_size")
         strides = _pair(strides, "strides")
@@ -73,7 +82,9 @@ class DaleConv2D:
                 f"{type(self).__name__} supports only data_format='channels_last' (inputs "
                 f"(batch, height, width, channels)). Received: data_format={data_format!r}. "
                 "Transpose the input with keras.layers.Permute((2, 3, 1)) first.")
-        super().__init__(filters, **kwargs)
+        super().__init__(filters, activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, bias_constraint, **kwargs)
         self.kernel_size, self.strides, self.dilation_rate = kernel_size, strides, dilation_rate
         self.padding = padding
         self.in_channels = None
@@ -96,9 +107,13 @@ class DaleConv2D:
         kh, kw = self.kernel_size
         return (kh, kw, d // (kh * kw), self.units)
 
+    def kernel_from_rows(self, w):
+        """Patch weights ``w`` ``(out, d)`` as Conv2D's kernel ``(kh, kw, in_channels, out)``."""
+        return ops.reshape(ops.transpose(w), (*self.kernel_size, self.in_channels, w.shape[0]))
+
     def project(self, x, w):
         """The convolution of ``x`` with the patch weights ``w`` ``(out, d)``."""
-        kernel = ops.reshape(ops.transpose(w), (*self.kernel_size, self.in_channels, w.shape[0]))
+        kernel = self.kernel_from_rows(w)
         return ops.conv(x, kernel, strides=self.strides, padding=self.padding,
                         data_format="channels_last", dilation_rate=self.dilation_rate)
 

@@ -28,14 +28,25 @@ class EIConv2D(DaleConv2D, EIDense):
 
     Args:
         filters: number of excitatory output channels ``ne`` (>= 1).
-        kernel_size, strides, padding, dilation_rate: as in ``keras.layers.Conv2D``.
+        kernel_size, strides, padding: as in ``keras.layers.Conv2D``.
         data_format: ``None`` or ``"channels_last"`` (``"channels_first"`` is an error).
-        inhibitory_units: inhibitory channels ``ni``; default ``max(1, floor(0.1 * filters))``.
-        **kwargs: the other arguments of :class:`EIDense` (``activation``, ``use_bias``,
-            ``kernel_initializer`` -- called with Conv2D's kernel shape
-            ``(kh, kw, in_channels, filters)``, values >= 0 --, the regularizers and
-            constraints, ``init_distribution``, ``trainable_ei``, ``seed``) and base
-            ``keras.layers.Layer`` arguments.
+        dilation_rate: as in ``keras.layers.Conv2D``.
+        groups: 1 only (Conv2D's place for it).
+        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as in
+            ``keras.layers.Conv2D``, in Conv2D's order (``kernel_initializer`` is called with
+            Conv2D's kernel shape ``(kh, kw, in_channels, filters)`` and must draw values
+            >= 0).
+        inhibitory_units: keyword-only, inhibitory channels ``ni``; default
+            ``max(1, floor(0.1 * filters))``.
+        **kwargs: the other keyword-only arguments of :class:`EIDense` (``init_distribution``,
+            ``trainable_ei``, ``seed``, ``inhibitory_regularizer``, ``inhibitory_constraint``)
+            and base ``keras.layers.Layer`` arguments.
+
+    Attributes:
+        kernel: read-only, the effective kernel ``W_EE - W_EI W_IE`` in Conv2D's
+            ``(kh, kw, in_channels, filters)`` orientation: ``keras.ops.conv`` of the input
+            with it, plus the bias, is the pre-activation ``z``.
 
     Example: the mean over channels of the pre-activation is 0 at every location.
 

@@ -24,20 +24,29 @@ class EIDense(DaleDense):
 
     Args:
         units: number of excitatory output units ``ne`` (>= 1).
-        inhibitory_units: ``ni``; default ``max(1, floor(0.1 * units))``.
         activation: Keras activation applied to ``z`` (default: none).
-        init_distribution: ``"exponential"`` (paper) or ``"lognormal"`` (reference code option).
-        trainable_ei: whether ``W_EI`` learns (default True).
-        seed: integer seed of the NumPy initialisation (same weights on every backend).
-        inhibitory_regularizer: regularizer of ``W_IE`` and ``W_EI``.
-        inhibitory_constraint: constraint of ``W_IE`` and ``W_EI``, applied before Dale's sign.
-        **kwargs: ``split_bias`` (the bias as two non-negative parts, for EG training),
-            ``keras.layers.Dense``'s ``use_bias``, ``kernel_initializer`` (of ``W_EE``,
-            called with Dense's kernel shape ``(d, units)``, values >= 0; default: the paper's
-            ``DaleExcitatory``; ``W_IE`` and ``W_EI`` follow from it), ``bias_initializer``,
-            ``kernel_regularizer``, ``bias_regularizer``, ``kernel_constraint``,
-            ``bias_constraint`` (``kernel_*`` act on ``W_EE``), and base
-            ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+        use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+            activity_regularizer, kernel_constraint, bias_constraint: as in
+            ``keras.layers.Dense``, in Dense's order (``kernel_*`` act on ``W_EE``;
+            ``kernel_initializer`` is called with Dense's kernel shape ``(d, units)`` and must
+            draw values >= 0; default: the paper's ``DaleExcitatory``; ``W_IE`` and ``W_EI``
+            follow from it).
+        inhibitory_units: keyword-only, ``ni``; default ``max(1, floor(0.1 * units))``.
+        init_distribution: keyword-only, ``"exponential"`` (paper) or ``"lognormal"``
+            (reference code option).
+        trainable_ei: keyword-only, whether ``W_EI`` learns (default True).
+        seed: keyword-only, integer seed of the NumPy initialisation (same weights on every
+            backend).
+        inhibitory_regularizer: keyword-only, regularizer of ``W_IE`` and ``W_EI``.
+        inhibitory_constraint: keyword-only, constraint of ``W_IE`` and ``W_EI``, applied
+            before Dale's sign.
+        split_bias: keyword-only, the bias as two non-negative parts (for EG training).
+        **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+
+    Attributes:
+        kernel: read-only, the effective kernel ``(W_EE - W_EI W_IE)^T`` in Dense's
+            ``(d, units)`` orientation: ``x @ layer.kernel + layer.bias`` is the
+            pre-activation ``z``.
 
     Example: a Dale layer in a Sequential model on ``(batch, 7, 28)`` inputs, with L2 on
     ``W_EE`` and no bias.
@@ -63,8 +72,17 @@ class EIDense(DaleDense):
     def __init__(
         self,
         units: int,
-        inhibitory_units: int | None = None,
         activation=None,
+        use_bias: bool = True,
+        kernel_initializer=None,
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        *,
+        inhibitory_units: int | None = None,
         init_distribution: str = "exponential",
         trainable_ei: bool = True,
         seed: int | None = None,
@@ -72,8 +90,10 @@ class EIDense(DaleDense):
         inhibitory_constraint=None,
         **kwargs,
     ):
-        super().__init__(units, activation=activation, init_distribution=init_distribution,
-                         seed=seed, **kwargs)
+        super().__init__(units, activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, activity_regularizer,
+                         kernel_constraint, bias_constraint,
+                         init_distribution=init_distribution, seed=seed, **kwargs)
         self.init_inhibition(inhibitory_units, trainable_ei, inhibitory_regularizer,
                              inhibitory_constraint)
 

@@ -55,13 +55,19 @@ class INormConv2D(DaleConv2D, INormDense):
 
     Args:
         filters: excitatory output channels ``ne``.
-        kernel_size, strides, padding, dilation_rate, data_format: as :class:`EIConv2D`.
-        statistics: ``"map"`` or ``"location"`` (above).
-        **kwargs: the arguments of :class:`INormDense` (``inhibitory_units``,
+        kernel_size, strides, padding, data_format, dilation_rate, groups, activation,
+            use_bias, kernel_initializer, ...: as :class:`EIConv2D`, in Conv2D's order.
+        statistics: keyword-only, ``"map"`` or ``"location"`` (above).
+        **kwargs: the keyword-only arguments of :class:`INormDense` (``inhibitory_units``,
             ``error_normalization``, ``gradnorm_on``, ``subtractive_only``, ``norm_weight``,
-            ``trainable_ei``, ``activation``, ``epsilon``, ``init_distribution``, ``seed``,
-            the regularizers, constraints and initializers) and base ``keras.layers.Layer``
-            arguments.
+            ``trainable_ei``, ``epsilon``, ``init_distribution``, ``seed``,
+            ``inhibitory_regularizer``, ``inhibitory_constraint``) and base
+            ``keras.layers.Layer`` arguments.
+
+    Attributes:
+        kernel: read-only, the affine part before the normalization, ``W_EE - W_EI W_IE`` in
+            Conv2D's ``(kh, kw, in_channels, filters)`` orientation (``keras.ops.conv`` of the
+            input with it, plus the bias, is the numerator ``e - s``).
 
     Example: at initialisation the map has zero mean and unit second moment per sample.
 
@@ -82,6 +88,7 @@ class INormConv2D(DaleConv2D, INormDense):
     """
 
     def __init__(self, filters, kernel_size, *args, statistics: str = "map", **kwargs):
+        # *args: Conv2D's positional arguments after kernel_size (DaleConv2D).
         if statistics not in STATISTICS:
             raise ValueError(f"Expected `statistics` to be one of {STATISTICS}. "
                              f"Received: statistics={statistics!r}")

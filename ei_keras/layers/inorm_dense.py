@@ -45,27 +45,38 @@ class INormDense(DaleDense):
 
     Args:
         units: excitatory units ``ne``.
-        inhibitory_units: ``ni`` of the subtractive population; default ``max(1, units // 10)``.
-        error_normalization: ``"none"``, ``"full"`` (GradNorm), ``"center"``, ``"scale"``,
-            ``"decorrelate"`` or ``"lateral"``.
-        gradnorm_on: ``"y"`` (default: ``full`` is exactly LayerNorm's backward) or ``"z"``
-            (the paper code's formula, ``z`` in place of ``y`` in ``full``/``decorrelate``;
-            :mod:`ei_keras.ops.error_normalization`).
-        subtractive_only: no divisive population (Fig. 3b).
-        norm_weight: ``lambda``, the weight of the normalization loss (paper: 0.01).
-        trainable_ei: whether ``W_EI`` and ``B_EI`` learn (the reference code freezes them).
         activation: Keras activation applied after error normalization (default: none).
-        epsilon: added under the square root of ``delta`` and in error normalization.
-        init_distribution: ``"exponential"`` or ``"lognormal"``.
-        seed: NumPy seed of the initialisation and of the lateral weights.
-        inhibitory_regularizer: regularizer of ``W_IE``, ``W_EI``, ``B_IE``, ``B_EI`` (its
-            penalty joins the normalization loss).
-        inhibitory_constraint: constraint of the same weights, applied before Dale's sign
-            (``B_IE`` keeps its free sign).
-        **kwargs: ``use_bias``, ``kernel_initializer``, ``bias_initializer``,
-            ``kernel_regularizer``, ``bias_regularizer``, ``kernel_constraint``,
-            ``bias_constraint`` (as :class:`EIDense`) and base ``keras.layers.Layer``
-            arguments.
+        use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+            kernel_constraint, bias_constraint: as in ``keras.layers.Dense``, in Dense's order
+            (as :class:`EIDense`). ``activity_regularizer`` (Dense's place between them) must
+            stay ``None``.
+        inhibitory_units: keyword-only, ``ni`` of the subtractive population; default
+            ``max(1, units // 10)``.
+        error_normalization: keyword-only, ``"none"``, ``"full"`` (GradNorm), ``"center"``,
+            ``"scale"``, ``"decorrelate"`` or ``"lateral"``.
+        gradnorm_on: keyword-only, ``"y"`` (default: ``full`` is exactly LayerNorm's backward)
+            or ``"z"`` (the paper code's formula, ``z`` in place of ``y`` in
+            ``full``/``decorrelate``; :mod:`ei_keras.ops.error_normalization`).
+        subtractive_only: keyword-only, no divisive population (Fig. 3b).
+        norm_weight: keyword-only, ``lambda``, the weight of the normalization loss (paper:
+            0.01).
+        trainable_ei: keyword-only, whether ``W_EI`` and ``B_EI`` learn (the reference code
+            freezes them).
+        epsilon: keyword-only, added under the square root of ``delta`` and in error
+            normalization.
+        init_distribution: keyword-only, ``"exponential"`` or ``"lognormal"``.
+        seed: keyword-only, NumPy seed of the initialisation and of the lateral weights.
+        inhibitory_regularizer: keyword-only, regularizer of ``W_IE``, ``W_EI``, ``B_IE``,
+            ``B_EI`` (its penalty joins the normalization loss).
+        inhibitory_constraint: keyword-only, constraint of the same weights, applied before
+            Dale's sign (``B_IE`` keeps its free sign).
+        **kwargs: base ``keras.layers.Layer`` arguments.
+
+    Attributes:
+        kernel: read-only, the affine part before the normalization,
+            ``(W_EE - W_EI W_IE)^T`` in Dense's ``(d, units)`` orientation:
+            ``x @ layer.kernel + layer.bias`` is the numerator ``e - s`` of ``z`` (the
+            divisive ``delta`` and error normalization act after it).
 
     Example:
 
@@ -84,12 +95,21 @@ class INormDense(DaleDense):
     def __init__(
         self,
         units: int,
+        activation=None,
+        use_bias: bool = True,
+        kernel_initializer=None,
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        *,
         inhibitory_units: int | None = None,
         error_normalization: str = "none",
         subtractive_only: bool = False,
         norm_weight: float = 0.01,
         trainable_ei: bool = True,
-        activation=None,
         epsilon: float = 1e-5,
         init_distribution: str = "exponential",
         seed: int | None = None,
@@ -98,16 +118,18 @@ class INormDense(DaleDense):
         gradnorm_on: str = "y",
         **kwargs,
     ):
-        if kwargs.get("activity_regularizer") is not None:
+        if activity_regularizer is not None:
             raise ValueError(
                 f"{type(self).__name__} does not take `activity_regularizer`: its output is "
                 "normalized by the inhibitory populations, and its normalization loss trains "
                 "only those. "
                 "Put the activity regularizer on the next layer (or a "
                 "keras.layers.ActivityRegularization after this one). Received: "
-                f"activity_regularizer={kwargs['activity_regularizer']!r}")
-        super().__init__(units, activation=activation, init_distribution=init_distribution,
-                         seed=seed, **kwargs)
+                f"activity_regularizer={activity_regularizer!r}")
+        super().__init__(units, activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, None, kernel_constraint,
+                         bias_constraint, init_distribution=init_distribution, seed=seed,
+                         **kwargs)
         # Normalization computes in float32 like keras.layers.LayerNormalization; the output
         # is cast back to compute_dtype (mixed precision without overflow in delta or L_norm).
         self.autocast = False

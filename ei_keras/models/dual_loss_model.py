@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import keras
 
+# Private to Keras: what `keras.Model(inputs, outputs)` builds. The functional twin below
+# subclasses it directly (see FunctionalDualLossModel).
+from keras.src.models.functional import Functional
+
 from ei_keras.models.trainers import DualLossTrainer
 
 
@@ -44,11 +48,9 @@ class DualLossModel(DualLossTrainer, keras.Model):
     The defaults (1, 1) are the paper's step.
 
     Use it as a Functional model, ``DualLossModel(inputs, outputs)`` (this returns a
-    Functional model with the dual-loss step), or mix the trainer into a subclassed model:
-    ``class Net(ei_keras.models.DualLossTrainer, keras.Model)``. (Keras turns a model class
-    into a Functional subclass, for good, once it is constructed with ``inputs`` and
-    ``outputs``; this class hands that construction to a Functional twin so it stays
-    subclassable.)
+    ``FunctionalDualLossModel``: a subclass of both ``DualLossModel`` and Keras' Functional
+    model, so ``isinstance(model, DualLossModel)`` holds), subclass it, or mix the trainer into
+    a subclassed model: ``class Net(ei_keras.models.DualLossTrainer, keras.Model)``.
 
     Example:
 
@@ -69,16 +71,28 @@ class DualLossModel(DualLossTrainer, keras.Model):
 
     def __new__(cls, *args, **kwargs):
         if cls is DualLossModel and _functional_arguments(args, kwargs):
-            model = keras.Model.__new__(FunctionalDualLossModel, *args, **kwargs)
-            model.__init__(*args, **kwargs)
-            return model
+            # An instance of DualLossModel: Python then calls its __init__ with these arguments.
+            return keras.Model.__new__(FunctionalDualLossModel, *args, **kwargs)
         return super().__new__(cls, *args, **kwargs)
 
 
+class _FunctionalInit(Functional):
+    """Builds the Functional graph as ``keras.Model.__init__`` does for ``Model(inputs,
+    outputs)`` (Keras' trainer state, then the graph), without the step that rewrites the
+    bases of the instance's class and of every class above it to insert ``Functional``: that
+    would turn ``DualLossModel`` itself into a Functional subclass, for good, and break its
+    subclassed use. The functional twin has ``Functional`` among its bases already."""
+
+    def __init__(self, inputs, outputs, name=None, **kwargs):
+        # The backend's Trainer.__init__ (the class after keras.Model in the MRO).
+        super(keras.Model, self).__init__()
+        Functional.__init__(self, inputs, outputs, name=name, **kwargs)
+
+
 @keras.saving.register_keras_serializable(package="ei_keras", name="DualLossModel")
-class FunctionalDualLossModel(DualLossTrainer, keras.Model):
+class FunctionalDualLossModel(DualLossModel, _FunctionalInit):
     """What ``DualLossModel(inputs, outputs)`` returns: a Functional model with the dual-loss
-    step (see :class:`DualLossModel`)."""
+    step, an instance of `DualLossModel` (see `DualLossModel`)."""
 
     def __init__(self, inputs, outputs, name=None, **kwargs):
         super().__init__(inputs, outputs, name=name, **kwargs)

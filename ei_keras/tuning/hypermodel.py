@@ -1,4 +1,6 @@
-"""``EIHyperModel``: one trial of a sweep is one :func:`ei_keras.experiment.run_experiment` run.
+"""``EIHyperModel``: a zoo preset as a KerasTuner hypermodel. On the user's data (``x``, ``y``,
+``validation_data`` given to ``tuner.search``) a trial is ``model.fit`` on that data; without
+data, one trial of a sweep is one :func:`ei_keras.experiment.run_experiment` run.
 
 A trial's values (``lr_e``, ``lr_ie``, ``lr_ei``, ``width``, ``norm_weight``, ...) become the
 dotted configuration of a run; the run directory lands in
@@ -36,49 +38,98 @@ class EIHyperModel(keras_tuner.HyperModel):
     """Builds and trains a zoo preset from a trial's hyperparameter values.
 
     ``build(hp)`` returns the preset built and compiled by :func:`ei_keras.zoo.build` (the
-    Tuner must not be given ``optimizer=`` or ``loss=``, which would recompile it). ``fit``
-    trains through :func:`ei_keras.experiment.run_experiment` (shifted training stream with
-    fresh shifts every epoch, divergence monitor, run directory written atomically) and returns
-    ``{"val_accuracy": final accuracy on the held-out validation split}``.
+    Tuner must not be given ``optimizer=`` or ``loss=``, which would recompile it). It
+    declares the preset family's search space on ``hp`` as KerasTuner hypermodels do
+    (``ei_keras.tuning.space.declare_search_space``: the learning rates, the width, lambda for
+    the I-Norm presets, and fixed depth, batch size, momentum and epochs), so any KerasTuner
+    tuner searches it. Entries the tuner was given (``hyperparameters=``, e.g. a narrower
+    ``hp.Int("width", 8, 16)`` or ``load_search_space("tuner_configs/ei.json")``) keep their
+    definition; the tuner's ``tune_new_entries`` decides whether the others are searched or
+    fixed at their defaults.
+
+    ``fit`` trains in one of two ways:
+
+    - on the user's data: when ``tuner.search`` was given data (``x``, ``y``,
+      ``validation_data``, ...), ``fit`` is ``model.fit`` with everything the tuner passes (its
+      callbacks, ``epochs``, ``batch_size``, ...), with the trial's ``epochs`` and
+      ``batch_size`` as defaults for those not given (``batch_size`` only for array inputs);
+      it returns the ``History``, whose ``val_`` metrics the tuner's objective reads;
+    - on the shifted Fashion-MNIST (no data given; needs ``runs_dir``): through
+      :func:`ei_keras.experiment.run_experiment` (fresh shifts every epoch, divergence
+      monitor, run directory written atomically), returning ``{"val_accuracy": final accuracy
+      on the held-out validation split}``. This is what ``ei-keras sweep`` runs.
 
     Args:
         preset: a zoo preset name (:func:`ei_keras.zoo.all_names`).
-        luminosity: the shift half-width ``r``.
-        runs_dir: where run directories go: ``<runs_dir>/<preset>/r<lum>/trial_<id>``.
+        luminosity: the shift half-width ``r`` (Fashion-MNIST runs; default: the run
+            configuration's).
+        runs_dir: where Fashion-MNIST run directories go:
+            ``<runs_dir>/<preset>/r<lum>/trial_<id>``.
         smoke: tiny runs for CI (:data:`ei_keras.config.SMOKE_OVERRIDES`).
         overrides: further dotted run-configuration overrides (e.g. ``{"data.data_dir": ...}``).
         save_model: also write ``model.keras`` into each run directory (needed for
             ``tuner.get_best_models()``).
         printer: progress output.
+        name: the hypermodel's name.
+        input_dim: keyword-only, the width of the (flat) inputs ``build`` sizes the model for
+            (default 784, flattened Fashion-MNIST).
+        num_classes: keyword-only, output units (default: the configured data's classes).
+        declare_space: keyword-only, whether ``build`` declares the family's search space
+            (default True). ``ei-keras sweep`` turns it off: its space is exactly the file's.
 
-    Example:
+    Example: a stock KerasTuner tuner on the user's data (20 features, 3 classes); the
+    width range is the user's, the rest of the ``ei`` family's space is declared by ``build``.
 
     ```python
     import keras_tuner
-    from ei_keras.tuning import EIHyperModel, load_search_space
+    import numpy as np
+    from ei_keras.tuning import EIHyperModel
 
-    hp = load_search_space("tuner_configs/ei.json")
-    model = EIHyperModel("ei_ln", 0.75, "runs/sweeps/runs").build(hp)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 20), dtype=np.float32), np.arange(64) % 3
+    hp = keras_tuner.HyperParameters()
+    hp.Int("width", 8, 16)
+    tuner = keras_tuner.RandomSearch(
+        EIHyperModel("ei_ln", input_dim=20, num_classes=3, printer=lambda *a: None),
+        hyperparameters=hp, objective="val_accuracy", max_trials=2, seed=1,
+        directory="runs/tuner", project_name="mine")
+    tuner.search(x, y, validation_split=0.25, epochs=1, verbose=0)
+    len(tuner.oracle.trials)  # 2
+    "lr_e" in tuner.get_best_hyperparameters()[0].values  # True
     ```
     """
 
-    def __init__(self, preset: str, luminosity: float, runs_dir, smoke: bool = False,
-                 overrides: dict | None = None, save_model: bool = False, printer=print,
-                 name: str | None = None):
+    def __init__(self, preset: str, luminosity: float | None = None, runs_dir=None,
+                 smoke: bool = False, overrides: dict | None = None, save_model: bool = False,
+                 printer=print, name: str | None = None, *, input_dim: int | None = None,
+                 num_classes: int | None = None, declare_space: bool = True):
         from ei_keras import zoo
 
         zoo.get(preset)  # clear error for an unknown preset
-        if not isinstance(luminosity, (int, float)) or not 0 <= luminosity <= 1:
+        if luminosity is None:
+            luminosity = RunConfig().data.luminosity
+        if isinstance(luminosity, bool) or not isinstance(luminosity, (int, float)) or \
+                not 0 <= luminosity <= 1:
             raise ValueError(f"Expected `luminosity` in [0, 1]. Received: "
                              f"luminosity={luminosity!r}")
-        super().__init__(name=name or f"{preset}_{lum_dir(luminosity)}", tunable=False)
+        for key, value in (("input_dim", input_dim), ("num_classes", num_classes)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"Expected `{key}` to be an integer >= 1. Received: "
+                                 f"{key}={value!r}")
+        # tunable: whether KerasTuner adds what build() declares to the tuner's space.
+        super().__init__(name=name or f"{preset}_{lum_dir(luminosity)}",
+                         tunable=bool(declare_space))
         self.preset = preset
         self.luminosity = float(luminosity)
-        self.runs_dir = Path(runs_dir)
+        self.runs_dir = None if runs_dir is None else Path(runs_dir)
         self.smoke = bool(smoke)
         self.overrides = dict(overrides or {})
         self.save_model = bool(save_model)
         self.printer = printer
+        self.input_dim = input_dim
+        self.num_classes = num_classes
+        self.declare_space = bool(declare_space)
         self.label = f"{preset} {lum_dir(luminosity)}"
 
     # ---------------------------------------------------------------------------------------
@@ -92,8 +143,27 @@ class EIHyperModel(keras_tuner.HyperModel):
             out.pop("norm_weight", None)
         return out
 
+    def declare_hyperparameters(self, hp):
+        """KerasTuner's hook (called on the tuner's space before the first trial):
+        :meth:`declare`."""
+        self.declare(hp)
+
+    def declare(self, hp):
+        """Declare the preset family's search space on ``hp`` (names ``hp`` holds keep their
+        definition; nothing with ``declare_space=False``); returns ``hp``."""
+        from ei_keras.tuning.space import declare_search_space, family
+
+        if self.declare_space:
+            declare_search_space(hp, family(self.preset))
+        return hp
+
     def run_dir(self, trial_id: str) -> Path:
         """The run directory of trial ``trial_id``."""
+        if self.runs_dir is None:
+            raise keras_tuner.errors.FatalValueError(
+                f"EIHyperModel({self.preset!r}) was given no data and no runs_dir. Pass the "
+                "data to tuner.search(x, y, validation_data=...), or runs_dir=... to train on "
+                "the shifted Fashion-MNIST.")
         return self.runs_dir / self.preset / lum_dir(self.luminosity) / f"trial_{trial_id}"
 
     def run_config(self, hp, trial_id: str) -> RunConfig:
@@ -115,16 +185,19 @@ class EIHyperModel(keras_tuner.HyperModel):
         """The preset built and compiled with the trial's values (``zoo.build``)."""
         from ei_keras import data, zoo
 
-        cfg = self.run_config(hp, "0")
+        cfg = self.run_config(self.declare(hp), "0")
+        num_classes = self.num_classes or data.shift_from_config(cfg).num_classes()
+        sizes = {} if self.input_dim is None else {"input_dim": self.input_dim}
         return zoo.build(self.preset, width=cfg.model.width, depth=cfg.model.depth, seed=seed,
-                         num_classes=data.shift_from_config(cfg).num_classes(),
-                         **cfg.hyperparameter_overrides())
+                         num_classes=num_classes, **sizes, **cfg.hyperparameter_overrides())
 
     # ---------------------------------------------------------------------------------------
     def fit(self, hp, model, *args, trial_id: str | None = None, tuner_id: str = "tuner0",
             epochs: int | None = None, initial_epoch: int = 0, callbacks=None, **kwargs):
-        """Train one trial and write its run directory; return ``{"val_accuracy": accuracy}``
-        (chance for a diverged trial).
+        """Train one trial. Given data (``x``, ``y``, ``validation_data``, ...: what
+        ``tuner.search`` was called with), :meth:`fit_on_data`. Otherwise train on the shifted
+        Fashion-MNIST and write the trial's run directory; return ``{"val_accuracy":
+        accuracy}`` (chance for a diverged trial).
 
         Under :class:`ei_keras.tuning.SweepTuner` (``trial_id`` given) ``model`` is not
         trained: ``run_experiment`` builds its own from the same preset and values, seeded by
@@ -142,7 +215,9 @@ class EIHyperModel(keras_tuner.HyperModel):
         from ei_keras.experiment import resolve, run_experiment
         from ei_keras.run_directory import load_run, sort_finished, stale_runs_error
 
-        del args, kwargs
+        if args or any(kwargs.get(k) is not None for k in _DATA_ARGUMENTS):
+            return self.fit_on_data(hp, model, *args, epochs=epochs,
+                                    initial_epoch=initial_epoch, callbacks=callbacks, **kwargs)
         values = self.values(hp)
         stock = trial_id is None
         if stock:
@@ -193,6 +268,29 @@ class EIHyperModel(keras_tuner.HyperModel):
         # Memory: run_experiment's model and data are released on return; the Tuner calls
         # keras.backend.clear_session() and gc.collect() before building the next trial's model.
         return {OBJECTIVE: score}
+
+
+    def fit_on_data(self, hp, model, *args, epochs=None, initial_epoch: int = 0,
+                    callbacks=None, **kwargs):
+        """``model.fit(*args, **kwargs)`` on the user's data with the tuner's ``callbacks``,
+        ``epochs`` (default: the trial's ``epochs``) and ``initial_epoch``; ``batch_size``
+        defaults to the trial's for array inputs (datasets and generators batch themselves).
+        Returns the ``History``."""
+        values = hp.values
+        if epochs is None:
+            epochs = int(values.get("epochs", 1))
+        x = args[0] if args else kwargs.get("x")
+        if kwargs.get("batch_size") is None and "batch_size" in values and \
+                isinstance(getattr(x, "shape", None), tuple):
+            kwargs["batch_size"] = int(values["batch_size"])
+        kwargs.pop("trial_id", None)
+        kwargs.pop("tuner_id", None)
+        return model.fit(*args, epochs=epochs, initial_epoch=initial_epoch,
+                         callbacks=callbacks, **kwargs)
+
+
+#: ``fit`` arguments that carry the user's data.
+_DATA_ARGUMENTS = ("x", "y", "validation_data", "validation_split", "sample_weight")
 
 
 def _digest(values: dict) -> str:

@@ -140,11 +140,20 @@ def tuner_config(name: str) -> dict:
     dict, derived from :mod:`ei_keras.search_space`."""
     import keras_tuner
 
+    hp = declare_search_space(keras_tuner.HyperParameters(), name)
+    return {"description": _description(name), "presets": family_presets(name),
+            "hyperparameters": json.loads(json.dumps(hp.get_config()))}
+
+
+def declare_search_space(hp, name: str):
+    """Declare family `name`'s search space (one of `FAMILIES`) on `hp`, KerasTuner's way
+    (`hp.Float(...)`, `hp.Int(...)`, ...), and return `hp`. Names `hp` holds already keep their
+    definition and value. What `tuner_config` writes to `tuner_configs/<name>.json`, and what
+    `EIHyperModel.build` declares when a tuner gives it no search space."""
     from ei_keras import search_space
 
     if name not in FAMILIES:
         raise ValueError(f"Expected a family in {FAMILIES}. Received: name={name!r}")
-    hp = keras_tuner.HyperParameters()
     example = family_presets(name)[0]
     for key, (low, high, sampling) in search_space.space_for(example).items():
         hp.Float(key, float(low), float(high), sampling=sampling)
@@ -155,8 +164,7 @@ def tuner_config(name: str) -> dict:
     hp.Fixed("batch_size", PAPER_BATCH_SIZE)
     hp.Fixed("momentum", 0.0)
     hp.Fixed("epochs", PAPER_EPOCHS)
-    return {"description": _description(name), "presets": family_presets(name),
-            "hyperparameters": json.loads(json.dumps(hp.get_config()))}
+    return hp
 
 
 def write_tuner_configs(directory: str | os.PathLike[str] = "tuner_configs") -> list[Path]:

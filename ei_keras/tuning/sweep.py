@@ -510,7 +510,8 @@ def run_sweep(config_path=None, preset: str = "ei_ln", luminosity: float = 0.75,
         _check_existing_project(out / project_name, hp, seed)
     overrides = {"data.data_dir": str(data_dir)} if data_dir is not None else {}
     hypermodel = EIHyperModel(preset, luminosity, out / "runs", smoke=smoke,
-                              overrides=overrides, save_model=save_models, printer=printer)
+                              overrides=overrides, save_model=save_models, printer=printer,
+                              declare_space=False)  # the space is the file's, no more
     kind, tuner = tuner, SweepTuner(hypermodel, hp, max_trials=trials, seed=seed,
                                     directory=out, project_name=project_name, printer=printer,
                                     kind=tuner)

@@ -18,6 +18,14 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+# Keras' MonitorCallback (EarlyStopping, ModelCheckpoint, ReduceLROnPlateau) infers in
+# mode="auto" whether a monitored metric should go down from the ``_direction`` of metrics
+# grouped in a MetricsList (or the compiled metrics); metrics listed on their own are not
+# searched. Grouping the two loss trackers is what lets ``monitor="val_task_loss"`` work
+# without ``mode="min"``. Private to Keras: the test suite checks the callbacks on every
+# backend.
+from keras.src.trainers.compile_utils import MetricsList
+
 #: ``compile`` arguments of the inhibitory plasticity schedules (saved in ``.keras`` files).
 SCHEDULE_ARGUMENTS = ("inhibitory_steps", "inhibitory_every")
 COUNTER_NAME = "inhibitory_schedule_step"
@@ -74,6 +82,19 @@ class _Assignment:
         self.key, self.trainable, self.is_norm, self.layers = key, trainable, is_norm, layers
 
 
+class _LossTrackers(MetricsList):
+    """``task_loss`` and ``norm_loss`` as one group of ``model.metrics`` (see the import of
+    ``MetricsList``); both are losses, so they should go down."""
+
+    def __init__(self, trackers):
+        super().__init__(list(trackers), name="dual_loss_trackers")
+        for tracker in trackers:
+            tracker._direction = "down"
+
+    def result(self):
+        return {m.name: m.result() for m in self.metrics}
+
+
 class DualLossTrainerBase:
     """What every backend's dual-loss trainer shares: compile arguments, the loss assignment,
     the two loss values, the ``task_loss`` / ``norm_loss`` trackers, saving."""
@@ -82,6 +103,8 @@ class DualLossTrainerBase:
         super().__init__(*args, **kwargs)
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
         self.norm_loss_tracker = keras.metrics.Mean(name="norm_loss")
+        self.dual_loss_trackers = _LossTrackers([self.task_loss_tracker,
+                                                 self.norm_loss_tracker])
         self.inhibitory_steps = 1
         self.inhibitory_every = 1
         # The schedule's position is state: saved with the weights and threaded through JAX's
@@ -90,6 +113,24 @@ class DualLossTrainerBase:
         self.inhibitory_counter = keras.Variable(0, dtype="int32", trainable=False,
                                                  name=COUNTER_NAME)
         self._assignment_cache = None
+
+    @property
+    def metrics(self):
+        """Keras' metrics, with ``task_loss`` and ``norm_loss`` listed as one group (so that
+        callbacks in ``mode="auto"`` know both go down); their results are reported as
+        before, ``task_loss`` and ``norm_loss``."""
+        group = getattr(self, "dual_loss_trackers", None)
+        metrics = super().metrics
+        if group is None:
+            return metrics
+        own = (group, *group.metrics)
+        out = []
+        for m in metrics:
+            if m is group.metrics[0]:
+                out.append(group)
+            elif all(m is not t for t in own):
+                out.append(m)
+        return out
 
     # -- compile ------------------------------------------------------------------------------
     def compile(self, *args, inhibitory_steps: int = 1, inhibitory_every: int = 1, **kwargs):

@@ -98,7 +98,8 @@ class DualLossTrainer(DualLossTrainerBase):
                 trainable, is_norm,
                 [v for v, n in zip(trainable, is_norm) if not n],
                 [v for v, n in zip(trainable, is_norm) if n],
-                [m for m in self.metrics if all(m is not t for t in trackers)], trackers)
+                [m for m in self.metrics
+                 if all(m is not t for t in (*trackers, self.dual_loss_trackers))], trackers)
         return cache.items
 
     def _logs(self):
