@@ -14,6 +14,7 @@ machinery load on first use:
 - :mod:`ei_keras.data` — offline Fashion-MNIST with luminosity shifts
 - :mod:`ei_keras.measures`, :mod:`ei_keras.divergence`, :mod:`ei_keras.experiment`;
   :mod:`ei_keras.scoring` — how a run is scored (the paper's rule; no Keras needed)
+- :mod:`ei_keras.callbacks` — ``NormWeightSchedule`` (λ annealing, :mod:`ei_keras.annealing`)
 - :mod:`ei_keras.analysis` — Mann-Whitney tables, figures, reports (no Keras needed)
 
 Reference: Eyono, Levenstein, Ghosh, Cornford, Richards (2026), "Inhibitory normalization of
@@ -31,8 +32,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # also makes TF's CPU resul
 __version__ = "0.1.0"
 
 __all__ = [
-    "analysis", "data", "divergence", "experiment", "initializers", "layers", "losses",
-    "measures", "models", "ops", "optimizers", "scoring", "zoo",
+    "analysis", "annealing", "callbacks", "data", "divergence", "experiment", "initializers",
+    "layers", "losses", "measures", "models", "ops", "optimizers", "scoring", "zoo",
 ]
 
 

@@ -18,7 +18,7 @@ from ei_keras.config import RunConfig
 
 cfg = RunConfig().with_overrides(["opt.lr_e=0.1", "model.trainable_ei=no"])
 cfg.opt.lr_e, cfg.model.trainable_ei  # (0.1, False)
-cfg.to_dict()["model"]                 # {'width': None, 'depth': 2, 'trainable_ei': False}
+cfg.to_dict()["model"]  # {'width': None, 'depth': 2, 'trainable_ei': False, 'gradnorm_on': 'y'}
 ```
 
 This module imports neither Keras nor an array backend.
@@ -31,6 +31,8 @@ import difflib
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from ei_keras.annealing import SHAPES as ANNEALING_SHAPES
 
 
 class ConfigError(ValueError):
@@ -268,6 +270,10 @@ class ModelConfig:
     depth: int = _key(_COUNT, DEFAULT_DEPTH, "number of hidden layers (paper: 2)")
     trainable_ei: bool = _key(Kind("bool"), True,
                               "whether the hidden I-Norm layers' W_EI/B_EI learn")
+    gradnorm_on: str = _key(
+        Kind("choice", choices=("y", "z")), "y",
+        "what GradNorm (error_normalization full/decorrelate) projects the error out of: y = "
+        "normalized z (LayerNorm's backward) or z itself (the paper code's formula)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,6 +350,13 @@ class OptConfig:
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     norm_weight: float | None = _key(_RATE, None, "lambda, the weight of the I-Norm loss")
+    norm_weight_schedule: str | None = _key(
+        Kind("choice", choices=ANNEALING_SHAPES, optional=True), None,
+        "anneal lambda from 0 with the paper code's shapes: lambda * f(epoch), f = t/T, "
+        "1 - exp(-t/T), log(1+t)/log(1+T) or (1 - cos(pi t/T))/2 (None: constant lambda)")
+    norm_weight_horizon: float | None = _key(
+        Kind("float", low=0.0, low_open=True, optional=True), None,
+        "T of loss.norm_weight_schedule in epochs (tau for exponential; None: train.epochs)")
     label_smoothing: float | None = _key(
         Kind("float", low=0.0, high=1.0, high_open=True, optional=True), None,
         "label smoothing of the task loss (reference code: 0.1)")
@@ -476,8 +489,9 @@ class RunConfig:
 
 def unused_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
     """The keys of a flat configuration (:meth:`RunConfig.flat`) that cannot change its run:
-    the size keys of the shift families not in use, and ``data.shift`` itself when it is the
-    paper's luminosity shift (every run made before the key existed was one).
+    the size keys of the shift families not in use, ``data.shift`` itself when it is the
+    paper's luminosity shift (every run made before the key existed was one), and
+    ``model.gradnorm_on`` at its default ``y`` (likewise).
 
     Fingerprints leave them out, so a luminosity run keeps the fingerprint it had before the
     other families existed (its results folder stays reusable) and a contrast run does not
@@ -487,6 +501,8 @@ def unused_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
     out = [f.size_key for f in SHIFT_FAMILIES.values() if f.size_key != family.size_key]
     if family.name == "luminosity":
         out.append("data.shift")
+    if flat.get("model.gradnorm_on", "y") == "y":
+        out.append("model.gradnorm_on")  # the default: runs made before the key keep theirs
     return tuple(dict.fromkeys(out))
 
 

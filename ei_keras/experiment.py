@@ -253,7 +253,8 @@ class RunSession:
             self.model = zoo.build(cfg.preset, width=cfg.model.width, depth=cfg.model.depth,
                                    seed=cfg.seed, jit_compile=cfg.train.jit_compile,
                                    steps_per_execution=self.spe,
-                                   model_overrides={"trainable_ei": cfg.model.trainable_ei},
+                                   model_overrides={"trainable_ei": cfg.model.trainable_ei,
+                                                    "gradnorm_on": cfg.model.gradnorm_on},
                                    inhibitory_steps=cfg.train.inhibitory_steps,
                                    inhibitory_every=cfg.train.inhibitory_every,
                                    num_classes=self.train.num_classes, **hp)
@@ -279,6 +280,11 @@ class RunSession:
         # Keras epoch e reads stream e; a SIGTERM whose KeyboardInterrupt was lost stops here
         all_callbacks = [train.sync_callback(), monitor, interrupt.stop_on_request_callback(),
                          *self.measure_callbacks]
+        if hp.get("norm_weight_schedule"):
+            from ei_keras.callbacks import NormWeightSchedule
+
+            all_callbacks.append(NormWeightSchedule(hp["norm_weight_schedule"],
+                                                    hp.get("norm_weight_horizon")))
         if not progress_bar:
             all_callbacks.append(_progress_callback(self.label, cfg.train.epochs, printer))
         all_callbacks.extend(callbacks or ())

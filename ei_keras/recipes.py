@@ -88,6 +88,28 @@ _CONTRAST_SMOKE = {**_SMOKE, "sizes": (4.0,)}
 #: The conditions of the contrast recipes: no normalization, LN, and the three I-Norm steps.
 _CONTRAST_CONDITIONS = ("ei_ln", "ei", "inorm_sub", "inorm", "inorm_gradnorm")
 
+#: λ grid of the ablations recipe: five decades around the paper's default 0.01 (SPEC section 3
+#: says "λ on a grid, default 0.01" and gives no values; the presets' own λ is the middle one).
+ABLATION_LAMBDAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def _ablation_variants() -> dict:
+    """The ablations recipe's variants: each a preset with fixed overrides, so configuration
+    ``i`` of a variant pairs with configuration ``i`` of its preset (same seed, same rates)."""
+    variants = {"inorm_gradnorm_z": ("inorm_gradnorm", {"model.gradnorm_on": "z"})}
+    for preset in ("inorm", "inorm_gradnorm"):
+        variants[f"{preset}_noclip"] = (preset, {"opt.inhibitory_clipnorm": 0.0})
+    for preset in ("ei", "ei_ln", "inorm_gradnorm"):
+        variants[f"{preset}_eg"] = (preset, {"opt.exponentiated": True})
+    for preset in ("inorm", "inorm_gradnorm"):
+        for lam in ABLATION_LAMBDAS:
+            if lam != 1e-2:  # the preset itself
+                variants[f"{preset}_lambda{lam:g}"] = (preset, {"loss.norm_weight": lam})
+    return variants
+
+
+_ABLATION_VARIANTS = _ablation_variants()
+
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("fig2", "Fig. 2: LayerNorm vs no normalization across luminosity shifts; "
              "E-only + LN vs EI + LN", ("ei_ln", "ei", "e_ln"), smoke=_SMOKE,
@@ -116,6 +138,13 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              smoke={**_SMOKE, "sizes": (0.75,)},
              expected="an open question: does faster inhibition close the gap of "
              "I-Norm without GradNorm to LN?"),
+    Protocol("ablations", "Ablations of our explanations (issue 23): detached LN, GradNorm on "
+             "y vs z, the inhibitory clip, EG vs GD, the λ grid; paired configurations",
+             ("ei_ln", "ei_ln_detached", "inorm", "inorm_gradnorm", "ei",
+              *_ABLATION_VARIANTS), sizes=(0.0, 0.75), configs=12, epochs=3,
+             variants=_ABLATION_VARIANTS, smoke=_SMOKE,
+             expected="open questions: is ei_ln_detached below ei_ln like inorm? does z differ "
+             "from y? does the clip matter? does EG change accuracy?"),
     Protocol("defaults", "The presets' defaults: every I-Norm preset vs LN, 3 seeds, 3 epochs "
              "(issue: I-Norm networks that train reliably out of the box)",
              ("ei_ln", "inorm", "inorm_sub", "inorm_gradnorm", "inorm_center", "inorm_lateral",

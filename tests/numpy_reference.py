@@ -23,12 +23,13 @@ def _f64(*arrays):
 # SPEC section 2: the error-normalization backward maps
 
 
-def normalized_error(g, z, mode, lateral_weights=None, epsilon=EPSILON):
-    """The backward map ``g -> g'`` of error-normalization ``mode`` at the point ``z``."""
+def normalized_error(g, z, mode, lateral_weights=None, epsilon=EPSILON, gradnorm_on="y"):
+    """The backward map ``g -> g'`` of error-normalization ``mode`` at the point ``z``;
+    ``gradnorm_on="z"``: the paper code's formula, ``z`` itself in place of ``y``."""
     g, z = _f64(g, z)
     mu = z.mean(axis=-1, keepdims=True)
     sigma = np.sqrt(((z - mu) ** 2).mean(axis=-1, keepdims=True) + epsilon)
-    y = (z - mu) / sigma
+    y = (z - mu) / sigma if gradnorm_on == "y" else z
     gy = (g * y).mean(axis=-1, keepdims=True)
     if mode == "full":
         return (g - g.mean(axis=-1, keepdims=True) - y * gy) / sigma

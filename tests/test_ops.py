@@ -7,6 +7,9 @@ Every check runs under the backend chosen by KERAS_BACKEND (one pytest process p
   `none` passes the error through unchanged;
 - `lateral`: positive weights summing to 1, kept by `.keras` saving; Theorem 1 (weighted pooling
   by normalized i.i.d. positive weights converges to the mean, at about 1/sqrt(width));
+- `gradnorm_on="z"` (the paper code's formula, z in place of y) matches its float64 formula in
+  the op, the layer and the I-Norm layers, differs from `y` away from a normalized point and
+  agrees with it at one, and is reachable from the `model.gradnorm_on` config key;
 - unknown modes are rejected with an error naming them.
 """
 
@@ -144,6 +147,97 @@ def test_mode_none_and_none_value_pass_through():
     z, c = unnormalized_point(5)
     _, gz = backward_of(lambda t: normalize_error(t, None), z, c)
     np.testing.assert_array_equal(gz, c)
+
+
+# --------------------------------------------------------------------------------------------
+# GradNorm on z (the paper code's formula) beside y (ours)
+
+F32_EPS = float(np.finfo(np.float32).eps)
+
+
+def z_formula_tolerance(z, c):
+    """An absolute float32 rounding bound for the ``z`` formulas: every term of
+    ``(g - mean g - z mean(g z)) / sigma`` is within ``|g| + mean|g| + |z| mean|g z|`` (times
+    ``1/sigma``, at most 1/sqrt(eps) for ``full``), each computed in a few float32 operations
+    (a mean over 24 terms rounds at most ~24 eps relative): 32 eps of that sum is a safe bound,
+    far below the difference between the ``y`` and ``z`` formulas tested below."""
+    z64, c64 = z.astype(np.float64), c.astype(np.float64)
+    sigma = z64.std(axis=-1, keepdims=True)
+    terms = (np.abs(c64) + np.abs(c64).mean(axis=-1, keepdims=True)
+             + np.abs(z64) * np.abs(c64 * z64).mean(axis=-1, keepdims=True))
+    return 32 * F32_EPS * float((terms * np.maximum(1.0, 1.0 / sigma)).max())
+
+
+@pytest.mark.parametrize("mode", ["full", "decorrelate", "center", "scale"])
+def test_gradnorm_on_z_backward_is_the_paper_formula(mode):
+    z, c = unnormalized_point(21)
+    expected = ref.normalized_error(c, z, mode, gradnorm_on="z")
+    tol = z_formula_tolerance(z, c)
+    out, op_grad = backward_of(lambda t: normalize_error(t, mode, gradnorm_on="z"), z, c)
+    np.testing.assert_array_equal(out, z)  # still exactly the identity forward
+    layer = ErrorNormalization(mode, gradnorm_on="z")
+    _, layer_grad = backward_of(layer, z, c)
+    direct = keras.ops.convert_to_numpy(normalized_error(c, z, mode, gradnorm_on="z"))
+    for got in (op_grad, layer_grad, direct):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=tol)
+    y_formula = ref.normalized_error(c, z, mode)
+    if mode in ("full", "decorrelate"):  # z = 5 randn + 3 is far from normalized: they differ
+        assert np.abs(y_formula - expected).max() > 1000 * tol
+    else:  # center and scale do not use y
+        np.testing.assert_allclose(expected, y_formula, rtol=1e-12)
+
+
+def test_gradnorm_on_y_and_z_agree_where_z_is_normalized():
+    # At a point with mean 0 and variance 1 per sample, y = z / sqrt(1 + eps): the two
+    # formulas differ by O(eps) = 1e-5 relative, the float64 references show it.
+    z, c = unnormalized_point(22)
+    zn = ref.layer_norm(z.astype(np.float64), epsilon=0.0)
+    for mode in ("full", "decorrelate"):
+        y_out = ref.normalized_error(c, zn, mode)
+        z_out = ref.normalized_error(c, zn, mode, gradnorm_on="z")
+        assert max_rel_err(z_out, y_out) <= 3e-5, mode
+
+
+def test_inorm_layers_send_back_the_chosen_formula():
+    from ei_keras.layers import INormConv2D, INormDense
+
+    z, c = unnormalized_point(23)
+    for on in ("y", "z"):
+        dense = INormDense(UNITS, error_normalization="full", gradnorm_on=on, seed=0)
+        assert dense.get_config()["gradnorm_on"] == on
+        assert INormDense.from_config(dense.get_config()).gradnorm_on == on
+        _, gz = backward_of(dense.normalize_error, z, c)
+        np.testing.assert_allclose(gz, ref.normalized_error(c, z, "full", gradnorm_on=on),
+                                   rtol=0, atol=z_formula_tolerance(z, c))
+    # the conv layer normalizes each sample's whole map: the formula on the flattened map
+    zmap, cmap = z.reshape(BATCH, 2, 3, 4), c.reshape(BATCH, 2, 3, 4)
+    conv = INormConv2D(4, 3, error_normalization="full", gradnorm_on="z", seed=0)
+    assert INormConv2D.from_config(conv.get_config()).gradnorm_on == "z"
+    _, gmap = backward_of(conv.normalize_error, zmap, cmap)
+    np.testing.assert_allclose(gmap.reshape(BATCH, -1),
+                               ref.normalized_error(c, z, "full", gradnorm_on="z"),
+                               rtol=0, atol=z_formula_tolerance(z, c))
+    with pytest.raises(ValueError, match="gradnorm_on"):
+        INormDense(4, error_normalization="full", gradnorm_on="x")
+    with pytest.raises(ValueError, match="gradnorm_on"):
+        normalize_error(keras.ops.ones((2, 3)), "full", gradnorm_on="w")
+
+
+def test_gradnorm_on_is_a_config_key_that_reaches_the_network():
+    from ei_keras import zoo
+    from ei_keras.config import ConfigError, RunConfig, unused_keys
+    from ei_keras.models import EINetwork
+
+    cfg = RunConfig().with_overrides(["preset=inorm_gradnorm", "model.gradnorm_on=z"])
+    assert cfg.model.gradnorm_on == "z"
+    assert "model.gradnorm_on" not in unused_keys(cfg.flat())  # z changes the fingerprint
+    assert "model.gradnorm_on" in unused_keys(RunConfig().flat())  # y: runs before it keep theirs
+    with pytest.raises(ConfigError, match="gradnorm_on"):
+        RunConfig().with_overrides(["model.gradnorm_on=w"])
+    net = zoo.build("inorm_gradnorm", width=12, seed=0, model_overrides={"gradnorm_on": "z"})
+    assert [layer.gradnorm_on for layer in net.hidden] == ["z", "z"]
+    again = EINetwork.from_config(net.get_config())
+    assert [layer.gradnorm_on for layer in again.hidden] == ["z", "z"]
 
 
 # --------------------------------------------------------------------------------------------

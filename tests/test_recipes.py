@@ -65,6 +65,29 @@ def test_full_plans_match_the_paper_protocol():
         recipes.get("fig9")
 
 
+def test_ablations_pair_each_variant_with_its_preset():
+    protocol = recipes.get("ablations")
+    assert (protocol.configs, protocol.epochs, protocol.sizes) == (12, 3, (0.0, 0.75))
+    cells = dict(recipes.plan(protocol, configs=2))
+    expect = {"inorm_gradnorm_z": ("inorm_gradnorm", "model.gradnorm_on", "z"),
+              "inorm_noclip": ("inorm", "opt.inhibitory_clipnorm", 0.0),
+              "inorm_gradnorm_noclip": ("inorm_gradnorm", "opt.inhibitory_clipnorm", 0.0),
+              "ei_eg": ("ei", "opt.exponentiated", True),
+              "ei_ln_eg": ("ei_ln", "opt.exponentiated", True),
+              "inorm_gradnorm_eg": ("inorm_gradnorm", "opt.exponentiated", True),
+              **{f"{p}_lambda{lam:g}": (p, "loss.norm_weight", lam)
+                 for p in ("inorm", "inorm_gradnorm") for lam in (1e-4, 1e-3, 0.1, 1.0)}}
+    assert set(expect) <= set(protocol.conditions)
+    for condition, (preset, key, value) in expect.items():
+        for i in range(2):
+            cfg = cells[Path(condition) / "r0.75" / f"cfg{i:02d}"]
+            base = cells[Path(preset) / "r0.75" / f"cfg{i:02d}"]
+            assert cfg.preset == preset and cfg.get(key) == value, condition
+            # paired: same seed and learning rates as the preset's configuration i
+            assert (cfg.seed, cfg.opt.lr_e, cfg.opt.lr_ie, cfg.opt.lr_ei) == \
+                (base.seed, base.opt.lr_e, base.opt.lr_ie, base.opt.lr_ei), condition
+
+
 @pytest.mark.parametrize("name", list(recipes.PROTOCOLS))
 def test_smoke_run_writes_what_a_full_run_writes(name, results, capsys):
     """`ei-keras reproduce <recipe> --smoke` for every recipe, the contrast ones too, at one

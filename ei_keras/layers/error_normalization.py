@@ -27,6 +27,8 @@ class ErrorNormalization(keras.layers.Layer):
             ``"decorrelate"``, ``"lateral"`` (fixed random positive pooling weights, Theorem 1)
             or ``"none"``.
         epsilon: added to the per-sample variance.
+        gradnorm_on: ``"y"`` (default: ``full`` is LayerNorm's backward) or ``"z"`` (the
+            paper code's formula, ``z`` in place of ``y`` in ``full``/``decorrelate``).
         seed: seed of the lateral pooling weights (``"lateral"`` only); they are drawn once,
             stored as a non-trainable variable and saved with the model.
         **kwargs: base ``keras.layers.Layer`` arguments.
@@ -44,13 +46,14 @@ class ErrorNormalization(keras.layers.Layer):
     """
 
     def __init__(self, mode: str = "full", epsilon: float = 1e-5, seed: int | None = None,
-                 **kwargs):
+                 gradnorm_on: str = "y", **kwargs):
         super().__init__(**kwargs)
         self.mode = _errnorm.validate_mode(mode)
         if not epsilon > 0:
             raise ValueError(f"Expected `epsilon` > 0. Received: epsilon={epsilon!r}")
         self.epsilon = float(epsilon)
         self.seed = seed
+        self.gradnorm_on = _errnorm.validate_gradnorm_on(gradnorm_on)
         self.lateral_weights = None
 
     def build(self, input_shape):
@@ -62,11 +65,12 @@ class ErrorNormalization(keras.layers.Layer):
             )
 
     def call(self, inputs):
-        return _errnorm.normalize_error(inputs, self.mode, self.lateral_weights, self.epsilon)
+        return _errnorm.normalize_error(inputs, self.mode, self.lateral_weights, self.epsilon,
+                                        self.gradnorm_on)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "epsilon": self.epsilon,
-                "seed": self.seed}
+                "seed": self.seed, "gradnorm_on": self.gradnorm_on}

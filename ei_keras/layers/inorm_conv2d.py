@@ -59,9 +59,10 @@ class INormConv2D(DaleConv2D, INormDense):
             use_bias, kernel_initializer, ...: as :class:`EIConv2D`, in Conv2D's order.
         statistics: keyword-only, ``"map"`` or ``"location"`` (above).
         **kwargs: the keyword-only arguments of :class:`INormDense` (``inhibitory_units``,
-            ``error_normalization``, ``subtractive_only``, ``norm_weight``, ``trainable_ei``,
-            ``epsilon``, ``init_distribution``, ``seed``, ``inhibitory_regularizer``,
-            ``inhibitory_constraint``) and base ``keras.layers.Layer`` arguments.
+            ``error_normalization``, ``gradnorm_on``, ``subtractive_only``, ``norm_weight``,
+            ``trainable_ei``, ``epsilon``, ``init_distribution``, ``seed``,
+            ``inhibitory_regularizer``, ``inhibitory_constraint``) and base
+            ``keras.layers.Layer`` arguments.
 
     Attributes:
         kernel: read-only, the affine part before the normalization, ``W_EE - W_EI W_IE`` in
@@ -109,7 +110,7 @@ class INormConv2D(DaleConv2D, INormDense):
         shape = ops.shape(z)  # height and width may be known only when called
         flat = ops.reshape(z, (shape[0], -1))
         flat = _errnorm.normalize_error(flat, self.error_normalization, self.lateral_weights,
-                                        self.epsilon)
+                                        self.epsilon, self.gradnorm_on)
         return ops.reshape(flat, shape)
 
     def error_normalization_width(self, input_shape) -> int:

@@ -54,6 +54,9 @@ class INormDense(DaleDense):
             ``max(1, units // 10)``.
         error_normalization: keyword-only, ``"none"``, ``"full"`` (GradNorm), ``"center"``,
             ``"scale"``, ``"decorrelate"`` or ``"lateral"``.
+        gradnorm_on: keyword-only, ``"y"`` (default: ``full`` is exactly LayerNorm's backward)
+            or ``"z"`` (the paper code's formula, ``z`` in place of ``y`` in
+            ``full``/``decorrelate``; :mod:`ei_keras.ops.error_normalization`).
         subtractive_only: keyword-only, no divisive population (Fig. 3b).
         norm_weight: keyword-only, ``lambda``, the weight of the normalization loss (paper:
             0.01).
@@ -112,6 +115,7 @@ class INormDense(DaleDense):
         seed: int | None = None,
         inhibitory_regularizer=None,
         inhibitory_constraint=None,
+        gradnorm_on: str = "y",
         **kwargs,
     ):
         if activity_regularizer is not None:
@@ -134,6 +138,7 @@ class INormDense(DaleDense):
                              inhibitory_constraint)
         self.error_normalization = _errnorm.validate_mode(
             error_normalization, "error_normalization")
+        self.gradnorm_on = _errnorm.validate_gradnorm_on(gradnorm_on)
         self.subtractive_only = bool(subtractive_only)
         self.norm_weight_variable = None
         self.norm_weight = norm_weight
@@ -234,7 +239,7 @@ class INormDense(DaleDense):
     def normalize_error(self, z):
         """Error normalization of ``z`` over the statistics' axes."""
         return _errnorm.normalize_error(z, self.error_normalization, self.lateral_weights,
-                                        self.epsilon)
+                                        self.epsilon, self.gradnorm_on)
 
     def error_normalization_width(self, input_shape) -> int:
         """The number of units the error is normalized over (the lateral weights' size)."""
@@ -283,6 +288,7 @@ class INormDense(DaleDense):
         return {
             **super().get_config(),
             "error_normalization": self.error_normalization,
+            "gradnorm_on": self.gradnorm_on,
             "subtractive_only": self.subtractive_only,
             "norm_weight": self.norm_weight,
             "epsilon": self.epsilon,

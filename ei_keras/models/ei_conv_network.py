@@ -32,7 +32,8 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         conv_layer: ``"ei"`` (:class:`EIConv2D`) or ``"inorm"`` (:class:`INormConv2D`).
         normalization: ``None`` or ``"layer_norm"``: ``keras.layers.LayerNormalization`` over
             ``(H, W, C)`` without gain or bias, before the ReLU (not with ``"inorm"``).
-        error_normalization, subtractive_only, norm_weight, trainable_ei, statistics: the
+        error_normalization, gradnorm_on, subtractive_only, norm_weight, trainable_ei,
+        statistics: the
             I-Norm layers' arguments (:class:`INormConv2D`).
         image_shape: ``(height, width, channels)`` of the flattened input.
         output_units: classes.
@@ -59,7 +60,7 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
                  trainable_ei: bool = True, statistics: str = "map", image_shape=(28, 28, 1),
                  output_units: int = 10, init_distribution: str = "exponential",
                  epsilon: float = 1e-5, seed: int | None = None, split_bias: bool = False,
-                 **kwargs):
+                 gradnorm_on: str = "y", **kwargs):
         super().__init__(**kwargs)
         if conv_layer not in CONV_LAYERS:
             raise ValueError(f"Expected `conv_layer` to be one of {CONV_LAYERS}. "
@@ -78,6 +79,7 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         self.conv_layer, self.normalization = conv_layer, normalization
         self.error_normalization = _errnorm.validate_mode(
             error_normalization, "error_normalization")
+        self.gradnorm_on = _errnorm.validate_gradnorm_on(gradnorm_on)
         self.subtractive_only, self.trainable_ei = bool(subtractive_only), bool(trainable_ei)
         self.statistics = statistics
         self.image_shape = tuple(int(s) for s in image_shape)
@@ -96,6 +98,7 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
                 layer = EIConv2D(f, seed=layer_seed, name=name, **common)
             else:
                 layer = INormConv2D(f, error_normalization=self.error_normalization,
+                                    gradnorm_on=self.gradnorm_on,
                                     subtractive_only=subtractive_only, norm_weight=norm_weight,
                                     trainable_ei=trainable_ei, statistics=statistics,
                                     epsilon=epsilon, seed=layer_seed, name=name, **common)
@@ -145,4 +148,5 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
                 "trainable_ei": self.trainable_ei, "statistics": self.statistics,
                 "image_shape": list(self.image_shape), "output_units": self.output_units,
                 "init_distribution": self.init_distribution, "epsilon": self.epsilon,
-                "seed": self.seed, "split_bias": self.split_bias}
+                "seed": self.seed, "split_bias": self.split_bias,
+                "gradnorm_on": self.gradnorm_on}

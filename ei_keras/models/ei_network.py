@@ -68,6 +68,8 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
             identity backward: :class:`~ei_keras.layers.DetachedLayerNormalization`); not used
             with ``"inorm"``.
         error_normalization: I-Norm layers' error-normalization mode.
+        gradnorm_on: ``"y"`` (default, LayerNorm's backward) or ``"z"`` (the paper code's
+            formula) for the ``full``/``decorrelate`` modes (:class:`INormDense`).
         subtractive_only: I-Norm layers without the divisive population.
         norm_weight: ``lambda`` of the I-Norm normalization loss.
         trainable_ei: whether the hidden I-Norm layers' ``W_EI``/``B_EI`` learn.
@@ -105,6 +107,7 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         epsilon: float = 1e-5,
         seed: int | None = None,
         split_bias: bool = False,
+        gradnorm_on: str = "y",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -132,6 +135,7 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         self.normalization = normalization
         self.error_normalization = _errnorm.validate_mode(
             error_normalization, "error_normalization")
+        self.gradnorm_on = _errnorm.validate_gradnorm_on(gradnorm_on)
         self.subtractive_only = bool(subtractive_only)
         self._norm_weight = float(norm_weight)
         self.trainable_ei = bool(trainable_ei)
@@ -157,6 +161,7 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
             else:
                 layer = INormDense(
                     units, error_normalization=self.error_normalization,
+                    gradnorm_on=self.gradnorm_on,
                     subtractive_only=subtractive_only, norm_weight=norm_weight,
                     trainable_ei=trainable_ei, epsilon=epsilon,
                     init_distribution=init_distribution, seed=layer_seed, name=name, **bias,
@@ -215,4 +220,5 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
             "epsilon": self.epsilon,
             "seed": self.seed,
             "split_bias": self.split_bias,
+            "gradnorm_on": self.gradnorm_on,
         }

@@ -14,8 +14,16 @@ mode           backward ``g ->``                          paper name
 ``none``       ``g``                                      I-Norm without GradNorm
 =============  =========================================  ==========================
 
-The reference code uses ``z`` in place of ``y`` for ``full``/``decorrelate``; we use ``y`` so
-that ``full`` equals the gradient of a LayerNorm at ``z`` for *any* ``z`` (tested).
+The reference code uses ``z`` in place of ``y`` for ``full``/``decorrelate``; by default
+(``gradnorm_on="y"``) we use ``y`` so that ``full`` equals the gradient of a LayerNorm at ``z``
+for *any* ``z`` (tested). ``gradnorm_on="z"`` is the paper's formula, for the ablation:
+
+* ``full``: ``(g - mean_j g - y mean_j(g y)) / sigma`` (``y``) or
+  ``(g - mean_j g - z mean_j(g z)) / sigma`` (``z``);
+* ``decorrelate``: ``g - y mean_j(g y)`` (``y``) or ``g - z mean_j(g z)`` (``z``).
+
+The two agree when ``z`` is already normalized (``mean_j z = 0``, ``var_j z = 1``); the other
+modes do not use ``y`` and are the same under both.
 """
 
 from __future__ import annotations
@@ -27,6 +35,18 @@ from ei_keras.backend import custom_gradient
 
 ERROR_NORMALIZATION_MODES = ("full", "center", "scale", "decorrelate", "lateral", "none")
 """The error-normalization modes of SPEC section 2, in the paper's order."""
+
+GRADNORM_ON = ("y", "z")
+"""Where ``full``/``decorrelate`` project the error out: ``y`` (normalized ``z``, ours: exactly
+LayerNorm's backward) or ``z`` itself (the paper code's formula)."""
+
+
+def validate_gradnorm_on(gradnorm_on: str) -> str:
+    """Return ``gradnorm_on`` if it is ``"y"`` or ``"z"``, else raise ``ValueError``."""
+    if not isinstance(gradnorm_on, str) or gradnorm_on not in GRADNORM_ON:
+        raise ValueError(f"Expected `gradnorm_on` to be one of {GRADNORM_ON}. "
+                         f"Received: gradnorm_on={gradnorm_on!r}")
+    return gradnorm_on
 
 
 def validate_mode(mode: str, name: str = "mode") -> str:
@@ -51,7 +71,8 @@ def _moments_last_axis(z, epsilon):
     return centered * inv_sigma, inv_sigma
 
 
-def normalized_error(g, z, mode: str, lateral_weights=None, epsilon: float = 1e-5):
+def normalized_error(g, z, mode: str, lateral_weights=None, epsilon: float = 1e-5,
+                     gradnorm_on: str = "y"):
     """The backward map of SPEC section 2 applied to an error ``g`` at the point ``z``.
 
     This is the plain formula (no custom gradient) — what :func:`normalize_error` sends back.
@@ -63,11 +84,14 @@ def normalized_error(g, z, mode: str, lateral_weights=None, epsilon: float = 1e-
         mode: one of :data:`ERROR_NORMALIZATION_MODES`.
         lateral_weights: shape ``(units,)``, positive, summing to 1 (``lateral`` mode only).
         epsilon: added to the per-sample variance.
+        gradnorm_on: ``"y"`` (default) or ``"z"``: the vector ``full``/``decorrelate`` project
+            the error out of (module docstring).
 
     Returns:
         The normalized error, same shape and dtype as ``g``.
     """
     mode = validate_mode(mode)
+    gradnorm_on = validate_gradnorm_on(gradnorm_on)
     dtype = g.dtype
     g32 = ops.cast(g, "float32")
     if mode == "none":
@@ -80,7 +104,10 @@ def normalized_error(g, z, mode: str, lateral_weights=None, epsilon: float = 1e-
         w = ops.cast(lateral_weights, "float32")
         out = g32 - ops.sum(g32 * w, axis=-1, keepdims=True)
     else:
-        y, inv_sigma = _moments_last_axis(ops.cast(z, "float32"), epsilon)
+        z32 = ops.cast(z, "float32")
+        y, inv_sigma = _moments_last_axis(z32, epsilon)
+        if gradnorm_on == "z":
+            y = z32  # the paper code's formula: project out z itself, not the normalized y
         if mode == "scale":
             out = g32 * inv_sigma
         else:
@@ -92,7 +119,8 @@ def normalized_error(g, z, mode: str, lateral_weights=None, epsilon: float = 1e-
     return ops.cast(out, dtype)
 
 
-def normalize_error(z, mode: str = "full", lateral_weights=None, epsilon: float = 1e-5):
+def normalize_error(z, mode: str = "full", lateral_weights=None, epsilon: float = 1e-5,
+                    gradnorm_on: str = "y"):
     """Identity in the forward pass; normalizes the error signal in the backward pass.
 
     Args:
@@ -102,6 +130,8 @@ def normalize_error(z, mode: str = "full", lateral_weights=None, epsilon: float 
         lateral_weights: fixed positive pooling weights of shape ``(units,)`` summing to 1,
             required for ``"lateral"``; they receive no gradient.
         epsilon: added to the per-sample variance in ``full`` and ``scale``/``decorrelate``.
+        gradnorm_on: ``"y"`` (default: ``full`` is LayerNorm's backward) or ``"z"`` (the paper
+            code's formula); only ``full`` and ``decorrelate`` depend on it.
 
     Returns:
         A tensor equal to ``z``.
@@ -118,6 +148,7 @@ def normalize_error(z, mode: str = "full", lateral_weights=None, epsilon: float 
         Eyono et al. (2026), section "Error-signal normalization".
     """
     mode = validate_mode(mode)
+    gradnorm_on = validate_gradnorm_on(gradnorm_on)
     if mode == "none":
         return z
     if isinstance(z, keras.Variable):
@@ -145,7 +176,7 @@ def normalize_error(z, mode: str = "full", lateral_weights=None, epsilon: float 
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            return normalized_error(upstream, x, mode, None, eps)
+            return normalized_error(upstream, x, mode, None, eps, gradnorm_on)
 
         return ops.copy(x), grad
 

@@ -108,9 +108,16 @@ def population_key(cfg) -> tuple:
 
     resolved = resolve(cfg)
     cfg, hp = resolved["config"], resolved["hyperparameters"]
+    if hp.get("norm_weight_schedule"):
+        from ei_keras.config import ConfigError
+
+        raise ConfigError("--population does not run lambda schedules "
+                          "(loss.norm_weight_schedule, a fit callback): train these runs "
+                          "without --population")
     fixed = tuple(sorted((k, repr(v)) for k, v in hp.items()
                          if k not in PER_MEMBER_HYPERPARAMETERS))
     return (cfg.preset, cfg.model.width, cfg.model.depth, cfg.model.trainable_ei,
+            cfg.model.gradnorm_on,
             cfg.data.batch_size, cfg.data.train_subset, cfg.data.validation_size,
             cfg.data.shift, cfg.train.epochs, cfg.train.inhibitory_steps,
             cfg.train.inhibitory_every, cfg.train.validate_each_epoch,
