@@ -109,8 +109,6 @@ def population_key(cfg) -> tuple:
     resolved = resolve(cfg)
     cfg, hp = resolved["config"], resolved["hyperparameters"]
     if hp.get("norm_weight_schedule"):
-        from ei_keras.config import ConfigError
-
         raise ConfigError("--population does not run lambda schedules "
                           "(loss.norm_weight_schedule, a fit callback): train these runs "
                           "without --population")
