@@ -22,11 +22,6 @@ error signals improves learning in neural circuits".
 import importlib
 import os
 
-# TensorFlow's C++ start-up chatter (oneDNN notices, CPU-feature banners) drowns progress
-# output; warnings and errors still show. A value set by the user wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # also makes TF's CPU results reproducible
-
 __version__ = "0.1.0"
 
 __all__ = [

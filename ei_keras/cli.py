@@ -18,10 +18,11 @@ Examples::
     ei-keras sweep --config tuner_configs/inorm.json --preset inorm_gradnorm --luminosity 0.75
 
 Exit codes: 0 done; 1 a worker process of ``--jobs`` died (killed, out of memory; finished
-runs are kept); 2 invalid input or an unusable location (one ``error:`` line, nothing
-written); 3 the run diverged (``train``; its run directory is written); 4/5 a distributed sweep
-gave up waiting (``sweep --help``); 130 interrupted (Ctrl-C or SIGTERM; finished runs are kept,
-nothing half-written is left).
+runs are kept); 2 invalid input, an unusable location or a missing part of the install (a
+backend, or the ``research`` extra that every verb but ``presets`` needs; one ``error:`` line,
+nothing written); 3 the run diverged (``train``; its run directory is written); 4/5 a
+distributed sweep gave up waiting (``sweep --help``); 130 interrupted (Ctrl-C or SIGTERM;
+finished runs are kept, nothing half-written is left).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ EXIT_WORKER_DIED = 1
 EXIT_INVALID = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
+
+#: The verbs that run the research harness (the `research` extra: KerasTuner, scipy,
+#: matplotlib); `presets` needs only the library.
+RESEARCH_VERBS = ("train", "reproduce", "report", "sweep", "demo")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -373,10 +378,19 @@ def main(argv=None) -> int:
         if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*(args.overrides or []), *extra]
+    if args.command in RESEARCH_VERBS:
+        from ei_keras.extras import message, missing
+
+        absent = missing("research")
+        if absent:  # before any backend import or file is touched
+            print(f"error: {message('research', f'ei-keras {args.command}', absent)}",
+                  file=sys.stderr)
+            return EXIT_INVALID
     if getattr(args, "uses_keras", True) and not _select_backend(args, argv, may_reexec):
         return EXIT_INVALID
     from ei_keras import interrupt
     from ei_keras.config import ConfigError
+    from ei_keras.extras import MissingExtraError
     from ei_keras.parallel import WorkerDiedError
     from ei_keras.run_directory import RunDirectoryError, is_disk_full
 
@@ -385,7 +399,7 @@ def main(argv=None) -> int:
             return args.func(args)
     # ValueError includes ei_keras.data's DataFileError (not imported here: it imports Keras).
     except (ConfigError, RunDirectoryError, FileNotFoundError, FileExistsError,
-            ValueError) as e:
+            ValueError, MissingExtraError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INVALID
     except OSError as e:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 
 from ei_keras.config import ConfigError, RunConfig
+from ei_keras.extras import require
 from ei_keras.run_directory import (
     CONFIG_FILE,
     HISTORY_FILE,
@@ -29,6 +30,9 @@ from ei_keras.run_directory import (
     write_history,
     write_json_atomic,
 )
+
+# The run records scipy's version with the others (library_versions): the research harness.
+require("research", "ei_keras.experiment", ("scipy",))
 
 __all__ = ["ConfigError", "RunConfig", "as_config", "resolve", "run_experiment",
            "resolve_steps_per_execution", "library_versions", "AUTO_STEPS_PER_EXECUTION"]

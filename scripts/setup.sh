@@ -59,7 +59,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check "torch==${EI_KERAS_TORCH_VERSION:-2.13.0}" 2>&1 | grep -v '^WARNING: Location' || true
   fi
   "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[$EXTRAS]" 2>&1 | grep -v '^WARNING: Location' || true
-  TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 "$VENV/bin/python" -c "import torch, keras, jax, tensorflow, keras_tuner" \
+  TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 "$VENV/bin/python" -c "import torch, keras, jax, tensorflow, keras_tuner, scipy, matplotlib" \
     || { echo "[setup] FAILED: the environment does not import all three backends" >&2; exit 1; }
   echo "$want" > "$stamp"
   echo "[setup] done in $(( $(date +%s) - start )) s; venv size $(du -sh "$VENV" | cut -f1)"

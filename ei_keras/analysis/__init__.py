@@ -13,6 +13,11 @@ Typical use::
     write_report("runs/fig6")  # runs/fig6/report.md + PNGs
 """
 
+# ruff: noqa: E402  (the extra is checked before the modules that need it load)
+from ei_keras.extras import require
+
+require("research", "ei_keras.analysis", ("scipy", "matplotlib"))
+
 from .figures import (
     pair_runs,
     plot_accuracy_by_luminosity,

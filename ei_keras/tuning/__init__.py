@@ -41,6 +41,10 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name):
     if name in _EXPORTS:
+        if _EXPORTS[name] in ("hypermodel", "sweep"):
+            from ei_keras.extras import require
+
+            require("research", f"ei_keras.tuning.{name}", ("keras_tuner",))
         return getattr(importlib.import_module(f"ei_keras.tuning.{_EXPORTS[name]}"), name)
     raise AttributeError(f"module 'ei_keras.tuning' has no attribute {name!r}")
 
