@@ -1,27 +1,29 @@
-"""``ei-keras``: train a preset, reproduce the paper's figures, report, list presets.
+"""`ei-keras`: train a preset, reproduce the paper's figures, report, list presets.
 
-The command line only parses, calls the library and prints. The Keras backend is ``--backend``,
-else ``$KERAS_BACKEND``, else Keras' configured default (keras.json; ``demo``: jax). A backend
-named with ``--backend`` or ``$KERAS_BACKEND`` must be installed; a default one that is not is
-replaced by the first installed of jax, torch, tensorflow, with a ``note:`` line on stderr
-(:mod:`ei_keras.backend_choice`). The ``ei-keras`` script (``ei_keras_cli``) imports no Keras
-until the backend is set and the verb needs it: ``--help``, ``--version`` and ``report`` run
+The command line only parses, calls the library and prints. The Keras backend is `--backend`,
+else `$KERAS_BACKEND`, else Keras' configured default (keras.json; `demo`: jax). A backend
+named with `--backend` or `$KERAS_BACKEND` must be installed; a default one that is not is
+replaced by the first installed of jax, torch, tensorflow, with a `note:` line on stderr
+(`ei_keras.backend_choice`). The `ei-keras` script (`ei_keras_cli`) imports no Keras
+until the backend is set and the verb needs it: `--help`, `--version` and `report` run
 without it.
 
-Examples::
+Examples:
 
-    ei-keras presets
-    ei-keras train --preset inorm_gradnorm --out runs/one opt.lr_e=0.1 data.luminosity=0.5
-    ei-keras reproduce fig6 --out runs/fig6 --smoke
-    ei-keras report runs/fig6
-    ei-keras demo
-    ei-keras sweep --config tuner_configs/inorm.json --preset inorm_gradnorm --luminosity 0.75
+```bash
+ei-keras presets
+ei-keras train --preset inorm_gradnorm --out runs/one opt.lr_e=0.1 data.luminosity=0.5
+ei-keras reproduce fig6 --out runs/fig6 --smoke
+ei-keras report runs/fig6
+ei-keras demo
+ei-keras sweep --config tuner_configs/inorm.json --preset inorm_gradnorm --luminosity 0.75
+```
 
-Exit codes: 0 done; 1 a worker process of ``--jobs`` died (killed, out of memory; finished
+Exit codes: 0 done; 1 a worker process of `--jobs` died (killed, out of memory; finished
 runs are kept); 2 invalid input, an unusable location or a missing part of the install (a
-backend, or the ``research`` extra that every verb but ``presets`` needs; one ``error:`` line,
-nothing written); 3 the run diverged (``train``; its run directory is written); 4/5 a
-distributed sweep gave up waiting (``sweep --help``); 130 interrupted (Ctrl-C or SIGTERM;
+backend, or the `research` extra that every verb but `presets` needs; one `error:` line,
+nothing written); 3 the run diverged (`train`; its run directory is written); 4/5 a
+distributed sweep gave up waiting (`sweep --help`); 130 interrupted (Ctrl-C or SIGTERM;
 finished runs are kept, nothing half-written is left).
 """
 
@@ -48,7 +50,7 @@ RESEARCH_VERBS = ("train", "reproduce", "report", "sweep", "demo")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one ``error:`` line (and a pointer to --help) instead of a usage dump."""
+    """argparse with one `error:` line (and a pointer to --help) instead of a usage dump."""
 
     def error(self, message):
         self.exit(EXIT_INVALID, f"error: {message} (see {self.prog} --help)\n")
@@ -127,7 +129,7 @@ def _contrasts(text: str) -> list[float]:
                     "comma-separated numbers >= 1 (e.g. 2,4)")
 
 
-#: The ``reproduce`` option that gives the sizes of each size key.
+#: The `reproduce` option that gives the sizes of each size key.
 SIZE_OPTIONS = {"data.luminosity": ("--luminosity", "luminosity"),
                  "data.contrast": ("--contrast", "contrast")}
 
@@ -140,12 +142,12 @@ def _quiet_environment():
 
 
 def _select_backend(args, argv, may_reexec: bool) -> bool:
-    """Set ``KERAS_BACKEND`` to the chosen backend and register ei_keras' Keras objects; False
-    (after one ``error:`` line) when no usable backend was named or installed.
+    """Set `KERAS_BACKEND` to the chosen backend and register ei_keras' Keras objects; False
+    (after one `error:` line) when no usable backend was named or installed.
 
-    Started as the ``ei-keras`` script, Keras is not imported yet. Started as ``python -m
-    ei_keras.cli`` (or by a caller that imported ei_keras), Keras already runs on some backend:
-    a different one means starting the command again in a fresh process (``may_reexec``) or
+    Started as the `ei-keras` script, Keras is not imported yet. Started as `python -m
+    ei_keras.cli` (or by a caller that imported ei_keras), Keras already runs on some backend:
+    a different one means starting the command again in a fresh process (`may_reexec`) or
     refusing (a caller's own process)."""
     default = getattr(args, "default_backend", None)
     current = sys.modules["keras"].backend.backend() if "keras" in sys.modules else None

@@ -1,20 +1,20 @@
 """Divergence as an outcome of a run, not a crash or a silent 10 %.
 
-:class:`DivergenceMonitor` watches a ``fit``: the loss after every call of the compiled step
+`DivergenceMonitor` watches a `fit`: the loss after every call of the compiled step
 and, at every snapshot, the weights. A run has diverged when its loss is non-finite or above
-``max_loss``, or a weight is non-finite or above ``max_abs_weight`` in magnitude, during or at
+`max_loss`, or a weight is non-finite or above `max_abs_weight` in magnitude, during or at
 the end of training.
 
-To name the true step and the true cause whatever ``steps_per_execution`` is, the monitor keeps
+To name the true step and the true cause whatever `steps_per_execution` is, the monitor keeps
 a copy of the model's and the optimizer's variables from the last snapshot that passed the
-checks (taken at the start of every compiled call, at least every :data:`SNAPSHOT_EVERY`
-steps, and at every epoch start). When it detects divergence it stops the ``fit``; then
-:meth:`DivergenceMonitor.locate` restores that copy and replays the steps since, one at a time,
+checks (taken at the start of every compiled call, at least every `SNAPSHOT_EVERY`
+steps, and at every epoch start). When it detects divergence it stops the `fit`; then
+`DivergenceMonitor.locate` restores that copy and replays the steps since, one at a time,
 on the same batches of the same epoch, and checks after each step:
 
 - a batch with NaN or infinite values: the *input* is at fault (the data, not a learning rate);
 - otherwise the first step after which a weight is non-finite or out of bounds (or the loss
-  non-finite or above ``max_loss``) is the divergence step, and the learning-rate group to blame
+  non-finite or above `max_loss`) is the divergence step, and the learning-rate group to blame
   is the one whose weights changed most relative to their size in the good copy, measured on
   the last state in which every weight was finite.
 """
@@ -41,7 +41,7 @@ MAX_ABS_WEIGHT = 1e3
 
 
 def loss_diverged(loss, max_loss: float = MAX_LOSS) -> bool:
-    """Whether a loss value means divergence: non-finite or above ``max_loss``."""
+    """Whether a loss value means divergence: non-finite or above `max_loss`."""
     if loss is None:
         return False
     loss = float(loss)
@@ -51,15 +51,15 @@ def loss_diverged(loss, max_loss: float = MAX_LOSS) -> bool:
 class DivergenceMonitor(keras.callbacks.Callback):
     """Stops training when the loss or the weights diverge, and finds the step and the cause.
 
-    After a stop (and :meth:`locate`), ``diverged`` is True, ``step`` holds the global training
-    step (1-based), ``epoch`` the epoch (0-based), ``cause`` is ``"input"``, a group name
-    (``"excitatory"``, ``"inhibitory_input"``, ``"inhibitory_output"``) or None, and ``message``
+    After a stop (and `locate`), `diverged` is True, `step` holds the global training
+    step (1-based), `epoch` the epoch (0-based), `cause` is `"input"`, a group name
+    (`"excitatory"`, `"inhibitory_input"`, `"inhibitory_output"`) or None, and `message`
     says what happened and what to change.
 
     Args:
         max_abs_weight: weights above this magnitude count as diverged.
         max_loss: losses above this count as diverged.
-        rates: the run's learning rates by name (``lr_e`` ...), quoted in the message.
+        rates: the run's learning rates by name (`lr_e` ...), quoted in the message.
     """
 
     def __init__(self, max_abs_weight: float = MAX_ABS_WEIGHT, max_loss: float = MAX_LOSS,
@@ -159,9 +159,9 @@ class DivergenceMonitor(keras.callbacks.Callback):
 
     # -- locating the step and the cause -------------------------------------------------------
     def locate(self, dataset) -> None:
-        """After a stopped ``fit``: replay the steps since the last good snapshot one at a time
-        on ``dataset`` (the epoch's batches, ``dataset[i]``) and set ``step``, ``cause`` and
-        ``message``. Leaves the model at the located step."""
+        """After a stopped `fit`: replay the steps since the last good snapshot one at a time
+        on `dataset` (the epoch's batches, `dataset[i]`) and set `step`, `cause` and
+        `message`. Leaves the model at the located step."""
         if not self.diverged or self._good is None:
             return
         start_step, batch, epoch, values = self._good
@@ -195,7 +195,7 @@ class DivergenceMonitor(keras.callbacks.Callback):
         self.message = self._compose(None, self._what, exact=False)
 
     def _most_grown(self, good: dict, now: dict) -> str:
-        """The group with the largest change ``max|w - w_good| / max(max|w_good|, 1)`` (the
+        """The group with the largest change `max|w - w_good| / max(max|w_good|, 1)` (the
         floor keeps zero-initialised biases from dominating)."""
         growth: dict[str, float] = {}
         for v in self.model.trainable_variables:

@@ -1,11 +1,11 @@
 """One training run of one preset on shifted Fashion-MNIST, written to a run directory.
 
-The data's shift is ``data.shift`` at its size (:func:`ei_keras.data.shift_from_config`); the
-model's output layer has one unit per label the shift gives (20 for ``contrast_signal``).
+The data's shift is `data.shift` at its size (`ei_keras.data.shift_from_config`); the
+model's output layer has one unit per label the shift gives (20 for `contrast_signal`).
 
-The configuration is an :class:`ei_keras.config.RunConfig` (its dotted keys are what the CLI's
-``key=value`` overrides use: ``ei-keras train --help`` lists them). The run directory's files
-and how they are written belong to :mod:`ei_keras.run_directory`.
+The configuration is an `ei_keras.config.RunConfig` (its dotted keys are what the CLI's
+`key=value` overrides use: `ei-keras train --help` lists them). The run directory's files
+and how they are written belong to `ei_keras.run_directory`.
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ require("research", "ei_keras.experiment", ("scipy",))
 __all__ = ["ConfigError", "RunConfig", "as_config", "resolve", "run_experiment",
            "resolve_steps_per_execution", "library_versions", "AUTO_STEPS_PER_EXECUTION"]
 
-#: Training steps per compiled call (``train.steps_per_execution="auto"``) on TensorFlow and
-#: JAX: one host round trip and one round of callbacks per 32 steps (``bench/run.py`` measures
+#: Training steps per compiled call (`train.steps_per_execution="auto"`) on TensorFlow and
+#: JAX: one host round trip and one round of callbacks per 32 steps (`bench/run.py` measures
 #: the gain). PyTorch runs one step per call (Keras' torch trainer accepts only 1).
 AUTO_STEPS_PER_EXECUTION = 32
 
 
 def resolve_steps_per_execution(value, backend: str | None = None) -> int:
-    """The ``steps_per_execution`` that ``train.steps_per_execution=value`` gives on ``backend``
+    """The `steps_per_execution` that `train.steps_per_execution=value` gives on `backend`
     (default: the running one)."""
     if backend is None:
         import keras
@@ -60,13 +60,13 @@ def resolve_steps_per_execution(value, backend: str | None = None) -> int:
 
 
 def as_config(config: RunConfig | Mapping | None) -> RunConfig:
-    """A validated :class:`RunConfig` from a ``RunConfig``, a nested/dotted mapping or None."""
+    """A validated `RunConfig` from a `RunConfig`, a nested/dotted mapping or None."""
     return config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
 
 
 def resolve(config: RunConfig | Mapping) -> dict:
     """What a configuration resolves to before training, with no data or model:
-    ``{"config", "hyperparameters", "steps_per_execution", "fingerprint"}``.
+    `{"config", "hyperparameters", "steps_per_execution", "fingerprint"}`.
 
     Raises:
         ConfigError: an invalid configuration (names the key).
@@ -126,7 +126,7 @@ def _progress_callback(label: str, epochs: int, printer):
 
 
 def _validation_metrics(model, validation) -> dict:
-    """``val_accuracy`` and ``val_loss`` on the held-out split (nothing without one)."""
+    """`val_accuracy` and `val_loss` on the held-out split (nothing without one)."""
     if validation is None:
         return {}
     result = model.evaluate(*validation, batch_size=1000, verbose=0, return_dict=True)
@@ -140,30 +140,30 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
     """Train one configuration and write its run directory.
 
     Args:
-        config: a :class:`RunConfig` or a (partial) nested/dotted mapping; missing keys take
+        config: a `RunConfig` or a (partial) nested/dotted mapping; missing keys take
             their defaults.
-        run_dir: where the run directory goes (must not exist unless ``overwrite``).
-        printer: progress output (``print``; pass ``lambda *a: None`` for silence).
+        run_dir: where the run directory goes (must not exist unless `overwrite`).
+        printer: progress output (`print`; pass `lambda *a: None` for silence).
         overwrite: replace an existing run directory.
-        record: extra entries for ``config.json`` and ``metrics.json`` (a sweep's
-            ``trial_id`` and ``sweep`` description).
+        record: extra entries for `config.json` and `metrics.json` (a sweep's
+            `trial_id` and `sweep` description).
         model: train this compiled model (e.g. a KerasTuner tuner's, with weights it loaded)
             instead of building the preset from the configuration.
-        callbacks: more Keras callbacks for ``fit`` (e.g. a tuner's checkpoints and reports).
-        initial_epoch: the epoch ``fit`` starts at (a Hyperband trial continued from its
-            checkpoint); the data stream of epoch ``e`` is the same whatever the start.
+        callbacks: more Keras callbacks for `fit` (e.g. a tuner's checkpoints and reports).
+        initial_epoch: the epoch `fit` starts at (a Hyperband trial continued from its
+            checkpoint); the data stream of epoch `e` is the same whatever the start.
 
     Returns:
-        The ``metrics.json`` contents (with ``val_accuracy``/``val_loss`` on the held-out
-        split when ``data.validation_size`` > 0). ``status`` is ``"diverged"`` when the loss or the
-        weights diverged during or at the end of training (training stopped; ``diverged_step``,
-        ``diverged_cause`` and ``message`` say where and why). ``model_error`` is set when
-        ``output.save_model`` was asked for and ``model.keras`` could not be written (the
+        The `metrics.json` contents (with `val_accuracy`/`val_loss` on the held-out
+        split when `data.validation_size` > 0). `status` is `"diverged"` when the loss or the
+        weights diverged during or at the end of training (training stopped; `diverged_step`,
+        `diverged_cause` and `message` say where and why). `model_error` is set when
+        `output.save_model` was asked for and `model.keras` could not be written (the
         run's other files are kept).
 
     Raises:
         ConfigError: an invalid configuration (before anything is written).
-        ei_keras.run_directory.RunDirectoryError: ``run_dir`` exists (without ``overwrite``)
+        ei_keras.run_directory.RunDirectoryError: `run_dir` exists (without `overwrite`)
             or cannot be written.
         ei_keras.data.DataFileError, ei_keras.data.DataNotFoundError: unusable data files.
     """

@@ -1,12 +1,12 @@
 """Per-group learning rates for Dale's-principle networks, on every backend.
 
 The paper trains three groups of variables at three rates (SPEC section 3): excitatory
-(``W_EE``, ``b``: ``lr_e``), inhibitory input weights (``W_IE``, ``B_IE``: ``lr_ie``) and
-inhibitory output weights (``W_EI``, ``B_EI``: ``lr_ei``). :func:`dale_optimizer` builds one
-``keras.optimizers.MultiOptimizer`` from any Keras optimizer per group and routes each variable
+(`W_EE`, `b`: `lr_e`), inhibitory input weights (`W_IE`, `B_IE`: `lr_ie`) and
+inhibitory output weights (`W_EI`, `B_EI`: `lr_ei`). `dale_optimizer` builds one
+`keras.optimizers.MultiOptimizer` from any Keras optimizer per group and routes each variable
 by its path, so there is one optimizer state, threaded through JAX's stateless step like any
-other optimizer, saved in ``.keras`` files, and the ``NonNeg`` constraints are applied after
-every update. :func:`dale_sgd` is the paper's choice: plain SGD in every group.
+other optimizer, saved in `.keras` files, and the `NonNeg` constraints are applied after
+every update. `dale_sgd` is the paper's choice: plain SGD in every group.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ GROUPS = ("excitatory", "inhibitory_input", "inhibitory_output")
 
 
 def variable_group(variable) -> str:
-    """``"excitatory"``, ``"inhibitory_input"`` or ``"inhibitory_output"`` for a variable."""
+    """`"excitatory"`, `"inhibitory_input"` or `"inhibitory_output"` for a variable."""
     name = variable.path.rsplit("/", 1)[-1]
     if name in ("W_IE", "B_IE"):
         return "inhibitory_input"
@@ -47,21 +47,21 @@ def _check_rate(name: str, value):
 
 @keras.saving.register_keras_serializable(package="ei_keras")
 class DaleSGD(DaleSGDUpdate, keras.optimizers.MultiOptimizer):
-    """The ``MultiOptimizer`` :func:`dale_sgd` returns: one optimizer per variable group.
+    """The `MultiOptimizer` `dale_sgd` returns: one optimizer per variable group.
 
-    Two things beyond ``keras.optimizers.MultiOptimizer``:
+    Two things beyond `keras.optimizers.MultiOptimizer`:
 
-    - ``apply(grads, variables)`` accepts any subset of the variables the optimizer was built
-      with (Keras' ``MultiOptimizer`` insists on all of them), routing each to its group's
+    - `apply(grads, variables)` accepts any subset of the variables the optimizer was built
+      with (Keras' `MultiOptimizer` insists on all of them), routing each to its group's
       optimizer; the inhibitory plasticity schedules of
-      :class:`~ei_keras.models.DualLossModel` update the normalization variables alone.
+      `ei_keras.models.DualLossModel` update the normalization variables alone.
     - How a group's update is carried out is chosen once per backend, at import
-      (``ei_keras/backend/``): on eager PyTorch, plain SGD (momentum 0, fixed learning rate,
-      per-variable ``clipnorm`` or none) runs as a few ``torch._foreach`` kernels per group
-      and one in-place clamp of the ``NonNeg`` variables; everything else, and every other
-      backend (which traces the update once), calls the group optimizer's own ``apply``.
+      (`ei_keras/backend/`): on eager PyTorch, plain SGD (momentum 0, fixed learning rate,
+      per-variable `clipnorm` or none) runs as a few `torch._foreach` kernels per group
+      and one in-place clamp of the `NonNeg` variables; everything else, and every other
+      backend (which traces the update once), calls the group optimizer's own `apply`.
 
-    ``tests/test_fast_paths.py`` checks the update against an independent float64 computation
+    `tests/test_fast_paths.py` checks the update against an independent float64 computation
     on every backend.
     """
 
@@ -71,7 +71,7 @@ class DaleSGD(DaleSGDUpdate, keras.optimizers.MultiOptimizer):
         self._group_index = {}
 
     def optimizer_for(self, variable):
-        """The group optimizer that updates ``variable`` (the optimizer map's choice)."""
+        """The group optimizer that updates `variable` (the optimizer map's choice)."""
         index = self._group_index.get(id(variable))
         if index is None:
             chosen = self.group_map(variable)
@@ -95,7 +95,7 @@ class DaleSGD(DaleSGDUpdate, keras.optimizers.MultiOptimizer):
 
 
 def _group_optimizer(group: str, optimizer) -> keras.optimizers.Optimizer:
-    """A fresh, unbuilt Keras optimizer for ``group`` from an instance, a name or a config."""
+    """A fresh, unbuilt Keras optimizer for `group` from an instance, a name or a config."""
     if isinstance(optimizer, keras.optimizers.Optimizer):
         if optimizer.built:
             raise ValueError(
@@ -117,22 +117,22 @@ def dale_optimizer(excitatory="sgd", inhibitory_input=None, inhibitory_output=No
                    name: str = "dale_optimizer") -> keras.optimizers.MultiOptimizer:
     """One Keras optimizer per variable group of a Dale's-principle network.
 
-    Each group takes any Keras optimizer (an instance, a name such as ``"adam"``, or a
+    Each group takes any Keras optimizer (an instance, a name such as `"adam"`, or a
     config), with its own learning rate or schedule, clipping, weight decay, EMA or gradient
-    accumulation. The ``NonNeg`` constraints of the Dale weights are applied after every
+    accumulation. The `NonNeg` constraints of the Dale weights are applied after every
     update whatever the optimizer.
 
     Args:
-        excitatory: optimizer of ``W_EE``, biases and every variable of other layers.
-        inhibitory_input: optimizer of ``W_IE`` and ``B_IE`` (default: a copy of
-            ``excitatory``'s configuration).
-        inhibitory_output: optimizer of ``W_EI`` and ``B_EI`` (default: a copy of
-            ``inhibitory_input``'s configuration).
+        excitatory: optimizer of `W_EE`, biases and every variable of other layers.
+        inhibitory_input: optimizer of `W_IE` and `B_IE` (default: a copy of
+            `excitatory`'s configuration).
+        inhibitory_output: optimizer of `W_EI` and `B_EI` (default: a copy of
+            `inhibitory_input`'s configuration).
         name: name of the returned optimizer.
 
     Returns:
-        A :class:`DaleSGD` (a ``keras.optimizers.MultiOptimizer``; the class keeps the name of
-        the paper's optimizer) to pass to ``model.compile``.
+        A `DaleSGD` (a `keras.optimizers.MultiOptimizer`; the class keeps the name of
+        the paper's optimizer) to pass to `model.compile`.
 
     Raises:
         ValueError: an argument is not a Keras optimizer, or an instance has already been used.
@@ -166,13 +166,13 @@ def dale_optimizer(excitatory="sgd", inhibitory_input=None, inhibitory_output=No
     return DaleSGD(optimizer_map, name=name)
 
 
-#: :func:`dale_optimizer`'s result type under a name that does not suggest SGD.
+#: `dale_optimizer`'s result type under a name that does not suggest SGD.
 DaleOptimizer = DaleSGD
 
 
 def group_optimizers(optimizer) -> dict[str, keras.optimizers.Optimizer]:
-    """``{group: Keras optimizer}`` of a :func:`dale_optimizer` / :func:`dale_sgd` optimizer
-    (also after loading from a ``.keras`` file)."""
+    """`{group: Keras optimizer}` of a `dale_optimizer` / `dale_sgd` optimizer
+    (also after loading from a `.keras` file)."""
     groups = getattr(optimizer, "group_map", None)
     if groups is None:  # a MultiOptimizer of files written before DaleSGD: named by group
         return {o.name.removeprefix("sgd_"): o for o in optimizer.optimizers}
@@ -193,20 +193,20 @@ def dale_sgd(
     """Plain SGD with one learning rate per variable group (paper: momentum 0, no decay).
 
     Args:
-        lr_e: learning rate of excitatory variables (``W_EE`` and biases): a number >= 0 or a
-            ``keras.optimizers.schedules.LearningRateSchedule``.
-        lr_ie: learning rate (or schedule) of ``W_IE`` and ``B_IE``.
-        lr_ei: learning rate (or schedule) of ``W_EI`` and ``B_EI``.
+        lr_e: learning rate of excitatory variables (`W_EE` and biases): a number >= 0 or a
+            `keras.optimizers.schedules.LearningRateSchedule`.
+        lr_ie: learning rate (or schedule) of `W_IE` and `B_IE`.
+        lr_ei: learning rate (or schedule) of `W_EI` and `B_EI`.
         momentum: SGD momentum of the excitatory group.
-        inhibitory_momentum: momentum of the two inhibitory groups (default: ``momentum``).
+        inhibitory_momentum: momentum of the two inhibitory groups (default: `momentum`).
         clipnorm: optional per-variable gradient-norm clip for the inhibitory groups.
-        **kwargs: other arguments of ``keras.optimizers.SGD`` for every group
-            (``nesterov``, ``weight_decay``, ``clipvalue``, ``global_clipnorm``, ``use_ema``,
-            ``gradient_accumulation_steps``, ...).
+        **kwargs: other arguments of `keras.optimizers.SGD` for every group
+            (`nesterov`, `weight_decay`, `clipvalue`, `global_clipnorm`, `use_ema`,
+            `gradient_accumulation_steps`, ...).
 
     Returns:
-        A :class:`DaleSGD` (a ``keras.optimizers.MultiOptimizer``) to pass to
-        ``model.compile``; :func:`dale_optimizer` takes any other optimizer per group.
+        A `DaleSGD` (a `keras.optimizers.MultiOptimizer`) to pass to
+        `model.compile`; `dale_optimizer` takes any other optimizer per group.
 
     Example:
 
@@ -239,7 +239,7 @@ def dale_sgd(
 
 
 def group_learning_rates(optimizer) -> dict[str, float]:
-    """The current learning rate of each group of a :func:`dale_optimizer` optimizer (also
+    """The current learning rate of each group of a `dale_optimizer` optimizer (also
     after loading; a schedule's value at the group's current iteration)."""
     return {group: float(keras.ops.convert_to_numpy(opt.learning_rate))
             for group, opt in group_optimizers(optimizer).items()}

@@ -1,9 +1,9 @@
 """The paper's reference statistics and a side-by-side verdict for this library's runs.
 
 Eyono et al. (2026) compare each condition's 30 sweep accuracies with LayerNorm's (two-sided
-Mann-Whitney U, n = 30 vs 30) at r = 0, 0.25, 0.5 and 0.75. :data:`REFERENCE` holds what the
+Mann-Whitney U, n = 30 vs 30) at r = 0, 0.25, 0.5 and 0.75. `REFERENCE` holds what the
 paper states for every condition (its expected direction and, where the paper gives them, U and
-p); :func:`compare_with_paper` puts the library's own test of the same cell beside it with a
+p); `compare_with_paper` puts the library's own test of the same cell beside it with a
 verdict: **agrees** when both land in the same class (worse / n.s. / better at p < 0.05),
 **differs** otherwise, **no data** when the library has fewer than two runs on a side.
 """
@@ -28,10 +28,10 @@ class PaperCell:
         finding: the finding's number and short name (SPEC section 6).
         condition: the preset.
         luminosity: r.
-        expected: ``"worse"``, ``"n.s."`` or ``"better"``.
+        expected: `"worse"`, `"n.s."` or `"better"`.
         u: the paper's U, when stated.
-        p: the paper's p (or its bound, see ``p_text``), when stated.
-        p_text: how the paper states p (``"≤ 2e-10"``, ``"0.28"``, ``"≈ 0.002–0.004"``).
+        p: the paper's p (or its bound, see `p_text`), when stated.
+        p_text: how the paper states p (`"≤ 2e-10"`, `"0.28"`, `"≈ 0.002–0.004"`).
     """
 
     finding: str
@@ -79,8 +79,8 @@ class PaperComparison:
     Attributes:
         paper: the paper's cell.
         library: the library's Mann-Whitney row, or None when it has no runs of the cell.
-        observed: the library's class (``"worse"``, ``"n.s."``, ``"better"``) or None.
-        verdict: ``"agrees"``, ``"differs"`` or ``"no data"``.
+        observed: the library's class (`"worse"`, `"n.s."`, `"better"`) or None.
+        verdict: `"agrees"`, `"differs"` or `"no data"`.
     """
 
     paper: PaperCell

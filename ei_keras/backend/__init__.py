@@ -1,7 +1,7 @@
 """Backend-specific pieces outside the trainers, chosen once, at import.
 
-``DaleSGDUpdate``: how :class:`ei_keras.optimizers.DaleSGD` carries out one update of its
-variable groups (``apply_groups``). ``dense_t``: ``x @ w.T`` of the Dale layers.
+`DaleSGDUpdate`: how `ei_keras.optimizers.DaleSGD` carries out one update of its
+variable groups (`apply_groups`). `dense_t`: `x @ w.T` of the Dale layers.
 """
 
 from __future__ import annotations

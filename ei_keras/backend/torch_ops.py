@@ -1,5 +1,5 @@
 """Small ops of the Dale layers on eager PyTorch: one kernel call instead of several
-``keras.ops`` dispatches (each converts and checks its arguments on every step)."""
+`keras.ops` dispatches (each converts and checks its arguments on every step)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ei_keras.backend import generic_ops
 
 
 def dense_t(x, w):
-    """``x @ w.T`` (``torch.nn.functional.linear``: the same ``mm`` on a transposed view)."""
+    """`x @ w.T` (`torch.nn.functional.linear`: the same `mm` on a transposed view)."""
     if isinstance(w, keras.Variable):
         w = w.value
     if not (isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor)) or x.dtype != w.dtype:

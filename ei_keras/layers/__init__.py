@@ -1,5 +1,5 @@
 """Keras layers of ei_keras. LayerNorm is Keras' own:
-``keras.layers.LayerNormalization(center=False, scale=False, epsilon=1e-5)``."""
+`keras.layers.LayerNormalization(center=False, scale=False, epsilon=1e-5)`."""
 
 from ei_keras.layers.e_dense import EDense
 from ei_keras.layers.ei_conv2d import EIConv2D

@@ -12,30 +12,45 @@ from ei_keras.layers.ei_dense import EIDense
 class EIConv2D(DaleConv2D, EIDense):
     """2-D convolution with separate excitatory and inhibitory populations (Dale's principle).
 
-    :class:`EIDense` applied to every ``(kh, kw, in_channels)`` patch ``x_p`` of the input,
-    flattened to ``d = kh * kw * in_channels`` values: ``z = x_p W_EE^T - (x_p W_IE^T) W_EI^T
-    + b`` at every output location. The excitatory kernel ``W_EE`` ``(filters, d)`` and the
-    inhibitory kernel ``W_IE`` ``(ni, d)`` are convolutions; ``W_EI`` ``(filters, ni)`` mixes the
-    ``ni`` inhibitory channels into each excitatory channel at the same location. All three stay
-    >= 0; ``b`` is free.
+    `EIDense` applied to every `(kh, kw, in_channels)` patch `x_p` of the input,
+    flattened to `d = kh * kw * in_channels` values: `z = x_p W_EE^T - (x_p W_IE^T) W_EI^T
+    + b` at every output location. The excitatory kernel `W_EE` `(filters, d)` and the
+    inhibitory kernel `W_IE` `(ni, d)` are convolutions; `W_EI` `(filters, ni)` mixes the
+    `ni` inhibitory channels into each excitatory channel at the same location. All three stay
+    >= 0; `b` is free.
 
-    Balanced initialisation, per patch: ``W_EE ~ Exponential(sigma)`` with the fan-in ``d``,
-    every row of ``W_IE`` the mean row of ``W_EE`` and rows of ``W_EI`` summing to 1, so at
-    every output location of every sample the mean of ``z`` over the output channels is ``b``'s
+    Balanced initialisation, per patch: `W_EE ~ Exponential(sigma)` with the fan-in `d`,
+    every row of `W_IE` the mean row of `W_EE` and rows of `W_EI` summing to 1, so at
+    every output location of every sample the mean of `z` over the output channels is `b`'s
     mean (0 at initialisation), whatever the image (zero padding included).
 
-    Channels-last only: inputs ``(batch, height, width, channels)``.
+    Channels-last only: inputs `(batch, height, width, channels)`.
 
     Args:
-        filters: number of excitatory output channels ``ne`` (>= 1).
-        kernel_size, strides, padding, dilation_rate: as in ``keras.layers.Conv2D``.
-        data_format: ``None`` or ``"channels_last"`` (``"channels_first"`` is an error).
-        inhibitory_units: inhibitory channels ``ni``; default ``max(1, floor(0.1 * filters))``.
-        **kwargs: the other arguments of :class:`EIDense` (``activation``, ``use_bias``,
-            ``kernel_initializer`` -- called with Conv2D's kernel shape
-            ``(kh, kw, in_channels, filters)``, values >= 0 --, the regularizers and
-            constraints, ``init_distribution``, ``trainable_ei``, ``seed``) and base
-            ``keras.layers.Layer`` arguments.
+        filters: number of excitatory output channels `ne` (>= 1).
+        kernel_size: int or pair, as in `keras.layers.Conv2D`.
+        strides: int or pair, as in `keras.layers.Conv2D` (default 1).
+        padding: `"valid"` or `"same"`, as in `keras.layers.Conv2D`.
+        data_format: `None` or `"channels_last"` (`"channels_first"` is an error).
+        dilation_rate: int or pair, as in `keras.layers.Conv2D` (default 1).
+        **kwargs: `inhibitory_units` (inhibitory channels `ni`; default
+            `max(1, floor(0.1 * filters))`), the other arguments of `EIDense` (`activation`,
+            `use_bias`,
+            `kernel_initializer` -- called with Conv2D's kernel shape
+            `(kh, kw, in_channels, filters)`, values >= 0 --, the regularizers and
+            constraints, `init_distribution`, `trainable_ei`, `seed`) and base
+            `keras.layers.Layer` arguments.
+
+    Input shape:
+        4-D tensor with shape `(batch_size, height, width, channels)` (channels last).
+
+    Output shape:
+        4-D tensor with shape `(batch_size, new_height, new_width, filters)`, as
+        `keras.layers.Conv2D` gives for the same `kernel_size`, `strides`, `padding` and
+        `dilation_rate`.
+
+    Call arguments:
+        - `inputs`: the input tensor.
 
     Example: the mean over channels of the pre-activation is 0 at every location.
 

@@ -1,21 +1,19 @@
 """Error-signal normalization ("GradNorm" and its ablations): identity forward, normalized backward.
 
-SPEC section 2. Per sample, on a layer's (normalized) pre-activation ``z`` with upstream error
-``g = dL/dz``, ``mu = mean_j z``, ``sigma = sqrt(var_j z + eps)``, ``y = (z - mu) / sigma``:
+SPEC section 2. Per sample, on a layer's (normalized) pre-activation `z` with upstream error
+`g = dL/dz`, `mu = mean_j z`, `sigma = sqrt(var_j z + eps)`, `y = (z - mu) / sigma`:
 
-=============  =========================================  ==========================
-mode           backward ``g ->``                          paper name
-=============  =========================================  ==========================
-``full``       ``(g - mean_j g - y mean_j(g y)) / sigma``  GradNorm (= LayerNorm's backward)
-``center``     ``g - mean_j g``                           centering only
-``scale``      ``g / sigma``                              scaling only
-``decorrelate````g - y mean_j(g y)``                      orthogonalize only
-``lateral``    ``g - sum_j w_j g_j`` (fixed ``w > 0``)      lateral inhibition (Theorem 1)
-``none``       ``g``                                      I-Norm without GradNorm
-=============  =========================================  ==========================
+| mode | backward `g ->` | paper name |
+|:---|:---|:---|
+| `full` | `(g - mean_j g - y mean_j(g y)) / sigma` | GradNorm (= LayerNorm's backward) |
+| `center` | `g - mean_j g` | centering only |
+| `scale` | `g / sigma` | scaling only |
+| `decorrelate` | `g - y mean_j(g y)` | orthogonalize only |
+| `lateral` | `g - sum_j w_j g_j` (fixed `w > 0`) | lateral inhibition (Theorem 1) |
+| `none` | `g` | I-Norm without GradNorm |
 
-The reference code uses ``z`` in place of ``y`` for ``full``/``decorrelate``; we use ``y`` so
-that ``full`` equals the gradient of a LayerNorm at ``z`` for *any* ``z`` (tested).
+The reference code uses `z` in place of `y` for `full`/`decorrelate`; we use `y` so
+that `full` equals the gradient of a LayerNorm at `z` for *any* `z` (tested).
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ ERROR_NORMALIZATION_MODES = ("full", "center", "scale", "decorrelate", "lateral"
 
 
 def validate_mode(mode: str) -> str:
-    """Return ``mode`` if it is a known error-normalization mode, else raise ``ValueError``."""
+    """Return `mode` if it is a known error-normalization mode, else raise `ValueError`."""
     if mode is None:
         return "none"
     if not isinstance(mode, str) or mode not in ERROR_NORMALIZATION_MODES:
@@ -47,20 +45,20 @@ def _moments_last_axis(z, epsilon):
 
 
 def normalized_error(g, z, mode: str, lateral_weights=None, epsilon: float = 1e-5):
-    """The backward map of SPEC section 2 applied to an error ``g`` at the point ``z``.
+    """The backward map of SPEC section 2 applied to an error `g` at the point `z`.
 
-    This is the plain formula (no custom gradient) — what :func:`normalize_error` sends back.
-    Computed in float32 whatever the inputs' dtype, returned in ``g``'s dtype.
+    This is the plain formula (no custom gradient) — what `normalize_error` sends back.
+    Computed in float32 whatever the inputs' dtype, returned in `g`'s dtype.
 
     Args:
-        g: upstream error, shape ``(batch, units)``.
+        g: upstream error, shape `(batch, units)`.
         z: the pre-activation at which the error is normalized, same shape.
-        mode: one of :data:`ERROR_NORMALIZATION_MODES`.
-        lateral_weights: shape ``(units,)``, positive, summing to 1 (``lateral`` mode only).
+        mode: one of `ERROR_NORMALIZATION_MODES`.
+        lateral_weights: shape `(units,)`, positive, summing to 1 (`lateral` mode only).
         epsilon: added to the per-sample variance.
 
     Returns:
-        The normalized error, same shape and dtype as ``g``.
+        The normalized error, same shape and dtype as `g`.
     """
     mode = validate_mode(mode)
     dtype = g.dtype
@@ -91,15 +89,15 @@ def normalize_error(z, mode: str = "full", lateral_weights=None, epsilon: float 
     """Identity in the forward pass; normalizes the error signal in the backward pass.
 
     Args:
-        z: pre-activation, shape ``(batch, units)``.
-        mode: one of ``"full"`` (GradNorm), ``"center"``, ``"scale"``, ``"decorrelate"``,
-            ``"lateral"``, ``"none"``.
-        lateral_weights: fixed positive pooling weights of shape ``(units,)`` summing to 1,
-            required for ``"lateral"``; they receive no gradient.
-        epsilon: added to the per-sample variance in ``full`` and ``scale``/``decorrelate``.
+        z: pre-activation, shape `(batch, units)`.
+        mode: one of `"full"` (GradNorm), `"center"`, `"scale"`, `"decorrelate"`,
+            `"lateral"`, `"none"`.
+        lateral_weights: fixed positive pooling weights of shape `(units,)` summing to 1,
+            required for `"lateral"`; they receive no gradient.
+        epsilon: added to the per-sample variance in `full` and `scale`/`decorrelate`.
 
     Returns:
-        A tensor equal to ``z``.
+        A tensor equal to `z`.
 
     Example:
 
@@ -150,7 +148,7 @@ def normalize_error(z, mode: str = "full", lateral_weights=None, epsilon: float 
 def lateral_pooling_weights(units: int, seed: int | None = None, dtype: str = "float32"):
     """Fixed random lateral-inhibition weights: uniform draws normalized to sum to 1.
 
-    Drawn with NumPy from ``seed`` so the same seed gives the same weights on every backend.
+    Drawn with NumPy from `seed` so the same seed gives the same weights on every backend.
     """
     import numpy as np
 

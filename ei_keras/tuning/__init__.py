@@ -10,9 +10,9 @@ result = run_sweep("tuner_configs/ei.json", preset="ei_ln", luminosity=0.75, tri
 result["finished"]  # 2
 ```
 
-Command line: ``ei-keras sweep --config tuner_configs/ei.json --preset ei_ln --luminosity 0.75
---trials 30 --out runs/sweeps`` (or ``python -m ei_keras.tuning ...``). The names load on first
-use, so importing this package (e.g. for :func:`add_sweep_parser`) does not import KerasTuner.
+Command line: `ei-keras sweep --config tuner_configs/ei.json --preset ei_ln --luminosity 0.75
+--trials 30 --out runs/sweeps` (or `python -m ei_keras.tuning ...`). The names load on first
+use, so importing this package (e.g. for `add_sweep_parser`) does not import KerasTuner.
 """
 
 import importlib

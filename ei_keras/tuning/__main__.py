@@ -1,5 +1,5 @@
-"""``python -m ei_keras.tuning --preset ei_ln ...``: the sweep without the main CLI (for
-distributed workers and tests). Choose the backend with ``KERAS_BACKEND``."""
+"""`python -m ei_keras.tuning --preset ei_ln ...`: the sweep without the main CLI (for
+distributed workers and tests). Choose the backend with `KERAS_BACKEND`."""
 
 import argparse
 import os

@@ -1,13 +1,13 @@
-"""``EIHyperModel``: one trial of a sweep is one :func:`ei_keras.experiment.run_experiment` run.
+"""`EIHyperModel`: one trial of a sweep is one `ei_keras.experiment.run_experiment` run.
 
-A trial's values (``lr_e``, ``lr_ie``, ``lr_ei``, ``width``, ``norm_weight``, ...) become the
+A trial's values (`lr_e`, `lr_ie`, `lr_ei`, `width`, `norm_weight`, ...) become the
 dotted configuration of a run; the run directory lands in
-``<out>/runs/<preset>/r<luminosity>/trial_<id>/`` with ``config.json`` (carrying ``trial_id``,
-``condition`` = the preset and ``luminosity``), ``history.csv`` and ``metrics.json``, which is
-what :func:`ei_keras.analysis.load_runs` and the report read. The trial's objective,
-``val_accuracy``, is the final accuracy on a validation set held out of the training images
-(:data:`VALIDATION_SIZE` of them, shifted like the test set): the tuner never selects on the
-test set, whose accuracy is recorded beside it (``test_accuracy``, the paper's measure). A
+`<out>/runs/<preset>/r<luminosity>/trial_<id>/` with `config.json` (carrying `trial_id`,
+`condition` = the preset and `luminosity`), `history.csv` and `metrics.json`, which is
+what `ei_keras.analysis.load_runs` and the report read. The trial's objective,
+`val_accuracy`, is the final accuracy on a validation set held out of the training images
+(`VALIDATION_SIZE` of them, shifted like the test set): the tuner never selects on the
+test set, whose accuracy is recorded beside it (`test_accuracy`, the paper's measure). A
 diverged trial scores chance, 0.1.
 """
 
@@ -27,7 +27,7 @@ __all__ = ["CHANCE_ACCURACY", "OBJECTIVE", "SMOKE_VALIDATION_SIZE", "VALIDATION_
            "EIHyperModel", "lum_dir"]
 
 OBJECTIVE = "val_accuracy"
-#: Training images each trial holds out for the objective (full size / ``--smoke``).
+#: Training images each trial holds out for the objective (full size / `--smoke`).
 VALIDATION_SIZE = 5000
 SMOKE_VALIDATION_SIZE = 64
 
@@ -35,20 +35,20 @@ SMOKE_VALIDATION_SIZE = 64
 class EIHyperModel(keras_tuner.HyperModel):
     """Builds and trains a zoo preset from a trial's hyperparameter values.
 
-    ``build(hp)`` returns the preset built and compiled by :func:`ei_keras.zoo.build` (the
-    Tuner must not be given ``optimizer=`` or ``loss=``, which would recompile it). ``fit``
-    trains through :func:`ei_keras.experiment.run_experiment` (shifted training stream with
+    `build(hp)` returns the preset built and compiled by `ei_keras.zoo.build` (the
+    Tuner must not be given `optimizer=` or `loss=`, which would recompile it). `fit`
+    trains through `ei_keras.experiment.run_experiment` (shifted training stream with
     fresh shifts every epoch, divergence monitor, run directory written atomically) and returns
-    ``{"val_accuracy": final accuracy on the held-out validation split}``.
+    `{"val_accuracy": final accuracy on the held-out validation split}`.
 
     Args:
-        preset: a zoo preset name (:func:`ei_keras.zoo.all_names`).
-        luminosity: the shift half-width ``r``.
-        runs_dir: where run directories go: ``<runs_dir>/<preset>/r<lum>/trial_<id>``.
-        smoke: tiny runs for CI (:data:`ei_keras.config.SMOKE_OVERRIDES`).
-        overrides: further dotted run-configuration overrides (e.g. ``{"data.data_dir": ...}``).
-        save_model: also write ``model.keras`` into each run directory (needed for
-            ``tuner.get_best_models()``).
+        preset: a zoo preset name (`ei_keras.zoo.all_names`).
+        luminosity: the shift half-width `r`.
+        runs_dir: where run directories go: `<runs_dir>/<preset>/r<lum>/trial_<id>`.
+        smoke: tiny runs for CI (`ei_keras.config.SMOKE_OVERRIDES`).
+        overrides: further dotted run-configuration overrides (e.g. `{"data.data_dir": ...}`).
+        save_model: also write `model.keras` into each run directory (needed for
+            `tuner.get_best_models()`).
         printer: progress output.
 
     Example:
@@ -83,7 +83,7 @@ class EIHyperModel(keras_tuner.HyperModel):
 
     # ---------------------------------------------------------------------------------------
     def values(self, hp) -> dict:
-        """The trial's hyperparameter values that this preset uses (``norm_weight`` only for the
+        """The trial's hyperparameter values that this preset uses (`norm_weight` only for the
         I-Norm presets)."""
         from ei_keras.tuning.space import family
 
@@ -93,13 +93,13 @@ class EIHyperModel(keras_tuner.HyperModel):
         return out
 
     def run_dir(self, trial_id: str) -> Path:
-        """The run directory of trial ``trial_id``."""
+        """The run directory of trial `trial_id`."""
         return self.runs_dir / self.preset / lum_dir(self.luminosity) / f"trial_{trial_id}"
 
     def run_config(self, hp, trial_id: str) -> RunConfig:
-        """The :class:`ei_keras.config.RunConfig` of a trial. The run seed (initialisation and
-        shift streams) is the trial number, so trial ``i`` of every preset and luminosity
-        starts from the same seed, as configuration ``i`` of the recipes does."""
+        """The `ei_keras.config.RunConfig` of a trial. The run seed (initialisation and
+        shift streams) is the trial number, so trial `i` of every preset and luminosity
+        starts from the same seed, as configuration `i` of the recipes does."""
         overrides = {"preset": self.preset, "seed": int(trial_id),
                      "data.luminosity": self.luminosity,
                      "data.validation_size": VALIDATION_SIZE}
@@ -112,7 +112,7 @@ class EIHyperModel(keras_tuner.HyperModel):
         return RunConfig().with_overrides(overrides)
 
     def build(self, hp, seed: int | None = 0):
-        """The preset built and compiled with the trial's values (``zoo.build``)."""
+        """The preset built and compiled with the trial's values (`zoo.build`)."""
         from ei_keras import data, zoo
 
         cfg = self.run_config(hp, "0")
@@ -123,21 +123,21 @@ class EIHyperModel(keras_tuner.HyperModel):
     # ---------------------------------------------------------------------------------------
     def fit(self, hp, model, *args, trial_id: str | None = None, tuner_id: str = "tuner0",
             epochs: int | None = None, initial_epoch: int = 0, callbacks=None, **kwargs):
-        """Train one trial and write its run directory; return ``{"val_accuracy": accuracy}``
+        """Train one trial and write its run directory; return `{"val_accuracy": accuracy}`
         (chance for a diverged trial).
 
-        Under :class:`ei_keras.tuning.SweepTuner` (``trial_id`` given) ``model`` is not
-        trained: ``run_experiment`` builds its own from the same preset and values, seeded by
+        Under `ei_keras.tuning.SweepTuner` (`trial_id` given) `model` is not
+        trained: `run_experiment` builds its own from the same preset and values, seeded by
         the trial number. A complete run directory of the same trial whose fingerprint matches
         (a trial whose process was killed after writing it, before the tuner recorded it) is
         reused instead of trained again; one with another fingerprint stops the sweep with an
         error naming the keys.
 
-        Under any other KerasTuner tuner (``keras_tuner.Hyperband(EIHyperModel(...))``, ...)
-        the tuner's ``model`` is trained from ``initial_epoch`` to ``epochs`` with the tuner's
-        ``callbacks`` (its checkpoints and per-epoch reports, on the validation split), so
+        Under any other KerasTuner tuner (`keras_tuner.Hyperband(EIHyperModel(...))`, ...)
+        the tuner's `model` is trained from `initial_epoch` to `epochs` with the tuner's
+        `callbacks` (its checkpoints and per-epoch reports, on the validation split), so
         Hyperband can continue a trial from its checkpoint; the run directory is
-        ``trial_<digest of the values and epochs>``.
+        `trial_<digest of the values and epochs>`.
         """
         from ei_keras.experiment import resolve, run_experiment
         from ei_keras.run_directory import load_run, sort_finished, stale_runs_error

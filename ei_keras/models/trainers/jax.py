@@ -1,10 +1,10 @@
-"""The dual-loss training step on JAX: stateless, jitted by Keras' own ``fit``.
+"""The dual-loss training step on JAX: stateless, jitted by Keras' own `fit`.
 
-One forward pass inside a ``keras.StatelessScope`` gives both losses; ``jax.vjp`` of
-``(task_loss, norm_loss)`` with respect to ``(task variables, normalization variables)`` is
+One forward pass inside a `keras.StatelessScope` gives both losses; `jax.vjp` of
+`(task_loss, norm_loss)` with respect to `(task variables, normalization variables)` is
 pulled back twice, once per loss, and each pull-back keeps only the gradient of the variables
 that loss trains (XLA drops the other half). State goes in and out as Keras' JAX trainer
-threads it: ``(trainable, non_trainable, optimizer, metrics)`` values.
+threads it: `(trainable, non_trainable, optimizer, metrics)` values.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ def _merge(task_values, norm_values, is_norm):
 
 
 class DualLossTrainer(DualLossTrainerBase):
-    """Dual-loss ``train_step`` / ``test_step`` for the JAX backend."""
+    """Dual-loss `train_step` / `test_step` for the JAX backend."""
 
     def _stateless_forward(self, trainable_values, non_trainable_values, x, y, sample_weight,
                            training):
-        """``(y_pred, non_trainable values, (loss, task_loss, norm_loss))``, stateless."""
+        """`(y_pred, non_trainable values, (loss, task_loss, norm_loss))`, stateless."""
         mapping = list(zip(self.trainable_variables, trainable_values)) + \
             list(zip(self.non_trainable_variables, non_trainable_values))
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
@@ -42,8 +42,8 @@ class DualLossTrainer(DualLossTrainerBase):
         return y_pred, non_trainable_values, losses
 
     def _apply(self, optimizer_values, trainable_values, grads, variables):
-        """Stateless ``optimizer.apply(grads, variables)`` for any subset of the trainable
-        variables: ``(trainable values, optimizer values)``."""
+        """Stateless `optimizer.apply(grads, variables)` for any subset of the trainable
+        variables: `(trainable values, optimizer values)`."""
         mapping = list(zip(self.trainable_variables, trainable_values)) + \
             list(zip(self.optimizer.variables, optimizer_values))
         with keras.StatelessScope(state_mapping=mapping) as scope:
