@@ -221,6 +221,17 @@ def _pages() -> list[Path]:
     return sorted(PAGES.rglob("*.md"))
 
 
+def _prose_lines(text: str) -> list[str]:
+    """The lines of a docstring or page outside ``` fences."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            out.append(line)
+    return out
+
+
 def test_no_rest_markup_in_docstrings_or_pages() -> None:
     raw = _script("check_site").RAW_MARKUP
     found = []
@@ -234,6 +245,9 @@ def test_no_rest_markup_in_docstrings_or_pages() -> None:
             found += [f"{where}: {what} {m.group(0)!r}" for m in pattern.finditer(text)]
         found += [f"{where}: reST literal block '::'" for line in text.splitlines()
                   if line.rstrip().endswith("::") and not line.lstrip().startswith(":::")]
+        # A prose line starting with `>` (`>= 0` wrapped to the line start) is a blockquote.
+        found += [f"{where}: line starts with '>' (renders as a quote): {line.strip()!r}"
+                  for line in _prose_lines(text) if re.match(r"\s*>(?!>>)", line)]
     assert not found, "\n".join(found)
     # The converter the integrator reruns after a merge has nothing left to change.
     converter = _script("md_docstrings")

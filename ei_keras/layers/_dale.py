@@ -157,8 +157,8 @@ class DaleDense(keras.layers.Layer):
                                trainable=trainable)
 
     def add_inhibitory_weights(self, w_ee: np.ndarray, seed: int):
-        """`W_IE` (ni, d) = mean row of `W_EE`, `W_EI` (ne, ni) row-stochastic; both
-        >= 0. Returns their initial values (float64, NumPy)."""
+        """`W_IE` (ni, d) = mean row of `W_EE`, `W_EI` (ne, ni) row-stochastic, both
+        non-negative. Returns their initial values (float64, NumPy)."""
         w_ie = balanced_inhibition(w_ee, self.inhibitory_units)
         w_ei = RowStochastic(distribution=self.init_distribution, seed=seed + 1).sample(
             (self.units, self.inhibitory_units))

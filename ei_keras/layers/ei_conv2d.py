@@ -16,8 +16,8 @@ class EIConv2D(DaleConv2D, EIDense):
     flattened to `d = kh * kw * in_channels` values: `z = x_p W_EE^T - (x_p W_IE^T) W_EI^T
     + b` at every output location. The excitatory kernel `W_EE` `(filters, d)` and the
     inhibitory kernel `W_IE` `(ni, d)` are convolutions; `W_EI` `(filters, ni)` mixes the
-    `ni` inhibitory channels into each excitatory channel at the same location. All three stay
-    >= 0; `b` is free.
+    `ni` inhibitory channels into each excitatory channel at the same location. All three
+    stay >= 0; `b` is free.
 
     Balanced initialisation, per patch: `W_EE ~ Exponential(sigma)` with the fan-in `d`,
     every row of `W_IE` the mean row of `W_EE` and rows of `W_EI` summing to 1, so at

@@ -50,6 +50,11 @@ class DualLossModel(DualLossTrainer, keras.Model):
     `outputs`; this class hands that construction to a Functional twin so it stays
     subclassable.)
 
+    Args:
+        *args: `inputs, outputs`, as `keras.Model` takes them (a Functional model); none
+            in a subclass.
+        **kwargs: `keras.Model`'s arguments (`inputs`, `outputs`, `name`, ...).
+
     Example:
 
     >>> import keras
