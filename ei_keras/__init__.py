@@ -4,16 +4,22 @@ error signals, as Keras 3 layers and models that run under TensorFlow, JAX and P
 Importing `ei_keras` imports Keras (choose `KERAS_BACKEND` before it) and registers every
 layer, loss, initializer and model, so `keras.models.load_model("x.keras")` needs no
 `custom_objects` (the `ei-keras` command does this only once it has chosen the backend, so
-its `--help` starts without Keras). The modules that need no Keras (`analysis`) and the run
-machinery load on first use:
+its `--help` starts without Keras). It changes nothing else in the process (no environment
+variable is set). The modules that need no Keras (`analysis`) and the run machinery load on
+first use:
 
-- `ei_keras.layers` — `EIDense`, `EDense`, `INormDense`, `ErrorNormalization`
+- `ei_keras.layers` — `EIDense`, `EDense`, `INormDense`, `ErrorNormalization`, `EIConv2D`,
+  `INormConv2D`
 - `ei_keras.ops` — `normalize_error` (`keras.ops.custom_gradient`)
-- `ei_keras.initializers`, `ei_keras.losses`, `ei_keras.optimizers`
-- `ei_keras.models` — `EINetwork`; `ei_keras.zoo` — the paper's presets
+- `ei_keras.initializers`, `ei_keras.losses`, `ei_keras.optimizers`, `ei_keras.constraints`
+- `ei_keras.models` — `DualLossModel`, `DualLossTrainer`, `EINetwork`, `EIConvNetwork`;
+  `ei_keras.zoo` — the paper's presets
 - `ei_keras.data` — offline Fashion-MNIST with luminosity shifts
-- `ei_keras.measures`, `ei_keras.divergence`, `ei_keras.experiment`
-- `ei_keras.analysis` — Mann-Whitney tables, figures, reports (no Keras needed)
+- `ei_keras.measures`, `ei_keras.divergence`
+
+The research harness needs the `research` extra (`pip install "ei-keras[research]"`):
+`ei_keras.experiment` (one run), `ei_keras.tuning` (KerasTuner sweeps), `ei_keras.analysis`
+(Mann-Whitney tables, figures, reports; no Keras needed).
 
 Reference: Eyono, Levenstein, Ghosh, Cornford, Richards (2026), "Inhibitory normalization of
 error signals improves learning in neural circuits".

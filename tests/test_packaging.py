@@ -216,6 +216,13 @@ def test_light_install_trains_a_dual_loss_model_and_names_the_research_extra(
     assert line.endswith('pip install "ei-keras[research]"')
     assert list((tmp_path / "runs").iterdir()) == []  # nothing written
 
+    sweep = subprocess.run([str(light_venv / "bin" / "python"), "-m", "ei_keras.tuning",
+                            "--preset", "ei_ln", "--out", "runs"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert sweep.returncode == 2, sweep.stderr
+    (line,) = sweep.stderr.splitlines()
+    assert line.startswith("error: python -m ei_keras.tuning needs the research extra (")
+
     presets = subprocess.run([str(light_venv / "bin" / "ei-keras"), "presets"], env=env,
                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert presets.returncode == 0, presets.stderr[-2000:]  # the library's verb needs no extra
