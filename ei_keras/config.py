@@ -322,8 +322,23 @@ class OptConfig:
         Kind("float", low=0.0, high=1.0, high_open=True, optional=True), None,
         "SGD momentum of the inhibitory groups (None: as momentum)")
     inhibitory_clipnorm: float | None = _key(
-        Kind("float", low=0.0, low_open=True, optional=True), None,
-        "clip each inhibitory variable's gradient norm at this value")
+        Kind("float", low=0.0, optional=True), None,
+        "clip each inhibitory variable's gradient norm at this value (0: no clip; None: the "
+        "preset's, 0.1 for the I-Norm presets)")
+    exponentiated: bool | None = _key(
+        Kind("bool", optional=True), None,
+        "exponentiated-gradient step for the excitatory group, w <- w exp(-lr_e sign(w) u) "
+        "(the paper code's opt.exponentiated; None/false: SGD)")
+    inhibitory_exponentiated: bool | None = _key(
+        Kind("bool", optional=True), None,
+        "exponentiated-gradient step for the inhibitory groups (None/false: SGD)")
+    eg_normalise: bool | None = _key(
+        Kind("bool", optional=True), None,
+        "EG groups hold each weight tensor's L1 norm at its first-update value (the paper "
+        "code's opt.eg_normalise)")
+    split_bias: bool | None = _key(
+        Kind("bool", optional=True), None,
+        "every bias as b+ - b-, two non-negative variables (lets an EG bias change sign)")
 
 
 @dataclasses.dataclass(frozen=True)

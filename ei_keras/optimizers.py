@@ -7,6 +7,10 @@ inhibitory output weights (`W_EI`, `B_EI`: `lr_ei`). `dale_optimizer` builds one
 by its path, so there is one optimizer state, threaded through JAX's stateless step like any
 other optimizer, saved in `.keras` files, and the `NonNeg` constraints are applied after
 every update. `dale_sgd` is the paper's choice: plain SGD in every group.
+
+`ExponentiatedSGD` and `ExponentiatedAdam` are the exponentiated-gradient (EG)
+optimizers, `w <- w * exp(-lr * sign(w) * u)`: sign-preserving without any constraint, for
+any group (`dale_sgd(exponentiated=True)`, or an instance in `dale_optimizer`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import copy
 import math
 
 import keras
+import numpy as np
+from keras import ops
 
 from ei_keras.backend import DaleSGDUpdate
 
@@ -188,6 +194,9 @@ def dale_sgd(
     momentum: float = 0.0,
     inhibitory_momentum: float | None = None,
     clipnorm: float | None = None,
+    exponentiated: bool = False,
+    inhibitory_exponentiated: bool = False,
+    eg_normalise: bool = False,
     **kwargs,
 ) -> keras.optimizers.MultiOptimizer:
     """Plain SGD with one learning rate per variable group (paper: momentum 0, no decay).
@@ -200,6 +209,12 @@ def dale_sgd(
         momentum: SGD momentum of the excitatory group.
         inhibitory_momentum: momentum of the two inhibitory groups (default: `momentum`).
         clipnorm: optional per-variable gradient-norm clip for the inhibitory groups.
+        exponentiated: the excitatory group takes the exponentiated-gradient step
+            (`ExponentiatedSGD`, same learning rate and momentum) instead of SGD (the
+            paper code's `opt.exponentiated`).
+        inhibitory_exponentiated: the two inhibitory groups take the EG step.
+        eg_normalise: the EG groups hold each variable's L1 norm at its first-update value
+            (the paper code's `opt.eg_normalise`; `ExponentiatedSGD`'s `normalise`).
         **kwargs: other arguments of `keras.optimizers.SGD` for every group
             (`nesterov`, `weight_decay`, `clipvalue`, `global_clipnorm`, `use_ema`,
             `gradient_accumulation_steps`, ...).
@@ -229,12 +244,17 @@ def dale_sgd(
                         "`name` is its own.")
     i_mom = momentum if inhibitory_momentum is None else inhibitory_momentum
     kw = {"clipnorm": clipnorm} if clipnorm else {}
+
+    def group(eg: bool, lr, mom, name, **more):
+        if eg:
+            return ExponentiatedSGD(lr, momentum=mom, normalise=bool(eg_normalise),
+                                    name=f"exponentiated_sgd_{name}", **more, **kwargs)
+        return keras.optimizers.SGD(lr, momentum=mom, name=f"sgd_{name}", **more, **kwargs)
+
     return dale_optimizer(
-        keras.optimizers.SGD(lr_e, momentum=momentum, name="sgd_excitatory", **kwargs),
-        keras.optimizers.SGD(lr_ie, momentum=i_mom, name="sgd_inhibitory_input", **kw,
-                             **kwargs),
-        keras.optimizers.SGD(lr_ei, momentum=i_mom, name="sgd_inhibitory_output", **kw,
-                             **kwargs),
+        group(exponentiated, lr_e, momentum, "excitatory"),
+        group(inhibitory_exponentiated, lr_ie, i_mom, "inhibitory_input", **kw),
+        group(inhibitory_exponentiated, lr_ei, i_mom, "inhibitory_output", **kw),
         name="dale_sgd")
 
 
@@ -243,3 +263,207 @@ def group_learning_rates(optimizer) -> dict[str, float]:
     after loading; a schedule's value at the group's current iteration)."""
     return {group: float(keras.ops.convert_to_numpy(opt.learning_rate))
             for group, opt in group_optimizers(optimizer).items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Exponentiated gradient (EG): the sign-preserving update of Dale's-principle networks.
+
+
+class _Exponentiated(keras.optimizers.Optimizer):
+    """What the EG optimizers share: the multiplicative step, its safeguards and the
+    paper code's normalization (`normalise`); subclasses give the step's direction `u`.
+
+    `w <- sign(w) * clip(|w| * exp(-lr * sign(w) * u), tiny, huge)`: the magnitude is
+    multiplied, so a weight keeps its sign without any constraint. `tiny` / `huge` are the
+    dtype's smallest normal and largest finite numbers: an exponent past float range neither
+    turns a weight into 0 (which no EG step could move again) nor into infinity. A weight that
+    is exactly 0 has `sign(w) = 0` and stays 0 (as in the paper code, where
+    `torch.sign(0) = 0`): start EG weights away from 0.
+    """
+
+    def __init__(self, learning_rate, normalise: bool = False, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        if not isinstance(normalise, bool):
+            raise ValueError(f"Expected `normalise` to be a bool. Received: "
+                             f"normalise={normalise!r}")
+        self.normalise = normalise
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        # The L1 norm each variable is held at (``normalise``): taken at the first update, as
+        # the paper code does; 0 until then. Optimizer state, so saved with the model.
+        self.l1_norms = [self.add_variable(shape=(), dtype=v.dtype, initializer="zeros",
+                                           name=f"{v.name}_l1_norm")
+                         for v in variables] if self.normalise else []
+
+    def exponentiated_step(self, variable, direction, learning_rate) -> None:
+        """`variable <- variable * exp(-learning_rate * sign(variable) * direction)`, then
+        (`normalise`) rescaled to the L1 norm it had at the first update."""
+        dtype = variable.dtype
+        info = np.finfo(keras.backend.standardize_dtype(dtype))
+        tiny, huge = float(info.tiny), float(info.max)
+        sign = ops.sign(variable)
+        size = ops.abs(variable)
+        exponent = -ops.cast(learning_rate, dtype) * sign * direction
+        if not self.normalise:
+            self.assign(variable, sign * ops.clip(size * ops.exp(exponent), tiny, huge))
+            return
+        c = self.l1_norms[self._get_variable_index(variable)]
+        first = ops.cast(ops.equal(c, 0.0), dtype)  # 1 at the first update, else 0
+        self.assign(c, c + first * (ops.sum(size) - c))
+        # c * m / sum(m) with m = |w| exp(exponent), computed from the log-magnitudes less
+        # their maximum so that no step overflows; the zero entries (sign 0) take no part.
+        nonzero = ops.abs(sign)
+        log_size = ops.where(nonzero > 0, ops.log(ops.maximum(size, tiny)) + exponent, -huge)
+        m = ops.exp(log_size - ops.max(log_size)) * nonzero
+        self.assign(variable, sign * ops.clip(m * (c / ops.maximum(ops.sum(m), tiny)),
+                                              tiny, huge))
+
+    def get_config(self):
+        return {**super().get_config(), "normalise": self.normalise}
+
+
+@keras.saving.register_keras_serializable(package="ei_keras")
+class ExponentiatedSGD(_Exponentiated):
+    """Exponentiated-gradient descent: `w <- w * exp(-lr * sign(w) * u)`.
+
+    The sign-preserving learning rule for sign-constrained (Dale's-principle) weights: a step
+    multiplies each weight's magnitude, so an excitatory weight stays > 0 and a negative one
+    < 0 with no constraint or clamp. `u` is the gradient `g`, or with `momentum` `mu`
+    the paper code's (torch-style, learning rate outside the buffer) momentum:
+
+    ```
+    v <- mu * v + g
+    u = v                 (nesterov=False)
+    u = g + mu * v        (nesterov=True)
+    ```
+
+    With `normalise=True` (the paper code's `eg_normalise` / `normalise_weights`) each
+    variable is rescaled after every step to the L1 norm it had at its first update,
+    `w <- w * c / sum|w|` with `c = sum|w_0|`: EG then moves weight mass between entries
+    without changing the total.
+
+    A weight that is exactly 0 stays 0 (`sign(0) = 0`); magnitudes are kept within the
+    dtype's normal range, so no finite step underflows a weight to 0 or overflows it.
+    `weight_decay` is Keras' decoupled decay `w <- w * (1 - lr * weight_decay)` (also
+    multiplicative: sign-preserving while `lr * weight_decay < 1`); the paper code's EG decay
+    is `w <- w * exp(-lr * weight_decay * |w|)`.
+
+    Args:
+        learning_rate: a float or a `keras.optimizers.schedules.LearningRateSchedule`.
+        momentum: `mu` in [0, 1) (default 0).
+        nesterov: Nesterov momentum (default False).
+        normalise: hold each variable's L1 norm at its value at the first update.
+        **kwargs: `keras.optimizers.Optimizer`'s arguments (`clipnorm`, `weight_decay`,
+            `use_ema`, `gradient_accumulation_steps`, `name`, ...).
+
+    Example: EG for the excitatory group, SGD for the inhibitory ones.
+
+    >>> import keras
+    >>> from ei_keras.optimizers import ExponentiatedSGD, dale_optimizer
+    >>> opt = dale_optimizer(ExponentiatedSGD(0.05), keras.optimizers.SGD(0.01),
+    ...                      keras.optimizers.SGD(0.001))
+
+    Reference:
+        Cornford et al. (2024), "Brain-like learning with exponentiated gradients";
+        Kivinen & Warmuth (1997), "Exponentiated gradient versus gradient descent for linear
+        predictors".
+    """
+
+    def __init__(self, learning_rate=0.01, momentum: float = 0.0, nesterov: bool = False,
+                 normalise: bool = False, name: str = "exponentiated_sgd", **kwargs):
+        super().__init__(learning_rate=learning_rate, normalise=normalise, name=name,
+                         **kwargs)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
+                or not 0.0 <= momentum < 1.0:
+            raise ValueError(f"Expected `momentum` to be a number in [0, 1). Received: "
+                             f"momentum={momentum!r}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.momentums = (self.add_optimizer_variables(variables, "momentum")
+                          if self.momentum else [])
+
+    def update_step(self, gradient, variable, learning_rate):
+        gradient = ops.cast(gradient, variable.dtype)
+        direction = gradient
+        if self.momentum:
+            v = self.momentums[self._get_variable_index(variable)]
+            mu = ops.cast(self.momentum, variable.dtype)
+            self.assign(v, v * mu + gradient)
+            direction = gradient + mu * v if self.nesterov else v
+        self.exponentiated_step(variable, direction, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+@keras.saving.register_keras_serializable(package="ei_keras")
+class ExponentiatedAdam(_Exponentiated):
+    """Adam's direction taken multiplicatively: `w <- w * exp(-a_t * sign(w) * m / (sqrt(v) +
+    eps))`.
+
+    `m`, `v` and `a_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)` are exactly
+    `keras.optimizers.Adam`'s, so the exponent is the step Adam would add. (The paper code's
+    `AdamW(exponentiated_grad=True)` multiplies by `exp(-lr * sign(w) * g)` with the raw
+    gradient, ignoring its moments: that is `ExponentiatedSGD` without momentum.)
+    Sign preservation, the magnitude's range, `normalise` and `weight_decay` as in
+    `ExponentiatedSGD`.
+
+    Args:
+        learning_rate: a float or a `keras.optimizers.schedules.LearningRateSchedule`.
+        beta_1: as in `keras.optimizers.Adam`.
+        beta_2: as in `keras.optimizers.Adam`.
+        epsilon: as in `keras.optimizers.Adam`.
+        normalise: hold each variable's L1 norm at its value at the first update.
+        **kwargs: `keras.optimizers.Optimizer`'s arguments.
+
+    Example:
+
+    >>> from ei_keras.optimizers import ExponentiatedAdam, dale_optimizer
+    >>> opt = dale_optimizer(ExponentiatedAdam(1e-3), "sgd", "sgd")
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, normalise: bool = False,
+                 name: str = "exponentiated_adam", **kwargs):
+        super().__init__(learning_rate=learning_rate, normalise=normalise, name=name,
+                         **kwargs)
+        for n, b in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0.0 <= b < 1.0:
+                raise ValueError(f"Expected `{n}` to be a number in [0, 1). Received: "
+                                 f"{n}={b!r}")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) \
+                or not epsilon > 0:
+            raise ValueError(f"Expected `epsilon` > 0. Received: epsilon={epsilon!r}")
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.moments = self.add_optimizer_variables(variables, "momentum")
+        self.velocities = self.add_optimizer_variables(variables, "velocity")
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        gradient = ops.cast(gradient, dtype)
+        lr = ops.cast(learning_rate, dtype)
+        t = ops.cast(self.iterations + 1, dtype)
+        b1, b2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+        alpha = lr * ops.sqrt(1 - ops.power(b2, t)) / (1 - ops.power(b1, t))
+        i = self._get_variable_index(variable)
+        m, v = self.moments[i], self.velocities[i]
+        self.assign_add(m, (gradient - m) * (1 - b1))
+        self.assign_add(v, (ops.square(gradient) - v) * (1 - b2))
+        self.exponentiated_step(variable, m / (ops.sqrt(v) + self.epsilon), alpha)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}

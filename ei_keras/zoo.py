@@ -89,6 +89,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            _inorm("decorrelate"), _INORM_HP),
     Preset("inorm_lateral", "Fig. 7", "I-Norm + lateral inhibition of the error with fixed "
            "random positive weights (Theorem 1)", _inorm("lateral"), _INORM_HP),
+    Preset("ei_ln_detached", "(code)", "EI network + LayerNorm forward with the identity "
+           "backward: activity normalized, error not (the paper code's normtype_detach)",
+           {"hidden_layer": "ei", "normalization": "layer_norm_detached"}, _EI_HP),
 ]}
 
 #: Filters of the conv presets' last layer when `width` is not set (the first has half).
@@ -121,7 +124,8 @@ CONV_PRESETS: dict[str, Preset] = {p.name: p for p in [
 
 
 def names() -> list[str]:
-    """The paper's preset names (the MLPs), in the paper's order."""
+    """The paper's preset names (the MLPs): its figures' conditions in the paper's order, then
+    `ei_ln_detached` (an option of the paper's code, in no figure)."""
     return list(PRESETS)
 
 
@@ -154,8 +158,15 @@ def hyperparameters(name: str, **overrides) -> dict:
     unknown = set(overrides) - set(HYPERPARAMETERS)
     if unknown:
         raise ValueError(f"Unknown hyperparameter(s) {sorted(unknown)}. Known: {HYPERPARAMETERS}")
-    hp.update({k: v for k, v in overrides.items() if v is not None})
+    # Off unless set: recorded only when on, so a run's fingerprint (the resolved
+    # hyperparameters) is the same whether they are left out or set false.
+    hp.update({k: v for k, v in overrides.items()
+               if v is not None and not (k in EG_OPTIONS and v is False)})
     return hp
+
+
+#: The exponentiated-gradient options (`opt.*` keys, all off by default; README "EG").
+EG_OPTIONS = ("exponentiated", "inhibitory_exponentiated", "eg_normalise", "split_bias")
 
 
 def compile_model(model, hp: dict, jit_compile="auto",
@@ -168,7 +179,10 @@ def compile_model(model, hp: dict, jit_compile="auto",
     model.compile(
         optimizer=dale_sgd(hp["lr_e"], hp["lr_ie"], hp["lr_ei"], momentum=hp["momentum"],
                            inhibitory_momentum=hp.get("inhibitory_momentum"),
-                           clipnorm=hp.get("inhibitory_clipnorm")),
+                           clipnorm=hp.get("inhibitory_clipnorm"),
+                           exponentiated=hp.get("exponentiated", False),
+                           inhibitory_exponentiated=hp.get("inhibitory_exponentiated", False),
+                           eg_normalise=hp.get("eg_normalise", False)),
         loss=SparseSmoothedCrossentropy(hp["label_smoothing"]),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=jit_compile,
@@ -226,7 +240,8 @@ def build(
         num_classes: output units, one per label: the data's count
             (`ei_keras.data.Shift.num_classes`; Fashion-MNIST's 10 by default).
         **hyperparameter_overrides: `lr_e`, `lr_ie`, `lr_ei`, `momentum`,
-            `inhibitory_momentum`, `norm_weight`, `label_smoothing`.
+            `inhibitory_momentum`, `norm_weight`, `label_smoothing` and the other
+            `opt.*` / `loss.*` keys (`exponentiated`, `split_bias`, ...).
 
     Returns:
         A compiled `EINetwork` (conv presets: `EIConvNetwork`).
@@ -234,6 +249,8 @@ def build(
     preset = get(name)
     hp = hyperparameters(name, **hyperparameter_overrides)
     width = default_width(name) if width is None else width
+    if hp.get("split_bias"):
+        model_overrides = {"split_bias": True, **(model_overrides or {})}
     if preset.network == "conv":
         filters = tuple(max(1, width // 2 ** (depth - 1 - i)) for i in range(depth))
         kwargs = {**preset.model, "filters": filters, "seed": seed,

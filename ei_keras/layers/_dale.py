@@ -64,6 +64,12 @@ class DaleDense(keras.layers.Layer):
       initializer.
     - A `*_constraint` on a non-negative weight is applied first and Dale's sign after it
       (`ei_keras.constraints.dale_constraint`), so no constraint can flip a sign.
+    - `split_bias=True` makes the bias `b = bias_positive - bias_negative`, two
+      non-negative variables (as the paper code's `split_bias`, for sign-preserving
+      exponentiated-gradient training: each part keeps its sign, their difference does not).
+      `bias_initializer`'s draw `b0` starts them at `1 + max(b0, 0)` and
+      `1 + max(-b0, 0)` (the paper code: 1 and 1); `bias_regularizer` and
+      `bias_constraint` act on each part.
 
     Inputs are `(..., d)` like `keras.layers.Dense`: every leading position is a sample.
     """
@@ -71,11 +77,16 @@ class DaleDense(keras.layers.Layer):
     def __init__(self, units, activation=None, use_bias: bool = True, kernel_initializer=None,
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  kernel_constraint=None, bias_constraint=None,
-                 init_distribution: str = "exponential", seed: int | None = None, **kwargs):
+                 init_distribution: str = "exponential", seed: int | None = None,
+                 split_bias: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.units = check_units(units)
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
+        if not isinstance(split_bias, bool):
+            raise ValueError(f"Expected `split_bias` to be a bool. Received: "
+                             f"split_bias={split_bias!r}")
+        self.split_bias = split_bias
         self.kernel_initializer = (None if kernel_initializer is None
                                    else keras.initializers.get(kernel_initializer))
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -141,11 +152,27 @@ class DaleDense(keras.layers.Layer):
             name="W_EE", shape=(self.units, d), initializer=_constant(w_ee),
             regularizer=self.kernel_regularizer,
             constraint=dale_constraint(self.kernel_constraint))
-        self.bias = self.add_weight(
-            name="bias", shape=(self.units,), initializer=self.bias_initializer,
-            regularizer=self.bias_regularizer, constraint=self.bias_constraint,
-        ) if self.use_bias else None
+        self.bias = self.bias_positive = self.bias_negative = None
+        if self.use_bias and self.split_bias:
+            b0 = np.asarray(keras.ops.convert_to_numpy(
+                self.bias_initializer((self.units,), dtype="float32")), np.float64)
+            for name, part in (("bias_positive", b0), ("bias_negative", -b0)):
+                setattr(self, name, self.add_weight(
+                    name=name, shape=(self.units,),
+                    initializer=_constant(1.0 + np.maximum(part, 0.0)),
+                    regularizer=self.bias_regularizer,
+                    constraint=dale_constraint(self.bias_constraint)))
+        elif self.use_bias:
+            self.bias = self.add_weight(
+                name="bias", shape=(self.units,), initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer, constraint=self.bias_constraint)
         return w_ee
+
+    def bias_term(self):
+        """The bias `b` (`bias_positive - bias_negative` with `split_bias`), or None."""
+        if self.bias_positive is not None:
+            return self.bias_positive - self.bias_negative
+        return self.bias
 
     def add_inhibitory_weight(self, name: str, value: np.ndarray, non_negative: bool = True,
                               trainable: bool = True):
@@ -175,7 +202,8 @@ class DaleDense(keras.layers.Layer):
     def excitatory_drive(self, x):
         """`x W_EE^T + b`."""
         e = self.project(x, self.W_EE)
-        return e if self.bias is None else e + self.bias
+        b = self.bias_term()
+        return e if b is None else e + b
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
@@ -188,6 +216,7 @@ class DaleDense(keras.layers.Layer):
             "init_distribution": self.init_distribution,
             "seed": self.seed,
             "use_bias": self.use_bias,
+            "split_bias": self.split_bias,
             "kernel_initializer": (None if self.kernel_initializer is None
                                    else keras.initializers.serialize(self.kernel_initializer)),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),

@@ -29,6 +29,8 @@ class EDense(DaleDense):
         bias_constraint: constraint of `b`.
         init_distribution: `"exponential"` (paper) or `"lognormal"`.
         seed: integer seed of the NumPy initialisation (same weights on every backend).
+        split_bias: the bias as `bias_positive - bias_negative`, two non-negative variables
+            (for sign-preserving exponentiated-gradient training).
         **kwargs: base `keras.layers.Layer` arguments.
 
     Input shape:

@@ -31,7 +31,8 @@ class EIDense(DaleDense):
         seed: integer seed of the NumPy initialisation (same weights on every backend).
         inhibitory_regularizer: regularizer of `W_IE` and `W_EI`.
         inhibitory_constraint: constraint of `W_IE` and `W_EI`, applied before Dale's sign.
-        **kwargs: `keras.layers.Dense`'s `use_bias`, `kernel_initializer` (of `W_EE`,
+        **kwargs: `split_bias` (the bias as two non-negative parts, for EG training),
+            `keras.layers.Dense`'s `use_bias`, `kernel_initializer` (of `W_EE`,
             called with Dense's kernel shape `(d, units)`, values >= 0; default: the paper's
             `DaleExcitatory`; `W_IE` and `W_EI` follow from it), `bias_initializer`,
             `kernel_regularizer`, `bias_regularizer`, `kernel_constraint`,
@@ -94,4 +95,5 @@ class EIDense(DaleDense):
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)
         z = self.project(x, self.W_EE) - dense_t(self.project(x, self.W_IE), self.W_EI)
-        return self.activation(z if self.bias is None else z + self.bias)
+        b = self.bias_term()
+        return self.activation(z if b is None else z + b)

@@ -42,6 +42,8 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         init_distribution: `"exponential"` or `"lognormal"`.
         epsilon: LayerNorm / I-Norm epsilon.
         seed: NumPy seed of the initialisation (same weights on every backend).
+        split_bias: every layer's bias as two non-negative parts (`DaleDense`), for
+            exponentiated-gradient training.
         **kwargs: `keras.Model` arguments (`name`, ...).
 
     Input shape:
@@ -71,7 +73,8 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
                  subtractive_only: bool = False, norm_weight: float = 0.01,
                  trainable_ei: bool = True, statistics: str = "map", image_shape=(28, 28, 1),
                  output_units: int = 10, init_distribution: str = "exponential",
-                 epsilon: float = 1e-5, seed: int | None = None, **kwargs):
+                 epsilon: float = 1e-5, seed: int | None = None, split_bias: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         if conv_layer not in CONV_LAYERS:
             raise ValueError(f"Expected `conv_layer` to be one of {CONV_LAYERS}. "
@@ -95,9 +98,11 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         self.output_units = _dale.check_units(output_units, "output_units")
         self.init_distribution, self.epsilon, self.seed = init_distribution, float(epsilon), seed
         self._norm_weight = float(norm_weight)
+        self.split_bias = bool(split_bias)
+        bias = {"split_bias": True} if self.split_bias else {}
         base = _dale._seed_or_draw(seed)
         common = {"kernel_size": self.kernel_size, "strides": self.strides, "padding": "same",
-                  "init_distribution": init_distribution}
+                  "init_distribution": init_distribution, **bias}
         self.hidden, self.norms = [], []
         for i, f in enumerate(self.filters):
             name, layer_seed = f"conv_{i + 1}", base + 1000 * (i + 1)
@@ -113,7 +118,8 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
                 axis=(-3, -2, -1), center=False, scale=False, epsilon=epsilon,
                 name=f"layer_norm_{i + 1}") if normalization == "layer_norm" else None)
         self.readout = EIDense(self.output_units, inhibitory_units=1,
-                               init_distribution=init_distribution, seed=base, name="readout")
+                               init_distribution=init_distribution, seed=base, name="readout",
+                               **bias)
 
     def build(self, input_shape):
         shape = (input_shape[0], *self.image_shape)
@@ -153,4 +159,4 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
                 "trainable_ei": self.trainable_ei, "statistics": self.statistics,
                 "image_shape": list(self.image_shape), "output_units": self.output_units,
                 "init_distribution": self.init_distribution, "epsilon": self.epsilon,
-                "seed": self.seed}
+                "seed": self.seed, "split_bias": self.split_bias}

@@ -5,12 +5,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ei_keras.layers import EDense, EIDense, INormDense, _dale
+from ei_keras.layers import DetachedLayerNormalization, EDense, EIDense, INormDense, _dale
 from ei_keras.models.trainers import DualLossTrainer, portable_compile_config  # noqa: F401
 from ei_keras.ops import error_normalization as _errnorm
 
 HIDDEN_LAYERS = ("ei", "e", "inorm")
-NORMALIZATIONS = (None, "layer_norm")
+NORMALIZATIONS = (None, "layer_norm", "layer_norm_detached")
 
 
 class HiddenNormWeight:
@@ -63,8 +63,10 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         hidden_units: widths of the hidden layers (paper: two layers).
         hidden_layer: `"ei"` (`EIDense`), `"e"` (`EDense`) or `"inorm"`
             (`INormDense`).
-        normalization: `None` or `"layer_norm"` (`keras.layers.LayerNormalization` without
-            gain or bias, before the ReLU); not used with `"inorm"`.
+        normalization: `None`, `"layer_norm"` (`keras.layers.LayerNormalization` without
+            gain or bias, before the ReLU) or `"layer_norm_detached"` (its forward with the
+            identity backward: `ei_keras.layers.DetachedLayerNormalization`); not used
+            with `"inorm"`.
         error_normalization: I-Norm layers' error-normalization mode.
         subtractive_only: I-Norm layers without the divisive population.
         norm_weight: `lambda` of the I-Norm normalization loss.
@@ -75,6 +77,8 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         epsilon: LayerNorm / I-Norm epsilon.
         seed: seed of the NumPy initialisation: the same seed gives the same weights on every
             backend.
+        split_bias: every layer's bias as `bias_positive - bias_negative`, two non-negative
+            variables (for exponentiated-gradient training: `DaleDense`).
         **kwargs: `keras.Model` arguments (`name`, ...).
 
     Input shape:
@@ -111,6 +115,7 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         init_distribution: str = "exponential",
         epsilon: float = 1e-5,
         seed: int | None = None,
+        split_bias: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -144,6 +149,8 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         self.init_distribution = init_distribution
         self.epsilon = float(epsilon)
         self.seed = seed
+        self.split_bias = bool(split_bias)
+        bias = {"split_bias": True} if self.split_bias else {}
         base = _dale._seed_or_draw(seed)
 
         self.hidden = []
@@ -153,25 +160,29 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
             layer_seed = base + 1000 * (i + 1)
             if hidden_layer == "ei":
                 layer = EIDense(units, init_distribution=init_distribution, seed=layer_seed,
-                                name=name)
+                                name=name, **bias)
             elif hidden_layer == "e":
                 layer = EDense(units, init_distribution=init_distribution, seed=layer_seed,
-                               name=name)
+                               name=name, **bias)
             else:
                 layer = INormDense(
                     units, error_normalization=self.error_normalization,
                     subtractive_only=subtractive_only, norm_weight=norm_weight,
                     trainable_ei=trainable_ei, epsilon=epsilon,
-                    init_distribution=init_distribution, seed=layer_seed, name=name,
+                    init_distribution=init_distribution, seed=layer_seed, name=name, **bias,
                 )
             self.hidden.append(layer)
-            self.norms.append(
-                keras.layers.LayerNormalization(center=False, scale=False, epsilon=epsilon,
-                                                name=f"layer_norm_{i + 1}")
-                if normalization == "layer_norm" else None
-            )
+            if normalization == "layer_norm":
+                norm = keras.layers.LayerNormalization(center=False, scale=False,
+                                                       epsilon=epsilon, name=f"layer_norm_{i + 1}")
+            elif normalization == "layer_norm_detached":
+                norm = DetachedLayerNormalization(epsilon=epsilon, name=f"layer_norm_{i + 1}")
+            else:
+                norm = None
+            self.norms.append(norm)
         self.readout = EIDense(self.output_units, inhibitory_units=1,
-                               init_distribution=init_distribution, seed=base, name="readout")
+                               init_distribution=init_distribution, seed=base, name="readout",
+                               **bias)
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -213,4 +224,5 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
             "init_distribution": self.init_distribution,
             "epsilon": self.epsilon,
             "seed": self.seed,
+            "split_bias": self.split_bias,
         }
