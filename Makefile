@@ -1,5 +1,5 @@
 # The two commands of the README. Each sets everything up first (idempotent).
-.PHONY: demo test setup lint docs docs-serve
+.PHONY: demo test setup lint docs docs-serve results
 
 setup:
 	@bash scripts/setup.sh
@@ -9,6 +9,11 @@ demo: setup
 
 test: setup
 	@bash scripts/test_all_backends.sh
+
+# The README's results tables (<!-- results:NAME --> blocks), regenerated from the committed
+# run directories under docs/results/ (tests/test_readme_results.py checks they are current).
+results: setup
+	@.venv/bin/python -m ei_keras.analysis.readme README.md
 
 lint: setup
 	@.venv/bin/ruff check ei_keras tests recipes bench

@@ -15,7 +15,8 @@ first use:
 - `ei_keras.models` — `DualLossModel`, `DualLossTrainer`, `EINetwork`, `EIConvNetwork`;
   `ei_keras.zoo` — the paper's presets
 - `ei_keras.data` — offline Fashion-MNIST with luminosity shifts
-- `ei_keras.measures`, `ei_keras.divergence`
+- `ei_keras.measures`, `ei_keras.divergence`; `ei_keras.scoring` — how a run is scored
+  (the paper's rule; no Keras needed)
 
 The research harness needs the `research` extra (`pip install "ei-keras[research]"`):
 `ei_keras.experiment` (one run), `ei_keras.tuning` (KerasTuner sweeps), `ei_keras.analysis`
@@ -32,7 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "analysis", "data", "divergence", "experiment", "initializers", "layers", "losses",
-    "measures", "models", "ops", "optimizers", "zoo",
+    "measures", "models", "ops", "optimizers", "scoring", "zoo",
 ]
 
 

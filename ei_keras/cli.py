@@ -22,8 +22,9 @@ ei-keras sweep --config tuner_configs/inorm.json --preset inorm_gradnorm --lumin
 Exit codes: 0 done; 1 a worker process of `--jobs` died (killed, out of memory; finished
 runs are kept); 2 invalid input, an unusable location or a missing part of the install (a
 backend, or the `research` extra that every verb but `presets` needs; one `error:` line,
-nothing written); 3 the run diverged (`train`; its run directory is written); 4/5 a
-distributed sweep gave up waiting (`sweep --help`); 130 interrupted (Ctrl-C or SIGTERM;
+nothing written); 3 the run diverged: a non-finite loss or weight stopped it (`train`; its
+run directory is written; a finite excursion past the bounds is a `warning:` line, exit 0);
+4/5 a distributed sweep gave up waiting (`sweep --help`); 130 interrupted (Ctrl-C or SIGTERM;
 finished runs are kept, nothing half-written is left).
 """
 
@@ -217,6 +218,8 @@ def cmd_train(args) -> int:
     if metrics["status"] == "diverged":
         print(f"error: {metrics['message']}", file=sys.stderr)
         return EXIT_DIVERGED
+    if metrics.get("stability"):  # past the bounds but finite: trained on, scored (exit 0)
+        print(f"warning: {metrics['stability']['message']}", file=sys.stderr)
     return 0
 
 

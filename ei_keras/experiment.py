@@ -155,9 +155,13 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
 
     Returns:
         The `metrics.json` contents (with `val_accuracy`/`val_loss` on the held-out
-        split when `data.validation_size` > 0). `status` is `"diverged"` when the loss or the
-        weights diverged during or at the end of training (training stopped; `diverged_step`,
-        `diverged_cause` and `message` say where and why). `model_error` is set when
+        split when `data.validation_size` > 0). `status` is `"diverged"` when the loss or a
+        weight turned non-finite during or at the end of training (training stopped; the run
+        counts at chance; `diverged_step`, `diverged_cause` and `message` say where and
+        why). `scoring` names the rule (`ei_keras.scoring.PAPER_SCORING`);
+        `stability` is the stability event (a finite loss or weight past the bounds: first
+        and last step, peaks, group to blame; `ei_keras.divergence.DivergenceMonitor`)
+        or None: the run trained on and is scored by its final accuracy. `model_error` is set when
         `output.save_model` was asked for and `model.keras` could not be written (the
         run's other files are kept).
 
@@ -178,6 +182,7 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
         moments,
         output_alignment,
     )
+    from ei_keras.scoring import PAPER_SCORING
 
     extra_callbacks = list(callbacks or ())
     resolved = resolve(config)
@@ -253,6 +258,8 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
             "diverged_epoch": monitor.epoch + 1 if diverged else None,
             "diverged_cause": monitor.cause if diverged else None,
             "message": monitor.message if diverged else None,
+            "scoring": PAPER_SCORING,
+            "stability": monitor.excursion,
             "preset": cfg.preset,
             "condition": cfg.label,
             "shift": cfg.data.shift,
@@ -289,5 +296,7 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
     printer(f"[done] {label}: " + (f"test accuracy {100 * acc:.2f} %" if acc is not None
                                    else "no accuracy") +
             (f" — DIVERGED: {metrics['message']}" if diverged else "") +
+            (f" — {metrics['stability']['message']}" if metrics["stability"] and not diverged
+             else "") +
             f" ({metrics['wall_time_s']:.0f} s)")
     return metrics

@@ -5,8 +5,9 @@ A protocol runs every cell `(condition, shift size, configuration)` with
 for a luminosity range, `s4` for a contrast range: `ei_keras.run_directory.shift_dir`),
 skipping cells whose run directory is already complete (a rerun resumes), then writes the
 report with `ei_keras.analysis.write_report`. Configuration `i` uses seed `i` and,
-when the protocol sweeps, learning rates drawn from `ei_keras.search_space` (the paper's
-protocol: random configurations per condition, compared with Mann-Whitney U against LN).
+when the protocol sweeps, learning rates and a width drawn from `ei_keras.search_space`
+(the paper's protocol: random configurations per condition, compared with Mann-Whitney U
+against LN).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class Protocol:
             contrast ranges `s` (`data.contrast`) for the contrast families.
         configs: configurations per cell (paper: 30).
         epochs: epochs per run (paper: 50).
-        sweep: draw learning rates per configuration (else the presets' defaults).
+        sweep: draw learning rates and a width per configuration (else the presets'
+            defaults).
         overrides: fixed dotted overrides of every run.
         smoke: the tiny CI size: dotted overrides plus `configs`/`sizes`.
         expected: the picture the paper shows.
@@ -75,7 +77,10 @@ class Protocol:
         return SHIFT_FAMILIES[self.shift]
 
 
-_SMOKE = {"configs": 1, "sizes": (0.0, 0.75), "overrides": SMOKE_OVERRIDES}
+#: A protocol's smoke size keeps its sampled widths (the paper's 100-500: on 256 images any of
+#: them trains in well under a second), so a smoke run records what a full one does.
+_SMOKE = {"configs": 1, "sizes": (0.0, 0.75),
+          "overrides": {k: v for k, v in SMOKE_OVERRIDES.items() if k != "model.width"}}
 _CONTRAST_SMOKE = {**_SMOKE, "sizes": (4.0,)}
 #: The conditions of the contrast recipes: no normalization, LN, and the three I-Norm steps.
 _CONTRAST_CONDITIONS = ("ei_ln", "ei", "inorm_sub", "inorm", "inorm_gradnorm")
@@ -151,6 +156,18 @@ def get(name: str) -> Protocol:
 SEEDS_PER_DRAW = 1000
 
 
+def sampled_overrides(preset: str, index: int, seed: int = 0) -> dict:
+    """The dotted overrides configuration `index` of draw `seed` samples for `preset`: its
+    learning rates (`opt.lr_e` ...) and its width (`model.width`, uniform integer in
+    `ei_keras.search_space.width_range`, the paper's 100-500 for the MLPs), drawn with
+    `ei_keras.search_space.sample` so that configuration `i` has one width everywhere
+    and one set of rates per family, like the paper's paired sweeps."""
+    from ei_keras import search_space
+
+    drawn = search_space.sample(preset, index, base_seed=seed, sample_width=True)
+    return {"model.width": drawn.pop("width"), **{f"opt.{k}": v for k, v in drawn.items()}}
+
+
 def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
          sizes=None, conditions=None, overrides=None,
          seed: int = 0) -> list[tuple[Path, RunConfig]]:
@@ -158,17 +175,17 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
 
     `sizes` (default: the protocol's) are values of the protocol's size key
     (`protocol.family.size_key`: `data.luminosity` or `data.contrast`).
-    Configuration `i` draws its learning rates with `search_space.sample(condition, i,
-    base_seed=seed)` (the same draw for every preset of a family and every shift size) and
-    trains with run seed `seed * SEEDS_PER_DRAW + i`; `seed` (`--seed`) gives a whole
+    Configuration `i` draws its learning rates and its width with
+    `sampled_overrides` (the same width for every preset and shift size, the same rates
+    for every preset of a family and every shift size) and trains with run seed
+    `seed * SEEDS_PER_DRAW + i`; a fixed `model.width` (the protocol's, `--smoke`'s or
+    the user's override) replaces the drawn width; `seed` (`--seed`) gives a whole
     new, independent set of configurations, e.g. to see how a conclusion varies between draws.
 
     Raises:
         ConfigError: `configs` is not an integer >= 1, a size is out of its key's range, a
             condition is not a preset, or an override is invalid (each names the option).
     """
-    from ei_keras import search_space
-
     if configs is not None and (isinstance(configs, bool) or not isinstance(configs, int)
                                 or configs < 1):
         raise ConfigError(f"Expected --configs to be an integer >= 1. Received: "
@@ -194,8 +211,7 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
                 if condition != preset:
                     cell["condition"] = condition
                 if protocol.sweep:
-                    drawn = search_space.sample(preset, i, base_seed=seed)
-                    cell.update({f"opt.{k}": v for k, v in drawn.items()})
+                    cell.update(sampled_overrides(preset, i, seed))
                 cfg = RunConfig().with_overrides({**cell, **fixed}).with_overrides(
                     overrides or {})  # the user's overrides win over sampled rates
                 cells.append((Path(condition) / shift_dir(protocol.shift, size) /

@@ -9,7 +9,10 @@ A run directory holds:
   trials, `"trial_id"` and `"sweep"`;
 - `history.csv`: one row per epoch (`epoch`, then one column per logged value);
 - `metrics.json`: `status` (`"ok"` or `"diverged"`), `test_accuracy` (a fraction in
-  [0, 1] or null), `diverged_step`, `message`, `preset`, `condition`, `shift` (the
+  [0, 1] or null), `diverged_step`, `message`, `scoring` (the rule the run was scored
+  under, `ei_keras.scoring`; absent in runs made before it: the old rule), `stability`
+  (a finite loss or weight past the bounds: first and last step, peaks, group to blame; null
+  when none), `preset`, `condition`, `shift` (the
   family, `data.shift`), `shift_size` (its size: `r` or `s`), `luminosity` (`r`, or
   null for another family), `seed`, `backend`, `versions`, `wall_time_s` and, when
   measured, `moments` and `alignment`; `num_classes` (the labels the model tells apart);
@@ -26,11 +29,14 @@ same results root (`remove_stale_partials`). Folders and files follow the umask.
 A *results root* may also hold `plan.json`: the cells each recipe run there planned, so that
 a report can list the ones that are missing.
 
-Diverged runs are kept. Their *effective* accuracy (`RunRecord.accuracy`) is chance,
-one over the number of labels (`CHANCE_ACCURACY`, 10 %, for Fashion-MNIST's 10 classes;
-5 % for the 20 labels of the contrast-as-signal shift), whenever the status is `diverged` or
-`test_accuracy` is null: a diverged configuration is a failed configuration, as in the
-paper's sweeps.
+Diverged runs are kept. Their *effective* accuracy (`RunRecord.accuracy`, by
+`ei_keras.scoring.scored_accuracy`) is chance, one over the number of labels
+(`CHANCE_ACCURACY`, 10 %, for Fashion-MNIST's 10 classes; 5 % for the 20 labels of the
+contrast-as-signal shift), whenever the status is `diverged` or `test_accuracy` is null: a
+diverged configuration is a failed configuration, as in the paper's sweeps. Under the paper's
+rule (`scoring` = `final_accuracy`) only a non-finite loss or weight makes a run
+`diverged`; runs made under the old rule (no `scoring`) were also stopped at a loss or
+weight above 1e3 (`RunRecord.scoring` tells them apart).
 
 This module imports neither Keras nor any array backend; it is safe and fast to import.
 """
@@ -43,12 +49,15 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ei_keras.scoring import LEGACY_SCORING, SCORINGS, scored_accuracy, scoring_of
 
 #: Accuracy a diverged run (or one without a finite test accuracy) counts as in the statistics,
 #: for Fashion-MNIST's 10 classes (runs with another number of labels: one over that number).
@@ -61,6 +70,10 @@ MODEL_FILE = "model.keras"
 PLAN_FILE = "plan.json"
 STATUSES = ("ok", "diverged")
 _PARTIAL = ".partial-"
+
+#: A divergence message that names a non-finite value (the old rule's stops also name finite
+#: losses past 1e3: "the loss is 1.11e+03").
+_NON_FINITE_MESSAGE = re.compile(r"non-finite|\b(?:nan|-?inf)\b", re.IGNORECASE)
 
 #: Shift sizes are rounded to this many decimals so that 0.75 and 0.7500000001 group together.
 _SIZE_DECIMALS = 6
@@ -126,6 +139,10 @@ class RunRecord:
             `"contrast_signal"`); `"luminosity"` for runs that do not say.
         num_classes: The number of labels the model tells apart (None when the run does not
             say: Fashion-MNIST's 10).
+        scoring: The rule the run was scored under (`ei_keras.scoring.PAPER_SCORING`,
+            or `ei_keras.scoring.LEGACY_SCORING` for runs that do not say).
+        stability: The run's stability event (`metrics.stability`: a finite loss or weight
+            past the bounds that did not stop it), or None.
     """
 
     path: Path
@@ -144,6 +161,8 @@ class RunRecord:
     history: dict[str, list[float]] = field(default_factory=dict, repr=False)
     shift: str = "luminosity"
     num_classes: int | None = None
+    scoring: str = LEGACY_SCORING
+    stability: dict[str, Any] | None = None
 
     @property
     def chance(self) -> float:
@@ -162,15 +181,31 @@ class RunRecord:
         return self.status == "diverged" or not _is_finite(self.test_accuracy)
 
     @property
+    def stop(self) -> str | None:
+        """Why the run was stopped and counted at chance: `"non-finite"` (a NaN or infinite
+        loss or weight, or no finite test accuracy), `"bound"` (the old rule only: a finite
+        loss or weight above 1e3, as its message says), or None (it trained its whole length)."""
+        if not self.diverged:
+            return None
+        if self.scoring == LEGACY_SCORING and self.status == "diverged" and \
+                not _NON_FINITE_MESSAGE.search(self.message or ""):
+            return "bound"
+        return "non-finite"
+
+    @property
+    def excursion(self) -> bool:
+        """Whether the run had a stability event (a finite loss or weight past the bounds)
+        and still trained its whole length: a transient excursion."""
+        return self.stability is not None and not self.diverged
+
+    @property
     def accuracy(self) -> float:
         """The effective test accuracy (fraction) used in all statistics.
 
         The raw `test_accuracy` when the run did not diverge and it is finite, otherwise
         chance (`chance`).
         """
-        if not self.diverged:
-            return float(self.test_accuracy)  # type: ignore[arg-type]
-        return self.chance
+        return scored_accuracy(self.status, self.test_accuracy, self.chance)
 
     @property
     def pair_key(self) -> tuple[str, float | None, str]:
@@ -356,6 +391,14 @@ def load_run(path: str | os.PathLike[str], *, history: bool = True) -> RunRecord
     if status not in STATUSES:
         raise RunLoadError(metrics_path, f"status must be one of {list(STATUSES)}, not "
                            f"{status!r}")
+    scoring = scoring_of(metrics)
+    if scoring not in SCORINGS:
+        raise RunLoadError(metrics_path, f"scoring must be one of {list(SCORINGS)}, not "
+                           f"{scoring!r}")
+    stability = metrics.get("stability")
+    if stability is not None and not isinstance(stability, dict):
+        raise RunLoadError(metrics_path, f"stability must be an object or null, not "
+                           f"{stability!r}")
     return RunRecord(
         path=run_dir,
         condition=condition,
@@ -373,6 +416,8 @@ def load_run(path: str | os.PathLike[str], *, history: bool = True) -> RunRecord
         history=hist,
         shift=shift,
         num_classes=classes if classes and classes > 0 else None,
+        scoring=scoring,
+        stability=stability,
     )
 
 

@@ -187,20 +187,6 @@ def test_every_preset_hyperparameter_is_settable(tmp_path, capsys):
     assert hp["label_smoothing"] == 0.0
 
 
-def test_a_huge_but_finite_final_loss_is_diverged():
-    from ei_keras import zoo
-    from ei_keras.divergence import DivergenceMonitor
-
-    monitor = DivergenceMonitor()
-    monitor.set_model(zoo.build("ei_ln", width=8, seed=0))
-    monitor.on_train_end({"loss": 1.5e13})
-    assert monitor.diverged and "1.5e+13" in monitor.message
-    fine = DivergenceMonitor()
-    fine.set_model(zoo.build("ei_ln", width=8, seed=0))
-    fine.on_train_end({"loss": 2.3})
-    assert not fine.diverged
-
-
 def test_report_refuses_an_impossible_accuracy(tmp_path, capsys):
     out = tmp_path / "run"
     assert call(capsys, ["train", "--preset", "ei_ln", "--smoke", "--out", str(out), *TINY])[0] == 0
@@ -465,15 +451,27 @@ DIVERGING = ["model.width=16", "data.train_subset=256", "data.test_subset=64",
 ])
 def test_divergence_blames_the_group_whose_rate_was_raised(preset, rate, cause, tmp_path,
                                                           capsys):
+    """A non-finite run exits 3 with one ``error:`` line; one whose weights stay finite past the
+    bounds (clipped inhibitory gradients) trains on and exits 0 with one ``warning:`` line.
+    Either names the learning rate that was raised, and only it (a run that passed the bounds
+    before it turned non-finite: the group that left them first)."""
     out = tmp_path / "run"
     rc, _, err = call(capsys, ["train", "--preset", preset, "--out", str(out), *DIVERGING,
                                f"opt.{rate}=1e6"])
-    assert rc == 3
-    line = assert_one_error(err, f"opt.{rate} (now 1e+06)")
+    metrics = json.loads((out / "metrics.json").read_text())
+    if metrics["status"] == "diverged":
+        assert rc == 3
+        line = assert_one_error(err, f"opt.{rate} (now 1e+06)")
+        # after an excursion past the bounds, the group that left them first is to blame
+        blamed = (metrics["stability"] or {}).get("cause") or metrics["diverged_cause"]
+    else:
+        assert rc == 0 and not error_lines(err), err
+        lines = [x for x in err.splitlines() if x.startswith("warning:")]
+        assert len(lines) == 1 and f"opt.{rate} (now 1e+06)" in lines[0], err
+        line, blamed = lines[0], metrics["stability"]["cause"]
     others = {"lr_e", "lr_ie", "lr_ei"} - {rate}
     assert not any(re.search(rf"opt\.{o}\b", line) for o in others), line
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["status"] == "diverged" and metrics["diverged_cause"] == cause
+    assert blamed == cause
 
 
 def test_non_finite_input_is_blamed_on_the_data():
@@ -506,7 +504,7 @@ def test_non_finite_input_is_blamed_on_the_data():
 
 
 def test_diverged_step_is_the_true_step_whatever_steps_per_execution(tmp_path):
-    base = RunConfig.from_dict({"preset": "inorm", "opt": {"lr_ie": 1e6}}).with_overrides(
+    base = RunConfig.from_dict({"preset": "inorm", "opt": {"lr_e": 1e6}}).with_overrides(
         DIVERGING)
     steps = {}
     for spe in (1, "auto") if BACKEND != "torch" else (1,):

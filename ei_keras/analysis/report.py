@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ei_keras.config import SHIFT_FAMILIES
 from ei_keras.run_directory import read_plan, write_text_atomic
+from ei_keras.scoring import MAX_ABS_WEIGHT, MAX_LOSS
 
 from .figures import (
     _curve_runs,
@@ -62,6 +63,9 @@ __all__ = [
     "format_accuracy_table",
     "format_comparison_table",
     "format_inventory",
+    "format_run_times",
+    "format_scoring",
+    "format_stability_table",
     "headline_lines",
     "summarize",
     "write_report",
@@ -144,7 +148,7 @@ def format_comparison_table(
         return "_No comparisons (no runs besides the reference)._"
     header = [
         "condition", "vs", _rows_axis(rows), "n", "n ref", "diverged", "median %", "ref median %",
-        "U", "p", "stars", "direction",
+        "U", "p", "stars", "direction", "p Holm", "shift, points [95 % CI]",
     ]
     body = [
         [
@@ -160,10 +164,21 @@ def format_comparison_table(
             format_p(row.p),
             row.stars,
             row.direction,
+            format_p(row.p_holm),
+            format_shift(row),
         ]
         for row in rows
     ]
-    return _table(header, body, align="lllrrrrrrrll")
+    return _table(header, body, align="lllrrrrrrrllrr")
+
+
+def format_shift(row: ComparisonRow) -> str:
+    """The Hodges-Lehmann shift of a row and its 95 % interval, in points:
+    `-2.4 [-3.8, -1.4]`; `—` when untested."""
+    if row.shift_estimate is None:
+        return NO_TEST
+    return (f"{100 * row.shift_estimate:+.1f} [{100 * row.shift_low:+.1f}, "
+            f"{100 * row.shift_high:+.1f}]")
 
 
 def compact_lines(
@@ -363,6 +378,10 @@ def format_settings(runs: Sequence[RunRecord]) -> str:
             if k in _HEADLINE_SETTINGS:
                 shared.append(f"{k} = {prints[0].get(k)}")
         else:
+            numbers = [p.get(k) for p in prints]
+            if k in _HEADLINE_SETTINGS and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+                k = f"{k} ({min(numbers):g}–{max(numbers):g})"  # e.g. the sampled widths
             varying.append(k)
     out = "Settings shared by all runs: " + (", ".join(shared) if shared else "none") + "."
     if varying:
@@ -434,6 +453,84 @@ def format_accuracy_table(
     axis = shift_axis(shift_of(runs))
     header = ["condition", *[f"{axis} = {_fmt_r(lum)}" for lum in lums]]
     return _table(header, body, align="l" + "r" * len(lums))
+
+
+def format_scoring(runs: Sequence[RunRecord]) -> str:
+    """How the runs were scored (`ei_keras.scoring`), as Markdown: the paper's rule, the
+    old one, or a warning when one folder mixes both."""
+    from ei_keras.scoring import LEGACY_SCORING, SCORINGS
+
+    by_rule = Counter(r.scoring for r in runs)
+    if not by_rule:
+        return ""
+    chance = chance_text(runs)
+    if len(by_rule) == 1:
+        rule = next(iter(by_rule))
+        text = f"**Scoring:** {SCORINGS[rule]}; stopped runs count at chance, {chance}."
+        if rule == LEGACY_SCORING:
+            text += (" These runs were **not** scored the paper's way: some of the runs counted "
+                     "at chance here were stopped by a finite excursion and might have "
+                     "recovered (the stability table below says how many).")
+        return text
+    parts = ", ".join(f"{n} under {SCORINGS[rule]}" for rule, n in sorted(by_rule.items()))
+    return (f"**Warning: these runs were scored under different rules** ({parts}). The "
+            "statistics below mix them; rerun the old ones (a new `--out`) before comparing.")
+
+
+def format_stability_table(runs: Sequence[RunRecord], labels: Mapping[str, str] | None = None,
+                           reference: str | None = None) -> str:
+    """Markdown table condition × shift size of the runs' stability: runs stopped by a
+    non-finite loss or weight (counted at chance) / runs with a transient excursion (a finite
+    loss or weight past 1e3 that did not stop them; scored by their final accuracy), and, for
+    runs made under the old rule, the runs it stopped at the bound."""
+    if not runs:
+        return "_No runs._"
+    lums = _lum_sorted({r.shift_size for r in runs})
+    conds = sorted({r.condition for r in runs}, key=lambda c: (c != reference, c))
+    stops = Counter((r.condition, r.shift_size, r.stop) for r in runs)
+    excursions = Counter((r.condition, r.shift_size) for r in runs if r.excursion)
+    counts = Counter((r.condition, r.shift_size) for r in runs)
+    any_bound = any(r.stop == "bound" for r in runs)
+    body = []
+    for c in conds:
+        cells = []
+        for lum in lums:
+            if not counts[(c, lum)]:
+                cells.append(NO_TEST)
+                continue
+            cell = f"{stops[(c, lum, 'non-finite')]} / {excursions[(c, lum)]}"
+            if any_bound:
+                cell += f" / {stops[(c, lum, 'bound')]}"
+            cells.append(cell)
+        body.append([_label(c, labels), *cells])
+    axis = shift_axis(shift_of(runs))
+    header = ["condition", *[f"{axis} = {_fmt_r(lum)}" for lum in lums]]
+    return _table(header, body, align="l" + "r" * len(lums))
+
+
+def format_run_times(runs: Sequence[RunRecord]) -> str:
+    """Time per run and in all, from the runs' `metrics.json` (`wall_time_s`: the whole
+    run, data loading and measures included; `train_time_s`: training), as Markdown; empty
+    when no run recorded a time."""
+    import statistics
+
+    def seconds(key: str) -> list[float]:
+        values = [r.metrics.get(key) for r in runs]
+        return [float(v) for v in values
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+
+    wall, train = seconds("wall_time_s"), seconds("train_time_s")
+    if not wall:
+        return ""
+    text = (f"Run time ({len(wall)} of {len(runs)} runs recorded it): median "
+            f"{statistics.median(wall):.1f} s per run (min {min(wall):.1f}, max "
+            f"{max(wall):.1f})")
+    if train:
+        text += f", of which training {statistics.median(train):.1f} s"
+    total = sum(wall)
+    text += (f"; {total / 3600:.2f} h summed over runs ({total:.0f} s; runs trained "
+             "in parallel take less wall-clock time).")
+    return text
 
 
 def _slug(name: str) -> str:
@@ -564,13 +661,29 @@ def write_report(
         + ("" if have_ref else " (no runs of it were found)")
         + ".",
         "",
-        f"Accuracy is the final test accuracy. Diverged runs (no finite test accuracy) count at "
-        f"chance, {chance_text(runs)}, as failed configurations; every table says how "
-        f"many runs diverged.",
+        f"Accuracy is the final test accuracy. Diverged runs (stopped, no finite test "
+        f"accuracy) count at chance, {chance_text(runs)}, as failed configurations; every "
+        f"table says how many runs diverged.",
+        "",
+        format_scoring(runs),
         "",
         "## Run inventory",
         "",
         format_inventory(scan, labels, reference),
+        "",
+        format_run_times(runs),
+        "",
+        "## Stability",
+        "",
+        "Per condition and shift size: runs stopped by a non-finite loss or weight (counted at "
+        "chance) / runs with a transient excursion (a finite loss above "
+        f"{MAX_LOSS:g} or a weight above {MAX_ABS_WEIGHT:g} in magnitude that did not stop "
+        "them: scored by their final accuracy; `metrics.json` `stability` has the first step, "
+        "the peak and the group to blame)"
+        + (" / runs the old rule stopped at that bound (counted at chance)"
+           if any(r.stop == "bound" for r in runs) else "") + ".",
+        "",
+        format_stability_table(runs, labels, reference),
         "",
         "## Test accuracy (%)",
         "",
@@ -584,7 +697,11 @@ def write_report(
         "statistic (pairs in which the condition is higher; 0 = every run below every "
         "reference run, n·n_ref = every run above). Stars: *** p < 0.001, ** p < 0.01, "
         "* p < 0.05, n.s. otherwise; — = fewer than 2 runs on a side. Direction: better/worse "
-        "when p < 0.05, ≈ otherwise. Diverged: condition/reference.",
+        "when p < 0.05, ≈ otherwise. Diverged: condition/reference. p Holm: p after Holm's "
+        "correction across the condition's shift sizes. Shift: the Hodges-Lehmann estimate "
+        "(median of all condition − reference differences, points) and its 95 % interval "
+        "(inverting the Mann-Whitney test with U's exact null distribution; runs tied at "
+        "chance make it approximate).",
         "",
         format_comparison_table(rows, labels),
         "",
@@ -612,7 +729,11 @@ def write_report(
                 "## Against the paper",
                 "",
                 "The paper's Mann-Whitney tests against LN (n = 30 vs 30 at r = 0, 0.25, 0.5, "
-                "0.75; U and p where the paper states them) beside this report's. Verdict: "
+                "0.75; U and p where the paper states them) beside this report's, each with "
+                "the test that fits the finding: Mann-Whitney against LN, or, for finding 2, "
+                "the Wilcoxon signed-rank test within each r over the paired configurations "
+                "(the paper pooled r, although accuracy differs by points between r). Verdict "
+                "(on the uncorrected p, as the paper's): "
                 "*agrees* when both are in the same class (worse / n.s. / better at p < 0.05). "
                 f"{counts['agrees']} agree, {counts['differs']} differ; cells without runs "
                 "here are left out.",
