@@ -19,10 +19,13 @@ lint: setup
 	@.venv/bin/ruff check ei_keras tests recipes bench
 
 # The docs site (mkdocs-material + mkdocstrings), strict: any warning fails. Output: site/.
+# Built from its own small venv (.venv-docs: no Keras, no backend), then checked: no raw reST
+# in the pages, code lines wrapped (scripts/check_site.py).
 docs:
 	@bash scripts/setup.sh --docs
-	@NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --clean
+	@NO_MKDOCS_2_WARNING=1 .venv-docs/bin/mkdocs build --strict --clean
+	@.venv-docs/bin/python scripts/check_site.py site
 
 docs-serve:
 	@bash scripts/setup.sh --docs
-	@NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs serve
+	@NO_MKDOCS_2_WARNING=1 .venv-docs/bin/mkdocs serve

@@ -1,21 +1,22 @@
 """ei_keras: excitatory-inhibitory (Dale's principle) networks and inhibitory normalization of
 error signals, as Keras 3 layers and models that run under TensorFlow, JAX and PyTorch.
 
-Importing ``ei_keras`` imports Keras (choose ``KERAS_BACKEND`` before it) and registers every
-layer, loss, initializer and model, so ``keras.models.load_model("x.keras")`` needs no
-``custom_objects`` (the ``ei-keras`` command does this only once it has chosen the backend, so
-its ``--help`` starts without Keras). The modules that need no Keras (``analysis``) and the run
-machinery load on first use:
+Importing `ei_keras` imports Keras (choose `KERAS_BACKEND` before it) and registers every
+layer, loss, initializer and model, so `keras.models.load_model("x.keras")` needs no
+`custom_objects` (the `ei-keras` command does this only once it has chosen the backend, so
+its `--help` starts without Keras). It changes nothing else in the process (no environment
+variable is set). The modules that need no Keras (`analysis`) and the run machinery load on
+first use:
 
-- :mod:`ei_keras.layers` — ``EIDense``, ``EDense``, ``INormDense``, ``ErrorNormalization``
-- :mod:`ei_keras.ops` — ``normalize_error`` (``keras.ops.custom_gradient``)
-- :mod:`ei_keras.initializers`, :mod:`ei_keras.losses`, :mod:`ei_keras.optimizers`
-- :mod:`ei_keras.models` — ``EINetwork``; :mod:`ei_keras.zoo` — the paper's presets
-- :mod:`ei_keras.data` — offline Fashion-MNIST with luminosity shifts
-- :mod:`ei_keras.measures`, :mod:`ei_keras.divergence`, :mod:`ei_keras.experiment`;
-  :mod:`ei_keras.scoring` — how a run is scored (the paper's rule; no Keras needed)
-- :mod:`ei_keras.callbacks` — ``NormWeightSchedule`` (λ annealing, :mod:`ei_keras.annealing`)
-- :mod:`ei_keras.analysis` — Mann-Whitney tables, figures, reports (no Keras needed)
+- `ei_keras.layers` — `EIDense`, `EDense`, `INormDense`, `ErrorNormalization`
+- `ei_keras.ops` — `normalize_error` (`keras.ops.custom_gradient`)
+- `ei_keras.initializers`, `ei_keras.losses`, `ei_keras.optimizers`
+- `ei_keras.models` — `EINetwork`; `ei_keras.zoo` — the paper's presets
+- `ei_keras.data` — offline Fashion-MNIST with luminosity shifts
+- `ei_keras.measures`, `ei_keras.divergence`, `ei_keras.experiment`;
+  `ei_keras.scoring` — how a run is scored (the paper's rule; no Keras needed)
+- `ei_keras.callbacks` — `NormWeightSchedule` (λ annealing, `ei_keras.annealing`)
+- `ei_keras.analysis` — Mann-Whitney tables, figures, reports (no Keras needed)
 
 Reference: Eyono, Levenstein, Ghosh, Cornford, Richards (2026), "Inhibitory normalization of
 error signals improves learning in neural circuits".
@@ -23,11 +24,6 @@ error signals improves learning in neural circuits".
 
 import importlib
 import os
-
-# TensorFlow's C++ start-up chatter (oneDNN notices, CPU-feature banners) drowns progress
-# output; warnings and errors still show. A value set by the user wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # also makes TF's CPU results reproducible
 
 __version__ = "0.1.0"
 
@@ -51,9 +47,9 @@ def _register() -> None:
     """Import the modules that register every layer, loss, initializer and model with Keras
     (importing them is the registration); a second call does nothing.
 
-    ``import ei_keras`` calls it, except in the ``ei-keras`` command (the ``ei_keras_cli``
+    `import ei_keras` calls it, except in the `ei-keras` command (the `ei_keras_cli`
     console script), which calls it once it has chosen the backend and knows the verb needs
-    Keras, so that ``ei-keras --help`` imports no Keras.
+    Keras, so that `ei-keras --help` imports no Keras.
     """
     from ei_keras import initializers, layers, losses, models, ops, optimizers, zoo  # noqa: F401
 

@@ -1,8 +1,8 @@
 """λ annealing shapes: the factor by which a schedule scales the normalization loss' weight.
 
-The paper code (``inhib_norm/utils.py``) defines four ramp shapes from 0 towards 1 over a
-horizon ``T`` (epochs), behind its ``homeostatic_annealing`` option (declared there, never
-called). At epoch ``t`` (0-based):
+The paper code (`inhib_norm/utils.py`) defines four ramp shapes from 0 towards 1 over a
+horizon `T` (epochs), behind its `homeostatic_annealing` option (declared there, never
+called). At epoch `t` (0-based):
 
 =================  =================================
 shape              factor ``f(t)``
@@ -13,10 +13,10 @@ shape              factor ``f(t)``
 ``cosine``         ``(1 - cos(pi t / T)) / 2``
 =================  =================================
 
-A schedule sets λ to ``λ0 · min(f(t), 1)`` at the start of epoch ``t``
-(:class:`ei_keras.callbacks.NormWeightSchedule`); every shape starts at 0 (no normalization
+A schedule sets λ to `λ0 · min(f(t), 1)` at the start of epoch `t`
+(`ei_keras.callbacks.NormWeightSchedule`); every shape starts at 0 (no normalization
 loss in the first epoch). This module imports neither Keras nor an array backend (the
-configuration schema reads :data:`SHAPES`).
+configuration schema reads `SHAPES`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ SHAPES = ("linear", "exponential", "logarithmic", "cosine")
 
 
 def factor(shape: str, epoch: int, horizon: float) -> float:
-    """The annealing factor ``f(epoch)`` of ``shape`` over ``horizon`` epochs, capped at 1.
+    """The annealing factor `f(epoch)` of `shape` over `horizon` epochs, capped at 1.
 
     >>> from ei_keras.annealing import factor
     >>> [round(factor("cosine", t, 4), 3) for t in range(5)]

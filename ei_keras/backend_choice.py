@@ -1,9 +1,9 @@
 """Which Keras backend a command runs on, decided before Keras is imported.
 
-The backends ei-keras runs on, whether each is installed (``importlib.util.find_spec`` of its
+The backends ei-keras runs on, whether each is installed (`importlib.util.find_spec` of its
 framework, which imports nothing), the backend Keras would pick by itself, and the choice the
-``ei-keras`` command makes from them: an explicitly named backend (``--backend`` or
-``$KERAS_BACKEND``) must be installed; a default one (the verb's, else Keras' configured
+`ei-keras` command makes from them: an explicitly named backend (`--backend` or
+`$KERAS_BACKEND`) must be installed; a default one (the verb's, else Keras' configured
 default) is replaced by the first installed backend, with a note saying so.
 
 Example:
@@ -16,9 +16,9 @@ installed()    # ('jax', 'torch', 'tensorflow') where all three are installed
 choose("jax")  # ('jax', None): named and installed
 ```
 
-With TensorFlow absent, ``KERAS_BACKEND`` unset and keras.json naming tensorflow,
-``choose()`` returns jax and the note ``the default backend tensorflow (~/.keras/keras.json)
-is not installed: running on jax ...``; ``choose("tensorflow")`` raises :class:`BackendError`.
+With TensorFlow absent, `KERAS_BACKEND` unset and keras.json naming tensorflow,
+`choose()` returns jax and the note `the default backend tensorflow (~/.keras/keras.json)
+is not installed: running on jax ...`; `choose("tensorflow")` raises `BackendError`.
 
 This module imports neither Keras nor any framework.
 """
@@ -31,9 +31,9 @@ import os
 
 #: The backends ei-keras runs on, in the order a missing default is replaced: the fastest on
 #: CPU first (bench/). Each is also the name of its framework's module and of the
-#: ``ei-keras[<backend>]`` extra that installs it.
+#: `ei-keras[<backend>]` extra that installs it.
 BACKENDS = ("jax", "torch", "tensorflow")
-#: Keras' own default when neither ``$KERAS_BACKEND`` nor keras.json names one.
+#: Keras' own default when neither `$KERAS_BACKEND` nor keras.json names one.
 KERAS_DEFAULT = "tensorflow"
 
 
@@ -42,9 +42,9 @@ class BackendError(ValueError):
 
 
 def is_installed(backend: str) -> bool:
-    """Whether the framework of ``backend`` can be imported (found, not imported).
+    """Whether the framework of `backend` can be imported (found, not imported).
 
-    Example: ``is_installed("jax")`` is True after ``pip install "ei-keras[jax]"``.
+    Example: `is_installed("jax")` is True after `pip install "ei-keras[jax]"`.
     """
     try:
         return importlib.util.find_spec(backend) is not None
@@ -53,13 +53,13 @@ def is_installed(backend: str) -> bool:
 
 
 def installed() -> tuple[str, ...]:
-    """The installed backends, in :data:`BACKENDS` order, e.g. ``('jax', 'torch')``."""
+    """The installed backends, in `BACKENDS` order, e.g. `('jax', 'torch')`."""
     return tuple(b for b in BACKENDS if is_installed(b))
 
 
 def keras_config_path() -> str:
-    """The keras.json Keras reads: ``$KERAS_HOME/keras.json``, else ``~/.keras/keras.json``
-    (``/tmp/.keras`` where the home folder is not writable), as Keras computes it."""
+    """The keras.json Keras reads: `$KERAS_HOME/keras.json`, else `~/.keras/keras.json`
+    (`/tmp/.keras` where the home folder is not writable), as Keras computes it."""
     if "KERAS_HOME" in os.environ:
         folder = os.environ["KERAS_HOME"]
     else:
@@ -69,10 +69,10 @@ def keras_config_path() -> str:
 
 
 def keras_default() -> tuple[str, str]:
-    """The backend Keras picks when ``$KERAS_BACKEND`` is unset, and where that comes from.
+    """The backend Keras picks when `$KERAS_BACKEND` is unset, and where that comes from.
 
-    Example: ``keras_default()`` is ``('tensorflow', '/root/.keras/keras.json')`` when that file
-    names tensorflow, and ``('tensorflow', "Keras' built-in default")`` without a file.
+    Example: `keras_default()` is `('tensorflow', '/root/.keras/keras.json')` when that file
+    names tensorflow, and `('tensorflow', "Keras' built-in default")` without a file.
     """
     path = keras_config_path()
     try:
@@ -94,21 +94,21 @@ def choose(requested: str | None = None, *, default: str | None = None) -> tuple
     """The backend to run on and, when a missing default was replaced, a note saying so.
 
     Args:
-        requested: the ``--backend`` value, or None.
-        default: the verb's own default backend (``demo``: jax), used when neither
-            ``requested`` nor ``$KERAS_BACKEND`` names one; None means Keras' configured default.
+        requested: the `--backend` value, or None.
+        default: the verb's own default backend (`demo`: jax), used when neither
+            `requested` nor `$KERAS_BACKEND` names one; None means Keras' configured default.
 
     Returns:
-        ``(backend, note)``; ``note`` is None unless the default was not installed.
+        `(backend, note)`; `note` is None unless the default was not installed.
 
     Raises:
-        BackendError: the backend named by ``requested`` or ``$KERAS_BACKEND`` is not one of
-            :data:`BACKENDS` or is not installed, or no backend is installed.
+        BackendError: the backend named by `requested` or `$KERAS_BACKEND` is not one of
+            `BACKENDS` or is not installed, or no backend is installed.
 
     Example:
-        ``choose("torch")`` is ``("torch", None)`` where torch is installed and raises
-        BackendError where it is not; ``choose(default="jax")`` with ``KERAS_BACKEND`` unset is
-        ``("jax", None)`` where jax is installed, else the first installed backend and a note.
+        `choose("torch")` is `("torch", None)` where torch is installed and raises
+        BackendError where it is not; `choose(default="jax")` with `KERAS_BACKEND` unset is
+        `("jax", None)` where jax is installed, else the first installed backend and a note.
     """
     name, source = requested, "--backend"
     if not name and os.environ.get("KERAS_BACKEND"):

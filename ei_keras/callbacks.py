@@ -1,8 +1,8 @@
-"""Keras callbacks of ei_keras that change training (the measures are in :mod:`ei_keras.measures`).
+"""Keras callbacks of ei_keras that change training (the measures are in `ei_keras.measures`).
 
-:class:`NormWeightSchedule` anneals λ, the weight of the I-Norm layers' normalization loss, with
-the paper code's shapes (:mod:`ei_keras.annealing`). λ is a non-trainable variable of each layer
-(``INormDense.norm_weight``), so a value set between epochs changes the next compiled step on
+`NormWeightSchedule` anneals λ, the weight of the I-Norm layers' normalization loss, with
+the paper code's shapes (`ei_keras.annealing`). λ is a non-trainable variable of each layer
+(`INormDense.norm_weight`), so a value set between epochs changes the next compiled step on
 every backend.
 """
 
@@ -14,22 +14,22 @@ from ei_keras import annealing
 
 
 def _lambda_layers(model) -> list:
-    """The sub-layers with a normalization-loss weight (``norm_weight_variable``)."""
+    """The sub-layers with a normalization-loss weight (`norm_weight_variable`)."""
     return [layer for layer in model._flatten_layers(include_self=False)
             if getattr(layer, "norm_weight_variable", None) is not None]
 
 
 class NormWeightSchedule(keras.callbacks.Callback):
-    """Sets every I-Norm layer's λ to ``λ0 · f(epoch)`` at the start of each epoch.
+    """Sets every I-Norm layer's λ to `λ0 · f(epoch)` at the start of each epoch.
 
-    ``λ0`` is each layer's λ when training begins; ``f`` is one of the paper code's annealing
-    shapes (:data:`ei_keras.annealing.SHAPES`), capped at 1. When training ends, every layer
-    gets its ``λ0`` back, so the saved model and a second ``fit`` start from the configured λ.
+    `λ0` is each layer's λ when training begins; `f` is one of the paper code's annealing
+    shapes (`ei_keras.annealing.SHAPES`), capped at 1. When training ends, every layer
+    gets its `λ0` back, so the saved model and a second `fit` start from the configured λ.
 
     Args:
-        shape: ``"linear"``, ``"exponential"``, ``"logarithmic"`` or ``"cosine"``.
-        horizon: ``T`` in epochs (``tau`` for ``exponential``); None: the ``epochs`` of the
-            ``fit`` call.
+        shape: `"linear"`, `"exponential"`, `"logarithmic"` or `"cosine"`.
+        horizon: `T` in epochs (`tau` for `exponential`); None: the `epochs` of the
+            `fit` call.
 
     Example:
 

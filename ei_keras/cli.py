@@ -1,14 +1,14 @@
-"""``ei-keras``: train a preset, reproduce the paper's figures, report, list presets.
+"""`ei-keras`: train a preset, reproduce the paper's figures, report, list presets.
 
-The command line only parses, calls the library and prints. The Keras backend is ``--backend``,
-else ``$KERAS_BACKEND``, else Keras' configured default (keras.json; ``demo``: jax). A backend
-named with ``--backend`` or ``$KERAS_BACKEND`` must be installed; a default one that is not is
-replaced by the first installed of jax, torch, tensorflow, with a ``note:`` line on stderr
-(:mod:`ei_keras.backend_choice`). The ``ei-keras`` script (``ei_keras_cli``) imports no Keras
-until the backend is set and the verb needs it: ``--help``, ``--version``, ``presets`` and
-``report`` run without it.
+The command line only parses, calls the library and prints. The Keras backend is `--backend`,
+else `$KERAS_BACKEND`, else Keras' configured default (keras.json; `demo`: jax). A backend
+named with `--backend` or `$KERAS_BACKEND` must be installed; a default one that is not is
+replaced by the first installed of jax, torch, tensorflow, with a `note:` line on stderr
+(`ei_keras.backend_choice`). The `ei-keras` script (`ei_keras_cli`) imports no Keras
+until the backend is set and the verb needs it: `--help`, `--version`, `presets` and
+`report` run without it.
 
-Examples::
+Examples:
 
     ei-keras presets
     ei-keras train --preset inorm_gradnorm --out runs/one opt.lr_e=0.1 data.luminosity=0.5
@@ -18,11 +18,11 @@ Examples::
     ei-keras demo
     ei-keras sweep --config tuner_configs/inorm.json --preset inorm_gradnorm --luminosity 0.75
 
-Exit codes: 0 done; 1 a worker process of ``--jobs`` died (killed from outside, e.g. by the
+Exit codes: 0 done; 1 a worker process of `--jobs` died (killed from outside, e.g. by the
 kernel's OOM killer; finished runs are kept); 2 invalid input or an unusable location (one
-``error:`` line, nothing written); 3 the run diverged: a non-finite loss or weight stopped it
-(``train``; its run directory is written; a finite excursion past the bounds is a ``warning:``
-line, exit 0); 4/5 a distributed sweep gave up waiting (``sweep --help``); 6 out of memory (an
+`error:` line, nothing written); 3 the run diverged: a non-finite loss or weight stopped it
+(`train`; its run directory is written; a finite excursion past the bounds is a `warning:`
+line, exit 0); 4/5 a distributed sweep gave up waiting (`sweep --help`); 6 out of memory (an
 allocation refused: NumPy's MemoryError, a backend's out-of-memory error; nothing
 half-written is left); 130 interrupted (Ctrl-C or SIGTERM; finished runs are kept, nothing
 half-written is left).
@@ -45,12 +45,16 @@ EXIT_INVALID = 2
 EXIT_DIVERGED = 3
 EXIT_OUT_OF_MEMORY = 6
 EXIT_INTERRUPTED = 130
-#: The condition ``report`` compares the others with unless ``--reference`` names one.
+#: The condition `report` compares the others with unless `--reference` names one.
 DEFAULT_REFERENCE = "ei_ln"
+
+#: The verbs that run the research harness (the `research` extra: KerasTuner, scipy,
+#: matplotlib); `presets` needs only the library.
+RESEARCH_VERBS = ("train", "reproduce", "report", "sweep", "demo")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one ``error:`` line (and a pointer to --help) instead of a usage dump."""
+    """argparse with one `error:` line (and a pointer to --help) instead of a usage dump."""
 
     def error(self, message):
         self.exit(EXIT_INVALID, f"error: {message} (see {self.prog} --help)\n")
@@ -132,7 +136,7 @@ def _contrasts(text: str) -> list[float]:
                     "comma-separated numbers >= 1 (e.g. 2,4)")
 
 
-#: The ``reproduce`` option that gives the sizes of each size key.
+#: The `reproduce` option that gives the sizes of each size key.
 SIZE_OPTIONS = {"data.luminosity": ("--luminosity", "luminosity"),
                  "data.contrast": ("--contrast", "contrast")}
 
@@ -145,12 +149,12 @@ def _quiet_environment():
 
 
 def _select_backend(args, argv, may_reexec: bool) -> bool:
-    """Set ``KERAS_BACKEND`` to the chosen backend and register ei_keras' Keras objects; False
-    (after one ``error:`` line) when no usable backend was named or installed.
+    """Set `KERAS_BACKEND` to the chosen backend and register ei_keras' Keras objects; False
+    (after one `error:` line) when no usable backend was named or installed.
 
-    Started as the ``ei-keras`` script, Keras is not imported yet. Started as ``python -m
-    ei_keras.cli`` (or by a caller that imported ei_keras), Keras already runs on some backend:
-    a different one means starting the command again in a fresh process (``may_reexec``) or
+    Started as the `ei-keras` script, Keras is not imported yet. Started as `python -m
+    ei_keras.cli` (or by a caller that imported ei_keras), Keras already runs on some backend:
+    a different one means starting the command again in a fresh process (`may_reexec`) or
     refusing (a caller's own process)."""
     default = getattr(args, "default_backend", None)
     current = sys.modules["keras"].backend.backend() if "keras" in sys.modules else None
@@ -193,8 +197,8 @@ def _add_common(p: argparse.ArgumentParser, default_backend: str | None = None,
 
 
 def _on_terminal() -> bool:
-    """Whether standard output is a terminal: then ``train`` and ``reproduce`` show Keras'
-    per-batch progress bar (``task_loss``, ``norm_loss`` and the other metrics); in a log file
+    """Whether standard output is a terminal: then `train` and `reproduce` show Keras'
+    per-batch progress bar (`task_loss`, `norm_loss` and the other metrics); in a log file
     or a pipe, one line per epoch."""
     return hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
 
@@ -426,10 +430,19 @@ def main(argv=None) -> int:
         if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*(args.overrides or []), *extra]
+    if args.command in RESEARCH_VERBS:
+        from ei_keras.extras import message, missing
+
+        absent = missing("research")
+        if absent:  # before any backend import or file is touched
+            print(f"error: {message('research', f'ei-keras {args.command}', absent)}",
+                  file=sys.stderr)
+            return EXIT_INVALID
     if getattr(args, "uses_keras", True) and not _select_backend(args, argv, may_reexec):
         return EXIT_INVALID
     from ei_keras import interrupt
     from ei_keras.config import ConfigError
+    from ei_keras.extras import MissingExtraError
     from ei_keras.parallel import WorkerDiedError
     from ei_keras.run_directory import RunDirectoryError, is_disk_full
 
@@ -438,7 +451,7 @@ def main(argv=None) -> int:
             return args.func(args)
     # ValueError includes ei_keras.data's DataFileError (not imported here: it imports Keras).
     except (ConfigError, RunDirectoryError, FileNotFoundError, FileExistsError,
-            ValueError) as e:
+            ValueError, MissingExtraError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INVALID
     except OSError as e:
@@ -471,9 +484,9 @@ _OOM_TEXTS = ("RESOURCE_EXHAUSTED", "can't allocate memory", "CUDA out of memory
 
 
 def is_out_of_memory(error: BaseException | None) -> bool:
-    """Whether ``error`` (or an exception it was raised from) is an out-of-memory error of
-    NumPy, TensorFlow (``ResourceExhaustedError``), JAX (``RESOURCE_EXHAUSTED``) or torch
-    (``OutOfMemoryError``, or its CPU allocator's "can't allocate memory")."""
+    """Whether `error` (or an exception it was raised from) is an out-of-memory error of
+    NumPy, TensorFlow (`ResourceExhaustedError`), JAX (`RESOURCE_EXHAUSTED`) or torch
+    (`OutOfMemoryError`, or its CPU allocator's "can't allocate memory")."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))

@@ -1,15 +1,15 @@
 """The one schema of a run's configuration: sections, dotted keys, types, defaults, smoke sizes.
 
-Every consumer (the zoo's hyperparameters, :mod:`ei_keras.experiment`, the recipes, the
+Every consumer (the zoo's hyperparameters, `ei_keras.experiment`, the recipes, the
 KerasTuner hypermodel and the CLI) reads the keys, defaults and parsers defined here, and
-nothing else defines them. A configuration is a frozen :class:`RunConfig`; its dotted keys
-(``opt.lr_e``, ``model.width``, ...) are derived from the dataclass fields, so adding a field
+nothing else defines them. A configuration is a frozen `RunConfig`; its dotted keys
+(`opt.lr_e`, `model.width`, ...) are derived from the dataclass fields, so adding a field
 adds a key everywhere.
 
 Parsing is typed: a key's value may be given as the right Python type or as the text the
-command line passes (``"0.1"``, ``"yes"``). Booleans accept ``true/false/1/0/yes/no/on/off``
-and nothing else; numbers reject NaN and infinities; ``none``/``null`` is accepted only where
-``None`` is meaningful (``None`` for a hyperparameter means "the preset's default").
+command line passes (`"0.1"`, `"yes"`). Booleans accept `true/false/1/0/yes/no/on/off`
+and nothing else; numbers reject NaN and infinities; `none`/`null` is accepted only where
+`None` is meaningful (`None` for a hyperparameter means "the preset's default").
 
 Example:
 
@@ -119,13 +119,13 @@ class Kind:
     """How one key's value is parsed and checked.
 
     Attributes:
-        name: ``"bool"``, ``"int"``, ``"float"``, ``"str"``, ``"choice"`` (one of
-            ``choices``), ``"auto_int"`` (``"auto"`` or an int) or ``"auto_bool"`` (``"auto"``
+        name: `"bool"`, `"int"`, `"float"`, `"str"`, `"choice"` (one of
+            `choices`), `"auto_int"` (`"auto"` or an int) or `"auto_bool"` (`"auto"`
             or a bool).
-        low, high: bounds for numbers (``None``: unbounded).
+        low, high: bounds for numbers (`None`: unbounded).
         low_open, high_open: whether the bounds are excluded.
-        optional: ``None`` is a valid value.
-        choices: the accepted values of a ``"choice"``.
+        optional: `None` is a valid value.
+        choices: the accepted values of a `"choice"`.
         hint: a sentence appended to the error, saying how to fix a value out of range.
     """
 
@@ -210,24 +210,24 @@ _COUNT = Kind("int", low=1)
 # ---------------------------------------------------------------------------------------------
 # The schema. Defaults live here and only here.
 
-#: Hidden width of the MLP presets unless set (the reference code's width; ``model.width``
-#: None means the preset's default, :func:`ei_keras.zoo.default_width`) and hidden layers.
+#: Hidden width of the MLP presets unless set (the reference code's width; `model.width`
+#: None means the preset's default, `ei_keras.zoo.default_width`) and hidden layers.
 DEFAULT_WIDTH = 234
 DEFAULT_DEPTH = 2
 
 
 @dataclasses.dataclass(frozen=True)
 class ShiftFamily:
-    """A family of per-image shifts of the data (``data.shift``), as the schema knows it.
+    """A family of per-image shifts of the data (`data.shift`), as the schema knows it.
 
-    The arithmetic lives in :mod:`ei_keras.data.shifts`; this is what the configuration, the
+    The arithmetic lives in `ei_keras.data.shifts`; this is what the configuration, the
     run directories and the reports need to know without importing it.
 
     Attributes:
-        name: the value of ``data.shift``.
+        name: the value of `data.shift`.
         size_key: the dotted key that holds the shift's size (its one parameter).
-        symbol: the size's letter in folder names and report labels (``r0.75``, ``s4``).
-        axis: how a report names the size axis (``r``, ``contrast s``).
+        symbol: the size's letter in folder names and report labels (`r0.75`, `s4`).
+        axis: how a report names the size axis (`r`, `contrast s`).
         description: one line for help texts.
     """
 
@@ -238,11 +238,11 @@ class ShiftFamily:
     description: str
 
     def label(self, size: float | None) -> str:
-        """``"r = 0.75"``, ``"contrast s = 4"``: the size as a report writes it."""
+        """`"r = 0.75"`, `"contrast s = 4"`: the size as a report writes it."""
         return f"{self.axis} = {'?' if size is None else f'{size:g}'}"
 
 
-#: The shift families, by ``data.shift`` value (the first is the paper's and the default).
+#: The shift families, by `data.shift` value (the first is the paper's and the default).
 SHIFT_FAMILIES: dict[str, ShiftFamily] = {f.name: f for f in [
     ShiftFamily("luminosity", "data.luminosity", "r", "r",
                 "add c ~ U(-r, r) to every pixel of an image, clip to [0, 1] (the paper's)"),
@@ -254,10 +254,10 @@ SHIFT_FAMILIES: dict[str, ShiftFamily] = {f.name: f for f in [
                 "contrast: 2 x the classes"),
 ]}
 
-#: Default contrast range ``s`` (``data.contrast``): ``c`` spans [1/4, 4], a 16-fold range of
-#: an image's pixel spread. At ``c = 4`` a Fashion-MNIST image saturates to a near-binary
-#: silhouette and at ``c = 1/4`` its pixels span a quarter of their range around the mean: a
-#: strong nuisance that still leaves every class recognisable, as ``r = 0.75`` is for the
+#: Default contrast range `s` (`data.contrast`): `c` spans [1/4, 4], a 16-fold range of
+#: an image's pixel spread. At `c = 4` a Fashion-MNIST image saturates to a near-binary
+#: silhouette and at `c = 1/4` its pixels span a quarter of their range around the mean: a
+#: strong nuisance that still leaves every class recognisable, as `r = 0.75` is for the
 #: luminosity shift.
 DEFAULT_CONTRAST = 4.0
 
@@ -379,7 +379,7 @@ class OutputConfig:
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "opt": OptConfig,
              "loss": LossConfig, "measures": MeasuresConfig, "output": OutputConfig}
 
-#: The sections whose keys are the presets' training hyperparameters (``zoo.hyperparameters``).
+#: The sections whose keys are the presets' training hyperparameters (`zoo.hyperparameters`).
 HYPERPARAMETER_SECTIONS = ("opt", "loss")
 
 
@@ -387,9 +387,9 @@ HYPERPARAMETER_SECTIONS = ("opt", "loss")
 class RunConfig:
     """The whole configuration of one training run.
 
-    Build one with :meth:`from_dict` (a nested or dotted mapping) or
-    :meth:`with_overrides`; both validate every value. ``to_dict()`` gives the nested JSON
-    form written to ``config.json``.
+    Build one with `from_dict` (a nested or dotted mapping) or
+    `with_overrides`; both validate every value. `to_dict()` gives the nested JSON
+    form written to `config.json`.
     """
 
     preset: str = _key(Kind("str"), "ei_ln", "zoo preset (ei-keras presets)")
@@ -408,13 +408,13 @@ class RunConfig:
     # -- construction --------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any] | None = None) -> RunConfig:
-        """A validated configuration from a nested (``{"opt": {"lr_e": 0.1}}``) and/or dotted
-        (``{"opt.lr_e": 0.1}``) mapping; missing keys take their defaults."""
+        """A validated configuration from a nested (`{"opt": {"lr_e": 0.1}}`) and/or dotted
+        (`{"opt.lr_e": 0.1}`) mapping; missing keys take their defaults."""
         return cls().with_overrides(flatten(mapping or {}))
 
     def with_overrides(self, overrides: Mapping[str, Any] | Iterable[str]) -> RunConfig:
-        """A copy with dotted overrides applied: a mapping ``{"opt.lr_e": 0.1}`` or the command
-        line's ``["opt.lr_e=0.1", ...]``. Every value is parsed by its key's kind.
+        """A copy with dotted overrides applied: a mapping `{"opt.lr_e": 0.1}` or the command
+        line's `["opt.lr_e=0.1", ...]`. Every value is parsed by its key's kind.
 
         Raises:
             ConfigError: an unknown key (with close matches), a malformed override or a value of
@@ -443,7 +443,7 @@ class RunConfig:
 
     # -- views ---------------------------------------------------------------------------------
     def flat(self) -> dict[str, Any]:
-        """``{dotted key: value}`` for every key."""
+        """`{dotted key: value}` for every key."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -454,48 +454,48 @@ class RunConfig:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """The nested JSON-ready form (as in ``config.json``)."""
+        """The nested JSON-ready form (as in `config.json`)."""
         return dataclasses.asdict(self)
 
     def get(self, key: str) -> Any:
-        """The value of dotted ``key``."""
+        """The value of dotted `key`."""
         flat = self.flat()
         if key not in flat:
             raise ConfigError(_unknown(key))
         return flat[key]
 
     def hyperparameter_overrides(self) -> dict[str, Any]:
-        """The set (not None) ``opt.*`` and ``loss.*`` values by bare name, for
-        :func:`ei_keras.zoo.hyperparameters`."""
+        """The set (not None) `opt.*` and `loss.*` values by bare name, for
+        `ei_keras.zoo.hyperparameters`."""
         return {k.split(".", 1)[1]: v for k, v in self.flat().items()
                 if k.split(".", 1)[0] in HYPERPARAMETER_SECTIONS and v is not None}
 
     @property
     def label(self) -> str:
-        """The condition label: ``condition`` or the preset."""
+        """The condition label: `condition` or the preset."""
         return self.condition or self.preset
 
     @property
     def shift_family(self) -> ShiftFamily:
-        """The :class:`ShiftFamily` of ``data.shift``."""
+        """The `ShiftFamily` of `data.shift`."""
         return SHIFT_FAMILIES[self.data.shift]
 
     @property
     def shift_size(self) -> float:
-        """The size of the data's shift: ``data.luminosity`` or ``data.contrast``, as
-        ``data.shift`` says."""
+        """The size of the data's shift: `data.luminosity` or `data.contrast`, as
+        `data.shift` says."""
         return self.get(self.shift_family.size_key)
 
 
 def unused_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
-    """The keys of a flat configuration (:meth:`RunConfig.flat`) that cannot change its run:
-    the size keys of the shift families not in use, ``data.shift`` itself when it is the
+    """The keys of a flat configuration (`RunConfig.flat`) that cannot change its run:
+    the size keys of the shift families not in use, `data.shift` itself when it is the
     paper's luminosity shift (every run made before the key existed was one), and
-    ``model.gradnorm_on`` at its default ``y`` (likewise).
+    `model.gradnorm_on` at its default `y` (likewise).
 
     Fingerprints leave them out, so a luminosity run keeps the fingerprint it had before the
     other families existed (its results folder stays reusable) and a contrast run does not
-    depend on ``data.luminosity``.
+    depend on `data.luminosity`.
     """
     family = SHIFT_FAMILIES[flat.get("data.shift", "luminosity")]
     out = [f.size_key for f in SHIFT_FAMILIES.values() if f.size_key != family.size_key]
@@ -508,12 +508,12 @@ def unused_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
 
 def inapplicable_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
     """The keys that do not apply to a flat configuration's run: the size keys of the shift
-    families not in use (``data.luminosity`` under ``data.shift=contrast`` and vice versa) and
-    the hyperparameters its preset has no use for (``loss.norm_weight`` without I-Norm layers:
-    :func:`ei_keras.zoo.unused_hyperparameters`).
+    families not in use (`data.luminosity` under `data.shift=contrast` and vice versa) and
+    the hyperparameters its preset has no use for (`loss.norm_weight` without I-Norm layers:
+    `ei_keras.zoo.unused_hyperparameters`).
 
     The one rule: setting one of them to anything but its default is refused
-    (:meth:`RunConfig.with_overrides`), so a value is never recorded (``config.json``, the
+    (`RunConfig.with_overrides`), so a value is never recorded (`config.json`, the
     fingerprint) that the run does not use.
     """
     from ei_keras import zoo  # lazily: the zoo imports Keras
@@ -561,10 +561,10 @@ HELP: dict[str, str] = {k: f.metadata["help"] for k, f in _FIELDS.items()}
 #: Keys that do not change a run's result (where files go, labels): left out of fingerprints.
 NON_FINGERPRINT_KEYS: tuple[str, ...] = tuple(
     k for k, f in _FIELDS.items() if not f.metadata["fingerprint"])
-#: The presets' training hyperparameters: the bare names of the ``opt``/``loss`` keys.
+#: The presets' training hyperparameters: the bare names of the `opt`/`loss` keys.
 HYPERPARAMETERS: tuple[str, ...] = tuple(
     k.split(".", 1)[1] for k in KEYS if k.split(".", 1)[0] in HYPERPARAMETER_SECTIONS)
-#: Dotted key of each bare hyperparameter name (``"lr_e" -> "opt.lr_e"``).
+#: Dotted key of each bare hyperparameter name (`"lr_e" -> "opt.lr_e"`).
 HYPERPARAMETER_KEYS: dict[str, str] = {
     k.split(".", 1)[1]: k for k in KEYS if k.split(".", 1)[0] in HYPERPARAMETER_SECTIONS}
 
@@ -574,7 +574,7 @@ SHORT_KEYS: dict[str, str] = {**HYPERPARAMETER_KEYS, "width": "model.width",
                               "depth": "model.depth", "batch_size": "data.batch_size",
                               "epochs": "train.epochs"}
 
-#: The tiny size of every ``--smoke`` run (CLI ``train``, recipes, sweeps): CI-sized, real data.
+#: The tiny size of every `--smoke` run (CLI `train`, recipes, sweeps): CI-sized, real data.
 SMOKE_OVERRIDES: dict[str, Any] = {
     "train.epochs": 1, "data.train_subset": 256, "data.test_subset": 256, "model.width": 32,
     "measures.probe_size": 64}
@@ -615,7 +615,7 @@ def _items(overrides) -> Iterable[tuple[str, Any]]:
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested configuration mapping as ``{dotted key: value}`` (dotted keys pass through)."""
+    """A nested configuration mapping as `{dotted key: value}` (dotted keys pass through)."""
     out = {}
     for k, v in mapping.items():
         key = f"{prefix}{k}"
@@ -642,6 +642,6 @@ def _check_preset(name: str) -> None:
 
 
 def describe_keys() -> str:
-    """One line per key: ``key  help (default value)`` — the CLI's list of overrides."""
+    """One line per key: `key  help (default value)` — the CLI's list of overrides."""
     return "\n".join(f"  {key:28s} {HELP[key]} (default {_FIELDS[key].default!r})"
                      for key in KEYS)

@@ -1,8 +1,8 @@
 """Dale's sign constraint composed with any Keras constraint.
 
 The Dale layers keep their excitatory and inhibitory weights non-negative whatever the user
-passes: without a user constraint the weight carries ``keras.constraints.NonNeg()``; with one,
-:func:`dale_constraint` returns :class:`NonNegAfter`, which applies the user's constraint first
+passes: without a user constraint the weight carries `keras.constraints.NonNeg()`; with one,
+`dale_constraint` returns `NonNegAfter`, which applies the user's constraint first
 and Dale's sign last, so no constraint can make a weight negative. The optimizer applies it after
 every update, as Keras does for any constraint.
 """
@@ -14,10 +14,10 @@ import keras
 
 @keras.saving.register_keras_serializable(package="ei_keras")
 class NonNegAfter(keras.constraints.Constraint):
-    """``NonNeg()(constraint(w))``: a Keras constraint followed by Dale's sign.
+    """`NonNeg()(constraint(w))`: a Keras constraint followed by Dale's sign.
 
     Args:
-        constraint: any Keras constraint (instance, name such as ``"max_norm"``, or config).
+        constraint: any Keras constraint (instance, name such as `"max_norm"`, or config).
 
     Example:
 
@@ -43,11 +43,11 @@ class NonNegAfter(keras.constraints.Constraint):
 
 
 def dale_constraint(constraint=None) -> keras.constraints.Constraint:
-    """The constraint of a Dale (non-negative) weight: ``NonNeg()`` alone, or the user's
-    ``constraint`` followed by it (:class:`NonNegAfter`).
+    """The constraint of a Dale (non-negative) weight: `NonNeg()` alone, or the user's
+    `constraint` followed by it (`NonNegAfter`).
 
     Raises:
-        ValueError: ``constraint`` is not a Keras constraint (Keras' own message).
+        ValueError: `constraint` is not a Keras constraint (Keras' own message).
     """
     user = keras.constraints.get(constraint)
     if user is None or isinstance(user, keras.constraints.NonNeg):

@@ -1,22 +1,22 @@
 """Divergence as an outcome of a run, not a crash or a silent 10 %.
 
-The rule (:mod:`ei_keras.scoring`, the paper's): a run trains its whole length and is scored by
+The rule (`ei_keras.scoring`, the paper's): a run trains its whole length and is scored by
 its final accuracy; only a non-finite loss or weight stops it, and it then counts at chance. A
-finite loss above :data:`MAX_LOSS` or a weight above :data:`MAX_ABS_WEIGHT` is a *stability
+finite loss above `MAX_LOSS` or a weight above `MAX_ABS_WEIGHT` is a *stability
 event*: recorded, never a stop.
 
-:class:`DivergenceMonitor` watches a ``fit``: the loss after every call of the compiled step
+`DivergenceMonitor` watches a `fit`: the loss after every call of the compiled step
 and, at every snapshot, the weights. The run has *diverged* (and stops) when its loss or a weight
 is non-finite, during or at the end of training. A finite excursion past the bounds is kept in
-:attr:`DivergenceMonitor.excursion` (the first step at which a check saw it, the last such step,
+`DivergenceMonitor.excursion` (the first step at which a check saw it, the last such step,
 the peak loss and weight, and the learning-rate group whose weights had grown most since the
 last snapshot within the bounds).
 
-To name the true step and the true cause of a stop whatever ``steps_per_execution`` is, the
+To name the true step and the true cause of a stop whatever `steps_per_execution` is, the
 monitor keeps a copy of the model's and the optimizer's variables from the last snapshot whose
 weights were all finite (taken at the start of every compiled call, at least every
-:data:`SNAPSHOT_EVERY` steps, and at every epoch start). When it detects a non-finite value it
-stops the ``fit``; then :meth:`DivergenceMonitor.locate` restores that copy and replays the steps
+`SNAPSHOT_EVERY` steps, and at every epoch start). When it detects a non-finite value it
+stops the `fit`; then `DivergenceMonitor.locate` restores that copy and replays the steps
 since, one at a time, on the same batches of the same epoch, and checks after each step:
 
 - a batch with NaN or infinite values: the *input* is at fault (the data, not a learning rate);
@@ -48,24 +48,24 @@ class DivergenceMonitor(keras.callbacks.Callback):
     """Stops training when the loss or a weight turns non-finite, finds the step and the cause,
     and records finite excursions past the bounds as a stability event.
 
-    After a stop (and :meth:`locate`), ``diverged`` is True, ``step`` holds the global training
-    step (1-based), ``epoch`` the epoch (0-based), ``cause`` is ``"input"``, a group name
-    (``"excitatory"``, ``"inhibitory_input"``, ``"inhibitory_output"``) or None, and ``message``
+    After a stop (and `locate`), `diverged` is True, `step` holds the global training
+    step (1-based), `epoch` the epoch (0-based), `cause` is `"input"`, a group name
+    (`"excitatory"`, `"inhibitory_input"`, `"inhibitory_output"`) or None, and `message`
     says what happened and what to change (after a stability event, the learning rate of the
     group that left the bounds first).
 
-    ``excursion`` is None, or (once the loss passed ``max_loss`` or a weight ``max_abs_weight``
-    while finite) a dict: ``first_step`` / ``first_epoch`` (1-based) of the first check that saw
-    it, ``last_step``, ``what`` it was, ``peak_loss`` and ``peak_abs_weight`` (the largest seen
-    while out of bounds, None when that bound was not passed), ``cause`` (the group whose
+    `excursion` is None, or (once the loss passed `max_loss` or a weight `max_abs_weight`
+    while finite) a dict: `first_step` / `first_epoch` (1-based) of the first check that saw
+    it, `last_step`, `what` it was, `peak_loss` and `peak_abs_weight` (the largest seen
+    while out of bounds, None when that bound was not passed), `cause` (the group whose
     weights had grown most since the last snapshot within the bounds, None without one) and a
-    ``message`` naming the learning rate to lower should the final accuracy be poor. The
+    `message` naming the learning rate to lower should the final accuracy be poor. The
     loss checked is the one Keras logs: the epoch's running mean. Training goes on.
 
     Args:
         max_abs_weight: a finite weight above this magnitude is a stability event.
         max_loss: a finite loss above this is a stability event.
-        rates: the run's learning rates by name (``lr_e`` ...), quoted in the message.
+        rates: the run's learning rates by name (`lr_e` ...), quoted in the message.
     """
 
     def __init__(self, max_abs_weight: float = MAX_ABS_WEIGHT, max_loss: float = MAX_LOSS,
@@ -223,9 +223,9 @@ class DivergenceMonitor(keras.callbacks.Callback):
 
     # -- locating the step and the cause -------------------------------------------------------
     def locate(self, dataset) -> None:
-        """After a stopped ``fit``: replay the steps since the last good snapshot one at a time
-        on ``dataset`` (the epoch's batches, ``dataset[i]``) and set ``step``, ``cause`` and
-        ``message``. Leaves the model at the located step."""
+        """After a stopped `fit`: replay the steps since the last good snapshot one at a time
+        on `dataset` (the epoch's batches, `dataset[i]`) and set `step`, `cause` and
+        `message`. Leaves the model at the located step."""
         if not self.diverged or self._good is None:
             return
         start_step, batch, epoch, values = self._good
@@ -259,7 +259,7 @@ class DivergenceMonitor(keras.callbacks.Callback):
         self.message = self._compose(None, self._what, exact=False)
 
     def _most_grown(self, good: dict, now: dict) -> str:
-        """The group with the largest change ``max|w - w_good| / max(max|w_good|, 1)`` (the
+        """The group with the largest change `max|w - w_good| / max(max|w_good|, 1)` (the
         floor keeps zero-initialised biases from dominating)."""
         growth: dict[str, float] = {}
         for v in self.model.trainable_variables:

@@ -1,11 +1,11 @@
 """One training run of one preset on shifted Fashion-MNIST, written to a run directory.
 
-The data's shift is ``data.shift`` at its size (:func:`ei_keras.data.shift_from_config`); the
-model's output layer has one unit per label the shift gives (20 for ``contrast_signal``).
+The data's shift is `data.shift` at its size (`ei_keras.data.shift_from_config`); the
+model's output layer has one unit per label the shift gives (20 for `contrast_signal`).
 
-The configuration is an :class:`ei_keras.config.RunConfig` (its dotted keys are what the CLI's
-``key=value`` overrides use: ``ei-keras train --help`` lists them). The run directory's files
-and how they are written belong to :mod:`ei_keras.run_directory`.
+The configuration is an `ei_keras.config.RunConfig` (its dotted keys are what the CLI's
+`key=value` overrides use: `ei-keras train --help` lists them). The run directory's files
+and how they are written belong to `ei_keras.run_directory`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 
 from ei_keras.config import ConfigError, RunConfig
+from ei_keras.extras import require
 from ei_keras.run_directory import (
     CONFIG_FILE,
     HISTORY_FILE,
@@ -31,18 +32,21 @@ from ei_keras.run_directory import (
     write_json_atomic,
 )
 
+# The run records scipy's version with the others (library_versions): the research harness.
+require("research", "ei_keras.experiment", ("scipy",))
+
 __all__ = ["ConfigError", "RunConfig", "as_config", "resolve", "run_experiment",
            "resolve_steps_per_execution", "library_versions", "AUTO_STEPS_PER_EXECUTION",
            "RunSession"]
 
-#: Training steps per compiled call (``train.steps_per_execution="auto"``) on TensorFlow and
-#: JAX: one host round trip and one round of callbacks per 32 steps (``bench/run.py`` measures
+#: Training steps per compiled call (`train.steps_per_execution="auto"`) on TensorFlow and
+#: JAX: one host round trip and one round of callbacks per 32 steps (`bench/run.py` measures
 #: the gain). PyTorch runs one step per call (Keras' torch trainer accepts only 1).
 AUTO_STEPS_PER_EXECUTION = 32
 
 
 def resolve_steps_per_execution(value, backend: str | None = None) -> int:
-    """The ``steps_per_execution`` that ``train.steps_per_execution=value`` gives on ``backend``
+    """The `steps_per_execution` that `train.steps_per_execution=value` gives on `backend`
     (default: the running one)."""
     if backend is None:
         import keras
@@ -58,13 +62,13 @@ def resolve_steps_per_execution(value, backend: str | None = None) -> int:
 
 
 def as_config(config: RunConfig | Mapping | None) -> RunConfig:
-    """A validated :class:`RunConfig` from a ``RunConfig``, a nested/dotted mapping or None."""
+    """A validated `RunConfig` from a `RunConfig`, a nested/dotted mapping or None."""
     return config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
 
 
 def resolve(config: RunConfig | Mapping) -> dict:
     """What a configuration resolves to before training, with no data or model:
-    ``{"config", "hyperparameters", "steps_per_execution", "fingerprint"}``.
+    `{"config", "hyperparameters", "steps_per_execution", "fingerprint"}`.
 
     Raises:
         ConfigError: an invalid configuration (names the key).
@@ -129,7 +133,7 @@ def _progress_callback(label: str, epochs: int, printer):
 
 
 def _validation_metrics(model, validation) -> dict:
-    """``val_accuracy`` and ``val_loss`` on the held-out split (nothing without one)."""
+    """`val_accuracy` and `val_loss` on the held-out split (nothing without one)."""
     if validation is None:
         return {}
     result = model.evaluate(*validation, batch_size=1000, verbose=0, return_dict=True)
@@ -144,38 +148,38 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
     """Train one configuration and write its run directory.
 
     Args:
-        config: a :class:`RunConfig` or a (partial) nested/dotted mapping; missing keys take
+        config: a `RunConfig` or a (partial) nested/dotted mapping; missing keys take
             their defaults.
-        run_dir: where the run directory goes (must not exist unless ``overwrite``).
-        printer: progress output (``print``; pass ``lambda *a: None`` for silence).
+        run_dir: where the run directory goes (must not exist unless `overwrite`).
+        printer: progress output (`print`; pass `lambda *a: None` for silence).
         overwrite: replace an existing run directory.
-        record: extra entries for ``config.json`` and ``metrics.json`` (a sweep's
-            ``trial_id`` and ``sweep`` description).
+        record: extra entries for `config.json` and `metrics.json` (a sweep's
+            `trial_id` and `sweep` description).
         model: train this compiled model (e.g. a KerasTuner tuner's, with weights it loaded)
             instead of building the preset from the configuration.
-        callbacks: more Keras callbacks for ``fit`` (e.g. a tuner's checkpoints and reports).
-        initial_epoch: the epoch ``fit`` starts at (a Hyperband trial continued from its
-            checkpoint); the data stream of epoch ``e`` is the same whatever the start.
-        progress_bar: show Keras' per-batch progress bar (``fit(verbose=1)``: every metric
-            of the logs, ``task_loss`` and ``norm_loss`` included) instead of one line per
-            epoch through ``printer``. For a terminal; ``ei-keras train`` turns it on when its
+        callbacks: more Keras callbacks for `fit` (e.g. a tuner's checkpoints and reports).
+        initial_epoch: the epoch `fit` starts at (a Hyperband trial continued from its
+            checkpoint); the data stream of epoch `e` is the same whatever the start.
+        progress_bar: show Keras' per-batch progress bar (`fit(verbose=1)`: every metric
+            of the logs, `task_loss` and `norm_loss` included) instead of one line per
+            epoch through `printer`. For a terminal; `ei-keras train` turns it on when its
             standard output is one.
 
     Returns:
-        The ``metrics.json`` contents (with ``val_accuracy``/``val_loss`` on the held-out
-        split when ``data.validation_size`` > 0). ``status`` is ``"diverged"`` when the loss or a
+        The `metrics.json` contents (with `val_accuracy`/`val_loss` on the held-out
+        split when `data.validation_size` > 0). `status` is `"diverged"` when the loss or a
         weight turned non-finite during or at the end of training (training stopped; the run
-        counts at chance; ``diverged_step``, ``diverged_cause`` and ``message`` say where and
-        why). ``scoring`` names the rule (:data:`ei_keras.scoring.PAPER_SCORING`);
-        ``stability`` is the stability event (a finite loss or weight past the bounds: first
-        and last step, peaks, group to blame; :class:`ei_keras.divergence.DivergenceMonitor`)
-        or None: the run trained on and is scored by its final accuracy. ``model_error`` is set when
-        ``output.save_model`` was asked for and ``model.keras`` could not be written (the
+        counts at chance; `diverged_step`, `diverged_cause` and `message` say where and
+        why). `scoring` names the rule (`ei_keras.scoring.PAPER_SCORING`);
+        `stability` is the stability event (a finite loss or weight past the bounds: first
+        and last step, peaks, group to blame; `ei_keras.divergence.DivergenceMonitor`)
+        or None: the run trained on and is scored by its final accuracy. `model_error` is set when
+        `output.save_model` was asked for and `model.keras` could not be written (the
         run's other files are kept).
 
     Raises:
         ConfigError: an invalid configuration (before anything is written).
-        ei_keras.run_directory.RunDirectoryError: ``run_dir`` exists (without ``overwrite``)
+        ei_keras.run_directory.RunDirectoryError: `run_dir` exists (without `overwrite`)
             or cannot be written.
         ei_keras.data.DataFileError, ei_keras.data.DataNotFoundError: unusable data files.
     """
@@ -191,16 +195,16 @@ def run_experiment(config: RunConfig | Mapping | None, run_dir, printer=print,
 
 class RunSession:
     """One run directory being written: the configuration resolved, the data and the model
-    built, ``config.json`` written (:meth:`open`); then trained, by ``fit`` (:meth:`fit`) or
-    by another engine (the population trainer, :mod:`ei_keras.population`), and finished
-    (:meth:`finish`: history, evaluation, measures, ``metrics.json``, the model file).
-    :func:`run_experiment` is ``open``, ``fit``, ``done``; every engine writes the same files.
+    built, `config.json` written (`open`); then trained, by `fit` (`fit`) or
+    by another engine (the population trainer, `ei_keras.population`), and finished
+    (`finish`: history, evaluation, measures, `metrics.json`, the model file).
+    `run_experiment` is `open`, `fit`, `done`; every engine writes the same files.
 
     Args:
-        config, run_dir, printer, overwrite, record, model: as :func:`run_experiment`.
-        engine: what trains the run (``"sequential"``: Keras' ``fit``; ``"population"``),
-            recorded as ``engine`` in ``metrics.json`` and under ``resolved`` in
-            ``config.json`` (beside the backend; not part of the fingerprint: both engines
+        config, run_dir, printer, overwrite, record, model: as `run_experiment`.
+        engine: what trains the run (`"sequential"`: Keras' `fit`; `"population"`),
+            recorded as `engine` in `metrics.json` and under `resolved` in
+            `config.json` (beside the backend; not part of the fingerprint: both engines
             give the same run).
     """
 
@@ -215,7 +219,7 @@ class RunSession:
         self.run_dir = check_run_directory(run_dir, overwrite)
 
     def open(self, stack: contextlib.ExitStack) -> None:
-        """Load the data, stage the run directory (inside ``stack``), write ``config.json``,
+        """Load the data, stage the run directory (inside `stack`), write `config.json`,
         build the model and its measure callbacks."""
         import keras
 
@@ -268,8 +272,8 @@ class RunSession:
             self.measure_callbacks.append(LayerNormAlignment(self.probe_x, self.probe_y))
 
     def fit(self, callbacks=(), initial_epoch: int = 0, progress_bar: bool = False) -> dict:
-        """Train with Keras' ``fit`` (one run), then :meth:`finish` (``progress_bar``: as
-        :func:`run_experiment`)."""
+        """Train with Keras' `fit` (one run), then `finish` (`progress_bar`: as
+        `run_experiment`)."""
         from ei_keras import interrupt
         from ei_keras.divergence import DivergenceMonitor
 
@@ -303,15 +307,15 @@ class RunSession:
         return self.finish(history.history, monitor)
 
     def finish(self, history: Mapping, monitor) -> dict:
-        """Write ``history.csv``, evaluate, measure and write ``metrics.json`` (and the model
+        """Write `history.csv`, evaluate, measure and write `metrics.json` (and the model
         file when asked for) of the model as trained.
 
         Args:
-            history: ``{column: [value per epoch]}`` (Keras' ``History.history``).
-            monitor: what watched the training for divergence: ``diverged``, ``step``,
-                ``epoch``, ``cause``, ``message``, ``excursion`` (the stability event or
-                None) and ``check_final_loss(loss, what)`` (a
-                :class:`ei_keras.divergence.DivergenceMonitor` or the population's record).
+            history: `{column: [value per epoch]}` (Keras' `History.history`).
+            monitor: what watched the training for divergence: `diverged`, `step`,
+                `epoch`, `cause`, `message`, `excursion` (the stability event or
+                None) and `check_final_loss(loss, what)` (a
+                `ei_keras.divergence.DivergenceMonitor` or the population's record).
         """
         import keras
 

@@ -2,7 +2,7 @@
 
 All draws use NumPy from an integer seed, so the same seed gives bit-identical initial weights
 under TensorFlow, JAX and PyTorch (the backends' own RNGs differ). Weights follow the paper's
-shapes: ``W_EE`` is ``(ne, d)``, ``W_IE`` ``(ni, d)``, ``W_EI`` ``(ne, ni)``.
+shapes: `W_EE` is `(ne, d)`, `W_IE` `(ni, d)`, `W_EI` `(ne, ni)`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ DISTRIBUTIONS = ("exponential", "lognormal")
 
 
 def dale_scale(fan_in: int, units: int) -> float:
-    """``sigma = sqrt(2 ne / (d (ne - 1)))``: the scale of the balanced EI initialisation.
+    """`sigma = sqrt(2 ne / (d (ne - 1)))`: the scale of the balanced EI initialisation.
 
-    For ``ne = 1`` (no variance to balance) ``ne - 1`` is taken as 1.
+    For `ne = 1` (no variance to balance) `ne - 1` is taken as 1.
     """
     return math.sqrt(2.0 * units / (fan_in * max(units - 1, 1)))
 
@@ -29,7 +29,7 @@ def _seed_or_draw(seed: int | None) -> int:
 
 
 def draw_positive(shape, scale: float, distribution: str, rng: np.random.Generator) -> np.ndarray:
-    """Positive weights: Exponential(scale), or lognormal with mean = std = ``scale``."""
+    """Positive weights: Exponential(scale), or lognormal with mean = std = `scale`."""
     if distribution == "exponential":
         return rng.exponential(scale, size=shape)
     if distribution == "lognormal":
@@ -61,9 +61,9 @@ class _NumpySeeded(keras.initializers.Initializer):
 
 @keras.saving.register_keras_serializable(package="ei_keras")
 class DaleExcitatory(_NumpySeeded):
-    """Positive excitatory weights ``W_EE ~ Exponential(sigma)`` (or lognormal), shape ``(ne, d)``.
+    """Positive excitatory weights `W_EE ~ Exponential(sigma)` (or lognormal), shape `(ne, d)`.
 
-    ``sigma = sqrt(2 ne / (d (ne - 1)))`` unless ``scale`` is given.
+    `sigma = sqrt(2 ne / (d (ne - 1)))` unless `scale` is given.
 
     Example:
 
@@ -94,8 +94,8 @@ class DaleExcitatory(_NumpySeeded):
 
 @keras.saving.register_keras_serializable(package="ei_keras")
 class RowStochastic(_NumpySeeded):
-    """Positive weights whose rows sum to 1 (the ``W_EI`` initialisation): positive draws from
-    the same law as ``W_EE``, each row divided by its sum."""
+    """Positive weights whose rows sum to 1 (the `W_EI` initialisation): positive draws from
+    the same law as `W_EE`, each row divided by its sum."""
 
     def sample(self, shape) -> np.ndarray:
         """The initial values as a float64 NumPy array."""
@@ -107,19 +107,19 @@ class RowStochastic(_NumpySeeded):
 
 
 def balanced_inhibition(w_ee: np.ndarray, ni: int) -> np.ndarray:
-    """``W_IE``: every one of its ``ni`` rows is the mean row of ``W_EE`` (column means), so
-    that with row-stochastic ``W_EI`` the inhibitory path subtracts the mean excitatory drive."""
+    """`W_IE`: every one of its `ni` rows is the mean row of `W_EE` (column means), so
+    that with row-stochastic `W_EI` the inhibitory path subtracts the mean excitatory drive."""
     return np.repeat(w_ee.mean(axis=0, keepdims=True), ni, axis=0)
 
 
 def divisive_svd_init(w_ee: np.ndarray, w_ie: np.ndarray, w_ei: np.ndarray):
     """SVD initialisation of the divisive population (SPEC section 1).
 
-    ``W = W_EE - W_EI W_IE = U S V^T``; ``B_IE = diag(S) V[:, :ne]^T`` and ``B_EI = 1/ne``, so
-    that ``((x B_IE^T)^2) B_EI^T = mean_j (W x)_j^2`` exactly (``U`` is orthogonal).
+    `W = W_EE - W_EI W_IE = U S V^T`; `B_IE = diag(S) V[:, :ne]^T` and `B_EI = 1/ne`, so
+    that `((x B_IE^T)^2) B_EI^T = mean_j (W x)_j^2` exactly (`U` is orthogonal).
 
     Returns:
-        ``(B_IE, B_EI)`` as float64 arrays of shapes ``(ne, d)`` and ``(ne, ne)``.
+        `(B_IE, B_EI)` as float64 arrays of shapes `(ne, d)` and `(ne, ne)`.
     """
     ne, d = w_ee.shape
     if d < ne:

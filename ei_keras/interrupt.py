@@ -1,12 +1,12 @@
 """SIGTERM stops a run like Ctrl-C, even where a raised KeyboardInterrupt would be lost.
 
 A Python signal handler runs wherever the interpreter happens to be. Raising
-``KeyboardInterrupt`` from it is immediate, but if it lands in a garbage-collection callback
-(JAX registers one) or an ``atexit`` function, Python prints "Exception ignored" and carries
-on: the run kept training after ``kill -TERM`` (measured under JAX with ``reproduce --jobs 2``).
-So :func:`stop_requested` also records the request, and :func:`raise_if_requested` raises it
-again: at the next batch of ``fit`` (:func:`stop_on_request_callback`) and in the loop where
-:mod:`ei_keras.parallel` waits for its workers.
+`KeyboardInterrupt` from it is immediate, but if it lands in a garbage-collection callback
+(JAX registers one) or an `atexit` function, Python prints "Exception ignored" and carries
+on: the run kept training after `kill -TERM` (measured under JAX with `reproduce --jobs 2`).
+So `stop_requested` also records the request, and `raise_if_requested` raises it
+again: at the next batch of `fit` (`stop_on_request_callback`) and in the loop where
+`ei_keras.parallel` waits for its workers.
 """
 
 from __future__ import annotations
@@ -18,21 +18,21 @@ _requested = False
 
 
 def stop_requested(signum=None, frame=None) -> None:
-    """The SIGTERM handler: record the request, then raise ``KeyboardInterrupt``."""
+    """The SIGTERM handler: record the request, then raise `KeyboardInterrupt`."""
     global _requested
     _requested = True
     raise KeyboardInterrupt
 
 
 def raise_if_requested() -> None:
-    """Raise ``KeyboardInterrupt`` if SIGTERM arrived (a lost raise is raised again here)."""
+    """Raise `KeyboardInterrupt` if SIGTERM arrived (a lost raise is raised again here)."""
     if _requested:
         raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def sigterm_stops():
-    """Within the block SIGTERM raises ``KeyboardInterrupt`` (and is remembered)."""
+    """Within the block SIGTERM raises `KeyboardInterrupt` (and is remembered)."""
     global _requested
     _requested = False
     previous = signal.signal(signal.SIGTERM, stop_requested)
@@ -51,8 +51,8 @@ def install_in_worker() -> None:
 
 
 def stop_on_request_callback():
-    """A Keras callback that raises ``KeyboardInterrupt`` at the end of the batch (of the
-    ``steps_per_execution`` group) after a SIGTERM whose raise was lost."""
+    """A Keras callback that raises `KeyboardInterrupt` at the end of the batch (of the
+    `steps_per_execution` group) after a SIGTERM whose raise was lost."""
     import keras
 
     class StopOnRequest(keras.callbacks.Callback):

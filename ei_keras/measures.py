@@ -1,19 +1,19 @@
 """Measures of SPEC section 5, as functions and as per-epoch Keras callbacks.
 
-- moments: per hidden layer, ``mean_batch(mean_j z)`` and ``mean_batch(var_j z)`` of the input
-  of the ReLU (after LayerNorm or I-Norm division); LayerNorm's target is ``(0, 1)``. For a
-  convolutional layer ``j`` runs over the whole ``(H, W, C)`` map, and LayerNorm below is taken
-  over it too (``keras.layers.LayerNormalization(axis=(-3, -2, -1))``).
-- output alignment: per hidden layer, the cosine between ``relu(LN(z_raw))`` and the layer's own
-  output ``relu(z)`` over a probe batch, where ``z_raw`` is the layer's un-normalized Dale
-  pre-activation (``x W_EE^T + b - (x W_IE^T) W_EI^T``).
+- moments: per hidden layer, `mean_batch(mean_j z)` and `mean_batch(var_j z)` of the input
+  of the ReLU (after LayerNorm or I-Norm division); LayerNorm's target is `(0, 1)`. For a
+  convolutional layer `j` runs over the whole `(H, W, C)` map, and LayerNorm below is taken
+  over it too (`keras.layers.LayerNormalization(axis=(-3, -2, -1))`).
+- output alignment: per hidden layer, the cosine between `relu(LN(z_raw))` and the layer's own
+  output `relu(z)` over a probe batch, where `z_raw` is the layer's un-normalized Dale
+  pre-activation (`x W_EE^T + b - (x W_IE^T) W_EI^T`).
 - gradient alignment: per hidden layer, the cosine between the task-loss gradient w.r.t.
-  ``W_EE`` under the network's own backward and under a "LayerNorm twin" with the same weights
-  in which every hidden layer computes ``relu(LN(z_raw))``.
+  `W_EE` under the network's own backward and under a "LayerNorm twin" with the same weights
+  in which every hidden layer computes `relu(LN(z_raw))`.
 
-The callbacks write their values into the epoch's ``logs`` (so ``History``, ``CSVLogger`` and
-``history.csv`` get them) as ``hidden_<k>_mean``, ``hidden_<k>_var``,
-``output_alignment_<k>``, ``gradient_alignment_<k>``. They evaluate a fixed probe batch once
+The callbacks write their values into the epoch's `logs` (so `History`, `CSVLogger` and
+`history.csv` get them) as `hidden_<k>_mean`, `hidden_<k>_var`,
+`output_alignment_<k>`, `gradient_alignment_<k>`. They evaluate a fixed probe batch once
 per epoch, outside the compiled training step.
 """
 
@@ -32,7 +32,7 @@ def _np(x) -> np.ndarray:
 
 
 def moments(model, x) -> list[tuple[float, float]]:
-    """``[(mean_batch(mean_j z), mean_batch(var_j z)) for each hidden layer]``."""
+    """`[(mean_batch(mean_j z), mean_batch(var_j z)) for each hidden layer]`."""
     out = []
     for z in model.hidden_preactivations(x):
         z = _np(z)
@@ -49,7 +49,7 @@ def _layer_norm(z, epsilon=1e-5):
 
 
 def raw_preactivation(layer, x):
-    """The un-normalized Dale pre-activation ``x W_EE^T + b - (x W_IE^T) W_EI^T``."""
+    """The un-normalized Dale pre-activation `x W_EE^T + b - (x W_IE^T) W_EI^T`."""
     if isinstance(layer, INormDense):
         e, s, _ = layer._parts(ops.cast(x, "float32"))
         return e - s
@@ -65,7 +65,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def output_alignment(model, x) -> list[float]:
-    """Per hidden layer: cosine between ``relu(LN(z_raw))`` and the layer's own output."""
+    """Per hidden layer: cosine between `relu(LN(z_raw))` and the layer's own output."""
     out = []
     h = _network_input(model, x)
     for layer, z in zip(model.hidden, model.hidden_preactivations(x)):
@@ -77,7 +77,7 @@ def output_alignment(model, x) -> list[float]:
 
 
 def _network_input(model, x):
-    """What the first hidden layer reads: ``x``, or the image a conv network reshapes it to."""
+    """What the first hidden layer reads: `x`, or the image a conv network reshapes it to."""
     return model.image(x) if hasattr(model, "image") else x
 
 
@@ -89,7 +89,7 @@ def _twin_logits(model, x):
 
 
 def gradient_alignment(model, x, y) -> list[float]:
-    """Per hidden layer: cosine between the task-loss gradients w.r.t. ``W_EE`` of the network
+    """Per hidden layer: cosine between the task-loss gradients w.r.t. `W_EE` of the network
     and of its LayerNorm twin (same weights)."""
     loss_fn = model.loss
     variables = [layer.W_EE for layer in model.hidden]
@@ -99,7 +99,7 @@ def gradient_alignment(model, x, y) -> list[float]:
 
 
 class HiddenMoments(keras.callbacks.Callback):
-    """Logs ``hidden_<k>_mean`` and ``hidden_<k>_var`` on a probe batch at each epoch's end.
+    """Logs `hidden_<k>_mean` and `hidden_<k>_var` on a probe batch at each epoch's end.
 
     Args:
         probe_x: a fixed batch of inputs (e.g. 512 shifted test images).
@@ -118,7 +118,7 @@ class HiddenMoments(keras.callbacks.Callback):
 
 
 class LayerNormAlignment(keras.callbacks.Callback):
-    """Logs ``output_alignment_<k>`` and ``gradient_alignment_<k>`` at each epoch's end.
+    """Logs `output_alignment_<k>` and `gradient_alignment_<k>` at each epoch's end.
 
     Args:
         probe_x: a fixed batch of inputs.

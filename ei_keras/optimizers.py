@@ -1,16 +1,16 @@
 """Per-group learning rates for Dale's-principle networks, on every backend.
 
 The paper trains three groups of variables at three rates (SPEC section 3): excitatory
-(``W_EE``, ``b``: ``lr_e``), inhibitory input weights (``W_IE``, ``B_IE``: ``lr_ie``) and
-inhibitory output weights (``W_EI``, ``B_EI``: ``lr_ei``). :func:`dale_optimizer` builds one
-``keras.optimizers.MultiOptimizer`` from any Keras optimizer per group and routes each variable
+(`W_EE`, `b`: `lr_e`), inhibitory input weights (`W_IE`, `B_IE`: `lr_ie`) and
+inhibitory output weights (`W_EI`, `B_EI`: `lr_ei`). `dale_optimizer` builds one
+`keras.optimizers.MultiOptimizer` from any Keras optimizer per group and routes each variable
 by its path, so there is one optimizer state, threaded through JAX's stateless step like any
-other optimizer, saved in ``.keras`` files, and the ``NonNeg`` constraints are applied after
-every update. :func:`dale_sgd` is the paper's choice: plain SGD in every group.
+other optimizer, saved in `.keras` files, and the `NonNeg` constraints are applied after
+every update. `dale_sgd` is the paper's choice: plain SGD in every group.
 
-:class:`ExponentiatedSGD` and :class:`ExponentiatedAdam` are the exponentiated-gradient (EG)
-optimizers, ``w <- w * exp(-lr * sign(w) * u)``: sign-preserving without any constraint, for
-any group (``dale_sgd(exponentiated=True)``, or an instance in :func:`dale_optimizer`).
+`ExponentiatedSGD` and `ExponentiatedAdam` are the exponentiated-gradient (EG)
+optimizers, `w <- w * exp(-lr * sign(w) * u)`: sign-preserving without any constraint, for
+any group (`dale_sgd(exponentiated=True)`, or an instance in `dale_optimizer`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ GROUPS = ("excitatory", "inhibitory_input", "inhibitory_output")
 
 
 def variable_group(variable) -> str:
-    """``"excitatory"``, ``"inhibitory_input"`` or ``"inhibitory_output"`` for a variable."""
+    """`"excitatory"`, `"inhibitory_input"` or `"inhibitory_output"` for a variable."""
     name = variable.path.rsplit("/", 1)[-1]
     if name in ("W_IE", "B_IE"):
         return "inhibitory_input"
@@ -53,23 +53,23 @@ def _check_rate(name: str, value):
 
 @keras.saving.register_keras_serializable(package="ei_keras")
 class DaleSGD(DaleSGDUpdate, keras.optimizers.MultiOptimizer):
-    """The ``MultiOptimizer`` :func:`dale_sgd` returns: one optimizer per variable group.
+    """The `MultiOptimizer` `dale_sgd` returns: one optimizer per variable group.
 
-    Two things beyond ``keras.optimizers.MultiOptimizer``:
+    Two things beyond `keras.optimizers.MultiOptimizer`:
 
-    - ``apply(grads, variables)`` accepts any subset of the variables the optimizer was built
-      with (Keras' ``MultiOptimizer`` insists on all of them), routing each to its group's
-      optimizer; a ``None`` gradient leaves its variable alone (so ``stateless_apply`` and a
-      ``keras.optimizers.LossScaleOptimizer`` around it update subsets too); the inhibitory
+    - `apply(grads, variables)` accepts any subset of the variables the optimizer was built
+      with (Keras' `MultiOptimizer` insists on all of them), routing each to its group's
+      optimizer; a `None` gradient leaves its variable alone (so `stateless_apply` and a
+      `keras.optimizers.LossScaleOptimizer` around it update subsets too); the inhibitory
       plasticity schedules of
-      :class:`~ei_keras.models.DualLossModel` update the normalization variables alone.
+      `ei_keras.models.DualLossModel` update the normalization variables alone.
     - How a group's update is carried out is chosen once per backend, at import
-      (``ei_keras/backend/``): on eager PyTorch, plain SGD (momentum 0, fixed learning rate,
-      per-variable ``clipnorm`` or none) runs as a few ``torch._foreach`` kernels per group
-      and one in-place clamp of the ``NonNeg`` variables; everything else, and every other
-      backend (which traces the update once), calls the group optimizer's own ``apply``.
+      (`ei_keras/backend/`): on eager PyTorch, plain SGD (momentum 0, fixed learning rate,
+      per-variable `clipnorm` or none) runs as a few `torch._foreach` kernels per group
+      and one in-place clamp of the `NonNeg` variables; everything else, and every other
+      backend (which traces the update once), calls the group optimizer's own `apply`.
 
-    ``tests/test_fast_paths.py`` checks the update against an independent float64 computation
+    `tests/test_fast_paths.py` checks the update against an independent float64 computation
     on every backend.
     """
 
@@ -79,7 +79,7 @@ class DaleSGD(DaleSGDUpdate, keras.optimizers.MultiOptimizer):
         self._group_index = {}
 
     def optimizer_for(self, variable):
-        """The group optimizer that updates ``variable`` (the optimizer map's choice)."""
+        """The group optimizer that updates `variable` (the optimizer map's choice)."""
         index = self._group_index.get(id(variable))
         if index is None:
             chosen = self.group_map(variable)
@@ -108,7 +108,7 @@ class DaleSGD(DaleSGDUpdate, keras.optimizers.MultiOptimizer):
 
 
 def _group_optimizer(group: str, optimizer) -> keras.optimizers.Optimizer:
-    """A fresh, unbuilt Keras optimizer for ``group`` from an instance, a name or a config."""
+    """A fresh, unbuilt Keras optimizer for `group` from an instance, a name or a config."""
     if isinstance(optimizer, keras.optimizers.Optimizer):
         if optimizer.built:
             raise ValueError(
@@ -127,7 +127,7 @@ def _group_optimizer(group: str, optimizer) -> keras.optimizers.Optimizer:
 
 
 def _check_group_rate(group: str, optimizer: keras.optimizers.Optimizer):
-    """``optimizer`` if its learning rate is a schedule or a finite number >= 0 (Keras itself
+    """`optimizer` if its learning rate is a schedule or a finite number >= 0 (Keras itself
     accepts a negative one, which would climb the loss)."""
     rate = optimizer.get_config().get("learning_rate")
     if isinstance(rate, dict):  # a serialized schedule
@@ -145,22 +145,22 @@ def dale_optimizer(excitatory="sgd", inhibitory_input=None, inhibitory_output=No
                    name: str = "dale_optimizer") -> keras.optimizers.MultiOptimizer:
     """One Keras optimizer per variable group of a Dale's-principle network.
 
-    Each group takes any Keras optimizer (an instance, a name such as ``"adam"``, or a
+    Each group takes any Keras optimizer (an instance, a name such as `"adam"`, or a
     config), with its own learning rate or schedule, clipping, weight decay, EMA or gradient
-    accumulation. The ``NonNeg`` constraints of the Dale weights are applied after every
+    accumulation. The `NonNeg` constraints of the Dale weights are applied after every
     update whatever the optimizer.
 
     Args:
-        excitatory: optimizer of ``W_EE``, biases and every variable of other layers.
-        inhibitory_input: optimizer of ``W_IE`` and ``B_IE`` (default: a copy of
-            ``excitatory``'s configuration).
-        inhibitory_output: optimizer of ``W_EI`` and ``B_EI`` (default: a copy of
-            ``inhibitory_input``'s configuration).
+        excitatory: optimizer of `W_EE`, biases and every variable of other layers.
+        inhibitory_input: optimizer of `W_IE` and `B_IE` (default: a copy of
+            `excitatory`'s configuration).
+        inhibitory_output: optimizer of `W_EI` and `B_EI` (default: a copy of
+            `inhibitory_input`'s configuration).
         name: name of the returned optimizer.
 
     Returns:
-        A :class:`DaleSGD` (a ``keras.optimizers.MultiOptimizer``; the class keeps the name of
-        the paper's optimizer) to pass to ``model.compile``.
+        A `DaleSGD` (a `keras.optimizers.MultiOptimizer`; the class keeps the name of
+        the paper's optimizer) to pass to `model.compile`.
 
     Raises:
         ValueError: an argument is not a Keras optimizer, an instance has already been used,
@@ -195,13 +195,13 @@ def dale_optimizer(excitatory="sgd", inhibitory_input=None, inhibitory_output=No
     return DaleSGD(optimizer_map, name=name)
 
 
-#: :func:`dale_optimizer`'s result type under a name that does not suggest SGD.
+#: `dale_optimizer`'s result type under a name that does not suggest SGD.
 DaleOptimizer = DaleSGD
 
 
 def group_optimizers(optimizer) -> dict[str, keras.optimizers.Optimizer]:
-    """``{group: Keras optimizer}`` of a :func:`dale_optimizer` / :func:`dale_sgd` optimizer
-    (also after loading from a ``.keras`` file)."""
+    """`{group: Keras optimizer}` of a `dale_optimizer` / `dale_sgd` optimizer
+    (also after loading from a `.keras` file)."""
     groups = getattr(optimizer, "group_map", None)
     if groups is None:  # a MultiOptimizer of files written before DaleSGD: named by group
         return {o.name.removeprefix("sgd_"): o for o in optimizer.optimizers}
@@ -225,26 +225,26 @@ def dale_sgd(
     """Plain SGD with one learning rate per variable group (paper: momentum 0, no decay).
 
     Args:
-        lr_e: learning rate of excitatory variables (``W_EE`` and biases): a number >= 0 or a
-            ``keras.optimizers.schedules.LearningRateSchedule``.
-        lr_ie: learning rate (or schedule) of ``W_IE`` and ``B_IE``.
-        lr_ei: learning rate (or schedule) of ``W_EI`` and ``B_EI``.
+        lr_e: learning rate of excitatory variables (`W_EE` and biases): a number >= 0 or a
+            `keras.optimizers.schedules.LearningRateSchedule`.
+        lr_ie: learning rate (or schedule) of `W_IE` and `B_IE`.
+        lr_ei: learning rate (or schedule) of `W_EI` and `B_EI`.
         momentum: SGD momentum of the excitatory group.
-        inhibitory_momentum: momentum of the two inhibitory groups (default: ``momentum``).
+        inhibitory_momentum: momentum of the two inhibitory groups (default: `momentum`).
         clipnorm: optional per-variable gradient-norm clip for the inhibitory groups.
         exponentiated: the excitatory group takes the exponentiated-gradient step
-            (:class:`ExponentiatedSGD`, same learning rate and momentum) instead of SGD (the
-            paper code's ``opt.exponentiated``).
+            (`ExponentiatedSGD`, same learning rate and momentum) instead of SGD (the
+            paper code's `opt.exponentiated`).
         inhibitory_exponentiated: the two inhibitory groups take the EG step.
         eg_normalise: the EG groups hold each variable's L1 norm at its first-update value
-            (the paper code's ``opt.eg_normalise``; :class:`ExponentiatedSGD`'s ``normalise``).
-        **kwargs: other arguments of ``keras.optimizers.SGD`` for every group
-            (``nesterov``, ``weight_decay``, ``clipvalue``, ``global_clipnorm``, ``use_ema``,
-            ``gradient_accumulation_steps``, ...).
+            (the paper code's `opt.eg_normalise`; `ExponentiatedSGD`'s `normalise`).
+        **kwargs: other arguments of `keras.optimizers.SGD` for every group
+            (`nesterov`, `weight_decay`, `clipvalue`, `global_clipnorm`, `use_ema`,
+            `gradient_accumulation_steps`, ...).
 
     Returns:
-        A :class:`DaleSGD` (a ``keras.optimizers.MultiOptimizer``) to pass to
-        ``model.compile``; :func:`dale_optimizer` takes any other optimizer per group.
+        A `DaleSGD` (a `keras.optimizers.MultiOptimizer`) to pass to
+        `model.compile`; `dale_optimizer` takes any other optimizer per group.
 
     Raises:
         ValueError: a learning rate that is negative, NaN, infinite or not a number (0
@@ -286,7 +286,7 @@ def dale_sgd(
 
 
 def group_learning_rates(optimizer) -> dict[str, float]:
-    """The current learning rate of each group of a :func:`dale_optimizer` optimizer (also
+    """The current learning rate of each group of a `dale_optimizer` optimizer (also
     after loading; a schedule's value at the group's current iteration)."""
     return {group: float(keras.ops.convert_to_numpy(opt.learning_rate))
             for group, opt in group_optimizers(optimizer).items()}
@@ -298,14 +298,14 @@ def group_learning_rates(optimizer) -> dict[str, float]:
 
 class _Exponentiated(keras.optimizers.Optimizer):
     """What the EG optimizers share: the multiplicative step, its safeguards and the
-    paper code's normalization (``normalise``); subclasses give the step's direction ``u``.
+    paper code's normalization (`normalise`); subclasses give the step's direction `u`.
 
-    ``w <- sign(w) * clip(|w| * exp(-lr * sign(w) * u), tiny, huge)``: the magnitude is
-    multiplied, so a weight keeps its sign without any constraint. ``tiny`` / ``huge`` are the
+    `w <- sign(w) * clip(|w| * exp(-lr * sign(w) * u), tiny, huge)`: the magnitude is
+    multiplied, so a weight keeps its sign without any constraint. `tiny` / `huge` are the
     dtype's smallest normal and largest finite numbers: an exponent past float range neither
     turns a weight into 0 (which no EG step could move again) nor into infinity. A weight that
-    is exactly 0 has ``sign(w) = 0`` and stays 0 (as in the paper code, where
-    ``torch.sign(0) = 0``): start EG weights away from 0.
+    is exactly 0 has `sign(w) = 0` and stays 0 (as in the paper code, where
+    `torch.sign(0) = 0`): start EG weights away from 0.
     """
 
     def __init__(self, learning_rate, normalise: bool = False, **kwargs):
@@ -326,8 +326,8 @@ class _Exponentiated(keras.optimizers.Optimizer):
                          for v in variables] if self.normalise else []
 
     def exponentiated_step(self, variable, direction, learning_rate) -> None:
-        """``variable <- variable * exp(-learning_rate * sign(variable) * direction)``, then
-        (``normalise``) rescaled to the L1 norm it had at the first update."""
+        """`variable <- variable * exp(-learning_rate * sign(variable) * direction)`, then
+        (`normalise`) rescaled to the L1 norm it had at the first update."""
         dtype = variable.dtype
         info = np.finfo(keras.backend.standardize_dtype(dtype))
         tiny, huge = float(info.tiny), float(info.max)
@@ -354,11 +354,11 @@ class _Exponentiated(keras.optimizers.Optimizer):
 
 @keras.saving.register_keras_serializable(package="ei_keras")
 class ExponentiatedSGD(_Exponentiated):
-    """Exponentiated-gradient descent: ``w <- w * exp(-lr * sign(w) * u)``.
+    """Exponentiated-gradient descent: `w <- w * exp(-lr * sign(w) * u)`.
 
     The sign-preserving learning rule for sign-constrained (Dale's-principle) weights: a step
     multiplies each weight's magnitude, so an excitatory weight stays > 0 and a negative one
-    < 0 with no constraint or clamp. ``u`` is the gradient ``g``, or with ``momentum`` ``mu``
+    < 0 with no constraint or clamp. `u` is the gradient `g`, or with `momentum` `mu`
     the paper code's (torch-style, learning rate outside the buffer) momentum:
 
     ```
@@ -367,24 +367,24 @@ class ExponentiatedSGD(_Exponentiated):
     u = g + mu * v        (nesterov=True)
     ```
 
-    With ``normalise=True`` (the paper code's ``eg_normalise`` / ``normalise_weights``) each
+    With `normalise=True` (the paper code's `eg_normalise` / `normalise_weights`) each
     variable is rescaled after every step to the L1 norm it had at its first update,
-    ``w <- w * c / sum|w|`` with ``c = sum|w_0|``: EG then moves weight mass between entries
+    `w <- w * c / sum|w|` with `c = sum|w_0|`: EG then moves weight mass between entries
     without changing the total.
 
-    A weight that is exactly 0 stays 0 (``sign(0) = 0``); magnitudes are kept within the
+    A weight that is exactly 0 stays 0 (`sign(0) = 0`); magnitudes are kept within the
     dtype's normal range, so no finite step underflows a weight to 0 or overflows it.
-    ``weight_decay`` is Keras' decoupled decay ``w <- w * (1 - lr * weight_decay)`` (also
-    multiplicative: sign-preserving while ``lr * weight_decay < 1``); the paper code's EG decay
-    is ``w <- w * exp(-lr * weight_decay * |w|)``.
+    `weight_decay` is Keras' decoupled decay `w <- w * (1 - lr * weight_decay)` (also
+    multiplicative: sign-preserving while `lr * weight_decay < 1`); the paper code's EG decay
+    is `w <- w * exp(-lr * weight_decay * |w|)`.
 
     Args:
-        learning_rate: a float or a ``keras.optimizers.schedules.LearningRateSchedule``.
-        momentum: ``mu`` in [0, 1) (default 0).
+        learning_rate: a float or a `keras.optimizers.schedules.LearningRateSchedule`.
+        momentum: `mu` in [0, 1) (default 0).
         nesterov: Nesterov momentum (default False).
         normalise: hold each variable's L1 norm at its value at the first update.
-        **kwargs: ``keras.optimizers.Optimizer``'s arguments (``clipnorm``, ``weight_decay``,
-            ``use_ema``, ``gradient_accumulation_steps``, ``name``, ...).
+        **kwargs: `keras.optimizers.Optimizer`'s arguments (`clipnorm`, `weight_decay`,
+            `use_ema`, `gradient_accumulation_steps`, `name`, ...).
 
     Example: EG for the excitatory group, SGD for the inhibitory ones.
 
@@ -433,21 +433,23 @@ class ExponentiatedSGD(_Exponentiated):
 
 @keras.saving.register_keras_serializable(package="ei_keras")
 class ExponentiatedAdam(_Exponentiated):
-    """Adam's direction taken multiplicatively: ``w <- w * exp(-a_t * sign(w) * m / (sqrt(v) +
-    eps))``.
+    """Adam's direction taken multiplicatively: `w <- w * exp(-a_t * sign(w) * m / (sqrt(v) +
+    eps))`.
 
-    ``m``, ``v`` and ``a_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)`` are exactly
-    ``keras.optimizers.Adam``'s, so the exponent is the step Adam would add. (The paper code's
-    ``AdamW(exponentiated_grad=True)`` multiplies by ``exp(-lr * sign(w) * g)`` with the raw
-    gradient, ignoring its moments: that is :class:`ExponentiatedSGD` without momentum.)
-    Sign preservation, the magnitude's range, ``normalise`` and ``weight_decay`` as in
-    :class:`ExponentiatedSGD`.
+    `m`, `v` and `a_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)` are exactly
+    `keras.optimizers.Adam`'s, so the exponent is the step Adam would add. (The paper code's
+    `AdamW(exponentiated_grad=True)` multiplies by `exp(-lr * sign(w) * g)` with the raw
+    gradient, ignoring its moments: that is `ExponentiatedSGD` without momentum.)
+    Sign preservation, the magnitude's range, `normalise` and `weight_decay` as in
+    `ExponentiatedSGD`.
 
     Args:
-        learning_rate: a float or a ``keras.optimizers.schedules.LearningRateSchedule``.
-        beta_1, beta_2, epsilon: as in ``keras.optimizers.Adam``.
+        learning_rate: a float or a `keras.optimizers.schedules.LearningRateSchedule`.
+        beta_1: as in `keras.optimizers.Adam`.
+        beta_2: as in `keras.optimizers.Adam`.
+        epsilon: as in `keras.optimizers.Adam`.
         normalise: hold each variable's L1 norm at its value at the first update.
-        **kwargs: ``keras.optimizers.Optimizer``'s arguments.
+        **kwargs: `keras.optimizers.Optimizer`'s arguments.
 
     Example:
 

@@ -1,15 +1,15 @@
 """Training the cells of a protocol one after another or in worker processes.
 
-With ``jobs > 1`` every worker is a fresh process (``spawn``) on the same Keras backend, pinned
-to its share of the CPUs (``os.sched_setaffinity``) with its thread pools sized to that share
+With `jobs > 1` every worker is a fresh process (`spawn`) on the same Keras backend, pinned
+to its share of the CPUs (`os.sched_setaffinity`) with its thread pools sized to that share
 before any backend starts (XLA, TensorFlow, OpenMP/torch read these settings once, at import).
 Cells go to whichever worker is free, so slow and fast cells balance. A worker turns SIGTERM
-into KeyboardInterrupt (:mod:`ei_keras.interrupt`); when the parent is stopped (Ctrl-C, SIGTERM,
+into KeyboardInterrupt (`ei_keras.interrupt`); when the parent is stopped (Ctrl-C, SIGTERM,
 an error in a cell) it sends SIGTERM to every worker, waits for each to remove its partial
 folder, and kills a worker that has not ended within a minute. So a stopped protocol leaves no
 partial folder behind and finished cells are complete run directories wherever it stopped. A
 worker that dies on its own (killed, out of memory) stops the protocol with
-:class:`WorkerDiedError` instead of leaving it waiting.
+`WorkerDiedError` instead of leaving it waiting.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ def cpus() -> list[int]:
 def run_cells(todo: list[tuple[Path, object]], jobs: int = 1, printer=print,
               overwrite: bool = False, label: str = "run",
               progress_bar: bool = False) -> list[dict]:
-    """Train every ``(run dir, RunConfig)`` of ``todo``; return their metrics (in the order
-    they finished), printing progress with an ETA. ``progress_bar``: Keras' per-batch progress
-    bar for each run when they train one at a time (``jobs`` 1); worker processes print one
+    """Train every `(run dir, RunConfig)` of `todo`; return their metrics (in the order
+    they finished), printing progress with an ETA. `progress_bar`: Keras' per-batch progress
+    bar for each run when they train one at a time (`jobs` 1); worker processes print one
     line per epoch, which interleaves legibly."""
     from ei_keras.experiment import run_experiment
 
@@ -149,7 +149,7 @@ def _ended_early(workers, running: dict[int, str]) -> str | None:
 
 def _stop(workers, cells) -> None:
     """SIGTERM every worker (each removes its partial folder and exits), SIGKILL those still
-    running after :data:`_STOP_SECONDS`, then remove what a killed worker left of ``cells``."""
+    running after `_STOP_SECONDS`, then remove what a killed worker left of `cells`."""
     from ei_keras.run_directory import remove_stale_partials
 
     for worker in workers:
@@ -166,7 +166,7 @@ def _stop(workers, cells) -> None:
 
 
 def _worker(tasks, done, cpu_set: list[int], threads: int) -> None:
-    """One worker process: train cells from ``tasks`` until a ``None``; report to ``done``.
+    """One worker process: train cells from `tasks` until a `None`; report to `done`.
 
     Stopped by the parent (SIGTERM, turned into KeyboardInterrupt) at any point, even while it
     still imports its backend, it ends quietly: the parent prints the one error line."""

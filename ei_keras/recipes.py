@@ -1,11 +1,11 @@
 """The paper's experiments as protocols: which presets, shift sizes and configurations to run.
 
-A protocol runs every cell ``(condition, shift size, configuration)`` with
-:func:`ei_keras.experiment.run_experiment` into ``<out>/<condition>/<size>/cfg<i>`` (``r0.75``
-for a luminosity range, ``s4`` for a contrast range: :func:`ei_keras.run_directory.shift_dir`),
+A protocol runs every cell `(condition, shift size, configuration)` with
+`ei_keras.experiment.run_experiment` into `<out>/<condition>/<size>/cfg<i>` (`r0.75`
+for a luminosity range, `s4` for a contrast range: `ei_keras.run_directory.shift_dir`),
 skipping cells whose run directory is already complete (a rerun resumes), then writes the
-report with :func:`ei_keras.analysis.write_report`. Configuration ``i`` uses seed ``i`` and,
-when the protocol sweeps, learning rates and a width drawn from :mod:`ei_keras.search_space`
+report with `ei_keras.analysis.write_report`. Configuration `i` uses seed `i` and,
+when the protocol sweeps, learning rates and a width drawn from `ei_keras.search_space`
 (the paper's protocol: random configurations per condition, compared with Mann-Whitney U
 against LN).
 """
@@ -30,7 +30,7 @@ from ei_keras.config import (
 from ei_keras.run_directory import shift_dir
 
 LUMINOSITIES = (0.0, 0.25, 0.5, 0.75)
-#: The contrast ranges ``s`` of the contrast recipes: ``c`` within a factor 2 or 4 of 1.
+#: The contrast ranges `s` of the contrast recipes: `c` within a factor 2 or 4 of 1.
 CONTRASTS = (2.0, 4.0)
 
 
@@ -39,25 +39,25 @@ class Protocol:
     """One experiment of the paper.
 
     Attributes:
-        name: recipe name (``fig2`` ...).
+        name: recipe name (`fig2` ...).
         title: what it reproduces.
-        conditions: preset names (the reference ``ei_ln`` included where compared).
-        sizes: the shift sizes swept: luminosity half-widths ``r`` (``data.luminosity``), or
-            contrast ranges ``s`` (``data.contrast``) for the contrast families.
+        conditions: preset names (the reference `ei_ln` included where compared).
+        sizes: the shift sizes swept: luminosity half-widths `r` (`data.luminosity`), or
+            contrast ranges `s` (`data.contrast`) for the contrast families.
         configs: configurations per cell (paper: 30).
         epochs: epochs per run (paper: 50).
         sweep: draw learning rates and a width per configuration (else the presets'
             defaults).
         overrides: fixed dotted overrides of every run.
-        smoke: the tiny CI size: dotted overrides plus ``configs``/``sizes``.
+        smoke: the tiny CI size: dotted overrides plus `configs`/`sizes`.
         expected: the picture the paper shows.
         variants: conditions that are a preset with fixed overrides:
-            ``{label: (preset, {dotted key: value})}`` (the label names the cell's folder and
+            `{label: (preset, {dotted key: value})}` (the label names the cell's folder and
             the condition in reports; learning rates are drawn for the preset, so a variant's
-            configuration ``i`` pairs with its preset's).
-        shift: the data's shift family (``data.shift``; the paper's is ``luminosity``).
+            configuration `i` pairs with its preset's).
+        shift: the data's shift family (`data.shift`; the paper's is `luminosity`).
         reference: the condition every other is compared with in the report (the paper's:
-            LayerNorm, ``ei_ln``).
+            LayerNorm, `ei_ln`).
     """
 
     name: str
@@ -76,7 +76,7 @@ class Protocol:
 
     @property
     def family(self) -> ShiftFamily:
-        """The :class:`ei_keras.config.ShiftFamily` of ``shift`` (its size key, its symbol)."""
+        """The `ei_keras.config.ShiftFamily` of `shift` (its size key, its symbol)."""
         return SHIFT_FAMILIES[self.shift]
 
 
@@ -95,7 +95,7 @@ ABLATION_LAMBDAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 def _ablation_variants() -> dict:
     """The ablations recipe's variants: each a preset with fixed overrides, so configuration
-    ``i`` of a variant pairs with configuration ``i`` of its preset (same seed, same rates)."""
+    `i` of a variant pairs with configuration `i` of its preset (same seed, same rates)."""
     variants = {"inorm_gradnorm_z": ("inorm_gradnorm", {"model.gradnorm_on": "z"})}
     for preset in ("inorm", "inorm_gradnorm"):
         variants[f"{preset}_noclip"] = (preset, {"opt.inhibitory_clipnorm": 0.0})
@@ -178,22 +178,22 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
 
 
 def get(name: str) -> Protocol:
-    """The protocol called ``name``."""
+    """The protocol called `name`."""
     if name not in PROTOCOLS:
         raise ConfigError(f"Unknown recipe {name!r}. Known recipes: {', '.join(PROTOCOLS)}.")
     return PROTOCOLS[name]
 
 
-#: Run seeds of draw seed ``s`` start at ``s * SEEDS_PER_DRAW`` (configuration ``i`` of draw
-#: seed ``s`` uses run seed ``s * SEEDS_PER_DRAW + i``), so draws never share a run seed.
+#: Run seeds of draw seed `s` start at `s * SEEDS_PER_DRAW` (configuration `i` of draw
+#: seed `s` uses run seed `s * SEEDS_PER_DRAW + i`), so draws never share a run seed.
 SEEDS_PER_DRAW = 1000
 
 
 def sampled_overrides(preset: str, index: int, seed: int = 0) -> dict:
-    """The dotted overrides configuration ``index`` of draw ``seed`` samples for ``preset``: its
-    learning rates (``opt.lr_e`` ...) and its width (``model.width``, uniform integer in
-    :func:`ei_keras.search_space.width_range`, the paper's 100-500 for the MLPs), drawn with
-    :func:`ei_keras.search_space.sample` so that configuration ``i`` has one width everywhere
+    """The dotted overrides configuration `index` of draw `seed` samples for `preset`: its
+    learning rates (`opt.lr_e` ...) and its width (`model.width`, uniform integer in
+    `ei_keras.search_space.width_range`, the paper's 100-500 for the MLPs), drawn with
+    `ei_keras.search_space.sample` so that configuration `i` has one width everywhere
     and one set of rates per family, like the paper's paired sweeps."""
     from ei_keras import search_space
 
@@ -204,19 +204,19 @@ def sampled_overrides(preset: str, index: int, seed: int = 0) -> dict:
 def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
          sizes=None, conditions=None, overrides=None,
          seed: int = 0) -> list[tuple[Path, RunConfig]]:
-    """The cells of a protocol: ``[(relative run dir, RunConfig), ...]``.
+    """The cells of a protocol: `[(relative run dir, RunConfig), ...]`.
 
-    ``sizes`` (default: the protocol's) are values of the protocol's size key
-    (``protocol.family.size_key``: ``data.luminosity`` or ``data.contrast``).
-    Configuration ``i`` draws its learning rates and its width with
-    :func:`sampled_overrides` (the same width for every preset and shift size, the same rates
+    `sizes` (default: the protocol's) are values of the protocol's size key
+    (`protocol.family.size_key`: `data.luminosity` or `data.contrast`).
+    Configuration `i` draws its learning rates and its width with
+    `sampled_overrides` (the same width for every preset and shift size, the same rates
     for every preset of a family and every shift size) and trains with run seed
-    ``seed * SEEDS_PER_DRAW + i``; a fixed ``model.width`` (the protocol's, ``--smoke``'s or
-    the user's override) replaces the drawn width; ``seed`` (``--seed``) gives a whole
+    `seed * SEEDS_PER_DRAW + i`; a fixed `model.width` (the protocol's, `--smoke`'s or
+    the user's override) replaces the drawn width; `seed` (`--seed`) gives a whole
     new, independent set of configurations, e.g. to see how a conclusion varies between draws.
 
     Raises:
-        ConfigError: ``configs`` is not an integer >= 1, a size is out of its key's range, a
+        ConfigError: `configs` is not an integer >= 1, a size is out of its key's range, a
             condition is not a preset, or an override is invalid (each names the option).
     """
     if configs is not None and (isinstance(configs, bool) or not isinstance(configs, int)
@@ -268,7 +268,7 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
 
 def _keys_no_cell_uses(protocol: Protocol, conditions, user: dict) -> set[str]:
     """The overridden keys that apply to none of the protocol's conditions (their preset and
-    the protocol's shift): :func:`ei_keras.config.inapplicable_keys` decides."""
+    the protocol's shift): `ei_keras.config.inapplicable_keys` decides."""
     out = set(user)
     for condition in conditions or protocol.conditions:
         preset = protocol.variants.get(condition, (condition, {}))[0]
@@ -279,7 +279,7 @@ def _keys_no_cell_uses(protocol: Protocol, conditions, user: dict) -> set[str]:
 
 def _refuse_per_cell_overrides(protocol: Protocol, user_keys, per_cell) -> None:
     """Raise ConfigError when a dotted override sets a key the recipe sets per cell, naming the
-    recipe's own option for it (a ``data.luminosity=0.3`` would train every cell at r 0.3 and
+    recipe's own option for it (a `data.luminosity=0.3` would train every cell at r 0.3 and
     file the copies under each r folder)."""
     clash = [key for key in user_keys if key in per_cell]
     if not clash:
@@ -306,10 +306,10 @@ def _refuse_per_cell_overrides(protocol: Protocol, user_keys, per_cell) -> None:
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/N"`` (1 <= i <= N) as ``(i, N)``.
+    """`"i/N"` (1 <= i <= N) as `(i, N)`.
 
     Raises:
-        ConfigError: naming ``--shard`` and the expected form.
+        ConfigError: naming `--shard` and the expected form.
     """
     try:
         i, n = (int(part) for part in str(text).split("/"))
@@ -325,36 +325,36 @@ def run_protocol(name: str, out_dir, smoke: bool = False, printer=print, report:
                  overwrite: bool = False, jobs: int = 1, shard: tuple[int, int] | None = None,
                  population: int | None = None, progress_bar: bool = False,
                  **plan_kwargs) -> dict:
-    """Run (or resume) a protocol into ``out_dir`` and write its report.
+    """Run (or resume) a protocol into `out_dir` and write its report.
 
     Every configuration is checked before anything trains. A finished cell is reused only if
     its fingerprint (everything that determines its result) equals the planned one; otherwise
-    this stops with :class:`ei_keras.run_directory.StaleRunsError` naming the differing keys,
-    unless ``overwrite`` (then those cells are trained again and replaced).
+    this stops with `ei_keras.run_directory.StaleRunsError` naming the differing keys,
+    unless `overwrite` (then those cells are trained again and replaced).
 
     Args:
-        name: the recipe (:data:`PROTOCOLS`).
+        name: the recipe (`PROTOCOLS`).
         out_dir: the results folder (rerunning resumes).
         smoke: the tiny CI size.
         printer: progress output.
-        report: write ``report.md`` and the figures at the end.
+        report: write `report.md` and the figures at the end.
         overwrite: train stale cells again instead of stopping.
         jobs: cells trained at once, each in its own worker process pinned to its share of
-            the CPUs (:mod:`ei_keras.parallel`).
-        shard: ``(i, N)``: only every N-th cell, starting at the i-th (1-based), so that N
+            the CPUs (`ei_keras.parallel`).
+        shard: `(i, N)`: only every N-th cell, starting at the i-th (1-based), so that N
             processes (a SLURM array, several machines over a shared folder) split a protocol
             with no coordination; each finished cell is a run directory the report merges.
-        population: train the cells as populations (:mod:`ei_keras.population`; JAX, PyTorch) of at
+        population: train the cells as populations (`ei_keras.population`; JAX, PyTorch) of at
             most this many members (0: every cell sharing an architecture in one); None: one
-            run at a time (``jobs`` at once). Cells of different widths, presets or lengths go
+            run at a time (`jobs` at once). Cells of different widths, presets or lengths go
             to different populations.
-        progress_bar: Keras' per-batch progress bar for each run when ``jobs`` is 1 (for a
+        progress_bar: Keras' per-batch progress bar for each run when `jobs` is 1 (for a
             terminal; worker processes print one line per epoch).
-        **plan_kwargs: ``configs``, ``sizes``, ``conditions``, ``overrides`` (see
-            :func:`plan`).
+        **plan_kwargs: `configs`, `sizes`, `conditions`, `overrides` (see
+            `plan`).
 
     Returns:
-        ``{"ran": n, "skipped": n, "diverged": n, "report": path or None, "seconds": s}``.
+        `{"ran": n, "skipped": n, "diverged": n, "report": path or None, "seconds": s}`.
     """
     from ei_keras.experiment import resolve
     from ei_keras.parallel import run_cells

@@ -3,41 +3,41 @@ fingerprint that says whether a finished run can be reused, atomic writes and pa
 
 A run directory holds:
 
-- ``config.json``: the run's :class:`ei_keras.config.RunConfig` (nested, as ``to_dict()``)
-  plus ``"resolved"`` (the hyperparameters after the preset's defaults, the backend's
-  ``steps_per_execution``), ``"fingerprint"`` (see :func:`fingerprint`) and, for sweep
-  trials, ``"trial_id"`` and ``"sweep"``;
-- ``history.csv``: one row per epoch (``epoch``, then one column per logged value);
-- ``metrics.json``: ``status`` (``"ok"`` or ``"diverged"``), ``test_accuracy`` (a fraction in
-  [0, 1]; null only for a diverged run: an ``"ok"`` run without one is corrupt),
-  ``diverged_step``, ``message``, ``scoring`` (the rule the run was scored
-  under, :mod:`ei_keras.scoring`; absent in runs made before it: the old rule), ``stability``
+- `config.json`: the run's `ei_keras.config.RunConfig` (nested, as `to_dict()`)
+  plus `"resolved"` (the hyperparameters after the preset's defaults, the backend's
+  `steps_per_execution`), `"fingerprint"` (see `fingerprint`) and, for sweep
+  trials, `"trial_id"` and `"sweep"`;
+- `history.csv`: one row per epoch (`epoch`, then one column per logged value);
+- `metrics.json`: `status` (`"ok"` or `"diverged"`), `test_accuracy` (a fraction in
+  [0, 1]; null only for a diverged run: an `"ok"` run without one is corrupt),
+  `diverged_step`, `message`, `scoring` (the rule the run was scored
+  under, `ei_keras.scoring`; absent in runs made before it: the old rule), `stability`
   (a finite loss or weight past the bounds: first and last step, peaks, group to blame; null
-  when none), ``preset``, ``condition``, ``shift`` (the
-  family, ``data.shift``), ``shift_size`` (its size: ``r`` or ``s``), ``luminosity`` (``r``, or
-  null for another family), ``seed``, ``backend``, ``versions``, ``wall_time_s`` and, when
-  measured, ``moments`` and ``alignment``; ``num_classes`` (the labels the model tells apart);
-  ``model_error`` when ``model.keras`` could not be written. Runs made before the shift
-  families existed have no ``shift``/``shift_size``/``num_classes``: they are luminosity runs
-  of size ``luminosity`` with 10 classes;
-- ``model.keras`` (optional).
+  when none), `preset`, `condition`, `shift` (the
+  family, `data.shift`), `shift_size` (its size: `r` or `s`), `luminosity` (`r`, or
+  null for another family), `seed`, `backend`, `versions`, `wall_time_s` and, when
+  measured, `moments` and `alignment`; `num_classes` (the labels the model tells apart);
+  `model_error` when `model.keras` could not be written. Runs made before the shift
+  families existed have no `shift`/`shift_size`/`num_classes`: they are luminosity runs
+  of size `luminosity` with 10 classes;
+- `model.keras` (optional).
 
-A run directory is written in a hidden sibling folder ``.<name>.partial-<host>-<pid>`` and
+A run directory is written in a hidden sibling folder `.<name>.partial-<host>-<pid>` and
 renamed into place when complete, so it is either complete or absent. A partial folder left
 by a killed process (its pid no longer runs on this host) is removed by the next run in the
-same results root (:func:`remove_stale_partials`). Folders and files follow the umask.
+same results root (`remove_stale_partials`). Folders and files follow the umask.
 
-A *results root* may also hold ``plan.json``: the cells each recipe run there planned, so that
+A *results root* may also hold `plan.json`: the cells each recipe run there planned, so that
 a report can list the ones that are missing.
 
-Diverged runs are kept. Their *effective* accuracy (:attr:`RunRecord.accuracy`, by
-:func:`ei_keras.scoring.scored_accuracy`) is chance, one over the number of labels
-(:data:`CHANCE_ACCURACY`, 10 %, for Fashion-MNIST's 10 classes; 5 % for the 20 labels of the
-contrast-as-signal shift), whenever the status is ``diverged`` or ``test_accuracy`` is null: a
+Diverged runs are kept. Their *effective* accuracy (`RunRecord.accuracy`, by
+`ei_keras.scoring.scored_accuracy`) is chance, one over the number of labels
+(`CHANCE_ACCURACY`, 10 %, for Fashion-MNIST's 10 classes; 5 % for the 20 labels of the
+contrast-as-signal shift), whenever the status is `diverged` or `test_accuracy` is null: a
 diverged configuration is a failed configuration, as in the paper's sweeps. Under the paper's
-rule (``scoring`` = ``final_accuracy``) only a non-finite loss or weight makes a run
-``diverged``; runs made under the old rule (no ``scoring``) were also stopped at a loss or
-weight above 1e3 (:attr:`RunRecord.scoring` tells them apart).
+rule (`scoring` = `final_accuracy`) only a non-finite loss or weight makes a run
+`diverged`; runs made under the old rule (no `scoring`) were also stopped at a loss or
+weight above 1e3 (`RunRecord.scoring` tells them apart).
 
 This module imports neither Keras nor any array backend; it is safe and fast to import.
 """
@@ -70,8 +70,8 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 MODEL_FILE = "model.keras"
 PLAN_FILE = "plan.json"
-#: The files a run directory holds (written by :func:`ei_keras.experiment.run_experiment`):
-#: ``--overwrite`` replaces a folder only if it holds nothing else.
+#: The files a run directory holds (written by `ei_keras.experiment.run_experiment`):
+#: `--overwrite` replaces a folder only if it holds nothing else.
 RUN_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE)
 STATUSES = ("ok", "diverged")
 _PARTIAL = ".partial-"
@@ -93,7 +93,7 @@ class StaleRunsError(RunDirectoryError):
     """Finished runs in a results root were made with other settings than the ones asked for.
 
     Attributes:
-        differences: ``{dotted key: (value on disk, value asked for)}`` over the stale runs.
+        differences: `{dotted key: (value on disk, value asked for)}` over the stale runs.
         paths: the stale run directories.
     """
 
@@ -123,30 +123,30 @@ class RunRecord:
 
     Attributes:
         path: The run directory.
-        condition: The condition label (``metrics.condition`` → ``config.condition`` →
+        condition: The condition label (`metrics.condition` → `config.condition` →
             preset → directory name).
         preset: The model preset, or None when neither file names one.
         shift_size: The size of the run's data shift (rounded to 6 decimals): the
-            luminosity range ``r`` or the contrast range ``s``; None when the files do not say.
+            luminosity range `r` or the contrast range `s`; None when the files do not say.
             Reports group runs by it.
         seed: The random seed, or None.
-        status: ``"ok"``, ``"diverged"`` or whatever the training code wrote.
+        status: `"ok"`, `"diverged"` or whatever the training code wrote.
         test_accuracy: The raw final test accuracy (fraction) or None; may be NaN.
         diverged_step: The step at which divergence was detected, or None.
         message: A free-text message from the training code, or None.
         trial_id: The sweep trial id (from config or metrics), or None.
         backend: The Keras backend the run used, or None.
-        config: The parsed ``config.json`` (empty when the file is absent).
-        metrics: The parsed ``metrics.json``.
-        history: ``history.csv`` as columns: ``{column: [value per epoch]}``; values that are
+        config: The parsed `config.json` (empty when the file is absent).
+        metrics: The parsed `metrics.json`.
+        history: `history.csv` as columns: `{column: [value per epoch]}`; values that are
             empty or not numbers are NaN. Empty when the file is absent.
-        shift: The shift family (``data.shift``: ``"luminosity"``, ``"contrast"``,
-            ``"contrast_signal"``); ``"luminosity"`` for runs that do not say.
+        shift: The shift family (`data.shift`: `"luminosity"`, `"contrast"`,
+            `"contrast_signal"`); `"luminosity"` for runs that do not say.
         num_classes: The number of labels the model tells apart (None when the run does not
             say: Fashion-MNIST's 10).
-        scoring: The rule the run was scored under (:data:`ei_keras.scoring.PAPER_SCORING`,
-            or :data:`ei_keras.scoring.LEGACY_SCORING` for runs that do not say).
-        stability: The run's stability event (``metrics.stability``: a finite loss or weight
+        scoring: The rule the run was scored under (`ei_keras.scoring.PAPER_SCORING`,
+            or `ei_keras.scoring.LEGACY_SCORING` for runs that do not say).
+        stability: The run's stability event (`metrics.stability`: a finite loss or weight
             past the bounds that did not stop it), or None.
     """
 
@@ -171,13 +171,13 @@ class RunRecord:
 
     @property
     def chance(self) -> float:
-        """Chance accuracy: one over the number of labels (:data:`CHANCE_ACCURACY` when the
+        """Chance accuracy: one over the number of labels (`CHANCE_ACCURACY` when the
         run does not say)."""
         return 1.0 / self.num_classes if self.num_classes else CHANCE_ACCURACY
 
     @property
     def luminosity(self) -> float | None:
-        """The luminosity range ``r`` of a luminosity-shift run (None for another family)."""
+        """The luminosity range `r` of a luminosity-shift run (None for another family)."""
         return self.shift_size if self.shift == "luminosity" else None
 
     @property
@@ -187,8 +187,8 @@ class RunRecord:
 
     @property
     def stop(self) -> str | None:
-        """Why the run was stopped and counted at chance: ``"non-finite"`` (a NaN or infinite
-        loss or weight, or no finite test accuracy), ``"bound"`` (the old rule only: a finite
+        """Why the run was stopped and counted at chance: `"non-finite"` (a NaN or infinite
+        loss or weight, or no finite test accuracy), `"bound"` (the old rule only: a finite
         loss or weight above 1e3, as its message says), or None (it trained its whole length)."""
         if not self.diverged:
             return None
@@ -207,21 +207,21 @@ class RunRecord:
     def accuracy(self) -> float:
         """The effective test accuracy (fraction) used in all statistics.
 
-        The raw ``test_accuracy`` when the run did not diverge and it is finite, otherwise
-        chance (:attr:`chance`).
+        The raw `test_accuracy` when the run did not diverge and it is finite, otherwise
+        chance (`chance`).
         """
         return scored_accuracy(self.status, self.test_accuracy, self.chance)
 
     @property
     def pair_key(self) -> tuple[str, float | None, str]:
         """Key used to pair this run with a run of another condition:
-        ``(shift family, shift size, trial or seed)``."""
+        `(shift family, shift size, trial or seed)`."""
         ident = self.trial_id if self.trial_id is not None else f"seed={self.seed}"
         return (self.shift, self.shift_size, str(ident))
 
     @property
     def history_rows(self) -> list[dict[str, float]]:
-        """``history.csv`` as one dict per epoch (row-oriented view of :attr:`history`)."""
+        """`history.csv` as one dict per epoch (row-oriented view of `history`)."""
         if not self.history:
             return []
         n = max(len(v) for v in self.history.values())
@@ -256,7 +256,7 @@ def _is_finite(x: Any) -> bool:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    """Parse a JSON object from ``path``.
+    """Parse a JSON object from `path`.
 
     Raises:
         RunLoadError: The file is unreadable, not valid JSON, or not a JSON object.
@@ -288,7 +288,7 @@ def _to_float(s: str | None) -> float:
 
 
 def _read_history(path: Path) -> dict[str, list[float]]:
-    """Read ``history.csv`` into columns.
+    """Read `history.csv` into columns.
 
     Raises:
         RunLoadError: The file is unreadable or has no header row.
@@ -316,7 +316,7 @@ def _read_history(path: Path) -> dict[str, list[float]]:
 
 
 def _first(key: str, *sources: Mapping[str, Any]) -> Any:
-    """The first non-None value of ``key`` among ``sources``."""
+    """The first non-None value of `key` among `sources`."""
     for src in sources:
         v = src.get(key)
         if v is not None:
@@ -325,7 +325,7 @@ def _first(key: str, *sources: Mapping[str, Any]) -> Any:
 
 
 def _opt_int(x: Any) -> int | None:
-    """``int(x)`` for numbers (and numeric strings), None otherwise."""
+    """`int(x)` for numbers (and numeric strings), None otherwise."""
     if x is None or isinstance(x, bool):
         return None
     try:
@@ -336,14 +336,14 @@ def _opt_int(x: Any) -> int | None:
 
 
 def _opt_float(x: Any) -> float | None:
-    """``float(x)`` for finite numbers, None otherwise."""
+    """`float(x)` for finite numbers, None otherwise."""
     if not _is_finite(x):
         return None
     return float(x)
 
 
 def _opt_str(x: Any) -> str | None:
-    """``str(x)`` or None."""
+    """`str(x)` or None."""
     return None if x is None else str(x)
 
 
@@ -351,14 +351,14 @@ def load_run(path: str | os.PathLike[str], *, history: bool = True) -> RunRecord
     """Load one run directory.
 
     Args:
-        path: A directory containing ``metrics.json``.
-        history: Whether to read ``history.csv`` as well.
+        path: A directory containing `metrics.json`.
+        history: Whether to read `history.csv` as well.
 
     Returns:
         The run.
 
     Raises:
-        RunLoadError: ``metrics.json`` is missing or any of the files is corrupt; the error
+        RunLoadError: `metrics.json` is missing or any of the files is corrupt; the error
             names the file.
     """
     run_dir = Path(path)
@@ -437,12 +437,12 @@ def load_run(path: str | os.PathLike[str], *, history: bool = True) -> RunRecord
 
 def fingerprint(config_flat: Mapping[str, Any], resolved_hyperparameters: Mapping[str, Any],
                 version: str) -> dict[str, Any]:
-    """The flat ``{key: value}`` that determines a run's result: every configuration key that
-    matters (:data:`ei_keras.config.NON_FINGERPRINT_KEYS` left out: where files go, labels),
-    the hyperparameters after the preset's defaults (``hp.<name>``, in place of the ``opt.*``
-    and ``loss.*`` keys, whose None means "the preset's default") and the library version.
+    """The flat `{key: value}` that determines a run's result: every configuration key that
+    matters (`ei_keras.config.NON_FINGERPRINT_KEYS` left out: where files go, labels),
+    the hyperparameters after the preset's defaults (`hp.<name>`, in place of the `opt.*`
+    and `loss.*` keys, whose None means "the preset's default") and the library version.
     Two runs with equal fingerprints are the same experiment. Keys the run does not use
-    (:func:`ei_keras.config.unused_keys`: the size of another shift family) are left out."""
+    (`ei_keras.config.unused_keys`: the size of another shift family) are left out."""
     from ei_keras.config import HYPERPARAMETER_KEYS, NON_FINGERPRINT_KEYS, unused_keys
 
     skip = {*NON_FINGERPRINT_KEYS, *HYPERPARAMETER_KEYS.values(),  # hp.* holds them resolved
@@ -454,7 +454,7 @@ def fingerprint(config_flat: Mapping[str, Any], resolved_hyperparameters: Mappin
 
 
 def stored_fingerprint(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The fingerprint recorded in a run directory's ``config.json`` (None if absent or
+    """The fingerprint recorded in a run directory's `config.json` (None if absent or
     unreadable: a run made before fingerprints, or a corrupt file)."""
     try:
         fp = _read_json(Path(run_dir) / CONFIG_FILE).get("fingerprint")
@@ -464,15 +464,15 @@ def stored_fingerprint(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None
 
 
 def is_complete(run_dir: str | os.PathLike[str]) -> bool:
-    """Whether ``run_dir`` holds a finished run (its ``metrics.json``)."""
+    """Whether `run_dir` holds a finished run (its `metrics.json`)."""
     return (Path(run_dir) / METRICS_FILE).is_file()
 
 
 def sort_finished(cells: list[tuple[Path, dict[str, Any]]]
                   ) -> tuple[list[Path], dict[Path, dict[str, tuple]]]:
-    """Sort the finished run directories among ``cells`` (``[(run dir, wanted fingerprint)]``)
+    """Sort the finished run directories among `cells` (`[(run dir, wanted fingerprint)]`)
     into those that can be reused (same fingerprint) and the stale ones, each with
-    ``{key: (value on disk, value wanted)}`` (``"fingerprint"`` for a run made before them)."""
+    `{key: (value on disk, value wanted)}` (`"fingerprint"` for a run made before them)."""
     reusable, stale = [], {}
     for run_dir, wanted in cells:
         if not is_complete(run_dir):
@@ -490,7 +490,7 @@ def sort_finished(cells: list[tuple[Path, dict[str, Any]]]
 
 
 def stale_runs_error(stale: dict[Path, dict[str, tuple]], fix: str) -> StaleRunsError:
-    """The error for stale runs (:func:`sort_finished`), naming the differing keys and ``fix``."""
+    """The error for stale runs (`sort_finished`), naming the differing keys and `fix`."""
     differences: dict[str, tuple] = {}
     for diff in stale.values():
         for key, pair in diff.items():
@@ -514,10 +514,10 @@ def _umask() -> int:
 
 
 def write_atomic(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then move it into place.
+    """Call `write(tmp_path)` on a temporary file next to `path`, then move it into place.
 
     A reader never sees a half-written file; on any error the temporary file is removed and
-    ``path`` is left as it was. The folder is created if needed; the file follows the umask.
+    `path` is left as it was. The folder is created if needed; the file follows the umask.
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -534,17 +534,17 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    """Write `text` (UTF-8) to `path` atomically."""
     return write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    """Write `obj` as indented JSON to `path` atomically."""
     return write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def write_history(path: str | os.PathLike[str], history: Mapping[str, list]) -> None:
-    """Write a Keras ``History.history`` dict as CSV: ``epoch`` then one column per key."""
+    """Write a Keras `History.history` dict as CSV: `epoch` then one column per key."""
     keys = sorted(history)
     n = max((len(v) for v in history.values()), default=0)
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -555,20 +555,20 @@ def write_history(path: str | os.PathLike[str], history: Mapping[str, list]) -> 
 
 
 def shift_dir(shift: str, size: float) -> str:
-    """``r0.75``, ``s4``: the shift-size part of a cell's path (recipes and sweeps), the
-    family's symbol (:data:`ei_keras.config.SHIFT_FAMILIES`) and the size."""
+    """`r0.75`, `s4`: the shift-size part of a cell's path (recipes and sweeps), the
+    family's symbol (`ei_keras.config.SHIFT_FAMILIES`) and the size."""
     from ei_keras.config import SHIFT_FAMILIES
 
     return f"{SHIFT_FAMILIES[shift].symbol}{float(size):g}"
 
 
 def lum_dir(luminosity: float) -> str:
-    """``r0.75``: the luminosity part of a cell's path (recipes and sweeps)."""
+    """`r0.75`: the luminosity part of a cell's path (recipes and sweeps)."""
     return shift_dir("luminosity", luminosity)
 
 
 def read_history(run_dir: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """The rows of a run directory's ``history.csv`` as dicts of strings."""
+    """The rows of a run directory's `history.csv` as dicts of strings."""
     with open(Path(run_dir) / HISTORY_FILE, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
@@ -593,9 +593,9 @@ def _partial_owner_alive(name: str) -> bool:
 
 
 def remove_stale_partials(root: str | os.PathLike[str], name: str | None = None) -> list[Path]:
-    """Remove the partial folders and files under ``root`` whose process is gone (killed with
-    SIGKILL, power loss); return what was removed. With ``name``, only the partial folders of
-    the run directory ``root/name`` are looked at. Those of running processes and of other
+    """Remove the partial folders and files under `root` whose process is gone (killed with
+    SIGKILL, power loss); return what was removed. With `name`, only the partial folders of
+    the run directory `root/name` are looked at. Those of running processes and of other
     hosts (a shared folder) are left alone."""
     removed = []
     root = Path(root)
@@ -618,7 +618,7 @@ def remove_stale_partials(root: str | os.PathLike[str], name: str | None = None)
 
 
 def check_writable_folder(path: str | os.PathLike[str], what: str = "--out") -> Path:
-    """Check, before any work, that ``path`` is (or can be created as) a writable folder.
+    """Check, before any work, that `path` is (or can be created as) a writable folder.
 
     Raises:
         RunDirectoryError: naming the path, the problem and the fix.
@@ -640,10 +640,10 @@ def check_writable_folder(path: str | os.PathLike[str], what: str = "--out") -> 
 
 
 def check_run_directory(run_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Check, before any work, that a run directory can be written at ``run_dir``.
+    """Check, before any work, that a run directory can be written at `run_dir`.
 
     Raises:
-        RunDirectoryError: it exists and ``overwrite`` is false, it is a file, or its folder
+        RunDirectoryError: it exists and `overwrite` is false, it is a file, or its folder
             cannot be created or written.
     """
     final = Path(run_dir)
@@ -660,9 +660,9 @@ def check_run_directory(run_dir: str | os.PathLike[str], overwrite: bool = False
 
 
 def _check_replaceable(folder: Path) -> None:
-    """Refuse to replace a folder that is not a run directory: ``--overwrite`` removes only
-    what ei-keras wrote (a run directory holds its ``config.json`` and nothing but
-    :data:`RUN_FILES`; an empty folder holds nothing to lose)."""
+    """Refuse to replace a folder that is not a run directory: `--overwrite` removes only
+    what ei-keras wrote (a run directory holds its `config.json` and nothing but
+    `RUN_FILES`; an empty folder holds nothing to lose)."""
     names = sorted(p.name for p in folder.iterdir())
     foreign = [n for n in names if n not in RUN_FILES]
     if foreign or (names and CONFIG_FILE not in names):
@@ -676,7 +676,7 @@ def _check_replaceable(folder: Path) -> None:
 
 
 def check_keras_file(path: str | os.PathLike[str]) -> Path:
-    """Check that ``path`` is a complete ``.keras`` file (a zip archive whose members all pass
+    """Check that `path` is a complete `.keras` file (a zip archive whose members all pass
     their CRC check) before Keras reads it: Keras says "File not found" for a truncated one.
 
     Raises:
@@ -704,12 +704,12 @@ def check_keras_file(path: str | os.PathLike[str]) -> Path:
 @contextlib.contextmanager
 def staged_run_directory(run_dir: str | os.PathLike[str], overwrite: bool = False
                          ) -> Iterator[Path]:
-    """Yield a fresh partial folder for ``run_dir``; on a normal exit it replaces ``run_dir``
-    (which must not exist unless ``overwrite``), on any exception (Ctrl-C, SIGTERM turned into
-    one, a full disk) it is removed and ``run_dir`` is left as it was.
+    """Yield a fresh partial folder for `run_dir`; on a normal exit it replaces `run_dir`
+    (which must not exist unless `overwrite`), on any exception (Ctrl-C, SIGTERM turned into
+    one, a full disk) it is removed and `run_dir` is left as it was.
 
     Raises:
-        RunDirectoryError: ``run_dir`` exists and ``overwrite`` is false, or it cannot be
+        RunDirectoryError: `run_dir` exists and `overwrite` is false, or it cannot be
             created (read-only folder, a file in the way).
     """
     final = check_run_directory(run_dir, overwrite)
@@ -746,8 +746,8 @@ def is_disk_full(error: BaseException) -> bool:
 
 
 def record_plan(root: str | os.PathLike[str], recipe: str, title: str, cells: list[str]) -> Path:
-    """Add (or replace) ``recipe``'s planned cells (run-directory paths relative to ``root``) to
-    ``root/plan.json``."""
+    """Add (or replace) `recipe`'s planned cells (run-directory paths relative to `root`) to
+    `root/plan.json`."""
     path = Path(root) / PLAN_FILE
     plan = read_plan(root)
     plan[recipe] = {"title": title, "cells": sorted(cells)}
@@ -755,7 +755,7 @@ def record_plan(root: str | os.PathLike[str], recipe: str, title: str, cells: li
 
 
 def read_plan(root: str | os.PathLike[str]) -> dict[str, dict]:
-    """``{recipe: {"title", "cells"}}`` from ``root/plan.json`` ({} when there is none)."""
+    """`{recipe: {"title", "cells"}}` from `root/plan.json` ({} when there is none)."""
     path = Path(root) / PLAN_FILE
     if not path.is_file():
         return {}

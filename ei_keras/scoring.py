@@ -3,18 +3,18 @@
 Eyono et al. (2026) train every configuration of a sweep for its whole length and compare final
 test accuracies. So does this library:
 
-- only a **non-finite** loss or weight stops a run (:func:`must_stop`); such a run counts at
-  chance, one over the number of labels (:func:`scored_accuracy`), and its metrics say the step
-  and the cause (:class:`ei_keras.divergence.DivergenceMonitor`);
-- a finite loss above :data:`MAX_LOSS` or a weight above :data:`MAX_ABS_WEIGHT` in magnitude is
-  a *stability event* (:func:`out_of_bounds`): recorded (first step, peak, group to blame) in
-  the run's ``metrics.json`` under ``stability``, never a stop, never a rescoring: the run is
+- only a **non-finite** loss or weight stops a run (`must_stop`); such a run counts at
+  chance, one over the number of labels (`scored_accuracy`), and its metrics say the step
+  and the cause (`ei_keras.divergence.DivergenceMonitor`);
+- a finite loss above `MAX_LOSS` or a weight above `MAX_ABS_WEIGHT` in magnitude is
+  a *stability event* (`out_of_bounds`): recorded (first step, peak, group to blame) in
+  the run's `metrics.json` under `stability`, never a stop, never a rescoring: the run is
   scored by its final test accuracy like any other.
 
-Runs record the rule they were scored under in ``metrics.json`` (``"scoring"``:
-:data:`PAPER_SCORING`). Runs made before it (no ``scoring`` field) were scored under
-:data:`LEGACY_SCORING`: stopped, and counted at chance, the moment the loss or a weight passed
-the bounds; reports label them as such (:func:`scoring_of`).
+Runs record the rule they were scored under in `metrics.json` (`"scoring"`:
+`PAPER_SCORING`). Runs made before it (no `scoring` field) were scored under
+`LEGACY_SCORING`: stopped, and counted at chance, the moment the loss or a weight passed
+the bounds; reports label them as such (`scoring_of`).
 
 This module imports neither Keras nor any array backend (the analysis and a population trainer
 use it as well as the training loop).
@@ -38,8 +38,8 @@ MAX_ABS_WEIGHT = 1e3
 #: The paper's rule: every run trains its whole length and is scored by its final test
 #: accuracy; only a non-finite loss or weight stops it (scored at chance).
 PAPER_SCORING = "final_accuracy"
-#: The rule of runs made before ``scoring`` was recorded: a loss or weight past
-#: :data:`MAX_LOSS` / :data:`MAX_ABS_WEIGHT` stopped the run and it counted at chance.
+#: The rule of runs made before `scoring` was recorded: a loss or weight past
+#: `MAX_LOSS` / `MAX_ABS_WEIGHT` stopped the run and it counted at chance.
 LEGACY_SCORING = "stopped_at_bounds"
 #: How a report names each rule.
 SCORINGS = {
@@ -66,8 +66,8 @@ def out_of_bounds(value: Any, bound: float = MAX_LOSS) -> bool:
 
 
 def scored_accuracy(status: str, test_accuracy: Any, chance: float) -> float:
-    """The accuracy a run counts at in every statistic: its final test accuracy, or ``chance``
-    when it was stopped (``status == "diverged"``) or has no finite test accuracy."""
+    """The accuracy a run counts at in every statistic: its final test accuracy, or `chance`
+    when it was stopped (`status == "diverged"`) or has no finite test accuracy."""
     if status == "diverged" or test_accuracy is None or isinstance(test_accuracy, bool):
         return chance
     try:
@@ -78,7 +78,7 @@ def scored_accuracy(status: str, test_accuracy: Any, chance: float) -> float:
 
 
 def scoring_of(metrics: Mapping[str, Any]) -> str:
-    """The rule a run's ``metrics.json`` was scored under (:data:`LEGACY_SCORING` when it does
+    """The rule a run's `metrics.json` was scored under (`LEGACY_SCORING` when it does
     not say: runs made before the rule was recorded)."""
     rule = metrics.get("scoring")
     return LEGACY_SCORING if rule is None else str(rule)

@@ -3,16 +3,16 @@
 >>> from ei_keras import zoo
 >>> zoo.names()[:3]
 ['ei', 'ei_ln', 'e_ln']
->>> model = zoo.build("inorm_gradnorm", width=64, seed=0)  # doctest: +SKIP
+>>> model = zoo.build("inorm_gradnorm", width=64, seed=0)
 
-Every paper preset (:func:`names`) is a ``784 -> width -> width -> classes``
-:class:`~ei_keras.models.EINetwork` (10 classes for Fashion-MNIST, 20 when the label also says
-the contrast) with an EI readout (``ni = 1``), trained with plain SGD at three learning rates
-(``lr_e``, ``lr_ie``, ``lr_ei``; :func:`ei_keras.optimizers.dale_sgd`) on softmax
-cross-entropy with label smoothing. The convolutional presets (:func:`conv_names`, not in the
-paper) are :class:`~ei_keras.models.EIConvNetwork` models trained the same way: two 5x5
-stride-2 'same' convolutions (``width // 2`` and ``width`` filters; 16 and 32 by default)
--> ``EIDense(classes)``.
+Every paper preset (`names`) is a `784 -> width -> width -> classes`
+`ei_keras.models.EINetwork` (10 classes for Fashion-MNIST, 20 when the label also says
+the contrast) with an EI readout (`ni = 1`), trained with plain SGD at three learning rates
+(`lr_e`, `lr_ie`, `lr_ei`; `ei_keras.optimizers.dale_sgd`) on softmax
+cross-entropy with label smoothing. The convolutional presets (`conv_names`, not in the
+paper) are `ei_keras.models.EIConvNetwork` models trained the same way: two 5x5
+stride-2 'same' convolutions (`width // 2` and `width` filters; 16 and 32 by default)
+-> `EIDense(classes)`.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ class Preset:
         name: the preset's name.
         figure: where it appears in the paper.
         description: what it is, in the paper's words.
-        model: :class:`EINetwork` (or :class:`EIConvNetwork`) arguments.
+        model: `EINetwork` (or `EIConvNetwork`) arguments.
         hyperparameters: default training hyperparameters (see the evidence in the README).
-        network: ``"mlp"`` (:class:`EINetwork`) or ``"conv"`` (:class:`EIConvNetwork`).
+        network: `"mlp"` (`EINetwork`) or `"conv"` (`EIConvNetwork`).
     """
 
     name: str
@@ -94,7 +94,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            {"hidden_layer": "ei", "normalization": "layer_norm_detached"}, _EI_HP),
 ]}
 
-#: Filters of the conv presets' last layer when ``width`` is not set (the first has half).
+#: Filters of the conv presets' last layer when `width` is not set (the first has half).
 CONV_DEFAULT_WIDTH = 32
 # Conv presets (README, "Convolutional presets"; 4096 images, 2 epochs, lr_e in {0.005, 0.01,
 # 0.02, 0.05}, then 3 seeds): EI and EI + LN keep the MLP settings. A conv weight is shared by
@@ -125,7 +125,7 @@ CONV_PRESETS: dict[str, Preset] = {p.name: p for p in [
 
 def names() -> list[str]:
     """The paper's preset names (the MLPs): its figures' conditions in the paper's order, then
-    ``ei_ln_detached`` (an option of the paper's code, in no figure)."""
+    `ei_ln_detached` (an option of the paper's code, in no figure)."""
     return list(PRESETS)
 
 
@@ -135,12 +135,12 @@ def conv_names() -> list[str]:
 
 
 def all_names() -> list[str]:
-    """Every preset name: the paper's MLPs (:func:`names`), then the conv presets."""
+    """Every preset name: the paper's MLPs (`names`), then the conv presets."""
     return names() + conv_names()
 
 
 def get(name: str) -> Preset:
-    """The :class:`Preset` called ``name``; a clear error naming close matches otherwise."""
+    """The `Preset` called `name`; a clear error naming close matches otherwise."""
     every = {**PRESETS, **CONV_PRESETS}
     if name not in every:
         close = difflib.get_close_matches(str(name), every, n=3)
@@ -151,22 +151,22 @@ def get(name: str) -> Preset:
 
 
 def has_inorm(name: str) -> bool:
-    """Whether preset ``name`` has I-Norm layers (and so a normalization loss, weighted by
-    ``norm_weight``)."""
+    """Whether preset `name` has I-Norm layers (and so a normalization loss, weighted by
+    `norm_weight`)."""
     model = get(name).model
     return "inorm" in (model.get("hidden_layer"), model.get("conv_layer"))
 
 
 def unused_hyperparameters(name: str) -> tuple[str, ...]:
-    """The hyperparameters preset ``name`` has no use for: ``norm_weight`` without I-Norm
-    layers. Setting one is refused (:func:`hyperparameters`,
-    :func:`ei_keras.config.inapplicable_keys`) rather than recorded and never used."""
+    """The hyperparameters preset `name` has no use for: `norm_weight` without I-Norm
+    layers. Setting one is refused (`hyperparameters`,
+    `ei_keras.config.inapplicable_keys`) rather than recorded and never used."""
     return () if has_inorm(name) else ("norm_weight",)
 
 
 def hyperparameters(name: str, **overrides) -> dict:
-    """The preset's default hyperparameters with ``overrides`` applied (unknown keys and
-    :func:`unused_hyperparameters` rejected)."""
+    """The preset's default hyperparameters with `overrides` applied (unknown keys and
+    `unused_hyperparameters` rejected)."""
     preset = get(name)
     hp = {"label_smoothing": 0.1, "inhibitory_momentum": None, "inhibitory_clipnorm": None,
           **preset.hyperparameters}
@@ -186,17 +186,17 @@ def hyperparameters(name: str, **overrides) -> dict:
     return hp
 
 
-#: The exponentiated-gradient options (``opt.*`` keys, all off by default; README "EG").
+#: The exponentiated-gradient options (`opt.*` keys, all off by default; README "EG").
 EG_OPTIONS = ("exponentiated", "inhibitory_exponentiated", "eg_normalise", "split_bias")
 
 
 def compile_model(model, hp: dict, jit_compile="auto",
                   steps_per_execution: int = 1, inhibitory_steps: int = 1,
                   inhibitory_every: int = 1) -> EINetwork:
-    """Compile ``model`` with the paper's optimizer, loss and accuracy metric.
+    """Compile `model` with the paper's optimizer, loss and accuracy metric.
 
-    ``inhibitory_steps`` / ``inhibitory_every``: the inhibitory plasticity schedule of the
-    dual-loss step (:class:`ei_keras.models.DualLossModel`); 1 and 1 are the paper's step."""
+    `inhibitory_steps` / `inhibitory_every`: the inhibitory plasticity schedule of the
+    dual-loss step (`ei_keras.models.DualLossModel`); 1 and 1 are the paper's step."""
     import keras
 
     from ei_keras.losses import SparseSmoothedCrossentropy
@@ -220,9 +220,9 @@ def compile_model(model, hp: dict, jit_compile="auto",
 
 
 def default_width(name: str) -> int:
-    """The width a preset builds when ``model.width`` is not set: the reference code's
-    :data:`~ei_keras.config.DEFAULT_WIDTH` hidden units for the MLPs,
-    :data:`CONV_DEFAULT_WIDTH` last-layer filters for the conv presets.
+    """The width a preset builds when `model.width` is not set: the reference code's
+    `ei_keras.config.DEFAULT_WIDTH` hidden units for the MLPs,
+    `CONV_DEFAULT_WIDTH` last-layer filters for the conv presets.
 
     >>> from ei_keras import zoo
     >>> zoo.default_width("inorm_gradnorm"), zoo.default_width("conv_inorm_gradnorm")
@@ -245,32 +245,32 @@ def build(
     num_classes: int | None = None,
     **hyperparameter_overrides,
 ) -> EINetwork:
-    """A built, compiled model of preset ``name``.
+    """A built, compiled model of preset `name`.
 
     Args:
-        name: a preset name (:func:`names`).
+        name: a preset name (`names`).
         width: hidden width (paper sweep: 100-500). Conv presets: filters of the last conv
-            layer, each earlier layer has half as many. None: :func:`default_width`. The
-            I-Norm conv presets' SVD initialisation needs ``width // 2 <= 25`` (the first
-            layer's 5x5x1 patch); a wider first layer is a ``ValueError`` naming the fix.
+            layer, each earlier layer has half as many. None: `default_width`. The
+            I-Norm conv presets' SVD initialisation needs `width // 2 <= 25` (the first
+            layer's 5x5x1 patch); a wider first layer is a `ValueError` naming the fix.
         depth: number of hidden (conv) layers (paper: 2).
         seed: initialisation seed (same weights on every backend).
         input_dim: input width (784 for flattened Fashion-MNIST).
-        jit_compile: passed to ``compile``.
-        steps_per_execution: passed to ``compile`` (torch supports only 1).
-        model_overrides: extra :class:`EINetwork` arguments (e.g. ``{"trainable_ei": False}``).
-        inhibitory_steps: normalization-loss updates per batch (``compile`` argument of the
+        jit_compile: passed to `compile`.
+        steps_per_execution: passed to `compile` (torch supports only 1).
+        model_overrides: extra `EINetwork` arguments (e.g. `{"trainable_ei": False}`).
+        inhibitory_steps: normalization-loss updates per batch (`compile` argument of the
             dual-loss step; 1 = the paper's step).
         inhibitory_every: update the inhibitory variables on one batch in this many (1 =
             every batch).
         num_classes: output units, one per label: the data's count
-            (``ei_keras.data.Shift.num_classes``; None: Fashion-MNIST's 10).
-        **hyperparameter_overrides: ``lr_e``, ``lr_ie``, ``lr_ei``, ``momentum``,
-            ``inhibitory_momentum``, ``norm_weight``, ``label_smoothing`` and the other
-            ``opt.*`` / ``loss.*`` keys (``exponentiated``, ``split_bias``, ...).
+            (`ei_keras.data.Shift.num_classes`; None: Fashion-MNIST's 10).
+        **hyperparameter_overrides: `lr_e`, `lr_ie`, `lr_ei`, `momentum`,
+            `inhibitory_momentum`, `norm_weight`, `label_smoothing` and the other
+            `opt.*` / `loss.*` keys (`exponentiated`, `split_bias`, ...).
 
     Returns:
-        A compiled :class:`EINetwork` (conv presets: :class:`EIConvNetwork`).
+        A compiled `EINetwork` (conv presets: `EIConvNetwork`).
     """
     from ei_keras.data.fashion_mnist import NUM_CLASSES
     from ei_keras.models import EIConvNetwork, EINetwork

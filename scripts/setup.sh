@@ -6,7 +6,8 @@
 #   bash scripts/setup.sh           CPU builds of TensorFlow, JAX and torch: extra `all`
 #   EI_KERAS_GPU=1 bash scripts/... CUDA builds (Linux, NVIDIA GPU): extra `gpu`; replaces the
 #                                   CPU builds of an existing venv. Check: scripts/gpu_check.sh
-#   bash scripts/setup.sh --docs    also the docs site's tools (extra `docs`), for `make docs`
+#   bash scripts/setup.sh --docs    only the docs site's venv (.venv-docs: extra `docs`, no Keras,
+#                                   no backend), for `make docs`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${EI_KERAS_VENV:-.venv}
@@ -20,6 +21,26 @@ for arg in "$@"; do
   esac
 done
 if [ "$GPU" = 1 ]; then EXTRAS=gpu; else EXTRAS=all; fi
+
+# The docs site's tools (`make docs`) in their own small venv: griffe reads the docstrings from
+# the source files without importing them, so the site needs neither Keras nor a backend. Only
+# the `docs` extra's requirements are installed (not the package).
+if [ "$DOCS" = 1 ]; then
+  DVENV=${EI_KERAS_DOCS_VENV:-.venv-docs}
+  [ -x "$DVENV/bin/python" ] || { echo "[setup] creating $DVENV"; "$PY" -m venv "$DVENV"; }
+  dstamp="$DVENV/.ei-keras-docs-setup"
+  dwant=$( (cat pyproject.toml scripts/setup.sh) | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$dstamp" 2>/dev/null)" != "$dwant" ]; then
+    echo "[setup] installing the docs tools (extra \`docs\`) into $DVENV"
+    "$DVENV/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["docs"]))' \
+      > "$DVENV/.ei-keras-docs-requirements.txt"
+    "$DVENV/bin/pip" install -q --disable-pip-version-check -r "$DVENV/.ei-keras-docs-requirements.txt" 2>&1 | grep -v '^WARNING: Location' || true
+    "$DVENV/bin/python" -c "import mkdocs, material, mkdocstrings" \
+      || { echo "[setup] FAILED: the docs tools do not import" >&2; exit 1; }
+    echo "$dwant" > "$dstamp"
+  fi
+  exit 0
+fi
 
 # 1. Fashion-MNIST, offline: Debian's package installs the four IDX files (SPEC section 4).
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${EI_KERAS_DATA_DIR:-}" ]; then
@@ -59,24 +80,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check "torch==${EI_KERAS_TORCH_VERSION:-2.13.0}" 2>&1 | grep -v '^WARNING: Location' || true
   fi
   "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[$EXTRAS]" 2>&1 | grep -v '^WARNING: Location' || true
-  TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 "$VENV/bin/python" -c "import torch, keras, jax, tensorflow, keras_tuner" \
+  TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 "$VENV/bin/python" -c "import torch, keras, jax, tensorflow, keras_tuner, scipy, matplotlib" \
     || { echo "[setup] FAILED: the environment does not import all three backends" >&2; exit 1; }
   echo "$want" > "$stamp"
   echo "[setup] done in $(( $(date +%s) - start )) s; venv size $(du -sh "$VENV" | cut -f1)"
-fi
-
-# 3. The docs site's tools (`make docs`), kept out of `all` so the test venv stays lean. Only the
-#    `docs` extra's requirements are installed; the package install above is left as it is.
-if [ "$DOCS" = 1 ]; then
-  dstamp="$VENV/.ei-keras-docs-setup"
-  dwant=$(sha256sum pyproject.toml | cut -d' ' -f1)
-  if [ "$(cat "$dstamp" 2>/dev/null)" != "$dwant" ]; then
-    echo "[setup] installing the docs tools (extra \`docs\`) into $VENV"
-    "$VENV/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["docs"]))' \
-      > "$VENV/.ei-keras-docs-requirements.txt"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$VENV/.ei-keras-docs-requirements.txt" 2>&1 | grep -v '^WARNING: Location' || true
-    "$VENV/bin/python" -c "import mkdocs, material, mkdocstrings" \
-      || { echo "[setup] FAILED: the docs tools do not import" >&2; exit 1; }
-    echo "$dwant" > "$dstamp"
-  fi
 fi

@@ -200,3 +200,95 @@ if __name__ == "__main__":
     print(f"{n} documented examples ({b} code blocks and doctests):")
     for e in EXAMPLES:
         print(f"  {e.where}: {len(e.blocks) or 'doctest'}")
+
+
+# --------------------------------------------------------------------------------------------
+# One dialect that renders. What mkdocs renders is the Markdown pages and the docstrings; both
+# are checked here without the docs tools (the test venv does not have them). `make docs`
+# builds the site and runs the same rules on the built HTML (scripts/check_site.py).
+
+
+def _script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pages() -> list[Path]:
+    return sorted(PAGES.rglob("*.md"))
+
+
+def _prose_lines(text: str) -> list[str]:
+    """The lines of a docstring or page outside ``` fences."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            out.append(line)
+    return out
+
+
+def test_no_rest_markup_in_docstrings_or_pages() -> None:
+    raw = _script("check_site").RAW_MARKUP
+    found = []
+    sources = [(f"{path.relative_to(ROOT)}:{line} ({name})", doc)
+               for path in [*sorted(PACKAGE.rglob("*.py")), ROOT / "ei_keras_cli.py"]
+               for name, doc, line in _docstrings(path)]
+    sources += [(str(page.relative_to(ROOT)), page.read_text(encoding="utf-8"))
+                for page in _pages()]
+    for where, text in sources:
+        for what, pattern in raw.items():
+            found += [f"{where}: {what} {m.group(0)!r}" for m in pattern.finditer(text)]
+        found += [f"{where}: reST literal block '::'" for line in text.splitlines()
+                  if line.rstrip().endswith("::") and not line.lstrip().startswith(":::")]
+        # A prose line starting with `>` (`>= 0` wrapped to the line start) is a blockquote.
+        found += [f"{where}: line starts with '>' (renders as a quote): {line.strip()!r}"
+                  for line in _prose_lines(text) if re.match(r"\s*>(?!>>)", line)]
+    assert not found, "\n".join(found)
+    # The converter the integrator reruns after a merge has nothing left to change.
+    converter = _script("md_docstrings")
+    assert [str(p) for p in converter.files()
+            if converter.rewrite(p.read_text(encoding="utf-8")) != p.read_text(
+                encoding="utf-8")] == []
+
+
+#: The sections of a layer's or network's docstring, as Keras writes them.
+KERAS_SECTIONS = ("Args:", "Input shape:", "Output shape:", "Call arguments:", "Example")
+
+
+def test_every_public_class_has_an_api_page_with_keras_sections() -> None:
+    import inspect
+
+    from ei_keras import layers, models
+
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    rendered = {line.split()[1] for page in sorted((PAGES / "api").glob("*.md"))
+                for line in page.read_text(encoding="utf-8").splitlines()
+                if line.startswith("::: ")}
+    public = [(f"ei_keras.layers.{n}", getattr(layers, n)) for n in layers.__all__]
+    public += [(f"ei_keras.models.{n}", getattr(models, n)) for n in models.__all__
+               if n != "FunctionalDualLossModel"]  # what DualLossModel(inputs, outputs) is
+    missing = []
+    for path, cls in public:
+        name = path.rsplit(".", 1)[1]
+        target = ("ei_keras.models.trainers.DualLossTrainerBase" if name == "DualLossTrainer"
+                  else path)  # the backend's class: the shared API is documented
+        if target not in rendered or f"api/{name}.md" not in nav:
+            missing.append(f"{path}: no API page (docs/api/{name}.md in mkdocs.yml's nav)")
+        doc = inspect.getdoc(cls if target == path else models.trainers.DualLossTrainerBase)
+        wanted = KERAS_SECTIONS if path.startswith("ei_keras.layers") or name in (
+            "EINetwork", "EIConvNetwork") else ("Example",)
+        missing += [f"{path}: no '{section}' section" for section in wanted
+                    if not re.search(rf"^{re.escape(section)}", doc, re.MULTILINE)]
+    assert not missing, "\n".join(missing)
+
+
+def test_code_lines_wrap_instead_of_running_past_the_box() -> None:
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert re.search(r"^extra_css:\n\s+- stylesheets/extra\.css$", config, re.MULTILINE)
+    css = (PAGES / "stylesheets" / "extra.css").read_text(encoding="utf-8")
+    assert _script("check_site").WRAP_RULE.search(css)

@@ -1,17 +1,20 @@
 """Analysis of finished runs: loading result folders, statistics, figures and reports.
 
-Reads the files the training code writes (``config.json``, ``history.csv``, ``metrics.json``
+Reads the files the training code writes (`config.json`, `history.csv`, `metrics.json`
 per run directory) and never imports Keras or an array backend, so it is fast to import and
 can run anywhere the results are. scipy, numpy and matplotlib are imported lazily.
 
-Typical use::
+Typical use, on the folder `ei-keras reproduce fig6 --out runs/fig6` wrote: `runs =
+load_runs("runs/fig6")`, then `print(summarize(compare_to_reference(runs,
+reference="ei_ln")))`, and `write_report("runs/fig6")` for `runs/fig6/report.md` and its PNGs
+(what `ei-keras report runs/fig6` does).
 
-    from ei_keras.analysis import load_runs, compare_to_reference, summarize, write_report
-
-    runs = load_runs("runs/fig6")
-    print(summarize(compare_to_reference(runs, reference="ei_ln")))
-    write_report("runs/fig6")  # runs/fig6/report.md + PNGs
 """
+
+# ruff: noqa: E402  (the extra is checked before the modules that need it load)
+from ei_keras.extras import require
+
+require("research", "ei_keras.analysis", ("scipy", "matplotlib"))
 
 from .figures import (
     pair_runs,

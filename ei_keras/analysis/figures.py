@@ -11,9 +11,9 @@ interquartile band, and diverged runs left out of the curves (a diverged run's v
 reaches 1e18 and would flatten every other curve) and counted in each column's title.
 Legends sit outside the axes.
 
-Figures are drawn on bare :class:`matplotlib.figure.Figure` objects (no ``pyplot``, no global
+Figures are drawn on bare `matplotlib.figure.Figure` objects (no `pyplot`, no global
 state, no GUI backend); matplotlib and numpy are imported lazily so that importing
-``ei_keras.analysis`` stays fast.
+`ei_keras.analysis` stays fast.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def _new_figure(width: float, height: float) -> Figure:
 
 
 def _colors(n: int) -> list[Any]:
-    """``n`` distinct colours (tab10, then tab20)."""
+    """`n` distinct colours (tab10, then tab20)."""
     import matplotlib
 
     cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
@@ -126,12 +126,12 @@ def _condition_colors(conds: Sequence[str], reference: str | None) -> dict[str, 
 
 
 def _fmt_r(r: float | None) -> str:
-    """Shift-size label: ``0.25`` or ``?``."""
+    """Shift-size label: `0.25` or `?`."""
     return "?" if r is None else f"{r:g}"
 
 
 def _axis_of(runs: Iterable[RunRecord]) -> str:
-    """The name of the runs' shift-size axis: ``r``, ``contrast s``, ..."""
+    """The name of the runs' shift-size axis: `r`, `contrast s`, ..."""
     return shift_axis(shift_of(runs))
 
 
@@ -172,7 +172,7 @@ def plot_accuracy_by_shift(
 
     Each size is a group on the x axis; within it every condition has a box (quartiles,
     median) over its runs with the individual runs jittered on top. Diverged runs are drawn as
-    a red ``x`` at the accuracy they count with (chance, 10 %), or on the lower edge of the
+    a red `x` at the accuracy they count with (chance, 10 %), or on the lower edge of the
     axis when every other run is far above chance (so the interesting range stays readable).
     The reference condition is drawn in dark grey, first, and every other cell is annotated
     with its Mann-Whitney stars against the reference at the same size. The legend sits to the
@@ -304,7 +304,7 @@ def plot_accuracy_by_shift(
     return save_figure(fig, path, vector=vector)
 
 
-#: The name of :func:`plot_accuracy_by_shift` before the other shift families existed.
+#: The name of `plot_accuracy_by_shift` before the other shift families existed.
 plot_accuracy_by_luminosity = plot_accuracy_by_shift
 
 
@@ -329,7 +329,7 @@ def _rgb(color: Any) -> tuple[float, float, float]:
 
 
 def _finite_series(values: Sequence[float]) -> list[float]:
-    """Copy of ``values`` with non-finite entries replaced by NaN."""
+    """Copy of `values` with non-finite entries replaced by NaN."""
     return [v if isinstance(v, float) and math.isfinite(v) else math.nan for v in values]
 
 
@@ -355,8 +355,8 @@ class _Curve:
 def _curve_runs(
     runs: Sequence[RunRecord], select: Callable[[str], bool], shift_size: float | None
 ) -> tuple[list[RunRecord], list[RunRecord]]:
-    """The runs at ``shift_size`` (None: any) with a selected history column, split into
-    ``(kept, diverged)``: a diverged run's curves are left out of every median (its values
+    """The runs at `shift_size` (None: any) with a selected history column, split into
+    `(kept, diverged)`: a diverged run's curves are left out of every median (its values
     run to 1e18 and would say nothing about the runs that learned)."""
     kept: list[RunRecord] = []
     left_out: list[RunRecord] = []
@@ -381,7 +381,7 @@ def _curves(
         shift_size: Restrict to runs at this shift size (None: all runs).
 
     Returns:
-        ``{(condition, column): _Curve}``, sorted by key; columns with no finite value are
+        `{(condition, column): _Curve}`, sorted by key; columns with no finite value are
         left out.
     """
     import numpy as np
@@ -419,7 +419,7 @@ def _curves(
 
 
 def _layer_of(col: str, prefixes: Sequence[str] = (), suffixes: Sequence[str] = ()) -> str:
-    """The layer part of a per-layer column name: ``hidden_1_var`` → ``hidden layer 1``."""
+    """The layer part of a per-layer column name: `hidden_1_var` → `hidden layer 1`."""
     name = col
     for p in prefixes:
         if name.startswith(p):
@@ -435,7 +435,7 @@ def _layer_of(col: str, prefixes: Sequence[str] = (), suffixes: Sequence[str] = 
 
 _LINESTYLES: list[Any] = ["-", "--", ":", "-."]
 #: One marker per condition of a per-epoch figure (colour says the same), so that conditions
-#: whose curves coincide (``e_ln`` and ``ei_ln`` have the same normalized moments) stay visible.
+#: whose curves coincide (`e_ln` and `ei_ln` have the same normalized moments) stay visible.
 _MARKERS: list[str] = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
 #: Largest sideways shift, in epochs, between the first and the last condition of a
 #: per-epoch figure (whole-epoch ticks stay unambiguous: the shifts stay well under 0.5).
@@ -450,7 +450,7 @@ def _offsets(conds: Sequence[str]) -> dict[str, float]:
 
 
 def _suptitle(fig: Figure, text: str, fontsize: float) -> None:
-    """``fig.suptitle`` wrapped to the figure's width (an average character is about 0.55 em
+    """`fig.suptitle` wrapped to the figure's width (an average character is about 0.55 em
     wide; 0.9 of the width leaves a margin), so a narrow figure does not cut it off."""
     width_pt = fig.get_figwidth() * 72 * 0.9
     chars = max(20, int(width_pt / (0.55 * fontsize)))
@@ -601,7 +601,7 @@ def _curve_figure(
 
 
 def _mantissa(v: float) -> int | None:
-    """The leading digit of a positive tick value (``0.5`` -> 5), None if it is not whole."""
+    """The leading digit of a positive tick value (`0.5` -> 5), None if it is not whole."""
     if not v > 0:
         return None
     m = v / 10 ** math.floor(math.log10(v))
@@ -609,7 +609,7 @@ def _mantissa(v: float) -> int | None:
 
 
 def _all_positive(curves: Mapping[Any, _Curve]) -> bool:
-    """Whether every finite value of ``curves`` is positive (a log axis can show them)."""
+    """Whether every finite value of `curves` is positive (a log axis can show them)."""
     vals = [v for c in curves.values() for v in (*c.median, *c.low, *c.high) if math.isfinite(v)]
     return bool(vals) and min(vals) > 0
 
@@ -623,7 +623,7 @@ def _moments_figure(
     conditions: Sequence[str] | None = None,
     title: str | None = None,
 ) -> Figure | None:
-    """The figure :func:`plot_moments` saves (None when no run has moment columns)."""
+    """The figure `plot_moments` saves (None when no run has moment columns)."""
     panels = [
         _Panel(lambda c: c.endswith("_mean"), lambda c: _layer_of(c, suffixes=("_mean",)),
                "mean over units of z", 0.0, "LayerNorm target (mean 0, variance 1)"),
@@ -699,7 +699,7 @@ def _alignment_figure(
     conditions: Sequence[str] | None = None,
     title: str | None = None,
 ) -> Figure | None:
-    """The figure :func:`plot_alignment` saves (None when no run has alignment columns)."""
+    """The figure `plot_alignment` saves (None when no run has alignment columns)."""
     panels = [
         _Panel(lambda c: c.startswith("output_alignment"),
                lambda c: _layer_of(c, prefixes=("output_alignment",)),
@@ -755,9 +755,9 @@ def plot_alignment(
 def pair_runs(
     runs: Sequence[RunRecord], condition: str, reference: str
 ) -> list[tuple[RunRecord, RunRecord]]:
-    """Pair runs of ``condition`` with runs of ``reference`` at the same shift and seed/trial.
+    """Pair runs of `condition` with runs of `reference` at the same shift and seed/trial.
 
-    Runs are matched on :attr:`RunRecord.pair_key` (shift family and size, and trial id, or
+    Runs are matched on `RunRecord.pair_key` (shift family and size, and trial id, or
     seed when there is no trial id); several runs with one key are paired in their
     deterministic order.
 
@@ -767,7 +767,7 @@ def pair_runs(
         reference: The reference condition (x axis).
 
     Returns:
-        ``[(condition_run, reference_run), ...]`` ordered by key.
+        `[(condition_run, reference_run), ...]` ordered by key.
     """
     by_key: dict[str, dict[tuple[str, float | None, str], list[RunRecord]]] = {
         condition: {},
@@ -796,10 +796,10 @@ def plot_scatter_vs_reference(
     title: str | None = None,
     vector: str | None = "pdf",
 ) -> Path | None:
-    """Fig. 4-style scatter: accuracy of ``condition`` against ``reference``, run by run.
+    """Fig. 4-style scatter: accuracy of `condition` against `reference`, run by run.
 
-    Runs are paired by shift size and trial id (or seed), see :func:`pair_runs`. Points are
-    coloured by shift size; pairs in which either run diverged are drawn as ``x`` (on the axis
+    Runs are paired by shift size and trial id (or seed), see `pair_runs`. Points are
+    coloured by shift size; pairs in which either run diverged are drawn as `x` (on the axis
     edge when every other run is far above chance). Points above the diagonal are
     configurations where the condition beat the reference. The legend gives the Mann-Whitney
     U, p and stars per shift size (computed on all runs of the cell, paired or not).

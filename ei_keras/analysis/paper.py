@@ -1,13 +1,13 @@
 """The paper's reference statistics and a side-by-side verdict for this library's runs.
 
 Eyono et al. (2026) compare each condition's 30 sweep accuracies with LayerNorm's (two-sided
-Mann-Whitney U, n = 30 vs 30) at r = 0, 0.25, 0.5 and 0.75. :data:`REFERENCE` holds what the
+Mann-Whitney U, n = 30 vs 30) at r = 0, 0.25, 0.5 and 0.75. `REFERENCE` holds what the
 paper states for every condition (its expected direction and, where the paper gives them, U and
-p); :func:`compare_with_paper` puts the library's own test of the same cell beside it with a
+p); `compare_with_paper` puts the library's own test of the same cell beside it with a
 verdict: **agrees** when both land in the same class (worse / n.s. / better at p < 0.05),
 **differs** otherwise, **no data** when the library has fewer than two runs on a side.
 
-The library's test is the one that fits the finding (:attr:`PaperCell.test`): Mann-Whitney U
+The library's test is the one that fits the finding (`PaperCell.test`): Mann-Whitney U
 for a condition against LN, as the paper; for finding 2 (E-only + LN ≈ EI + LN), which the paper
 tested pooled over r although accuracy differs by several points between r, the Wilcoxon
 signed-rank test within each r over the configurations both conditions ran (paired: same seed,
@@ -43,12 +43,12 @@ class PaperCell:
         finding: the finding's number and short name (SPEC section 6).
         condition: the preset.
         luminosity: r.
-        expected: ``"worse"``, ``"n.s."`` or ``"better"``.
+        expected: `"worse"`, `"n.s."` or `"better"`.
         u: the paper's U, when stated.
-        p: the paper's p (or its bound, see ``p_text``), when stated.
-        p_text: how the paper states p (``"≤ 2e-10"``, ``"0.28"``, ``"≈ 0.002–0.004"``).
-        test: the library's test of the cell: :data:`MANN_WHITNEY` (against LN's runs) or
-            :data:`PAIRED` (Wilcoxon signed-rank over the shared configurations at this r).
+        p: the paper's p (or its bound, see `p_text`), when stated.
+        p_text: how the paper states p (`"≤ 2e-10"`, `"0.28"`, `"≈ 0.002–0.004"`).
+        test: the library's test of the cell: `MANN_WHITNEY` (against LN's runs) or
+            `PAIRED` (Wilcoxon signed-rank over the shared configurations at this r).
     """
 
     finding: str
@@ -61,7 +61,7 @@ class PaperCell:
     test: str = "Mann-Whitney"
 
 
-#: The tests :class:`PaperCell` names.
+#: The tests `PaperCell` names.
 MANN_WHITNEY = "Mann-Whitney"
 PAIRED = "Wilcoxon, paired within r"
 
@@ -103,10 +103,10 @@ class PaperComparison:
     Attributes:
         paper: the paper's cell.
         library: the library's row for the cell's test (a
-            :class:`~ei_keras.analysis.stats.ComparisonRow` or, for a paired cell, a
-            :class:`~ei_keras.analysis.stats.PairedRow`), or None when it has no runs of it.
-        observed: the library's class (``"worse"``, ``"n.s."``, ``"better"``) or None.
-        verdict: ``"agrees"``, ``"differs"`` or ``"no data"``.
+            `ei_keras.analysis.stats.ComparisonRow` or, for a paired cell, a
+            `ei_keras.analysis.stats.PairedRow`), or None when it has no runs of it.
+        observed: the library's class (`"worse"`, `"n.s."`, `"better"`) or None.
+        verdict: `"agrees"`, `"differs"` or `"no data"`.
         p_holm: the library's p after Holm's correction across the condition's four r.
     """
 
@@ -138,7 +138,7 @@ def _paired_with_holm(rows: list[PairedRow]) -> dict[tuple, tuple[PairedRow, flo
 
 def compare_with_paper(runs: Iterable[RunRecord], reference: str = "ei_ln",
                        cells: Sequence[PaperCell] = REFERENCE) -> list[PaperComparison]:
-    """The library's test (:attr:`PaperCell.test`) of every paper cell it has runs for, with a
+    """The library's test (`PaperCell.test`) of every paper cell it has runs for, with a
     verdict. Only luminosity-shift runs are compared: the paper's cells are luminosity
     ranges."""
     luminosity_runs = [run for run in runs if run.shift == "luminosity"]

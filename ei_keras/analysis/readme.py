@@ -1,16 +1,18 @@
 """The README's results tables, generated from committed run directories.
 
-A results table in ``README.md`` sits between two markers::
+A results table in `README.md` sits between two markers:
 
-    <!-- results:paper30 -->
-    ... generated, never edited by hand ...
-    <!-- /results -->
+```python
+<!-- results:paper30 -->
+... generated, never edited by hand ...
+<!-- /results -->
+```
 
-:func:`update_readme` (``make results``, or ``python -m ei_keras.analysis.readme``) rewrites
+`update_readme` (`make results`, or `python -m ei_keras.analysis.readme`) rewrites
 every marked block with what the report computes today from the block's run directories under
-``docs/results/`` (:data:`BLOCKS`); ``--check`` only says which blocks differ (exit code 1), as
+`docs/results/` (`BLOCKS`); `--check` only says which blocks differ (exit code 1), as
 the test suite does. A block names the rule its runs were scored under
-(:mod:`ei_keras.scoring`).
+(`ei_keras.scoring`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ _BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /
 
 
 def _paper_comparison(root: Path, folder: str) -> str:
-    """The comparison with the paper, one row per finding and r, of the runs in ``folder``."""
+    """The comparison with the paper, one row per finding and r, of the runs in `folder`."""
     runs = load_runs(root / folder, history=False)
     against = compare_with_paper(runs)
     counts = verdict_counts(against)
@@ -70,7 +72,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
 
 
 def render_block(name: str, root: str | Path = ".") -> str:
-    """The generated text of block ``name`` (:data:`BLOCKS`) from the runs under ``root``.
+    """The generated text of block `name` (`BLOCKS`) from the runs under `root`.
 
     Raises:
         KeyError: an unknown block name (the message lists the known ones).
@@ -82,8 +84,8 @@ def render_block(name: str, root: str | Path = ".") -> str:
 
 def update_readme(readme: str | Path, root: str | Path | None = None, check: bool = False
                   ) -> list[str]:
-    """Rewrite every marked block of ``readme`` (unless ``check``); return the names of the
-    blocks whose text differed from what is computed today. ``root``: the repository root
+    """Rewrite every marked block of `readme` (unless `check`); return the names of the
+    blocks whose text differed from what is computed today. `root`: the repository root
     (default: the README's folder).
 
     Raises:
@@ -109,8 +111,8 @@ def update_readme(readme: str | Path, root: str | Path | None = None, check: boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ei_keras.analysis.readme [--check] [README.md]``: exit 0 when the blocks are
-    (now) up to date, 1 with ``--check`` when some differ, 2 on an unknown block or a missing
+    """`python -m ei_keras.analysis.readme [--check] [README.md]`: exit 0 when the blocks are
+    (now) up to date, 1 with `--check` when some differ, 2 on an unknown block or a missing
     file."""
     parser = argparse.ArgumentParser(prog="python -m ei_keras.analysis.readme",
                                      description=__doc__.split("\n\n")[0])

@@ -1,24 +1,24 @@
 """A Markdown report (plus PNG figures) of every run under a results root.
 
-``write_report(root)`` writes ``report.md`` with:
+`write_report(root)` writes `report.md` with:
 
 1. a run inventory: runs per condition × shift size, statuses, backends, and how many
-   incomplete (no ``metrics.json``) or corrupt runs were skipped;
+   incomplete (no `metrics.json`) or corrupt runs were skipped;
 2. an accuracy table condition × shift size: mean ± std (%), n and the number of diverged runs
    (diverged runs count at chance accuracy, 10 %);
 3. a Mann-Whitney U table against the reference condition per condition × shift size (U, p,
    stars, direction), and one compact line per condition in the paper's style
-   (``scale vs ei_ln — U 19/15/0/0, p 2.0e-10/…``);
+   (`scale vs ei_ln — U 19/15/0/0, p 2.0e-10/…`);
 4. the figures (accuracy by shift size, moments, alignment, scatter against the reference),
    written next to the report as PNG and PDF; the captions say how many diverged runs the
    per-epoch curves leave out.
 
-The shift size is the luminosity range ``r`` of the paper's luminosity shift, or the contrast
-range ``s`` of a contrast shift: tables and figures name it as the runs' family does
-(``r = 0.75``, ``contrast s = 4``).
+The shift size is the luminosity range `r` of the paper's luminosity shift, or the contrast
+range `s` of a contrast shift: tables and figures name it as the runs' family does
+(`r = 0.75`, `contrast s = 4`).
 
 Every file is written atomically: the whole report is rendered in memory first, each file
-goes to a temporary name in the output folder and is moved into place with ``os.replace``.
+goes to a temporary name in the output folder and is moved into place with `os.replace`.
 """
 
 from __future__ import annotations
@@ -78,18 +78,18 @@ REPORT_NAME = "report.md"
 
 
 def _fmt_r(r: float | None) -> str:
-    """Shift-size label: ``0.25`` or ``?``."""
+    """Shift-size label: `0.25` or `?`."""
     return "?" if r is None else f"{r:g}"
 
 
 def _rows_axis(rows: Sequence[ComparisonRow | PairedRow]) -> str:
-    """The size axis' name (``r``, ``contrast s``) of comparison rows."""
+    """The size axis' name (`r`, `contrast s`) of comparison rows."""
     families = {row.shift for row in rows}
     return shift_axis(families.pop() if len(families) == 1 else "mixed")
 
 
 def _pct(x: float | None, digits: int = 1) -> str:
-    """A fraction as a percentage string, ``—`` for None/NaN."""
+    """A fraction as a percentage string, `—` for None/NaN."""
     if x is None or not math.isfinite(x):
         return NO_TEST
     return f"{100.0 * x:.{digits}f}"
@@ -106,7 +106,7 @@ def _label(name: str, labels: Mapping[str, str] | None) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
-    """A Markdown pipe table; ``align`` gives one of ``l``/``r`` per column (default l)."""
+    """A Markdown pipe table; `align` gives one of `l`/`r` per column (default l)."""
     marks = [("---:" if a == "r" else ":---") for a in align.ljust(len(header), "l")]
     lines = ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "|".join(marks) + "|"]
     lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
@@ -120,7 +120,7 @@ def _lum_sorted(values: Sequence[float | None] | set[float | None]) -> list[floa
 
 def format_paired_table(rows: Sequence[PairedRow], labels: Mapping[str, str] | None = None
                         ) -> str:
-    """Markdown table of :func:`~ei_keras.analysis.stats.compare_paired` rows."""
+    """Markdown table of `ei_keras.analysis.stats.compare_paired` rows."""
     body = []
     for row in rows:
         diff = "—" if row.median_difference is None else f"{100 * row.median_difference:+.1f}"
@@ -138,11 +138,11 @@ def format_comparison_table(
     """Markdown table of Mann-Whitney comparisons (one line per condition × shift size).
 
     Args:
-        rows: Output of :func:`~ei_keras.analysis.stats.compare_to_reference`.
+        rows: Output of `ei_keras.analysis.stats.compare_to_reference`.
         labels: Optional display names for conditions.
 
     Returns:
-        The table (no trailing newline); an italic note when ``rows`` is empty.
+        The table (no trailing newline); an italic note when `rows` is empty.
     """
     if not rows:
         return "_No comparisons (no runs besides the reference)._"
@@ -174,7 +174,7 @@ def format_comparison_table(
 
 def format_shift(row: ComparisonRow) -> str:
     """The Hodges-Lehmann shift of a row and its 95 % interval, in points:
-    ``-2.4 [-3.8, -1.4]``; ``—`` when untested."""
+    `-2.4 [-3.8, -1.4]`; `—` when untested."""
     if row.shift_estimate is None:
         return NO_TEST
     return (f"{100 * row.shift_estimate:+.1f} [{100 * row.shift_low:+.1f}, "
@@ -186,15 +186,15 @@ def compact_lines(
 ) -> list[str]:
     """One paper-style line per condition, shift size ascending.
 
-    Example: ``scale vs ei_ln — U 19/15/0/0, p 2.0e-10/6.9e-11/3.0e-11/3.0e-11
-    (r = 0/0.25/0.5/0.75; ***/***/***/***; worse/worse/worse/worse)``.
+    Example: `scale vs ei_ln — U 19/15/0/0, p 2.0e-10/6.9e-11/3.0e-11/3.0e-11
+    (r = 0/0.25/0.5/0.75; ***/***/***/***; worse/worse/worse/worse)`.
 
     Args:
         rows: Comparison rows.
         labels: Optional display names for conditions.
 
     Returns:
-        The lines, in the conditions' order of first appearance in ``rows``.
+        The lines, in the conditions' order of first appearance in `rows`.
     """
     by_cond: dict[str, list[ComparisonRow]] = {}
     for row in rows:
@@ -221,7 +221,7 @@ def summarize(rows: Sequence[ComparisonRow], labels: Mapping[str, str] | None = 
         labels: Optional display names for conditions.
 
     Returns:
-        The text (ends with a newline); a one-line note when ``rows`` is empty.
+        The text (ends with a newline); a one-line note when `rows` is empty.
     """
     if not rows:
         return "no comparisons (no runs besides the reference)\n"
@@ -288,7 +288,7 @@ def format_inventory(
     """Markdown inventory of a scan: runs per condition × shift size, statuses, skipped runs.
 
     Args:
-        scan: Output of :func:`~ei_keras.analysis.runs.scan_runs`.
+        scan: Output of `ei_keras.analysis.runs.scan_runs`.
         labels: Optional display names for conditions.
         reference: Listed first when present.
 
@@ -395,7 +395,7 @@ def format_settings(runs: Sequence[RunRecord]) -> str:
 
 
 def format_missing(scan: RunScan) -> str:
-    """The cells a recipe planned in this results root (``plan.json``) that have no finished
+    """The cells a recipe planned in this results root (`plan.json`) that have no finished
     run, as Markdown; empty when nothing is missing or there is no plan."""
     done = {_rel(r.path, scan.root) for r in scan.runs}
     lines = []
@@ -413,7 +413,7 @@ def format_missing(scan: RunScan) -> str:
 
 
 def _rel(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` when inside it."""
+    """`path` relative to `root` when inside it."""
     try:
         return str(path.relative_to(root)) or "."
     except ValueError:
@@ -425,7 +425,7 @@ def format_accuracy_table(
     labels: Mapping[str, str] | None = None,
     reference: str | None = None,
 ) -> str:
-    """Markdown accuracy table, condition × shift size: ``mean ± std`` (%), n and diverged
+    """Markdown accuracy table, condition × shift size: `mean ± std` (%), n and diverged
     count.
 
     Args:
@@ -459,7 +459,7 @@ def format_accuracy_table(
 
 
 def format_scoring(runs: Sequence[RunRecord]) -> str:
-    """How the runs were scored (:mod:`ei_keras.scoring`), as Markdown: the paper's rule, the
+    """How the runs were scored (`ei_keras.scoring`), as Markdown: the paper's rule, the
     old one, or a warning when one folder mixes both."""
     from ei_keras.scoring import LEGACY_SCORING, SCORINGS
 
@@ -512,8 +512,8 @@ def format_stability_table(runs: Sequence[RunRecord], labels: Mapping[str, str] 
 
 
 def format_run_times(runs: Sequence[RunRecord]) -> str:
-    """Time per run and in all, from the runs' ``metrics.json`` (``wall_time_s``: the whole
-    run, data loading and measures included; ``train_time_s``: training), as Markdown; empty
+    """Time per run and in all, from the runs' `metrics.json` (`wall_time_s`: the whole
+    run, data loading and measures included; `train_time_s`: training), as Markdown; empty
     when no run recorded a time."""
     import statistics
 
@@ -564,7 +564,7 @@ def _figures_section(
     rows: Sequence[ComparisonRow],
     have_ref: bool,
 ) -> list[str]:
-    """Draw the figures into ``out`` and return the report's Markdown lines for them."""
+    """Draw the figures into `out` and return the report's Markdown lines for them."""
     ref_label = _label(reference, labels)
     drawn: list[tuple[str, str, Path]] = []  # (heading, caption, PNG)
     shift = shift_of(runs)
@@ -628,26 +628,26 @@ def write_report(
     figures: bool = True,
     strict: bool = False,
 ) -> Path:
-    """Scan ``root`` and write ``report.md`` with tables, tests and figures.
+    """Scan `root` and write `report.md` with tables, tests and figures.
 
     Args:
         root: The results root (any nesting of run directories).
-        out_dir: Where to write ``report.md`` and the PNGs (default: ``root``).
+        out_dir: Where to write `report.md` and the PNGs (default: `root`).
         reference: The reference condition for the Mann-Whitney tests (paper: LayerNorm).
-        title: Report title (default: ``"ei_keras results: <root>"``).
+        title: Report title (default: `"ei_keras results: <root>"`).
         conditions: Conditions to compare with the reference, in order (default: all but the
             reference, by name).
-        labels: Optional display names for conditions (e.g. ``{"ei_ln": "LN"}``).
+        labels: Optional display names for conditions (e.g. `{"ei_ln": "LN"}`).
         figures: Whether to draw the PNG figures.
-        strict: Raise :class:`~ei_keras.analysis.runs.RunLoadError` on a corrupt run instead
+        strict: Raise `ei_keras.analysis.runs.RunLoadError` on a corrupt run instead
             of warning, skipping and counting it.
 
     Returns:
-        The path of ``report.md``.
+        The path of `report.md`.
 
     Raises:
-        FileNotFoundError: ``root`` is not a directory.
-        RunLoadError: ``strict`` is set and a run file is corrupt.
+        FileNotFoundError: `root` is not a directory.
+        RunLoadError: `strict` is set and a run file is corrupt.
     """
     root_path = Path(root)
     scan = scan_runs(root_path, strict=strict)

@@ -1,8 +1,8 @@
 """Finding and grouping the run directories under a results root.
 
-A *results root* holds any nesting of run directories (see :mod:`ei_keras.run_directory`,
-which owns their layout, reading and writing). A folder with ``config.json`` or
-``history.csv`` but no ``metrics.json`` is a partially written (incomplete) run: it is skipped
+A *results root* holds any nesting of run directories (see `ei_keras.run_directory`,
+which owns their layout, reading and writing). A folder with `config.json` or
+`history.csv` but no `metrics.json` is a partially written (incomplete) run: it is skipped
 and counted; a run whose files cannot be parsed, or whose metrics are impossible (an accuracy
 above 1, an unknown status) is skipped, counted and named.
 
@@ -52,11 +52,11 @@ class RunScan:
 
     Attributes:
         root: The results root that was scanned.
-        runs: The loaded runs, in deterministic order (see :attr:`RunRecord.sort_key`).
-        incomplete: Directories holding ``config.json``/``history.csv`` but no
-            ``metrics.json`` (partially written runs), sorted.
-        corrupt: ``(file, reason)`` for each run skipped because a file could not be parsed.
-        warnings: Non-fatal problems (e.g. a malformed ``history.csv``; the run was kept).
+        runs: The loaded runs, in deterministic order (see `RunRecord.sort_key`).
+        incomplete: Directories holding `config.json`/`history.csv` but no
+            `metrics.json` (partially written runs), sorted.
+        corrupt: `(file, reason)` for each run skipped because a file could not be parsed.
+        warnings: Non-fatal problems (e.g. a malformed `history.csv`; the run was kept).
         superseded: Sweep trials left out because a longer trial of the same configuration
             (a Hyperband continuation: same tuner, same values, more epochs) is counted
             instead: one sample per configuration.
@@ -71,7 +71,7 @@ class RunScan:
 
 
 def _walk(root: Path) -> Iterator[tuple[Path, set[str]]]:
-    """Yield ``(directory, file names)`` under ``root`` in sorted order, skipping dot-folders."""
+    """Yield `(directory, file names)` under `root` in sorted order, skipping dot-folders."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         yield Path(dirpath), set(filenames)
@@ -80,20 +80,20 @@ def _walk(root: Path) -> Iterator[tuple[Path, set[str]]]:
 def scan_runs(
     root: str | os.PathLike[str], *, strict: bool = False, history: bool = True
 ) -> RunScan:
-    """Find and load every run under ``root``, counting incomplete and corrupt ones.
+    """Find and load every run under `root`, counting incomplete and corrupt ones.
 
     Args:
         root: The results root (any nesting of run directories); may itself be a run
             directory.
         strict: Raise on the first corrupt file instead of warning and skipping the run.
-        history: Whether to read ``history.csv`` files.
+        history: Whether to read `history.csv` files.
 
     Returns:
-        A :class:`RunScan` with the runs in deterministic order.
+        A `RunScan` with the runs in deterministic order.
 
     Raises:
-        FileNotFoundError: ``root`` is not a directory.
-        RunLoadError: ``strict`` is set and a file is corrupt (the error names it).
+        FileNotFoundError: `root` is not a directory.
+        RunLoadError: `strict` is set and a file is corrupt (the error names it).
     """
     root_path = Path(root)
     if not root_path.is_dir():
@@ -140,7 +140,7 @@ def scan_runs(
 
 
 def sweep_tuner(run: RunRecord) -> str | None:
-    """The ``--tuner`` of a sweep trial's run (None: not a sweep trial, or one recorded before
+    """The `--tuner` of a sweep trial's run (None: not a sweep trial, or one recorded before
     the tuner was)."""
     sweep = run.config.get("sweep")
     return sweep.get("tuner") if isinstance(sweep, dict) else None
@@ -184,15 +184,15 @@ def _one_per_configuration(runs: list[RunRecord]) -> tuple[list[RunRecord], list
 def load_runs(
     root: str | os.PathLike[str], *, strict: bool = False, history: bool = True
 ) -> list[RunRecord]:
-    """Load every complete run under ``root``, in deterministic order.
+    """Load every complete run under `root`, in deterministic order.
 
-    Incomplete runs (no ``metrics.json``) are skipped silently; use :func:`scan_runs` to count
-    them. Corrupt runs are skipped with a :class:`RuntimeWarning` unless ``strict``.
+    Incomplete runs (no `metrics.json`) are skipped silently; use `scan_runs` to count
+    them. Corrupt runs are skipped with a `RuntimeWarning` unless `strict`.
 
     Args:
         root: The results root.
-        strict: Raise :class:`RunLoadError` (naming the file) on a corrupt file.
-        history: Whether to read ``history.csv`` files.
+        strict: Raise `RunLoadError` (naming the file) on a corrupt file.
+        history: Whether to read `history.csv` files.
 
     Returns:
         The runs, sorted by condition, luminosity, seed, trial id and path.
@@ -203,8 +203,8 @@ def load_runs(
 def group_runs(
     runs: list[RunRecord] | tuple[RunRecord, ...],
 ) -> dict[str, dict[float | None, list[RunRecord]]]:
-    """Group runs by condition then shift size (:attr:`RunRecord.shift_size`, the luminosity
-    range ``r`` or the contrast range ``s``), both in ascending order (None last).
+    """Group runs by condition then shift size (`RunRecord.shift_size`, the luminosity
+    range `r` or the contrast range `s`), both in ascending order (None last).
 
     A results root holds one recipe's runs, of one shift family; runs of several families at
     the same size fall into one group (the report's inventory warns when families mix).
@@ -213,7 +213,7 @@ def group_runs(
         runs: The runs.
 
     Returns:
-        ``{condition: {shift size: [runs in deterministic order]}}``.
+        `{condition: {shift size: [runs in deterministic order]}}`.
     """
     out: dict[str, dict[float | None, list[RunRecord]]] = {}
     for run in sorted(runs, key=lambda r: r.sort_key):

@@ -2,14 +2,14 @@
 reference condition (the paper compares every condition's sweep accuracies with LayerNorm's).
 
 All accuracies here are fractions (0.81, not 81 %) and are the runs' *effective* accuracies
-(:attr:`~ei_keras.analysis.runs.RunRecord.accuracy`): a diverged run counts at chance, 0.10.
+(`ei_keras.analysis.runs.RunRecord.accuracy`): a diverged run counts at chance, 0.10.
 
-The test is ``scipy.stats.mannwhitneyu(x, ref, alternative="two-sided")`` with scipy's default
+The test is `scipy.stats.mannwhitneyu(x, ref, alternative="two-sided")` with scipy's default
 method (exact for small samples without ties, otherwise the normal approximation with
-continuity correction, which is what reproduces the paper's ``U 19, p 2e-10`` for 30 vs 30).
-``U`` is the statistic of the condition's sample, as scipy returns it for its first argument:
+continuity correction, which is what reproduces the paper's `U 19, p 2e-10` for 30 vs 30).
+`U` is the statistic of the condition's sample, as scipy returns it for its first argument:
 the number of (condition, reference) pairs in which the condition is higher (ties count ½).
-So ``U = 0`` means every condition run is below every reference run, and ``U = n·n_ref`` the
+So `U = 0` means every condition run is below every reference run, and `U = n·n_ref` the
 opposite. scipy is imported lazily, on the first test.
 """
 
@@ -53,8 +53,8 @@ def stars(p: float | None) -> str:
         p: A p-value, or None when no test was run.
 
     Returns:
-        ``"***"`` for p < 0.001, ``"**"`` for p < 0.01, ``"*"`` for p < 0.05, ``"n.s."``
-        otherwise, and ``"—"`` for None or NaN.
+        `"***"` for p < 0.001, `"**"` for p < 0.01, `"*"` for p < 0.05, `"n.s."`
+        otherwise, and `"—"` for None or NaN.
     """
     if p is None or not math.isfinite(p):
         return NO_TEST
@@ -68,14 +68,14 @@ def stars(p: float | None) -> str:
 
 
 def format_p(p: float | None) -> str:
-    """Format a p-value compactly: ``0.76`` at or above 0.1, three significant digits between
-    0.01 and 0.1 (``0.0497``, so that values near 0.05 stay distinguishable), ``2.1e-10`` below.
+    """Format a p-value compactly: `0.76` at or above 0.1, three significant digits between
+    0.01 and 0.1 (`0.0497`, so that values near 0.05 stay distinguishable), `2.1e-10` below.
 
     Args:
         p: A p-value or None.
 
     Returns:
-        The formatted value; ``"—"`` for None or NaN.
+        The formatted value; `"—"` for None or NaN.
     """
     if p is None or not math.isfinite(p):
         return NO_TEST
@@ -90,13 +90,13 @@ def format_p(p: float | None) -> str:
 
 
 def format_u(u: float | None) -> str:
-    """Format a U statistic: an integer when whole (``19``), else one decimal (``58.5``).
+    """Format a U statistic: an integer when whole (`19`), else one decimal (`58.5`).
 
     Args:
         u: The statistic or None.
 
     Returns:
-        The formatted value; ``"—"`` for None or NaN.
+        The formatted value; `"—"` for None or NaN.
     """
     if u is None or not math.isfinite(u):
         return NO_TEST
@@ -158,20 +158,20 @@ def summarize_accuracies(values: Iterable[float], n_diverged: int = 0) -> Accura
 
 
 def _summary_of(runs: Sequence[RunRecord]) -> AccuracySummary:
-    """Summary of the effective accuracies of ``runs``."""
+    """Summary of the effective accuracies of `runs`."""
     return summarize_accuracies((r.accuracy for r in runs), sum(r.diverged for r in runs))
 
 
 def accuracy_table(
     runs: Iterable[RunRecord],
 ) -> dict[str, dict[float | None, AccuracySummary]]:
-    """Accuracy summaries per condition and shift size (``RunRecord.shift_size``).
+    """Accuracy summaries per condition and shift size (`RunRecord.shift_size`).
 
     Args:
         runs: The runs (diverged ones count at chance accuracy).
 
     Returns:
-        ``{condition: {shift size: AccuracySummary}}``, conditions sorted by name and
+        `{condition: {shift size: AccuracySummary}}`, conditions sorted by name and
         sizes ascending (None last).
     """
     return {
@@ -181,14 +181,14 @@ def accuracy_table(
 
 
 def mann_whitney(x: Sequence[float], ref: Sequence[float]) -> tuple[float, float] | None:
-    """Two-sided Mann-Whitney U test of ``x`` against ``ref``.
+    """Two-sided Mann-Whitney U test of `x` against `ref`.
 
     Args:
         x: The condition's sample.
         ref: The reference sample.
 
     Returns:
-        ``(U, p)`` with U the statistic for ``x`` as scipy returns it, or None when either
+        `(U, p)` with U the statistic for `x` as scipy returns it, or None when either
         sample has fewer than two values. A NaN p (degenerate input) is returned as 1.0.
     """
     if len(x) < 2 or len(ref) < 2:
@@ -206,13 +206,13 @@ def mann_whitney(x: Sequence[float], ref: Sequence[float]) -> tuple[float, float
 class ComparisonRow:
     """One Mann-Whitney comparison of a condition against the reference at one shift size.
 
-    Accuracies are fractions. ``u``/``p`` are None (and ``stars``/``direction`` ``"—"``) when
-    ``n < 2`` or ``n_ref < 2``.
+    Accuracies are fractions. `u`/`p` are None (and `stars`/`direction` `"—"`) when
+    `n < 2` or `n_ref < 2`.
 
     Attributes:
         condition: The condition tested.
         reference: The reference condition.
-        shift_size: The size of the data's shift, ``r`` or ``s`` (None when the runs do not
+        shift_size: The size of the data's shift, `r` or `s` (None when the runs do not
             say).
         n: Number of condition runs in the cell.
         n_ref: Number of reference runs at this size.
@@ -225,18 +225,18 @@ class ComparisonRow:
         ref_mean: Mean reference accuracy (None when n_ref = 0).
         u: The U statistic of the condition's sample.
         p: The two-sided p-value.
-        stars: Significance stars (see :func:`stars`).
-        direction: ``"better"``/``"worse"`` when p < 0.05 (by whether U is above or below
-            ``n·n_ref/2``), ``"≈"`` when not significant, ``"—"`` when untested.
-        effect_size: ``U / (n·n_ref)``, the probability that a condition run beats a reference
+        stars: Significance stars (see `stars`).
+        direction: `"better"`/`"worse"` when p < 0.05 (by whether U is above or below
+            `n·n_ref/2`), `"≈"` when not significant, `"—"` when untested.
+        effect_size: `U / (n·n_ref)`, the probability that a condition run beats a reference
             run (0.5 = no difference); None when untested.
-        shift: The shift family of the cell's runs (``"mixed"`` when they differ).
+        shift: The shift family of the cell's runs (`"mixed"` when they differ).
         shift_estimate: The Hodges-Lehmann shift of the condition against the reference
             (median of all condition − reference differences, a fraction; see
-            :func:`hodges_lehmann`); None when untested.
+            `hodges_lehmann`); None when untested.
         shift_low, shift_high: Its 95 % confidence interval (None when untested).
-        p_holm: ``p`` after Holm's correction across the shift sizes of the condition
-            (:func:`holm`: the paper's four r); None when untested.
+        p_holm: `p` after Holm's correction across the shift sizes of the condition
+            (`holm`: the paper's four r); None when untested.
     """
 
     condition: str
@@ -264,7 +264,7 @@ class ComparisonRow:
 
     @property
     def luminosity(self) -> float | None:
-        """The luminosity range ``r`` of a luminosity-shift row (None for another family)."""
+        """The luminosity range `r` of a luminosity-shift row (None for another family)."""
         return self.shift_size if self.shift == "luminosity" else None
 
 
@@ -276,9 +276,9 @@ _EXACT_PAIRS = 10_000
 
 
 def _u_null_cdf(n: int, m: int) -> list[float]:
-    """``P(U <= u)`` for u = 0 … n·m under the null hypothesis, samples of n and m values
+    """`P(U <= u)` for u = 0 … n·m under the null hypothesis, samples of n and m values
     without ties: the exact distribution, from its generating function
-    ``prod_{i=1..n} (1 - q^(m+i)) / (1 - q^i)`` (Mann & Whitney 1947), in exact integers."""
+    `prod_{i=1..n} (1 - q^(m+i)) / (1 - q^i)` (Mann & Whitney 1947), in exact integers."""
     size = n * m + 1
     counts = [0] * size
     counts[0] = 1
@@ -297,7 +297,7 @@ def _u_null_cdf(n: int, m: int) -> list[float]:
 
 
 def _u_critical(n: int, m: int, confidence: float) -> int:
-    """The largest C >= 1 with ``P(U <= C - 1) <= (1 - confidence) / 2`` (at least 1): the
+    """The largest C >= 1 with `P(U <= C - 1) <= (1 - confidence) / 2` (at least 1): the
     rank of the lower end of the Hodges-Lehmann interval among the sorted differences."""
     alpha = (1.0 - confidence) / 2.0
     if n * m > _EXACT_PAIRS:
@@ -314,17 +314,17 @@ def _u_critical(n: int, m: int, confidence: float) -> int:
 
 def hodges_lehmann(x: Sequence[float], ref: Sequence[float], confidence: float = CONFIDENCE
                    ) -> tuple[float, float, float] | None:
-    """The Hodges-Lehmann shift of ``x`` against ``ref`` with its confidence interval.
+    """The Hodges-Lehmann shift of `x` against `ref` with its confidence interval.
 
-    The shift is the median of the n·m differences ``x_i - ref_j``; the interval is the
+    The shift is the median of the n·m differences `x_i - ref_j`; the interval is the
     distribution-free one that inverts the Mann-Whitney test (Lehmann, *Nonparametrics*,
-    1975, §2.6; as R's ``wilcox.test(conf.int=TRUE)``): with the differences sorted,
-    ``[D_(C), D_(nm+1-C)]``, C from U's exact null distribution (normal approximation above
-    10 000 pairs). Its coverage is at least ``confidence`` for continuous data; runs scored at
+    1975, §2.6; as R's `wilcox.test(conf.int=TRUE)`): with the differences sorted,
+    `[D_(C), D_(nm+1-C)]`, C from U's exact null distribution (normal approximation above
+    10 000 pairs). Its coverage is at least `confidence` for continuous data; runs scored at
     chance tie with each other, which makes it approximate.
 
     Returns:
-        ``(shift, low, high)`` in the units of the data, or None below two values on a side.
+        `(shift, low, high)` in the units of the data, or None below two values on a side.
     """
     if len(x) < 2 or len(ref) < 2:
         return None
@@ -338,9 +338,9 @@ def hodges_lehmann(x: Sequence[float], ref: Sequence[float], confidence: float =
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
     """Holm's step-down adjustment of a family of p-values (None entries stay None and are not
-    counted): sorted ascending, ``p_(i)`` becomes ``max_{j <= i} min(1, (k - j + 1) p_(j))``
+    counted): sorted ascending, `p_(i)` becomes `max_{j <= i} min(1, (k - j + 1) p_(j))`
     over the k tested values (Holm 1979). Controls the family-wise error rate; scipy offers
-    only Benjamini-Hochberg-type control (``scipy.stats.false_discovery_control``)."""
+    only Benjamini-Hochberg-type control (`scipy.stats.false_discovery_control`)."""
     tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
     out: list[float | None] = [None] * len(pvalues)
     k, running = len(tested), 0.0
@@ -356,22 +356,22 @@ def _lum_key(r: float | None) -> tuple[bool, float]:
 
 
 def shift_of(runs: Iterable[RunRecord]) -> str:
-    """The shift family of ``runs``: their one ``shift``, ``"mixed"`` when they differ
-    (``"luminosity"`` for no runs)."""
+    """The shift family of `runs`: their one `shift`, `"mixed"` when they differ
+    (`"luminosity"` for no runs)."""
     families = {run.shift for run in runs}
     return families.pop() if len(families) == 1 else ("mixed" if families else "luminosity")
 
 
 def chance_text(runs: Iterable[RunRecord]) -> str:
-    """The accuracy diverged runs count at, as text: ``"10 %"``, or ``"10 % / 5 %"`` when the
+    """The accuracy diverged runs count at, as text: `"10 %"`, or `"10 % / 5 %"` when the
     runs tell apart different numbers of labels."""
     values = sorted({run.chance for run in runs}, reverse=True) or [CHANCE_ACCURACY]
     return " / ".join(f"{100 * v:g} %" for v in values)
 
 
 def shift_axis(shift: str) -> str:
-    """How tables and figures name the size axis of a shift family (:func:`shift_of`): ``r``
-    for luminosity, ``contrast s``, ...; ``shift size`` for mixed or unknown families."""
+    """How tables and figures name the size axis of a shift family (`shift_of`): `r`
+    for luminosity, `contrast s`, ...; `shift size` for mixed or unknown families."""
     family = SHIFT_FAMILIES.get(shift)
     return family.axis if family is not None else "shift size"
 
@@ -385,13 +385,13 @@ def compare_to_reference(
 
     Args:
         runs: All runs (the reference's among them).
-        reference: The reference condition (the paper's is LayerNorm, ``"ei_ln"``).
+        reference: The reference condition (the paper's is LayerNorm, `"ei_ln"`).
         conditions: Conditions to test, in this order; by default every condition but the
             reference, sorted by name. A condition without runs gives no rows.
 
     Returns:
         One row per (condition, shift size at which the condition has runs), in the order of
-        ``conditions`` then ascending size.
+        `conditions` then ascending size.
     """
     grouped = group_runs(list(runs))
     ref_cells = grouped.get(reference, {})
@@ -445,7 +445,7 @@ def compare_to_reference(
 
 
 def _with_holm(rows: list[ComparisonRow]) -> list[ComparisonRow]:
-    """The rows with ``p_holm``: Holm's correction across each condition's shift sizes."""
+    """The rows with `p_holm`: Holm's correction across each condition's shift sizes."""
     from dataclasses import replace
 
     out = list(rows)
@@ -459,15 +459,15 @@ def _with_holm(rows: list[ComparisonRow]) -> list[ComparisonRow]:
 @dataclass(frozen=True)
 class PairedRow:
     """A condition against the reference over the configurations they share (same r and seed
-    or trial): the paired view of :class:`ComparisonRow`.
+    or trial): the paired view of `ComparisonRow`.
 
     Attributes:
-        condition, reference, shift_size, shift: as in :class:`ComparisonRow`.
+        condition, reference, shift_size, shift: as in `ComparisonRow`.
         n_pairs: configurations run under both.
         median_difference: median of (condition − reference) effective accuracy, as a fraction.
         lower, higher: pairs in which the condition is below / above the reference.
-        p: two-sided Wilcoxon signed-rank p (``scipy.stats.wilcoxon``), None below 2 pairs.
-        stars, direction: as in :class:`ComparisonRow`.
+        p: two-sided Wilcoxon signed-rank p (`scipy.stats.wilcoxon`), None below 2 pairs.
+        stars, direction: as in `ComparisonRow`.
     """
 
     condition: str
@@ -484,7 +484,7 @@ class PairedRow:
 
     @property
     def luminosity(self) -> float | None:
-        """The luminosity range ``r`` of a luminosity-shift row (None for another family)."""
+        """The luminosity range `r` of a luminosity-shift row (None for another family)."""
         return self.shift_size if self.shift == "luminosity" else None
 
 

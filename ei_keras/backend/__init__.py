@@ -1,9 +1,9 @@
 """Backend-specific pieces outside the trainers, chosen once, at import.
 
-``DaleSGDUpdate``: how :class:`ei_keras.optimizers.DaleSGD` carries out one update of its
-variable groups (``apply_groups``). ``dense_t``: ``x @ w.T`` of the Dale layers.
-``custom_gradient``: ``keras.ops.custom_gradient``, on torch one that ``torch.func``
-transforms (``vmap``, ``grad``, ``vjp``) accept (the population trainer vectorizes the step).
+`DaleSGDUpdate`: how `ei_keras.optimizers.DaleSGD` carries out one update of its
+variable groups (`apply_groups`). `dense_t`: `x @ w.T` of the Dale layers.
+`custom_gradient`: `keras.ops.custom_gradient`, on torch one that `torch.func`
+transforms (`vmap`, `grad`, `vjp`) accept (the population trainer vectorizes the step).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Small ops of the Dale layers, through ``keras.ops`` (TensorFlow, JAX: traced once)."""
+"""Small ops of the Dale layers, through `keras.ops` (TensorFlow, JAX: traced once)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from keras import ops
 
 
 def dense_t(x, w):
-    """``x @ w.T`` for weights stored in the paper's (out, in) orientation."""
+    """`x @ w.T` for weights stored in the paper's (out, in) orientation."""
     return ops.matmul(x, ops.transpose(w))
 
 

@@ -1,11 +1,11 @@
-"""Group updates on eager PyTorch: plain SGD as ``torch._foreach`` kernels.
+"""Group updates on eager PyTorch: plain SGD as `torch._foreach` kernels.
 
-Keras runs the optimizer eagerly on torch: per group a filter, a per-variable clip (``clipnorm``:
+Keras runs the optimizer eagerly on torch: per group a filter, a per-variable clip (`clipnorm`:
 about eight ops per variable) and, for every constrained variable, a new tensor and a copy
-(``NonNeg``). For plain SGD (momentum 0, fixed learning rate, per-variable ``clipnorm`` or none)
+(`NonNeg`). For plain SGD (momentum 0, fixed learning rate, per-variable `clipnorm` or none)
 the same update is one norm, one scale and one add per group, then one in-place clamp of all
-``NonNeg`` variables. Any other setting (momentum, schedules, weight decay, EMA, gradient
-accumulation, loss scaling, other constraints) takes the group optimizer's own ``apply``.
+`NonNeg` variables. Any other setting (momentum, schedules, weight decay, EMA, gradient
+accumulation, loss scaling, other constraints) takes the group optimizer's own `apply`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ei_keras.backend.generic_optimizers import DaleSGDUpdate as _GenericUpdate
 
 
 def plain_sgd(optimizer) -> bool:
-    """Whether ``optimizer`` is SGD whose update this module implements exactly."""
+    """Whether `optimizer` is SGD whose update this module implements exactly."""
     return isinstance(optimizer, keras.optimizers.SGD) and not optimizer.momentum \
         and not optimizer.weight_decay and not optimizer.use_ema \
         and not optimizer.gradient_accumulation_steps and not optimizer.global_clipnorm \
@@ -26,10 +26,10 @@ def plain_sgd(optimizer) -> bool:
 
 
 class DaleSGDUpdate(_GenericUpdate):
-    """``apply_groups`` with the ``torch._foreach`` update where it applies."""
+    """`apply_groups` with the `torch._foreach` update where it applies."""
 
     def fast_update(self, groups) -> bool:
-        """Whether :meth:`apply_groups` takes the ``torch._foreach`` path for ``groups``."""
+        """Whether `apply_groups` takes the `torch._foreach` path for `groups`."""
         if self.loss_scale_factor is not None:
             return False
         for optimizer, (grads, variables) in groups:

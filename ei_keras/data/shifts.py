@@ -253,7 +253,7 @@ class ContrastShift(Shift):
 
 
 class ContrastSignalShift(ContrastShift):
-    """The contrast shift as part of the signal: images as :class:`ContrastShift`, and the label
+    """The contrast shift as part of the signal: images as `ContrastShift`, and the label
     of an image of class `k` is `2k` when it is shown at low contrast (`c < 1`, `log c < 0`)
     and `2k + 1` at high contrast (`c >= 1`), so `num_classes(10) == 20`.
 
@@ -309,7 +309,7 @@ def get_shift(name: str, size: float) -> Shift:
 
 
 def shift_from_config(config) -> Shift:
-    """The shift of an :class:`ei_keras.config.RunConfig`: `data.shift` at its size
+    """The shift of an `ei_keras.config.RunConfig`: `data.shift` at its size
     (`data.luminosity` or `data.contrast`).
 
     Example:

@@ -1,7 +1,7 @@
 """Shifted Fashion-MNIST streams: the training stream, the evaluation sets, `make_datasets`.
 
 Every time an image is drawn, for training and for testing, it is shifted by one of the
-families of :mod:`ei_keras.data.shifts` (the paper's luminosity shift by default: one constant
+families of `ei_keras.data.shifts` (the paper's luminosity shift by default: one constant
 `c ~ Uniform(-r, r)` added to all its pixels, clipped to [0, 1]; `r = 0` is plain
 Fashion-MNIST). The training stream draws a fresh order and fresh per-image factors every epoch
 from `np.random.default_rng([seed, epoch])`; the evaluation set is shifted once, reproducibly,
@@ -332,13 +332,13 @@ _VALIDATION_STREAM_KEY = (0x7A11D, 1)
 
 
 class Datasets(NamedTuple):
-    """What :func:`make_datasets` returns.
+    """What `make_datasets` returns.
 
     Attributes:
-        train: the shifted training stream (a :class:`ShiftedSequence`; its `num_classes` is
+        train: the shifted training stream (a `ShiftedSequence`; its `num_classes` is
             the number of labels a model must output).
-        test: ``(x_test_shifted, labels)``.
-        validation: ``(x_val_shifted, labels)`` held out of the training images, or None.
+        test: `(x_test_shifted, labels)`.
+        validation: `(x_val_shifted, labels)` held out of the training images, or None.
     """
 
     train: ShiftedSequence
@@ -373,7 +373,7 @@ def make_datasets(
             `ei_keras.data.find_data_dir`.
         download: Whether (or how) to download the files when none are found.
         validation_size: Training images held out as a validation set (0: none). They are the
-            same images for every seed (:data:`VALIDATION_SPLIT_SEED`), never trained on, and
+            same images for every seed (`VALIDATION_SPLIT_SEED`), never trained on, and
             shifted once like the test set, from their own stream. Model selection (a sweep's
             objective) uses them, so that the test set is never used to select.
         shift: Another shift family instead of the luminosity shift (an `ei_keras.data.Shift`,
@@ -381,7 +381,7 @@ def make_datasets(
             be given. The same shift applies to all three sets.
 
     Returns:
-        A :class:`Datasets` ``(train, test, validation)``.
+        A `Datasets` `(train, test, validation)`.
 
     Raises:
         ValueError: If an argument is invalid.

@@ -1,6 +1,6 @@
 """Keras layers of ei_keras. LayerNorm is Keras' own:
-``keras.layers.LayerNormalization(center=False, scale=False, epsilon=1e-5)``;
-``DetachedLayerNormalization`` is its forward with the identity backward."""
+`keras.layers.LayerNormalization(center=False, scale=False, epsilon=1e-5)`;
+`DetachedLayerNormalization` is its forward with the identity backward."""
 
 from ei_keras.layers.detached_layer_normalization import DetachedLayerNormalization
 from ei_keras.layers.e_dense import EDense

@@ -1,5 +1,5 @@
 """The private base class of the Dale's-principle dense layers: their shared arguments, checks
-and weights (``EDense``, ``EIDense``, ``INormDense``)."""
+and weights (`EDense`, `EIDense`, `INormDense`)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def check_units(units, name: str = "units") -> int:
 
 
 def default_inhibitory_units(units: int) -> int:
-    """``ni = max(1, floor(0.1 ne))`` (SPEC section 1)."""
+    """`ni = max(1, floor(0.1 ne))` (SPEC section 1)."""
     return max(1, units // 10)
 
 
@@ -43,36 +43,36 @@ def _constant(value: np.ndarray):
 
 
 def dense_t(x, w):
-    """``x @ w.T`` for weights stored in the paper's (out, in) orientation (one kernel on
-    eager PyTorch, ``keras.ops`` elsewhere: ``ei_keras.backend``)."""
+    """`x @ w.T` for weights stored in the paper's (out, in) orientation (one kernel on
+    eager PyTorch, `keras.ops` elsewhere: `ei_keras.backend`)."""
     return _backend.dense_t(x, w)
 
 
 class DaleDense(keras.layers.Layer):
     """What the Dale dense layers share: Dense's standard arguments, input handling and the
-    excitatory weights ``W_EE`` ``(units, d)`` and bias; :meth:`init_inhibition` and
-    :meth:`add_inhibitory_weights` add the subtractive population ``W_IE``, ``W_EI``.
+    excitatory weights `W_EE` `(units, d)` and bias; `init_inhibition` and
+    `add_inhibitory_weights` add the subtractive population `W_IE`, `W_EI`.
 
-    Arguments as in ``keras.layers.Dense`` (``use_bias``, ``kernel_initializer``, ...), with
+    Arguments as in `keras.layers.Dense` (`use_bias`, `kernel_initializer`, ...), with
     Dale's principle kept whatever is passed:
 
-    - ``kernel_*`` act on ``W_EE``. ``kernel_initializer`` (default: the paper's
-      :class:`~ei_keras.initializers.DaleExcitatory`) is called with Dense's kernel shape
-      ``(d, units)`` (so fan-in based initializers scale as in Dense) and must draw values
-      ``>= 0``; a negative draw is a ``ValueError`` naming the fix.
-    - ``inhibitory_regularizer`` / ``inhibitory_constraint`` act on every inhibitory weight.
-      Their initial values follow from ``W_EE`` (the balanced initialisation), so they take no
+    - `kernel_*` act on `W_EE`. `kernel_initializer` (default: the paper's
+      `ei_keras.initializers.DaleExcitatory`) is called with Dense's kernel shape
+      `(d, units)` (so fan-in based initializers scale as in Dense) and must draw values
+      `>= 0`; a negative draw is a `ValueError` naming the fix.
+    - `inhibitory_regularizer` / `inhibitory_constraint` act on every inhibitory weight.
+      Their initial values follow from `W_EE` (the balanced initialisation), so they take no
       initializer.
-    - A ``*_constraint`` on a non-negative weight is applied first and Dale's sign after it
-      (:func:`ei_keras.constraints.dale_constraint`), so no constraint can flip a sign.
-    - ``split_bias=True`` makes the bias ``b = bias_positive - bias_negative``, two
-      non-negative variables (as the paper code's ``split_bias``, for sign-preserving
+    - A `*_constraint` on a non-negative weight is applied first and Dale's sign after it
+      (`ei_keras.constraints.dale_constraint`), so no constraint can flip a sign.
+    - `split_bias=True` makes the bias `b = bias_positive - bias_negative`, two
+      non-negative variables (as the paper code's `split_bias`, for sign-preserving
       exponentiated-gradient training: each part keeps its sign, their difference does not).
-      ``bias_initializer``'s draw ``b0`` starts them at ``1 + max(b0, 0)`` and
-      ``1 + max(-b0, 0)`` (the paper code: 1 and 1); ``bias_regularizer`` and
-      ``bias_constraint`` act on each part.
+      `bias_initializer`'s draw `b0` starts them at `1 + max(b0, 0)` and
+      `1 + max(-b0, 0)` (the paper code: 1 and 1); `bias_regularizer` and
+      `bias_constraint` act on each part.
 
-    Inputs are ``(..., d)`` like ``keras.layers.Dense``: every leading position is a sample.
+    Inputs are `(..., d)` like `keras.layers.Dense`: every leading position is a sample.
     """
 
     def __init__(self, units, activation=None, use_bias: bool = True, kernel_initializer=None,
@@ -101,7 +101,7 @@ class DaleDense(keras.layers.Layer):
 
     def init_inhibition(self, inhibitory_units=None, trainable_ei: bool = True,
                         inhibitory_regularizer=None, inhibitory_constraint=None) -> None:
-        """The subtractive population's arguments (``__init__`` of the EI layers)."""
+        """The subtractive population's arguments (`__init__` of the EI layers)."""
         self.inhibitory_units = (default_inhibitory_units(self.units)
                                  if inhibitory_units is None
                                  else check_units(inhibitory_units, "inhibitory_units"))
@@ -111,7 +111,7 @@ class DaleDense(keras.layers.Layer):
 
     # -- build -----------------------------------------------------------------------------
     def input_width(self, input_shape) -> int:
-        """The feature width ``d`` of a ``(..., d)`` input; a clear error for anything else."""
+        """The feature width `d` of a `(..., d)` input; a clear error for anything else."""
         if len(input_shape) < 2 or input_shape[-1] is None:
             raise ValueError(
                 f"{type(self).__name__} expects inputs of shape (batch, ..., features) with a "
@@ -126,7 +126,7 @@ class DaleDense(keras.layers.Layer):
         return _seed_or_draw(self.seed)
 
     def kernel_shape(self, d: int) -> tuple:
-        """The Keras kernel shape ``kernel_initializer`` is called with: Dense's ``(d, units)``."""
+        """The Keras kernel shape `kernel_initializer` is called with: Dense's `(d, units)`."""
         return (d, self.units)
 
     def _initial_kernel(self, d: int, seed: int) -> np.ndarray:
@@ -145,8 +145,8 @@ class DaleDense(keras.layers.Layer):
         return w
 
     def add_excitatory_weights(self, d: int, seed: int) -> np.ndarray:
-        """``W_EE`` (units, d) >= 0 and the bias ``b`` (units,) (or none: ``use_bias=False``).
-        Returns ``W_EE``'s initial values (float64, NumPy) for the initialisations that
+        """`W_EE` (units, d) >= 0 and the bias `b` (units,) (or none: `use_bias=False`).
+        Returns `W_EE`'s initial values (float64, NumPy) for the initialisations that
         depend on it."""
         w_ee = self._initial_kernel(d, seed)
         self.W_EE = self.add_weight(
@@ -170,7 +170,7 @@ class DaleDense(keras.layers.Layer):
         return w_ee
 
     def bias_term(self):
-        """The bias ``b`` (``bias_positive - bias_negative`` with ``split_bias``), or None."""
+        """The bias `b` (`bias_positive - bias_negative` with `split_bias`), or None."""
         if self.bias_positive is not None:
             return self.bias_positive - self.bias_negative
         return self.bias
@@ -185,8 +185,8 @@ class DaleDense(keras.layers.Layer):
                                trainable=trainable)
 
     def add_inhibitory_weights(self, w_ee: np.ndarray, seed: int):
-        """``W_IE`` (ni, d) = mean row of ``W_EE``, ``W_EI`` (ne, ni) row-stochastic; both
-        >= 0. Returns their initial values (float64, NumPy)."""
+        """`W_IE` (ni, d) = mean row of `W_EE`, `W_EI` (ne, ni) row-stochastic, both
+        non-negative. Returns their initial values (float64, NumPy)."""
         w_ie = balanced_inhibition(w_ee, self.inhibitory_units)
         w_ei = RowStochastic(distribution=self.init_distribution, seed=seed + 1).sample(
             (self.units, self.inhibitory_units))
@@ -196,12 +196,12 @@ class DaleDense(keras.layers.Layer):
 
     # -- call ------------------------------------------------------------------------------
     def project(self, x, w):
-        """``x w^T`` for a weight ``w`` (out, d) that reads the layer's input (``W_EE``,
-        ``W_IE``, ``B_IE``); the convolutional layers apply it to every patch instead."""
+        """`x w^T` for a weight `w` (out, d) that reads the layer's input (`W_EE`,
+        `W_IE`, `B_IE`); the convolutional layers apply it to every patch instead."""
         return dense_t(x, w)
 
     def excitatory_drive(self, x):
-        """``x W_EE^T + b``."""
+        """`x W_EE^T + b`."""
         e = self.project(x, self.W_EE)
         b = self.bias_term()
         return e if b is None else e + b

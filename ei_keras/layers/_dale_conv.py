@@ -1,12 +1,12 @@
-"""What the convolutional Dale layers add to the dense ones (``EIConv2D``, ``INormConv2D``).
+"""What the convolutional Dale layers add to the dense ones (`EIConv2D`, `INormConv2D`).
 
 A 2-D convolution is a dense layer applied to every patch of the input: each output location
-reads a ``(kh, kw, in_channels)`` patch, flattened to ``d = kh * kw * in_channels`` values in
+reads a `(kh, kw, in_channels)` patch, flattened to `d = kh * kw * in_channels` values in
 that order. The convolutional layers therefore keep the dense layers' weights, in the paper's
-``(out, d)`` orientation (``W_EE`` ``(filters, d)``, ``W_IE`` ``(ni, d)``, ``B_IE``
-``(filters, d)``; ``W_EI`` and ``B_EI`` act on channels), their initialisations (applied to the
-flattened kernel: fan-in ``d``) and their argument handling; only the projection of the input
-(:meth:`DaleConv2D.project`: a convolution instead of a matrix product), the input checks and
+`(out, d)` orientation (`W_EE` `(filters, d)`, `W_IE` `(ni, d)`, `B_IE`
+`(filters, d)`; `W_EI` and `B_EI` act on channels), their initialisations (applied to the
+flattened kernel: fan-in `d`) and their argument handling; only the projection of the input
+(`DaleConv2D.project`: a convolution instead of a matrix product), the input checks and
 the output shape change. Channels-last only.
 """
 
@@ -23,7 +23,7 @@ PADDINGS = ("valid", "same")
 
 
 def _pair(value, name: str) -> tuple[int, int]:
-    """An int or a pair of ints >= 1, as a pair (Conv2D's ``kernel_size``, ``strides``, ...)."""
+    """An int or a pair of ints >= 1, as a pair (Conv2D's `kernel_size`, `strides`, ...)."""
     pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
     try:
         pair = tuple(pair)
@@ -37,7 +37,7 @@ def _pair(value, name: str) -> tuple[int, int]:
 
 
 def conv_output_length(length, kernel: int, stride: int, dilation: int, padding: str):
-    """Output length of one spatial axis (``None`` stays ``None``), as Keras' Conv2D."""
+    """Output length of one spatial axis (`None` stays `None`), as Keras' Conv2D."""
     if length is None:
         return None
     if padding == "same":
@@ -48,12 +48,12 @@ def conv_output_length(length, kernel: int, stride: int, dilation: int, padding:
 class DaleConv2D:
     """Mixin turning a Dale dense layer into a 2-D convolution (put it first in the bases).
 
-    Conv2D's arguments in Conv2D's order: ``filters``, ``kernel_size``, ``strides``,
-    ``padding``, ``data_format`` (``"channels_last"`` only), ``dilation_rate``, ``groups`` (1
-    only), ``activation``, ``use_bias``, the initializers, regularizers and constraints; the
-    E-I specifics are keyword-only and go to the dense layer (``units`` = ``filters``).
-    ``kernel_initializer`` is called with Conv2D's kernel shape
-    ``(kh, kw, in_channels, filters)``.
+    Conv2D's arguments in Conv2D's order: `filters`, `kernel_size`, `strides`,
+    `padding`, `data_format` (`"channels_last"` only), `dilation_rate`, `groups` (1
+    only), `activation`, `use_bias`, the initializers, regularizers and constraints; the
+    E-I specifics are keyword-only and go to the dense layer (`units` = `filters`).
+    `kernel_initializer` is called with Conv2D's kernel shape
+    `(kh, kw, in_channels, filters)`.
     """
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
@@ -92,7 +92,7 @@ class DaleConv2D:
     _width_hint = " (for a convolution: kh * kw * in_channels)"
 
     def input_width(self, input_shape) -> int:
-        """The patch width ``d = kh * kw * in_channels``; a clear error for non-image inputs."""
+        """The patch width `d = kh * kw * in_channels`; a clear error for non-image inputs."""
         if len(input_shape) != 4 or input_shape[-1] is None:
             raise ValueError(
                 f"{type(self).__name__} expects channels-last images (batch, height, width, "
@@ -103,16 +103,16 @@ class DaleConv2D:
         return self.kernel_size[0] * self.kernel_size[1] * self.in_channels
 
     def kernel_shape(self, d: int) -> tuple:
-        """Conv2D's kernel shape ``(kh, kw, in_channels, filters)``."""
+        """Conv2D's kernel shape `(kh, kw, in_channels, filters)`."""
         kh, kw = self.kernel_size
         return (kh, kw, d // (kh * kw), self.units)
 
     def kernel_from_rows(self, w):
-        """Patch weights ``w`` ``(out, d)`` as Conv2D's kernel ``(kh, kw, in_channels, out)``."""
+        """Patch weights `w` `(out, d)` as Conv2D's kernel `(kh, kw, in_channels, out)`."""
         return ops.reshape(ops.transpose(w), (*self.kernel_size, self.in_channels, w.shape[0]))
 
     def project(self, x, w):
-        """The convolution of ``x`` with the patch weights ``w`` ``(out, d)``."""
+        """The convolution of `x` with the patch weights `w` `(out, d)`."""
         kernel = self.kernel_from_rows(w)
         return ops.conv(x, kernel, strides=self.strides, padding=self.padding,
                         data_format="channels_last", dilation_rate=self.dilation_rate)

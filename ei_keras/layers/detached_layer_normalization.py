@@ -10,17 +10,27 @@ from keras import ops
 class DetachedLayerNormalization(keras.layers.LayerNormalization):
     """LayerNorm's output forward, the identity backward: activity normalized, error not.
 
-    ``y = x + stop_gradient(LN(x) - x)``: forward ``LN(x)`` (``keras.layers.LayerNormalization``
-    without gain or bias, up to one float rounding of ``x`` in the sum), backward
-    ``dL/dx = dL/dy`` exactly. It is the paper code's ``normtype_detach`` (its
-    ``LayerNormalizeCustom(no_backward=True)``): the control for the paper's thesis that
+    `y = x + stop_gradient(LN(x) - x)`: forward `LN(x)` (`keras.layers.LayerNormalization`
+    without gain or bias, up to one float rounding of `x` in the sum), backward
+    `dL/dx = dL/dy` exactly. It is the paper code's `normtype_detach` (its
+    `LayerNormalizeCustom(no_backward=True)`): the control for the paper's thesis that
     normalization helps only when it also normalizes the error, with no learned inhibition.
 
     Args:
-        axis, epsilon: as in ``keras.layers.LayerNormalization`` (default ``-1``, ``1e-5``).
-        **kwargs: base ``keras.layers.Layer`` arguments. ``center`` and ``scale`` are off and
+        axis: as in `keras.layers.LayerNormalization` (default `-1`).
+        epsilon: as in `keras.layers.LayerNormalization` (default `1e-5`).
+        **kwargs: base `keras.layers.Layer` arguments. `center` and `scale` are off and
             cannot be turned on: with the backward detached a gain or bias would get no
             gradient.
+
+    Input shape:
+        Any tensor; normalized over `axis`.
+
+    Output shape:
+        Same as the input.
+
+    Call arguments:
+        - `inputs`: the input tensor.
 
     Example:
 

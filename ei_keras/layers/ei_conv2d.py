@@ -12,41 +12,41 @@ from ei_keras.layers.ei_dense import EIDense
 class EIConv2D(DaleConv2D, EIDense):
     """2-D convolution with separate excitatory and inhibitory populations (Dale's principle).
 
-    :class:`EIDense` applied to every ``(kh, kw, in_channels)`` patch ``x_p`` of the input,
-    flattened to ``d = kh * kw * in_channels`` values: ``z = x_p W_EE^T - (x_p W_IE^T) W_EI^T
-    + b`` at every output location. The excitatory kernel ``W_EE`` ``(filters, d)`` and the
-    inhibitory kernel ``W_IE`` ``(ni, d)`` are convolutions; ``W_EI`` ``(filters, ni)`` mixes the
-    ``ni`` inhibitory channels into each excitatory channel at the same location. All three stay
-    >= 0; ``b`` is free.
+    `EIDense` applied to every `(kh, kw, in_channels)` patch `x_p` of the input,
+    flattened to `d = kh * kw * in_channels` values: `z = x_p W_EE^T - (x_p W_IE^T) W_EI^T
+    + b` at every output location. The excitatory kernel `W_EE` `(filters, d)` and the
+    inhibitory kernel `W_IE` `(ni, d)` are convolutions; `W_EI` `(filters, ni)` mixes the
+    `ni` inhibitory channels into each excitatory channel at the same location. All three
+    stay >= 0; `b` is free.
 
-    Balanced initialisation, per patch: ``W_EE ~ Exponential(sigma)`` with the fan-in ``d``,
-    every row of ``W_IE`` the mean row of ``W_EE`` and rows of ``W_EI`` summing to 1, so at
-    every output location of every sample the mean of ``z`` over the output channels is ``b``'s
+    Balanced initialisation, per patch: `W_EE ~ Exponential(sigma)` with the fan-in `d`,
+    every row of `W_IE` the mean row of `W_EE` and rows of `W_EI` summing to 1, so at
+    every output location of every sample the mean of `z` over the output channels is `b`'s
     mean (0 at initialisation), whatever the image (zero padding included).
 
-    Channels-last only: inputs ``(batch, height, width, channels)``.
+    Channels-last only: inputs `(batch, height, width, channels)`.
 
     Args:
-        filters: number of excitatory output channels ``ne`` (>= 1).
-        kernel_size, strides, padding: as in ``keras.layers.Conv2D``.
-        data_format: ``None`` or ``"channels_last"`` (``"channels_first"`` is an error).
-        dilation_rate: as in ``keras.layers.Conv2D``.
+        filters: number of excitatory output channels `ne` (>= 1).
+        kernel_size, strides, padding: as in `keras.layers.Conv2D`.
+        data_format: `None` or `"channels_last"` (`"channels_first"` is an error).
+        dilation_rate: as in `keras.layers.Conv2D`.
         groups: 1 only (Conv2D's place for it).
         activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
             bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as in
-            ``keras.layers.Conv2D``, in Conv2D's order (``kernel_initializer`` is called with
-            Conv2D's kernel shape ``(kh, kw, in_channels, filters)`` and must draw values
+            `keras.layers.Conv2D`, in Conv2D's order (`kernel_initializer` is called with
+            Conv2D's kernel shape `(kh, kw, in_channels, filters)` and must draw values
             >= 0).
-        inhibitory_units: keyword-only, inhibitory channels ``ni``; default
-            ``max(1, floor(0.1 * filters))``.
-        **kwargs: the other keyword-only arguments of :class:`EIDense` (``init_distribution``,
-            ``trainable_ei``, ``seed``, ``inhibitory_regularizer``, ``inhibitory_constraint``)
-            and base ``keras.layers.Layer`` arguments.
+        inhibitory_units: keyword-only, inhibitory channels `ni`; default
+            `max(1, floor(0.1 * filters))`.
+        **kwargs: the other keyword-only arguments of `EIDense` (`init_distribution`,
+            `trainable_ei`, `seed`, `inhibitory_regularizer`, `inhibitory_constraint`)
+            and base `keras.layers.Layer` arguments.
 
     Attributes:
-        kernel: read-only, the effective kernel ``W_EE - W_EI W_IE`` in Conv2D's
-            ``(kh, kw, in_channels, filters)`` orientation: ``keras.ops.conv`` of the input
-            with it, plus the bias, is the pre-activation ``z``.
+        kernel: read-only, the effective kernel `W_EE - W_EI W_IE` in Conv2D's
+            `(kh, kw, in_channels, filters)` orientation: `keras.ops.conv` of the input
+            with it, plus the bias, is the pre-activation `z`.
 
     Example: the mean over channels of the pre-activation is 0 at every location.
 

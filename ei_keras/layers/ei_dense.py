@@ -12,44 +12,54 @@ from ei_keras.layers._dale import DaleDense, dense_t
 class EIDense(DaleDense):
     """Dense layer with separate excitatory and inhibitory populations (Dale's principle).
 
-    ``z = x W_EE^T - (x W_IE^T) W_EI^T + b``, ``h = activation(z)``. ``W_EE`` ``(units, d)``,
-    ``W_IE`` ``(ni, d)`` and ``W_EI`` ``(units, ni)`` stay >= 0 (``keras.constraints.NonNeg``,
-    applied by the optimizer after every update); ``b`` is free. At initialisation every row of
-    ``W_IE`` is the mean row of ``W_EE`` and rows of ``W_EI`` sum to 1, so the inhibitory path
-    subtracts the mean excitatory drive and ``z`` starts near-centred.
+    `z = x W_EE^T - (x W_IE^T) W_EI^T + b`, `h = activation(z)`. `W_EE` `(units, d)`,
+    `W_IE` `(ni, d)` and `W_EI` `(units, ni)` stay >= 0 (`keras.constraints.NonNeg`,
+    applied by the optimizer after every update); `b` is free. At initialisation every row of
+    `W_IE` is the mean row of `W_EE` and rows of `W_EI` sum to 1, so the inhibitory path
+    subtracts the mean excitatory drive and `z` starts near-centred.
 
-    Takes ``keras.layers.Dense``'s arguments and ``(..., d)`` inputs. Dale's sign holds
-    whatever is passed: a ``kernel_constraint`` or ``inhibitory_constraint`` is applied first
-    and ``NonNeg`` after it; a ``kernel_initializer`` must draw values >= 0.
+    Takes `keras.layers.Dense`'s arguments and `(..., d)` inputs. Dale's sign holds
+    whatever is passed: a `kernel_constraint` or `inhibitory_constraint` is applied first
+    and `NonNeg` after it; a `kernel_initializer` must draw values >= 0.
 
     Args:
-        units: number of excitatory output units ``ne`` (>= 1).
-        activation: Keras activation applied to ``z`` (default: none).
+        units: number of excitatory output units `ne` (>= 1).
+        activation: Keras activation applied to `z` (default: none).
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
             activity_regularizer, kernel_constraint, bias_constraint: as in
-            ``keras.layers.Dense``, in Dense's order (``kernel_*`` act on ``W_EE``;
-            ``kernel_initializer`` is called with Dense's kernel shape ``(d, units)`` and must
-            draw values >= 0; default: the paper's ``DaleExcitatory``; ``W_IE`` and ``W_EI``
+            `keras.layers.Dense`, in Dense's order (`kernel_*` act on `W_EE`;
+            `kernel_initializer` is called with Dense's kernel shape `(d, units)` and must
+            draw values >= 0; default: the paper's `DaleExcitatory`; `W_IE` and `W_EI`
             follow from it).
-        inhibitory_units: keyword-only, ``ni``; default ``max(1, floor(0.1 * units))``.
-        init_distribution: keyword-only, ``"exponential"`` (paper) or ``"lognormal"``
+        inhibitory_units: keyword-only, `ni`; default `max(1, floor(0.1 * units))`.
+        init_distribution: keyword-only, `"exponential"` (paper) or `"lognormal"`
             (reference code option).
-        trainable_ei: keyword-only, whether ``W_EI`` learns (default True).
+        trainable_ei: keyword-only, whether `W_EI` learns (default True).
         seed: keyword-only, integer seed of the NumPy initialisation (same weights on every
             backend).
-        inhibitory_regularizer: keyword-only, regularizer of ``W_IE`` and ``W_EI``.
-        inhibitory_constraint: keyword-only, constraint of ``W_IE`` and ``W_EI``, applied
+        inhibitory_regularizer: keyword-only, regularizer of `W_IE` and `W_EI`.
+        inhibitory_constraint: keyword-only, constraint of `W_IE` and `W_EI`, applied
             before Dale's sign.
         split_bias: keyword-only, the bias as two non-negative parts (for EG training).
-        **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Attributes:
-        kernel: read-only, the effective kernel ``(W_EE - W_EI W_IE)^T`` in Dense's
-            ``(d, units)`` orientation: ``x @ layer.kernel + layer.bias`` is the
-            pre-activation ``z``.
+        kernel: read-only, the effective kernel `(W_EE - W_EI W_IE)^T` in Dense's
+            `(d, units)` orientation: `x @ layer.kernel + layer.bias` is the
+            pre-activation `z`.
 
-    Example: a Dale layer in a Sequential model on ``(batch, 7, 28)`` inputs, with L2 on
-    ``W_EE`` and no bias.
+    Input shape:
+        N-D tensor with shape `(batch_size, ..., d)`, like `keras.layers.Dense`'s input:
+        every leading position is a sample.
+
+    Output shape:
+        N-D tensor with shape `(batch_size, ..., units)`.
+
+    Call arguments:
+        - `inputs`: the input tensor.
+
+    Example: a Dale layer in a Sequential model on `(batch, 7, 28)` inputs, with L2 on
+    `W_EE` and no bias.
 
     >>> import numpy as np, keras
     >>> from ei_keras.layers import EIDense

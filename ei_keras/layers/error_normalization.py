@@ -1,4 +1,4 @@
-"""ErrorNormalization: the error-normalization op of ``ei_keras.ops`` as a Keras layer."""
+"""ErrorNormalization: the error-normalization op of `ei_keras.ops` as a Keras layer."""
 
 from __future__ import annotations
 
@@ -23,15 +23,24 @@ class ErrorNormalization(keras.layers.Layer):
     """Identity forward; normalizes the error signal in the backward pass (SPEC section 2).
 
     Args:
-        mode: ``"full"`` (GradNorm: LayerNorm's backward), ``"center"``, ``"scale"``,
-            ``"decorrelate"``, ``"lateral"`` (fixed random positive pooling weights, Theorem 1)
-            or ``"none"``.
+        mode: `"full"` (GradNorm: LayerNorm's backward), `"center"`, `"scale"`,
+            `"decorrelate"`, `"lateral"` (fixed random positive pooling weights, Theorem 1)
+            or `"none"`.
         epsilon: added to the per-sample variance.
-        gradnorm_on: ``"y"`` (default: ``full`` is LayerNorm's backward) or ``"z"`` (the
-            paper code's formula, ``z`` in place of ``y`` in ``full``/``decorrelate``).
-        seed: seed of the lateral pooling weights (``"lateral"`` only); they are drawn once,
+        gradnorm_on: `"y"` (default: `full` is LayerNorm's backward) or `"z"` (the
+            paper code's formula, `z` in place of `y` in `full`/`decorrelate`).
+        seed: seed of the lateral pooling weights (`"lateral"` only); they are drawn once,
             stored as a non-trainable variable and saved with the model.
-        **kwargs: base ``keras.layers.Layer`` arguments.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Input shape:
+        Any tensor `(batch_size, ..., units)`; the error is normalized over the last axis.
+
+    Output shape:
+        Same as the input (the forward pass is the identity).
+
+    Call arguments:
+        - `inputs`: the input tensor.
 
     Example:
 

@@ -16,58 +16,58 @@ STATISTICS = ("map", "location")
 
 @keras.saving.register_keras_serializable(package="ei_keras")
 class INormConv2D(DaleConv2D, INormDense):
-    """2-D convolution normalized by two learned inhibitory populations (:class:`INormDense` on
+    """2-D convolution normalized by two learned inhibitory populations (`INormDense` on
     patches).
 
-    At every output location, with ``x_p`` the flattened ``(kh, kw, in_channels)`` patch and
-    ``xs = stop_gradient(x)``: ``e = x_p W_EE^T + b``, subtractive ``s = (xs_p W_IE^T) W_EI^T``,
-    divisive ``p = ((xs_p B_IE^T)^2) B_EI^T`` -- every input-side weight is a convolution,
-    ``W_EI`` and ``B_EI`` mix channels at one location. Then ``z = (e - sg(s)) / sg(delta)``,
-    error normalization, ``activation``. Gradient isolation as in :class:`INormDense`: the task
-    loss reaches ``W_EE``, ``b`` and the input; the normalization loss (added with
-    :meth:`add_loss`) only ``W_IE``, ``W_EI``, ``B_IE``, ``B_EI``. Initialisation as
-    :class:`INormDense` on the flattened kernels (the SVD needs ``kh * kw * in_channels >=
-    filters``, or ``subtractive_only=True``).
+    At every output location, with `x_p` the flattened `(kh, kw, in_channels)` patch and
+    `xs = stop_gradient(x)`: `e = x_p W_EE^T + b`, subtractive `s = (xs_p W_IE^T) W_EI^T`,
+    divisive `p = ((xs_p B_IE^T)^2) B_EI^T` -- every input-side weight is a convolution,
+    `W_EI` and `B_EI` mix channels at one location. Then `z = (e - sg(s)) / sg(delta)`,
+    error normalization, `activation`. Gradient isolation as in `INormDense`: the task
+    loss reaches `W_EE`, `b` and the input; the normalization loss (added with
+    `add_loss`) only `W_IE`, `W_EI`, `B_IE`, `B_EI`. Initialisation as
+    `INormDense` on the flattened kernels (the SVD needs `kh * kw * in_channels >=
+    filters`, or `subtractive_only=True`).
 
-    ``statistics`` chooses what the normalization is taken over:
+    `statistics` chooses what the normalization is taken over:
 
-    - ``"map"`` (default): per sample over the whole ``(height, width, channels)`` map, as
-      ``keras.layers.LayerNormalization(axis=(-3, -2, -1))``. ``delta^2 = mean_{h,w} p + eps``
-      (each channel's divisive inhibition pooled over the map); ``L_norm`` and error
-      normalization take their mean and variance over ``(H, W, C)``. The SVD initialisation
-      then gives ``delta^2 = mean_{h,w,c} (W x_p)_c^2 + eps``: exactly LayerNorm's statistics.
-    - ``"location"``: every output location is a sample, normalized over its channels (the
-      dense layer applied to ``(..., units)`` inputs). A location whose patch is all zero
-      (Fashion-MNIST's background) gets ``delta = sqrt(eps)`` whatever the weights, so any
-      bias is multiplied by ``1/sqrt(eps)`` (316) there.
+    - `"map"` (default): per sample over the whole `(height, width, channels)` map, as
+      `keras.layers.LayerNormalization(axis=(-3, -2, -1))`. `delta^2 = mean_{h,w} p + eps`
+      (each channel's divisive inhibition pooled over the map); `L_norm` and error
+      normalization take their mean and variance over `(H, W, C)`. The SVD initialisation
+      then gives `delta^2 = mean_{h,w,c} (W x_p)_c^2 + eps`: exactly LayerNorm's statistics.
+    - `"location"`: every output location is a sample, normalized over its channels (the
+      dense layer applied to `(..., units)` inputs). A location whose patch is all zero
+      (Fashion-MNIST's background) gets `delta = sqrt(eps)` whatever the weights, so any
+      bias is multiplied by `1/sqrt(eps)` (316) there.
 
-    Why ``"map"`` is the default, measured on Fashion-MNIST (README, "Convolutional I-Norm"):
+    Why `"map"` is the default, measured on Fashion-MNIST (README, "Convolutional I-Norm"):
     26 % of the first layer's 5x5 stride-2 'same' patches of the test images are all zero:
-    there ``"location"`` has ``z = 0`` and a per-location variance of 0 that no inhibitory
-    weight can move (``L_norm`` starts at 2.8e-3 instead of 2e-11 with the default
-    ``norm_weight``), and sends ``b / sqrt(eps)`` forward once the bias has moved. In training
-    (4096 images, 2 epochs, 3 seeds, the presets' defaults) ``"location"`` diverged in 3/3
-    ``conv_inorm_gradnorm`` and 2/3 ``conv_inorm`` runs, ``"map"`` in none of the 6.
+    there `"location"` has `z = 0` and a per-location variance of 0 that no inhibitory
+    weight can move (`L_norm` starts at 2.8e-3 instead of 2e-11 with the default
+    `norm_weight`), and sends `b / sqrt(eps)` forward once the bias has moved. In training
+    (4096 images, 2 epochs, 3 seeds, the presets' defaults) `"location"` diverged in 3/3
+    `conv_inorm_gradnorm` and 2/3 `conv_inorm` runs, `"map"` in none of the 6.
 
-    Channels-last only: inputs ``(batch, height, width, channels)``; ``"map"`` with
-    ``error_normalization="lateral"`` needs known height and width (one lateral weight per
+    Channels-last only: inputs `(batch, height, width, channels)`; `"map"` with
+    `error_normalization="lateral"` needs known height and width (one lateral weight per
     unit of the map).
 
     Args:
-        filters: excitatory output channels ``ne``.
+        filters: excitatory output channels `ne`.
         kernel_size, strides, padding, data_format, dilation_rate, groups, activation,
-            use_bias, kernel_initializer, ...: as :class:`EIConv2D`, in Conv2D's order.
-        statistics: keyword-only, ``"map"`` or ``"location"`` (above).
-        **kwargs: the keyword-only arguments of :class:`INormDense` (``inhibitory_units``,
-            ``error_normalization``, ``gradnorm_on``, ``subtractive_only``, ``norm_weight``,
-            ``trainable_ei``, ``epsilon``, ``init_distribution``, ``seed``,
-            ``inhibitory_regularizer``, ``inhibitory_constraint``) and base
-            ``keras.layers.Layer`` arguments.
+            use_bias, kernel_initializer, ...: as `EIConv2D`, in Conv2D's order.
+        statistics: keyword-only, `"map"` or `"location"` (above).
+        **kwargs: the keyword-only arguments of `INormDense` (`inhibitory_units`,
+            `error_normalization`, `gradnorm_on`, `subtractive_only`, `norm_weight`,
+            `trainable_ei`, `epsilon`, `init_distribution`, `seed`,
+            `inhibitory_regularizer`, `inhibitory_constraint`) and base
+            `keras.layers.Layer` arguments.
 
     Attributes:
-        kernel: read-only, the affine part before the normalization, ``W_EE - W_EI W_IE`` in
-            Conv2D's ``(kh, kw, in_channels, filters)`` orientation (``keras.ops.conv`` of the
-            input with it, plus the bias, is the numerator ``e - s``).
+        kernel: read-only, the affine part before the normalization, `W_EE - W_EI W_IE` in
+            Conv2D's `(kh, kw, in_channels, filters)` orientation (`keras.ops.conv` of the
+            input with it, plus the bias, is the numerator `e - s`).
 
     Example: at initialisation the map has zero mean and unit second moment per sample.
 

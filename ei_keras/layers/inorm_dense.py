@@ -16,67 +16,80 @@ from ei_keras.ops import error_normalization as _errnorm
 class INormDense(DaleDense):
     """Dale's-principle dense layer normalized by two learned inhibitory populations.
 
-    With ``xs = stop_gradient(x)`` (inhibition sends no task error back to ``x``):
+    With `xs = stop_gradient(x)` (inhibition sends no task error back to `x`):
 
-    - subtractive: ``s = (xs W_IE^T) W_EI^T``
-    - divisive: ``delta = sqrt(((xs B_IE^T)^2) B_EI^T + eps)`` (``delta = 1`` if
-      ``subtractive_only``)
-    - forward: ``z = (x W_EE^T + b - sg(s)) / sg(delta)``, then error normalization
-      (``error_normalization`` mode, identity forward), then ``activation``.
+    - subtractive: `s = (xs W_IE^T) W_EI^T`
+    - divisive: `delta = sqrt(((xs B_IE^T)^2) B_EI^T + eps)` (`delta = 1` if
+      `subtractive_only`)
+    - forward: `z = (x W_EE^T + b - sg(s)) / sg(delta)`, then error normalization
+      (`error_normalization` mode, identity forward), then `activation`.
 
-    The layer adds its normalization loss with :meth:`add_loss`; its gradient reaches only the
-    inhibitory weights (``W_IE``, ``W_EI``, ``B_IE``, ``B_EI``). With ``e = sg(x W_EE^T + b)``
-    and ``zh = (e - s) / delta``:
-    ``L_norm = norm_weight * mean_batch[(mean_j zh)^2 + (var_j zh - 1)^2]``
-    (subtractive-only: ``norm_weight * mean_batch[(mean_j zh)^2]``). The task loss reaches only
-    ``W_EE``, ``b`` and the input.
+    The layer adds its normalization loss with `add_loss`; its gradient reaches only the
+    inhibitory weights (`W_IE`, `W_EI`, `B_IE`, `B_EI`). With `e = sg(x W_EE^T + b)`
+    and `zh = (e - s) / delta`:
+    `L_norm = norm_weight * mean_batch[(mean_j zh)^2 + (var_j zh - 1)^2]`
+    (subtractive-only: `norm_weight * mean_batch[(mean_j zh)^2]`). The task loss reaches only
+    `W_EE`, `b` and the input.
 
-    Initialisation: ``W_EE``, ``W_IE``, ``W_EI`` as :class:`EIDense`; ``B_IE = diag(S) V^T``
-    from the SVD of ``W = W_EE - W_EI W_IE`` and ``B_EI = 1/ne``, so that at initialisation
-    ``delta^2 = mean_j (W x)_j^2 + eps`` exactly (needs ``d >= units``). ``B_IE`` may be
+    Initialisation: `W_EE`, `W_IE`, `W_EI` as `EIDense`; `B_IE = diag(S) V^T`
+    from the SVD of `W = W_EE - W_EI W_IE` and `B_EI = 1/ne`, so that at initialisation
+    `delta^2 = mean_j (W x)_j^2 + eps` exactly (needs `d >= units`). `B_IE` may be
     negative (the paper notes the divisive path breaks Dale's law); the others stay >= 0.
 
-    Takes ``keras.layers.Dense``'s arguments (as :class:`EIDense`; ``inhibitory_*`` also act on
-    ``B_IE`` and ``B_EI``) and ``(..., d)`` inputs, normalizing over the units at every leading
+    Takes `keras.layers.Dense`'s arguments (as `EIDense`; `inhibitory_*` also act on
+    `B_IE` and `B_EI`) and `(..., d)` inputs, normalizing over the units at every leading
     position. A regularizer on an inhibitory weight joins the normalization loss (the loss
-    that trains it under :class:`~ei_keras.models.DualLossModel`); ``activity_regularizer`` is
+    that trains it under `ei_keras.models.DualLossModel`); `activity_regularizer` is
     not accepted (the output is normalized by construction, and no inhibitory weight could
     act on its penalty: put it on the next layer).
 
     Args:
-        units: excitatory units ``ne``.
+        units: excitatory units `ne`.
         activation: Keras activation applied after error normalization (default: none).
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-            kernel_constraint, bias_constraint: as in ``keras.layers.Dense``, in Dense's order
-            (as :class:`EIDense`). ``activity_regularizer`` (Dense's place between them) must
-            stay ``None``.
-        inhibitory_units: keyword-only, ``ni`` of the subtractive population; default
-            ``max(1, units // 10)``.
-        error_normalization: keyword-only, ``"none"``, ``"full"`` (GradNorm), ``"center"``,
-            ``"scale"``, ``"decorrelate"`` or ``"lateral"``.
-        gradnorm_on: keyword-only, ``"y"`` (default: ``full`` is exactly LayerNorm's backward)
-            or ``"z"`` (the paper code's formula, ``z`` in place of ``y`` in
-            ``full``/``decorrelate``; :mod:`ei_keras.ops.error_normalization`).
+            kernel_constraint, bias_constraint: as in `keras.layers.Dense`, in Dense's order
+            (as `EIDense`). `activity_regularizer` (Dense's place between them) must
+            stay `None`.
+        inhibitory_units: keyword-only, `ni` of the subtractive population; default
+            `max(1, units // 10)`.
+        error_normalization: keyword-only, `"none"`, `"full"` (GradNorm), `"center"`,
+            `"scale"`, `"decorrelate"` or `"lateral"`.
+        gradnorm_on: keyword-only, `"y"` (default: `full` is exactly LayerNorm's backward)
+            or `"z"` (the paper code's formula, `z` in place of `y` in
+            `full`/`decorrelate`; `ei_keras.ops.error_normalization`).
         subtractive_only: keyword-only, no divisive population (Fig. 3b).
-        norm_weight: keyword-only, ``lambda``, the weight of the normalization loss (paper:
+        norm_weight: keyword-only, `lambda`, the weight of the normalization loss (paper:
             0.01).
-        trainable_ei: keyword-only, whether ``W_EI`` and ``B_EI`` learn (the reference code
+        trainable_ei: keyword-only, whether `W_EI` and `B_EI` learn (the reference code
             freezes them).
-        epsilon: keyword-only, added under the square root of ``delta`` and in error
+        epsilon: keyword-only, added under the square root of `delta` and in error
             normalization.
-        init_distribution: keyword-only, ``"exponential"`` or ``"lognormal"``.
+        init_distribution: keyword-only, `"exponential"` or `"lognormal"`.
         seed: keyword-only, NumPy seed of the initialisation and of the lateral weights.
-        inhibitory_regularizer: keyword-only, regularizer of ``W_IE``, ``W_EI``, ``B_IE``,
-            ``B_EI`` (its penalty joins the normalization loss).
+        inhibitory_regularizer: keyword-only, regularizer of `W_IE`, `W_EI`, `B_IE`,
+            `B_EI` (its penalty joins the normalization loss).
         inhibitory_constraint: keyword-only, constraint of the same weights, applied before
-            Dale's sign (``B_IE`` keeps its free sign).
-        **kwargs: base ``keras.layers.Layer`` arguments.
+            Dale's sign (`B_IE` keeps its free sign).
+        **kwargs: base `keras.layers.Layer` arguments.
 
     Attributes:
         kernel: read-only, the affine part before the normalization,
-            ``(W_EE - W_EI W_IE)^T`` in Dense's ``(d, units)`` orientation:
-            ``x @ layer.kernel + layer.bias`` is the numerator ``e - s`` of ``z`` (the
-            divisive ``delta`` and error normalization act after it).
+            `(W_EE - W_EI W_IE)^T` in Dense's `(d, units)` orientation:
+            `x @ layer.kernel + layer.bias` is the numerator `e - s` of `z` (the
+            divisive `delta` and error normalization act after it).
+
+    Input shape:
+        N-D tensor with shape `(batch_size, ..., d)`, like `keras.layers.Dense`'s input:
+        every leading position is a sample.
+
+    Output shape:
+        N-D tensor with shape `(batch_size, ..., units)`; the normalization runs over the
+        last axis at every leading position.
+
+    Call arguments:
+        - `inputs`: the input tensor. Every call adds the layer's normalization loss
+          (`norm_weight * L_norm`) with `add_loss`; `DualLossModel` trains the
+          inhibitory weights on it.
 
     Example:
 
@@ -175,7 +188,7 @@ class INormDense(DaleDense):
         )
 
     def add_weight(self, *args, **kwargs):
-        """``keras.layers.Layer.add_weight`` with ``autocast=False`` (as Keras' normalization
+        """`keras.layers.Layer.add_weight` with `autocast=False` (as Keras' normalization
         layers make theirs): under a mixed-precision policy a layer called on its own (outside
         a model) still opens an autocast scope, which would read the weights in float16 inside
         this layer's float32 arithmetic."""
@@ -183,7 +196,7 @@ class INormDense(DaleDense):
         return super().add_weight(*args, **kwargs)
 
     def _parts(self, x):
-        """``(e, s, delta)``: excitatory drive, subtractive and divisive inhibition (float32)."""
+        """`(e, s, delta)`: excitatory drive, subtractive and divisive inhibition (float32)."""
         xs = ops.stop_gradient(x)
         e = self.excitatory_drive(x)
         s = dense_t(self.project(xs, self.W_IE), self.W_EI)
@@ -195,7 +208,7 @@ class INormDense(DaleDense):
         return e, s, delta
 
     def normalization_loss(self, e, s, delta):
-        """``L_norm`` from the parts; gradients reach only ``s`` and ``delta``."""
+        """`L_norm` from the parts; gradients reach only `s` and `delta`."""
         zh = ops.stop_gradient(e) - s
         if delta is not None:
             zh = zh / delta
@@ -210,7 +223,7 @@ class INormDense(DaleDense):
         return weight * ops.mean(loss)
 
     def preactivation(self, inputs):
-        """The normalized pre-activation ``z`` (before error normalization and activation) and
+        """The normalized pre-activation `z` (before error normalization and activation) and
         the normalization loss, in float32."""
         x = ops.cast(inputs, "float32")
         e, s, delta = self._parts(x)
@@ -232,12 +245,12 @@ class INormDense(DaleDense):
     _width_hint = ""
 
     def pool_divisive(self, p):
-        """The divisive population's squared output ``((xs B_IE^T)^2) B_EI^T``, pooled over
+        """The divisive population's squared output `((xs B_IE^T)^2) B_EI^T`, pooled over
         the statistics' axes (per unit here: no pooling)."""
         return p
 
     def normalize_error(self, z):
-        """Error normalization of ``z`` over the statistics' axes."""
+        """Error normalization of `z` over the statistics' axes."""
         return _errnorm.normalize_error(z, self.error_normalization, self.lateral_weights,
                                         self.epsilon, self.gradnorm_on)
 
@@ -247,7 +260,7 @@ class INormDense(DaleDense):
 
     @property
     def norm_weight(self) -> float:
-        """``lambda``, the weight of the normalization loss; settable during training."""
+        """`lambda`, the weight of the normalization loss; settable during training."""
         if self.norm_weight_variable is None:
             return self._initial_norm_weight
         return float(ops.convert_to_numpy(self.norm_weight_variable))
@@ -265,14 +278,14 @@ class INormDense(DaleDense):
     @property
     def normalization_variables(self) -> list:
         """The variables trained by this layer's normalization loss only (Eyono et al. 2026,
-        Methods): the trainable inhibitory weights ``W_IE``, ``W_EI``, ``B_IE``, ``B_EI``.
-        :class:`ei_keras.models.DualLossModel` applies the normalization-loss gradient to
+        Methods): the trainable inhibitory weights `W_IE`, `W_EI`, `B_IE`, `B_EI`.
+        `ei_keras.models.DualLossModel` applies the normalization-loss gradient to
         exactly these and the task-loss gradient to every other trainable variable."""
         candidates = [getattr(self, n, None) for n in ("W_IE", "W_EI", "B_IE", "B_EI")]
         return [v for v in candidates if v is not None and v.trainable]
 
     def load_own_variables(self, store):
-        """Loads files written before ``norm_weight`` became a variable (lambda then comes
+        """Loads files written before `norm_weight` became a variable (lambda then comes
         from the config) as well as current ones."""
         if self.norm_weight_variable is not None and \
                 len(store.keys()) == len(self.variables) - 1:

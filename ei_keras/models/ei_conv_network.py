@@ -17,32 +17,44 @@ NORMALIZATIONS = (None, "layer_norm")
 
 @keras.saving.register_keras_serializable(package="ei_keras")
 class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
-    """``flat image -> reshape -> [conv (stride 2, 'same') -> (LayerNorm) -> ReLU] x layers ->
-    flatten -> EIDense(10, ni=1) logits``, trained like :class:`EINetwork` (the dual-loss step:
+    """`flat image -> reshape -> [conv (stride 2, 'same') -> (LayerNorm) -> ReLU] x layers ->
+    flatten -> EIDense(10, ni=1) logits`, trained like `EINetwork` (the dual-loss step:
     task loss to the excitatory variables and the readout, each I-Norm layer's normalization
     loss to its inhibitory variables).
 
-    Inputs arrive as flattened images (784 values for Fashion-MNIST, as ``ei_keras.data``
-    gives them) and are reshaped to ``image_shape`` (channels last) inside the model.
+    Inputs arrive as flattened images (784 values for Fashion-MNIST, as `ei_keras.data`
+    gives them) and are reshaped to `image_shape` (channels last) inside the model.
 
     Args:
         filters: output channels of each conv layer (default: 16 then 32).
         kernel_size: kernel of every conv layer (default 5).
-        strides: strides of every conv layer (default 2, padding ``'same'``).
-        conv_layer: ``"ei"`` (:class:`EIConv2D`) or ``"inorm"`` (:class:`INormConv2D`).
-        normalization: ``None`` or ``"layer_norm"``: ``keras.layers.LayerNormalization`` over
-            ``(H, W, C)`` without gain or bias, before the ReLU (not with ``"inorm"``).
+        strides: strides of every conv layer (default 2, padding `'same'`).
+        conv_layer: `"ei"` (`EIConv2D`) or `"inorm"` (`INormConv2D`).
+        normalization: `None` or `"layer_norm"`: `keras.layers.LayerNormalization` over
+            `(H, W, C)` without gain or bias, before the ReLU (not with `"inorm"`).
         error_normalization, gradnorm_on, subtractive_only, norm_weight, trainable_ei,
         statistics: the
-            I-Norm layers' arguments (:class:`INormConv2D`).
-        image_shape: ``(height, width, channels)`` of the flattened input.
+            I-Norm layers' arguments (`INormConv2D`).
+        image_shape: `(height, width, channels)` of the flattened input.
         output_units: classes.
-        init_distribution: ``"exponential"`` or ``"lognormal"``.
+        init_distribution: `"exponential"` or `"lognormal"`.
         epsilon: LayerNorm / I-Norm epsilon.
         seed: NumPy seed of the initialisation (same weights on every backend).
-        split_bias: every layer's bias as two non-negative parts (``DaleDense``), for
+        split_bias: every layer's bias as two non-negative parts (`DaleDense`), for
             exponentiated-gradient training.
-        **kwargs: ``keras.Model`` arguments (``name``, ...).
+        **kwargs: `keras.Model` arguments (`name`, ...).
+
+    Input shape:
+        2-D tensor `(batch_size, height * width * channels)`: flattened images, reshaped
+        to `image_shape` inside the model.
+
+    Output shape:
+        2-D tensor `(batch_size, output_units)`: logits.
+
+    Call arguments:
+        - `inputs`: the input tensor.
+        - `training`: Keras' training flag, passed to the LayerNorm layers (which behave
+          the same either way).
 
     Example:
 

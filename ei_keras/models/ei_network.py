@@ -15,7 +15,7 @@ NORMALIZATIONS = (None, "layer_norm", "layer_norm_detached")
 
 class HiddenNormWeight:
     """What the dense and convolutional networks share over their hidden stack
-    (``self.hidden``, ``self.norms``): ``norm_weight``, ``lambda`` of the hidden I-Norm layers
+    (`self.hidden`, `self.norms`): `norm_weight`, `lambda` of the hidden I-Norm layers
     (setting it, e.g. from a callback, changes the normalization loss of the next step on every
     backend; without I-Norm layers it is the stored value), and the hidden pre-activations."""
 
@@ -25,7 +25,7 @@ class HiddenNormWeight:
 
     def hidden_preactivations(self, inputs, training: bool = False) -> list:
         """The input of each hidden ReLU (after LayerNorm / I-Norm division), one per layer
-        (``(batch, units)``; conv: ``(batch, H, W, C)`` maps)."""
+        (`(batch, units)`; conv: `(batch, H, W, C)` maps)."""
         x, out = self.hidden_input(inputs), []
         for layer, norm in zip(self.hidden, self.norms):
             z = layer(x)
@@ -50,38 +50,49 @@ class HiddenNormWeight:
 
 @keras.saving.register_keras_serializable(package="ei_keras")
 class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
-    """``input -> [hidden layer -> (LayerNorm) -> ReLU] x depth -> EIDense(10, ni=1) logits``.
+    """`input -> [hidden layer -> (LayerNorm) -> ReLU] x depth -> EIDense(10, ni=1) logits`.
 
-    Training is Keras' own ``fit`` with the dual-loss step of
-    :class:`~ei_keras.models.DualLossModel` (one ``train_step`` per backend): the task loss
+    Training is Keras' own `fit` with the dual-loss step of
+    `ei_keras.models.DualLossModel` (one `train_step` per backend): the task loss
     trains the excitatory variables and the readout, each I-Norm layer's normalization loss
-    trains that layer's inhibitory variables, each at its ``dale_sgd`` group's learning rate.
-    ``History`` has ``loss``, ``task_loss`` and ``norm_loss``; ``compile`` also takes the
-    inhibitory plasticity schedule (``inhibitory_steps``, ``inhibitory_every``).
+    trains that layer's inhibitory variables, each at its `dale_sgd` group's learning rate.
+    `History` has `loss`, `task_loss` and `norm_loss`; `compile` also takes the
+    inhibitory plasticity schedule (`inhibitory_steps`, `inhibitory_every`).
 
     Args:
         hidden_units: widths of the hidden layers (paper: two layers).
-        hidden_layer: ``"ei"`` (:class:`EIDense`), ``"e"`` (:class:`EDense`) or ``"inorm"``
-            (:class:`INormDense`).
-        normalization: ``None``, ``"layer_norm"`` (``keras.layers.LayerNormalization`` without
-            gain or bias, before the ReLU) or ``"layer_norm_detached"`` (its forward with the
-            identity backward: :class:`~ei_keras.layers.DetachedLayerNormalization`); not used
-            with ``"inorm"``.
+        hidden_layer: `"ei"` (`EIDense`), `"e"` (`EDense`) or `"inorm"`
+            (`INormDense`).
+        normalization: `None`, `"layer_norm"` (`keras.layers.LayerNormalization` without
+            gain or bias, before the ReLU) or `"layer_norm_detached"` (its forward with the
+            identity backward: `ei_keras.layers.DetachedLayerNormalization`); not used
+            with `"inorm"`.
         error_normalization: I-Norm layers' error-normalization mode.
-        gradnorm_on: ``"y"`` (default, LayerNorm's backward) or ``"z"`` (the paper code's
-            formula) for the ``full``/``decorrelate`` modes (:class:`INormDense`).
+        gradnorm_on: `"y"` (default, LayerNorm's backward) or `"z"` (the paper code's
+            formula) for the `full`/`decorrelate` modes (`INormDense`).
         subtractive_only: I-Norm layers without the divisive population.
-        norm_weight: ``lambda`` of the I-Norm normalization loss.
-        trainable_ei: whether the hidden I-Norm layers' ``W_EI``/``B_EI`` learn.
+        norm_weight: `lambda` of the I-Norm normalization loss.
+        trainable_ei: whether the hidden I-Norm layers' `W_EI`/`B_EI` learn.
         output_units: labels to tell apart (10 for Fashion-MNIST, 20 with the
             contrast-as-signal labels).
-        init_distribution: ``"exponential"`` or ``"lognormal"``.
+        init_distribution: `"exponential"` or `"lognormal"`.
         epsilon: LayerNorm / I-Norm epsilon.
         seed: seed of the NumPy initialisation: the same seed gives the same weights on every
             backend.
-        split_bias: every layer's bias as ``bias_positive - bias_negative``, two non-negative
-            variables (for exponentiated-gradient training: ``DaleDense``).
-        **kwargs: ``keras.Model`` arguments (``name``, ...).
+        split_bias: every layer's bias as `bias_positive - bias_negative`, two non-negative
+            variables (for exponentiated-gradient training: `DaleDense`).
+        **kwargs: `keras.Model` arguments (`name`, ...).
+
+    Input shape:
+        2-D tensor `(batch_size, input_dim)` (784 for Fashion-MNIST).
+
+    Output shape:
+        2-D tensor `(batch_size, output_units)`: logits.
+
+    Call arguments:
+        - `inputs`: the input tensor.
+        - `training`: Keras' training flag, passed to the LayerNorm layers (which behave
+          the same either way).
 
     Example:
 

@@ -16,11 +16,11 @@ _BACKEND = keras.backend.backend()
 
 
 def gradients(loss_fn: Callable[[], object], variables: Sequence) -> tuple[float, list]:
-    """``(loss, [d loss / d v for v in variables])`` as NumPy values.
+    """`(loss, [d loss / d v for v in variables])` as NumPy values.
 
     Args:
         loss_fn: a function of no arguments that computes a scalar loss from the current values
-            of ``variables`` (it may call layers and models).
+            of `variables` (it may call layers and models).
         variables: Keras variables.
 
     Returns:

@@ -1,4 +1,4 @@
-"""Backend-agnostic ops of ei_keras (``keras.ops`` only)."""
+"""Backend-agnostic ops of ei_keras (`keras.ops` only)."""
 
 from ei_keras.ops.error_normalization import (
     ERROR_NORMALIZATION_MODES,

@@ -1,29 +1,27 @@
 """Error-signal normalization ("GradNorm" and its ablations): identity forward, normalized backward.
 
-SPEC section 2. Per sample, on a layer's (normalized) pre-activation ``z`` with upstream error
-``g = dL/dz``, ``mu = mean_j z``, ``sigma = sqrt(var_j z + eps)``, ``y = (z - mu) / sigma``:
+SPEC section 2. Per sample, on a layer's (normalized) pre-activation `z` with upstream error
+`g = dL/dz`, `mu = mean_j z`, `sigma = sqrt(var_j z + eps)`, `y = (z - mu) / sigma`:
 
-=============  =========================================  ==========================
-mode           backward ``g ->``                          paper name
-=============  =========================================  ==========================
-``full``       ``(g - mean_j g - y mean_j(g y)) / sigma``  GradNorm (= LayerNorm's backward)
-``center``     ``g - mean_j g``                           centering only
-``scale``      ``g / sigma``                              scaling only
-``decorrelate````g - y mean_j(g y)``                      orthogonalize only
-``lateral``    ``g - sum_j w_j g_j`` (fixed ``w > 0``)      lateral inhibition (Theorem 1)
-``none``       ``g``                                      I-Norm without GradNorm
-=============  =========================================  ==========================
+| mode | backward `g ->` | paper name |
+|:---|:---|:---|
+| `full` | `(g - mean_j g - y mean_j(g y)) / sigma` | GradNorm (= LayerNorm's backward) |
+| `center` | `g - mean_j g` | centering only |
+| `scale` | `g / sigma` | scaling only |
+| `decorrelate` | `g - y mean_j(g y)` | orthogonalize only |
+| `lateral` | `g - sum_j w_j g_j` (fixed `w > 0`) | lateral inhibition (Theorem 1) |
+| `none` | `g` | I-Norm without GradNorm |
 
-The reference code uses ``z`` in place of ``y`` for ``full``/``decorrelate``; by default
-(``gradnorm_on="y"``) we use ``y`` so that ``full`` equals the gradient of a LayerNorm at ``z``
-for *any* ``z`` (tested). ``gradnorm_on="z"`` is the paper's formula, for the ablation:
+The reference code uses `z` in place of `y` for `full`/`decorrelate`; by default
+(`gradnorm_on="y"`) we use `y` so that `full` equals the gradient of a LayerNorm at `z`
+for *any* `z` (tested). `gradnorm_on="z"` is the paper's formula, for the ablation:
 
-* ``full``: ``(g - mean_j g - y mean_j(g y)) / sigma`` (``y``) or
-  ``(g - mean_j g - z mean_j(g z)) / sigma`` (``z``);
-* ``decorrelate``: ``g - y mean_j(g y)`` (``y``) or ``g - z mean_j(g z)`` (``z``).
+* `full`: `(g - mean_j g - y mean_j(g y)) / sigma` (`y`) or
+  `(g - mean_j g - z mean_j(g z)) / sigma` (`z`);
+* `decorrelate`: `g - y mean_j(g y)` (`y`) or `g - z mean_j(g z)` (`z`).
 
-The two agree when ``z`` is already normalized (``mean_j z = 0``, ``var_j z = 1``); the other
-modes do not use ``y`` and are the same under both.
+The two agree when `z` is already normalized (`mean_j z = 0`, `var_j z = 1`); the other
+modes do not use `y` and are the same under both.
 """
 
 from __future__ import annotations
@@ -42,7 +40,7 @@ LayerNorm's backward) or ``z`` itself (the paper code's formula)."""
 
 
 def validate_gradnorm_on(gradnorm_on: str) -> str:
-    """Return ``gradnorm_on`` if it is ``"y"`` or ``"z"``, else raise ``ValueError``."""
+    """Return `gradnorm_on` if it is `"y"` or `"z"`, else raise `ValueError`."""
     if not isinstance(gradnorm_on, str) or gradnorm_on not in GRADNORM_ON:
         raise ValueError(f"Expected `gradnorm_on` to be one of {GRADNORM_ON}. "
                          f"Received: gradnorm_on={gradnorm_on!r}")
@@ -50,8 +48,8 @@ def validate_gradnorm_on(gradnorm_on: str) -> str:
 
 
 def validate_mode(mode: str, name: str = "mode") -> str:
-    """Return ``mode`` if it is a known error-normalization mode, else raise ``ValueError``
-    naming the argument ``name`` the caller was given it as (``error_normalization`` for the
+    """Return `mode` if it is a known error-normalization mode, else raise `ValueError`
+    naming the argument `name` the caller was given it as (`error_normalization` for the
     layers and models)."""
     if mode is None:
         return "none"
@@ -73,22 +71,22 @@ def _moments_last_axis(z, epsilon):
 
 def normalized_error(g, z, mode: str, lateral_weights=None, epsilon: float = 1e-5,
                      gradnorm_on: str = "y"):
-    """The backward map of SPEC section 2 applied to an error ``g`` at the point ``z``.
+    """The backward map of SPEC section 2 applied to an error `g` at the point `z`.
 
-    This is the plain formula (no custom gradient) — what :func:`normalize_error` sends back.
-    Computed in float32 whatever the inputs' dtype, returned in ``g``'s dtype.
+    This is the plain formula (no custom gradient) — what `normalize_error` sends back.
+    Computed in float32 whatever the inputs' dtype, returned in `g`'s dtype.
 
     Args:
-        g: upstream error, shape ``(batch, units)``.
+        g: upstream error, shape `(batch, units)`.
         z: the pre-activation at which the error is normalized, same shape.
-        mode: one of :data:`ERROR_NORMALIZATION_MODES`.
-        lateral_weights: shape ``(units,)``, positive, summing to 1 (``lateral`` mode only).
+        mode: one of `ERROR_NORMALIZATION_MODES`.
+        lateral_weights: shape `(units,)`, positive, summing to 1 (`lateral` mode only).
         epsilon: added to the per-sample variance.
-        gradnorm_on: ``"y"`` (default) or ``"z"``: the vector ``full``/``decorrelate`` project
+        gradnorm_on: `"y"` (default) or `"z"`: the vector `full`/`decorrelate` project
             the error out of (module docstring).
 
     Returns:
-        The normalized error, same shape and dtype as ``g``.
+        The normalized error, same shape and dtype as `g`.
     """
     mode = validate_mode(mode)
     gradnorm_on = validate_gradnorm_on(gradnorm_on)
@@ -124,17 +122,17 @@ def normalize_error(z, mode: str = "full", lateral_weights=None, epsilon: float 
     """Identity in the forward pass; normalizes the error signal in the backward pass.
 
     Args:
-        z: pre-activation, shape ``(batch, units)``.
-        mode: one of ``"full"`` (GradNorm), ``"center"``, ``"scale"``, ``"decorrelate"``,
-            ``"lateral"``, ``"none"``.
-        lateral_weights: fixed positive pooling weights of shape ``(units,)`` summing to 1,
-            required for ``"lateral"``; they receive no gradient.
-        epsilon: added to the per-sample variance in ``full`` and ``scale``/``decorrelate``.
-        gradnorm_on: ``"y"`` (default: ``full`` is LayerNorm's backward) or ``"z"`` (the paper
-            code's formula); only ``full`` and ``decorrelate`` depend on it.
+        z: pre-activation, shape `(batch, units)`.
+        mode: one of `"full"` (GradNorm), `"center"`, `"scale"`, `"decorrelate"`,
+            `"lateral"`, `"none"`.
+        lateral_weights: fixed positive pooling weights of shape `(units,)` summing to 1,
+            required for `"lateral"`; they receive no gradient.
+        epsilon: added to the per-sample variance in `full` and `scale`/`decorrelate`.
+        gradnorm_on: `"y"` (default: `full` is LayerNorm's backward) or `"z"` (the paper
+            code's formula); only `full` and `decorrelate` depend on it.
 
     Returns:
-        A tensor equal to ``z``.
+        A tensor equal to `z`.
 
     Example:
 
@@ -186,7 +184,7 @@ def normalize_error(z, mode: str = "full", lateral_weights=None, epsilon: float 
 def lateral_pooling_weights(units: int, seed: int | None = None, dtype: str = "float32"):
     """Fixed random lateral-inhibition weights: uniform draws normalized to sum to 1.
 
-    Drawn with NumPy from ``seed`` so the same seed gives the same weights on every backend.
+    Drawn with NumPy from `seed` so the same seed gives the same weights on every backend.
     """
     import numpy as np
 

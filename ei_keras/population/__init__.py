@@ -3,31 +3,31 @@
 A protocol is hundreds of small runs (width 100-500, batch 32); one at a time, most of a run's
 time goes to per-step overhead, not arithmetic. A *population* trains P runs of the same
 preset, width, depth, batch size and length together: each member keeps its own seed (initial
-weights, data order, shift draws), learning rates, ``lambda`` and shift size, and every member
-is exactly the sequential run of its cell (the same :class:`ei_keras.experiment.RunSession`,
-the same model, data stream and dual-loss ``train_step``; only the loop differs).
+weights, data order, shift draws), learning rates, `lambda` and shift size, and every member
+is exactly the sequential run of its cell (the same `ei_keras.experiment.RunSession`,
+the same model, data stream and dual-loss `train_step`; only the loop differs).
 
-How: each member is the Keras model ``run_experiment`` would build. Their states
-``(trainable, non_trainable, optimizer, metrics)`` are stacked, and the stateless dual-loss
-step (:func:`ei_keras.models.trainers.stateless.dual_loss_step`, the JAX trainer's own
-``train_step``) is vectorized over the members: on JAX with ``jax.vmap``, scanned over a chunk
-of steps (``jax.lax.scan``) in one ``jax.jit``; on PyTorch with ``torch.func.vmap`` (and
-``torch.func.vjp``), one vectorized call per step.
-The learning rates are the optimizer's variables and ``lambda`` the I-Norm layers'
-``norm_weight`` variable, so they are per-member data: one program serves every member. At
+How: each member is the Keras model `run_experiment` would build. Their states
+`(trainable, non_trainable, optimizer, metrics)` are stacked, and the stateless dual-loss
+step (`ei_keras.models.trainers.stateless.dual_loss_step`, the JAX trainer's own
+`train_step`) is vectorized over the members: on JAX with `jax.vmap`, scanned over a chunk
+of steps (`jax.lax.scan`) in one `jax.jit`; on PyTorch with `torch.func.vmap` (and
+`torch.func.vjp`), one vectorized call per step.
+The learning rates are the optimizer's variables and `lambda` the I-Norm layers'
+`norm_weight` variable, so they are per-member data: one program serves every member. At
 each epoch's end the states are written back into the members' models, whose measure
 callbacks, evaluation and run directory are the sequential run's
-(:meth:`ei_keras.experiment.RunSession.finish`); ``engine`` says ``"population"``.
+(`ei_keras.experiment.RunSession.finish`); `engine` says `"population"`.
 
-Divergence (:func:`member_health`): a member whose loss or a weight turns non-finite is
+Divergence (`member_health`): a member whose loss or a weight turns non-finite is
 *frozen* (its state stops changing; the others go on) and scored as a diverged sequential run
-(``status: diverged``, the step and the group whose weights turned non-finite first). A finite
-excursion past :data:`ei_keras.scoring.MAX_LOSS` / ``MAX_ABS_WEIGHT`` is recorded as a
-stability event (``stability`` in ``metrics.json``, as a sequential run's), not a stop
-(:mod:`ei_keras.scoring`: the paper's rule).
+(`status: diverged`, the step and the group whose weights turned non-finite first). A finite
+excursion past `ei_keras.scoring.MAX_LOSS` / `MAX_ABS_WEIGHT` is recorded as a
+stability event (`stability` in `metrics.json`, as a sequential run's), not a stop
+(`ei_keras.scoring`: the paper's rule).
 
-Backends: JAX and PyTorch (:data:`BACKENDS`). TensorFlow stops with a
-:class:`ei_keras.config.ConfigError` naming them.
+Backends: JAX and PyTorch (`BACKENDS`). TensorFlow stops with a
+`ei_keras.config.ConfigError` naming them.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ MAX_CHUNK_STEPS = 32
 
 
 def check_backend(backend: str | None = None) -> str:
-    """The running backend if it has a population engine, else a ``ConfigError``."""
+    """The running backend if it has a population engine, else a `ConfigError`."""
     if backend is None:
         import keras
 
@@ -63,13 +63,13 @@ def check_backend(backend: str | None = None) -> str:
 
 
 def member_health(loss, trainable, groups):
-    """The population's divergence rule for one member after one step (traced, ``keras.ops``).
+    """The population's divergence rule for one member after one step (traced, `keras.ops`).
 
-    Returns ``(finite, in_bounds, cause)``: whether the logged loss and every trainable value
+    Returns `(finite, in_bounds, cause)`: whether the logged loss and every trainable value
     are finite (else the member is frozen), whether the loss is at most
-    :data:`ei_keras.scoring.MAX_LOSS` and every weight at most ``MAX_ABS_WEIGHT`` in
+    `ei_keras.scoring.MAX_LOSS` and every weight at most `MAX_ABS_WEIGHT` in
     magnitude (else a stability event), and the index in
-    :data:`ei_keras.optimizers.GROUPS` of the first group holding a non-finite value (-1: none,
+    `ei_keras.optimizers.GROUPS` of the first group holding a non-finite value (-1: none,
     the loss alone).
     """
     from keras import ops
@@ -100,10 +100,10 @@ PER_MEMBER_HYPERPARAMETERS = ("lr_e", "lr_ie", "lr_ei", "norm_weight")
 def population_key(cfg) -> tuple:
     """What members of one population share (everything that fixes the compiled program and
     the number of steps): preset, width, depth, batch size, training subset, validation size,
-    epochs, the inhibitory schedule, ``trainable_ei``, the shift family, per-epoch validation
-    and measures, and every hyperparameter but :data:`PER_MEMBER_HYPERPARAMETERS` (momentum,
+    epochs, the inhibitory schedule, `trainable_ei`, the shift family, per-epoch validation
+    and measures, and every hyperparameter but `PER_MEMBER_HYPERPARAMETERS` (momentum,
     clipping, label smoothing, the optimizer kind are constants of the step). Seeds, learning
-    rates, ``lambda`` and the shift size may differ."""
+    rates, `lambda` and the shift size may differ."""
     from ei_keras.experiment import resolve
 
     resolved = resolve(cfg)
@@ -124,9 +124,9 @@ def population_key(cfg) -> tuple:
 
 
 def group_cells(todo, size: int | None = None) -> list[list]:
-    """``[(run dir, RunConfig), ...]`` in populations: cells with the same
-    :func:`population_key` (a protocol's sampled widths: one population per width), at most
-    ``size`` members each (None: no limit), in the order the cells come."""
+    """`[(run dir, RunConfig), ...]` in populations: cells with the same
+    `population_key` (a protocol's sampled widths: one population per width), at most
+    `size` members each (None: no limit), in the order the cells come."""
     groups: dict[tuple, list] = {}
     for cell in todo:
         groups.setdefault(population_key(cell[1]), []).append(cell)
@@ -149,8 +149,8 @@ def _engine():
 
 
 class _Divergence:
-    """A member's divergence record, read by :meth:`RunSession.finish` as it reads a
-    :class:`ei_keras.divergence.DivergenceMonitor`."""
+    """A member's divergence record, read by `RunSession.finish` as it reads a
+    `ei_keras.divergence.DivergenceMonitor`."""
 
     def __init__(self, rates):
         self.rates = rates
@@ -188,7 +188,7 @@ class _Divergence:
 
 
 def _state(model, metrics_variables):
-    """A member model's ``(trainable, non_trainable, optimizer, metrics)`` values (metrics
+    """A member model's `(trainable, non_trainable, optimizer, metrics)` values (metrics
     zeroed: the template's variables, in the template's order)."""
     from keras import ops
 
@@ -200,7 +200,7 @@ def _state(model, metrics_variables):
 
 def initial_carry(models, metrics_variables):
     """The population's starting state: the members' stacked states (metrics zeroed, in the
-    order of ``metrics_variables``), all alive, no divergence or stability event, step 0."""
+    order of `metrics_variables`), all alive, no divergence or stability event, step 0."""
     import numpy as np
 
     n = len(models)
@@ -210,9 +210,9 @@ def initial_carry(models, metrics_variables):
 
 
 def member_chunk(template):
-    """The compiled ``chunk(carry, xs, ys) -> carry`` of the running backend: ``len(xs)``
-    steps of every member (``xs``: ``(steps, members, batch, ...)``), the template's step
-    vectorized over the members, with :func:`member_health` after each step."""
+    """The compiled `chunk(carry, xs, ys) -> carry` of the running backend: `len(xs)`
+    steps of every member (`xs`: `(steps, members, batch, ...)`), the template's step
+    vectorized over the members, with `member_health` after each step."""
     from ei_keras.optimizers import GROUPS, variable_group
 
     groups = [GROUPS.index(variable_group(v)) for v in template.trainable_variables]
@@ -231,8 +231,8 @@ def _assign(model, state) -> None:
 
 
 class Population:
-    """Trains opened :class:`ei_keras.experiment.RunSession` runs of one
-    :func:`population_key` together.
+    """Trains opened `ei_keras.experiment.RunSession` runs of one
+    `population_key` together.
 
     Args:
         runs: opened sessions (their models built, their data loaded).
@@ -273,7 +273,7 @@ class Population:
 
     def _chunks(self, steps: int) -> list[int]:
         """The steps of each compiled call in an epoch: equal chunks (each new length is a new
-        compilation) of at most the :data:`CHUNK_BYTES` / :data:`MAX_CHUNK_STEPS` budget; a
+        compilation) of at most the `CHUNK_BYTES` / `MAX_CHUNK_STEPS` budget; a
         smaller last batch goes alone."""
         train = self.runs[0].train
         full = steps if len(train[steps - 1][0]) == len(train[0][0]) else steps - 1
@@ -287,7 +287,7 @@ class Population:
 
     def train(self) -> list[dict]:
         """Train every member for the configured epochs; returns each member's history
-        (``{column: [value per epoch]}``). Members' models hold their final states."""
+        (`{column: [value per epoch]}`). Members' models hold their final states."""
         from ei_keras import interrupt
         from ei_keras.optimizers import GROUPS
         engine = _engine()
@@ -351,7 +351,7 @@ class Population:
                 histories[p].setdefault(key, []).append(value)
 
     def finish(self, histories) -> list[dict]:
-        """Each member's :meth:`RunSession.finish` (its run directory's files)."""
+        """Each member's `RunSession.finish` (its run directory's files)."""
         out = []
         for p, r in enumerate(self.runs):
             out.append(r.finish(histories[p], self.divergence[p]))
@@ -360,8 +360,8 @@ class Population:
 
 def train_populations(todo, size: int | None = None, printer=print, overwrite: bool = False,
                       label: str = "population") -> list[dict]:
-    """Train ``[(run dir, RunConfig), ...]`` as populations (:func:`group_cells`) and write
-    each run directory; returns every run's ``metrics.json`` contents, in ``todo``'s order.
+    """Train `[(run dir, RunConfig), ...]` as populations (`group_cells`) and write
+    each run directory; returns every run's `metrics.json` contents, in `todo`'s order.
 
     Raises:
         ConfigError: the backend has no population engine (before anything is written), or an

@@ -1,8 +1,8 @@
-"""The population step on JAX: the model's own stateless ``train_step``, ``jax.vmap``-ed over
-the members' stacked states and ``jax.lax.scan``-ned over a chunk of steps, in one ``jax.jit``.
+"""The population step on JAX: the model's own stateless `train_step`, `jax.vmap`-ed over
+the members' stacked states and `jax.lax.scan`-ned over a chunk of steps, in one `jax.jit`.
 
-Each member's state is ``(trainable, non_trainable, optimizer, metrics)`` values, as Keras' JAX
-trainer threads it; the learning rates are optimizer variables and ``lambda`` a non-trainable
+Each member's state is `(trainable, non_trainable, optimizer, metrics)` values, as Keras' JAX
+trainer threads it; the learning rates are optimizer variables and `lambda` a non-trainable
 variable, so they are per-member data, not constants of the program.
 """
 
@@ -29,11 +29,11 @@ def to_host(tree):
 
 
 def make_chunk(model, groups, check):
-    """A jitted ``chunk(carry, xs, ys) -> carry``: ``len(xs)`` steps of every member.
+    """A jitted `chunk(carry, xs, ys) -> carry`: `len(xs)` steps of every member.
 
-    ``carry`` is ``(states, alive, bad_step, bad_cause, event_step, step)`` (see
-    :mod:`ei_keras.population`); ``groups`` gives each trainable variable's group index;
-    ``check(loss, trainable) -> (finite, in_bounds, nonfinite_group_or_-1)`` is the
+    `carry` is `(states, alive, bad_step, bad_cause, event_step, step)` (see
+    `ei_keras.population`); `groups` gives each trainable variable's group index;
+    `check(loss, trainable) -> (finite, in_bounds, nonfinite_group_or_-1)` is the
     population's divergence rule.
     """
 

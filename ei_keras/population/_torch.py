@@ -1,11 +1,11 @@
 """The population step on PyTorch: the same stateless dual-loss step as JAX's
-(:func:`ei_keras.models.trainers.stateless.dual_loss_step`, with ``torch.func.vjp``), vectorized
-over the members' stacked states with ``torch.func.vmap``, one call per step (eager).
+(`ei_keras.models.trainers.stateless.dual_loss_step`, with `torch.func.vjp`), vectorized
+over the members' stacked states with `torch.func.vmap`, one call per step (eager).
 
-Keras' torch optimizers update with ``torch._foreach`` kernels that take the learning rate as
-a Python number, which cannot be a per-member value under ``vmap``: while the population
-trains, each group optimizer runs Keras' own per-variable ``update_step`` (the loop of Keras'
-backend-independent optimizer), and :class:`ei_keras.optimizers.DaleSGD` its generic path, so
+Keras' torch optimizers update with `torch._foreach` kernels that take the learning rate as
+a Python number, which cannot be a per-member value under `vmap`: while the population
+trains, each group optimizer runs Keras' own per-variable `update_step` (the loop of Keras'
+backend-independent optimizer), and `ei_keras.optimizers.DaleSGD` its generic path, so
 the rates are per-member data as on JAX; clipping and constraints are the optimizer's own.
 """
 
@@ -43,13 +43,13 @@ def _tree_where(pred, a, b):
 
 
 def _select(pred, true_fn, false_fn, *operands):
-    """``lax.cond`` under ``vmap``: both branches, then a select."""
+    """`lax.cond` under `vmap`: both branches, then a select."""
     return _tree_where(pred, true_fn(*operands), false_fn(*operands))
 
 
 @contextlib.contextmanager
 def functional_updates(model):
-    """Route the model's optimizer through Keras' per-variable ``update_step`` (see the module
+    """Route the model's optimizer through Keras' per-variable `update_step` (see the module
     docstring); restores the optimizer on exit."""
     from ei_keras.optimizers import DaleSGD
 
@@ -74,8 +74,8 @@ def functional_updates(model):
 
 
 def make_chunk(model, groups, check):
-    """``chunk(carry, xs, ys) -> carry``: ``len(xs)`` steps of every member (see
-    :func:`ei_keras.population._jax.make_chunk`)."""
+    """`chunk(carry, xs, ys) -> carry`: `len(xs)` steps of every member (see
+    `ei_keras.population._jax.make_chunk`)."""
 
     def member(state, alive, bad_step, bad_cause, event_step, step, x, y):
         logs, new = stateless.dual_loss_step(model, state, (x, y), torch.func.vjp, _select)

@@ -10,9 +10,9 @@ result = run_sweep("tuner_configs/ei.json", preset="ei_ln", luminosity=0.75, tri
 result["finished"]  # 2
 ```
 
-Command line: ``ei-keras sweep --config tuner_configs/ei.json --preset ei_ln --luminosity 0.75
---trials 30 --out runs/sweeps`` (or ``python -m ei_keras.tuning ...``). The names load on first
-use, so importing this package (e.g. for :func:`add_sweep_parser`) does not import KerasTuner.
+Command line: `ei-keras sweep --config tuner_configs/ei.json --preset ei_ln --luminosity 0.75
+--trials 30 --out runs/sweeps` (or `python -m ei_keras.tuning ...`). The names load on first
+use, so importing this package (e.g. for `add_sweep_parser`) does not import KerasTuner.
 """
 
 import importlib
@@ -41,6 +41,10 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name):
     if name in _EXPORTS:
+        if _EXPORTS[name] in ("hypermodel", "sweep"):
+            from ei_keras.extras import require
+
+            require("research", f"ei_keras.tuning.{name}", ("keras_tuner",))
         return getattr(importlib.import_module(f"ei_keras.tuning.{_EXPORTS[name]}"), name)
     raise AttributeError(f"module 'ei_keras.tuning' has no attribute {name!r}")
 

@@ -1,5 +1,5 @@
-"""``python -m ei_keras.tuning --preset ei_ln ...``: the sweep without the main CLI (for
-distributed workers and tests). Choose the backend with ``KERAS_BACKEND``."""
+"""`python -m ei_keras.tuning --preset ei_ln ...`: the sweep without the main CLI (for
+distributed workers and tests). Choose the backend with `KERAS_BACKEND`."""
 
 import argparse
 import os
@@ -13,6 +13,13 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="KerasTuner random search of one preset.")
     args = add_arguments(parser).parse_args(argv)
+    from ei_keras.extras import message, missing
+
+    absent = missing("research")
+    if absent:
+        print(f"error: {message('research', 'python -m ei_keras.tuning', absent)}",
+              file=sys.stderr)
+        return 2
     if args.backend:
         import keras
 

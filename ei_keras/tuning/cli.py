@@ -1,6 +1,6 @@
-"""The ``sweep`` subcommand: ``add_sweep_parser(subparsers)`` adds it, ``cmd_sweep`` runs it.
+"""The `sweep` subcommand: `add_sweep_parser(subparsers)` adds it, `cmd_sweep` runs it.
 
-This module imports only the standard library and :mod:`ei_keras.backend_choice`, so building
+This module imports only the standard library and `ei_keras.backend_choice`, so building
 the parser does not import Keras.
 """
 
@@ -24,7 +24,7 @@ memory (the trial is redone when the sweep is resumed)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The sweep's arguments (shared by ``ei-keras sweep`` and ``python -m ei_keras.tuning``)."""
+    """The sweep's arguments (shared by `ei-keras sweep` and `python -m ei_keras.tuning`)."""
     p.add_argument("--config", help="tuner configuration file (default: tuner_configs/"
                    "<family>.json of the preset: ei.json or inorm.json)")
     p.add_argument("--preset", required=True, help="zoo preset to sweep (ei-keras presets)")
@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``sweep`` subcommand to an ``argparse`` subparsers object; returns its parser."""
+    """Add the `sweep` subcommand to an `argparse` subparsers object; returns its parser."""
     p = subparsers.add_parser(
         "sweep", help="KerasTuner random search of one preset at one luminosity (resumable, "
         "distributed)", epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

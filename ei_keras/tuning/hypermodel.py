@@ -1,15 +1,15 @@
-"""``EIHyperModel``: a zoo preset as a KerasTuner hypermodel. On the user's data (``x``, ``y``,
-``validation_data`` given to ``tuner.search``) a trial is ``model.fit`` on that data; without
-data, one trial of a sweep is one :func:`ei_keras.experiment.run_experiment` run.
+"""`EIHyperModel`: a zoo preset as a KerasTuner hypermodel. On the user's data (`x`, `y`,
+`validation_data` given to `tuner.search`) a trial is `model.fit` on that data; without
+data, one trial of a sweep is one `ei_keras.experiment.run_experiment` run.
 
-A trial's values (``lr_e``, ``lr_ie``, ``lr_ei``, ``width``, ``norm_weight``, ...) become the
+A trial's values (`lr_e`, `lr_ie`, `lr_ei`, `width`, `norm_weight`, ...) become the
 dotted configuration of a run; the run directory lands in
-``<out>/runs/<preset>/r<luminosity>/trial_<id>/`` with ``config.json`` (carrying ``trial_id``,
-``condition`` = the preset and ``luminosity``), ``history.csv`` and ``metrics.json``, which is
-what :func:`ei_keras.analysis.load_runs` and the report read. The trial's objective,
-``val_accuracy``, is the final accuracy on a validation set held out of the training images
-(:data:`VALIDATION_SIZE` of them, shifted like the test set): the tuner never selects on the
-test set, whose accuracy is recorded beside it (``test_accuracy``, the paper's measure). A
+`<out>/runs/<preset>/r<luminosity>/trial_<id>/` with `config.json` (carrying `trial_id`,
+`condition` = the preset and `luminosity`), `history.csv` and `metrics.json`, which is
+what `ei_keras.analysis.load_runs` and the report read. The trial's objective,
+`val_accuracy`, is the final accuracy on a validation set held out of the training images
+(`VALIDATION_SIZE` of them, shifted like the test set): the tuner never selects on the
+test set, whose accuracy is recorded beside it (`test_accuracy`, the paper's measure). A
 diverged trial scores chance, 0.1.
 """
 
@@ -29,7 +29,7 @@ __all__ = ["CHANCE_ACCURACY", "OBJECTIVE", "SMOKE_VALIDATION_SIZE", "VALIDATION_
            "EIHyperModel", "lum_dir"]
 
 OBJECTIVE = "val_accuracy"
-#: Training images each trial holds out for the objective (full size / ``--smoke``).
+#: Training images each trial holds out for the objective (full size / `--smoke`).
 VALIDATION_SIZE = 5000
 SMOKE_VALIDATION_SIZE = 64
 
@@ -37,48 +37,48 @@ SMOKE_VALIDATION_SIZE = 64
 class EIHyperModel(keras_tuner.HyperModel):
     """Builds and trains a zoo preset from a trial's hyperparameter values.
 
-    ``build(hp)`` returns the preset built and compiled by :func:`ei_keras.zoo.build` (the
-    Tuner must not be given ``optimizer=`` or ``loss=``, which would recompile it). It
-    declares the preset family's search space on ``hp`` as KerasTuner hypermodels do
-    (``ei_keras.tuning.space.declare_search_space``: the learning rates, the width, lambda for
+    `build(hp)` returns the preset built and compiled by `ei_keras.zoo.build` (the
+    Tuner must not be given `optimizer=` or `loss=`, which would recompile it). It
+    declares the preset family's search space on `hp` as KerasTuner hypermodels do
+    (`ei_keras.tuning.space.declare_search_space`: the learning rates, the width, lambda for
     the I-Norm presets, and fixed depth, batch size, momentum and epochs), so any KerasTuner
-    tuner searches it. Entries the tuner was given (``hyperparameters=``, e.g. a narrower
-    ``hp.Int("width", 8, 16)`` or ``load_search_space("tuner_configs/ei.json")``) keep their
-    definition; the tuner's ``tune_new_entries`` decides whether the others are searched or
+    tuner searches it. Entries the tuner was given (`hyperparameters=`, e.g. a narrower
+    `hp.Int("width", 8, 16)` or `load_search_space("tuner_configs/ei.json")`) keep their
+    definition; the tuner's `tune_new_entries` decides whether the others are searched or
     fixed at their defaults.
 
-    ``fit`` trains in one of two ways:
+    `fit` trains in one of two ways:
 
-    - on the user's data: when ``tuner.search`` was given data (``x``, ``y``,
-      ``validation_data``, ...), ``fit`` is ``model.fit`` with everything the tuner passes (its
-      callbacks, ``epochs``, ``batch_size``, ...), with the trial's ``epochs`` and
-      ``batch_size`` as defaults for those not given (``batch_size`` only for array inputs);
-      it returns the ``History``, whose ``val_`` metrics the tuner's objective reads;
-    - on the shifted Fashion-MNIST (no data given; needs ``runs_dir``): through
-      :func:`ei_keras.experiment.run_experiment` (fresh shifts every epoch, divergence
-      monitor, run directory written atomically), returning ``{"val_accuracy": final accuracy
-      on the held-out validation split}``. This is what ``ei-keras sweep`` runs.
+    - on the user's data: when `tuner.search` was given data (`x`, `y`,
+      `validation_data`, ...), `fit` is `model.fit` with everything the tuner passes (its
+      callbacks, `epochs`, `batch_size`, ...), with the trial's `epochs` and
+      `batch_size` as defaults for those not given (`batch_size` only for array inputs);
+      it returns the `History`, whose `val_` metrics the tuner's objective reads;
+    - on the shifted Fashion-MNIST (no data given; needs `runs_dir`): through
+      `ei_keras.experiment.run_experiment` (fresh shifts every epoch, divergence
+      monitor, run directory written atomically), returning `{"val_accuracy": final accuracy
+      on the held-out validation split}`. This is what `ei-keras sweep` runs.
 
     Args:
-        preset: a zoo preset name (:func:`ei_keras.zoo.all_names`).
-        luminosity: the shift half-width ``r`` (Fashion-MNIST runs; default: the run
+        preset: a zoo preset name (`ei_keras.zoo.all_names`).
+        luminosity: the shift half-width `r` (Fashion-MNIST runs; default: the run
             configuration's).
         runs_dir: where Fashion-MNIST run directories go:
-            ``<runs_dir>/<preset>/r<lum>/trial_<id>``.
-        smoke: tiny runs for CI (:data:`ei_keras.config.SMOKE_OVERRIDES`).
-        overrides: further dotted run-configuration overrides (e.g. ``{"data.data_dir": ...}``).
-        save_model: also write ``model.keras`` into each run directory (needed for
-            ``tuner.get_best_models()``).
+            `<runs_dir>/<preset>/r<lum>/trial_<id>`.
+        smoke: tiny runs for CI (`ei_keras.config.SMOKE_OVERRIDES`).
+        overrides: further dotted run-configuration overrides (e.g. `{"data.data_dir": ...}`).
+        save_model: also write `model.keras` into each run directory (needed for
+            `tuner.get_best_models()`).
         printer: progress output.
         name: the hypermodel's name.
-        input_dim: keyword-only, the width of the (flat) inputs ``build`` sizes the model for
+        input_dim: keyword-only, the width of the (flat) inputs `build` sizes the model for
             (default 784, flattened Fashion-MNIST).
         num_classes: keyword-only, output units (default: the configured data's classes).
-        declare_space: keyword-only, whether ``build`` declares the family's search space
-            (default True). ``ei-keras sweep`` turns it off: its space is exactly the file's.
+        declare_space: keyword-only, whether `build` declares the family's search space
+            (default True). `ei-keras sweep` turns it off: its space is exactly the file's.
 
     Example: a stock KerasTuner tuner on the user's data (20 features, 3 classes); the
-    width range is the user's, the rest of the ``ei`` family's space is declared by ``build``.
+    width range is the user's, the rest of the `ei` family's space is declared by `build`.
 
     ```python
     import keras_tuner
@@ -131,14 +131,14 @@ class EIHyperModel(keras_tuner.HyperModel):
         self.num_classes = num_classes
         self.declare_space = bool(declare_space)
         self.label = f"{preset} {lum_dir(luminosity)}"
-        #: The search that drives it (``--tuner``: set by :class:`ei_keras.tuning.SweepTuner`;
+        #: The search that drives it (`--tuner`: set by `ei_keras.tuning.SweepTuner`;
         #: None under another tuner), recorded with each trial so that a report never pools
         #: two searches.
         self.tuner_kind = None
 
     # ---------------------------------------------------------------------------------------
     def values(self, hp) -> dict:
-        """The trial's hyperparameter values that this preset uses (``norm_weight`` only for the
+        """The trial's hyperparameter values that this preset uses (`norm_weight` only for the
         I-Norm presets)."""
         from ei_keras import zoo
 
@@ -149,12 +149,12 @@ class EIHyperModel(keras_tuner.HyperModel):
 
     def declare_hyperparameters(self, hp):
         """KerasTuner's hook (called on the tuner's space before the first trial):
-        :meth:`declare`."""
+        `declare`."""
         self.declare(hp)
 
     def declare(self, hp):
-        """Declare the preset family's search space on ``hp`` (names ``hp`` holds keep their
-        definition; nothing with ``declare_space=False``); returns ``hp``."""
+        """Declare the preset family's search space on `hp` (names `hp` holds keep their
+        definition; nothing with `declare_space=False`); returns `hp`."""
         from ei_keras.tuning.space import declare_search_space, family
 
         if self.declare_space:
@@ -162,7 +162,7 @@ class EIHyperModel(keras_tuner.HyperModel):
         return hp
 
     def run_dir(self, trial_id: str) -> Path:
-        """The run directory of trial ``trial_id``."""
+        """The run directory of trial `trial_id`."""
         if self.runs_dir is None:
             raise keras_tuner.errors.FatalValueError(
                 f"EIHyperModel({self.preset!r}) was given no data and no runs_dir. Pass the "
@@ -171,9 +171,9 @@ class EIHyperModel(keras_tuner.HyperModel):
         return self.runs_dir / self.preset / lum_dir(self.luminosity) / f"trial_{trial_id}"
 
     def run_config(self, hp, trial_id: str) -> RunConfig:
-        """The :class:`ei_keras.config.RunConfig` of a trial. The run seed (initialisation and
-        shift streams) is the trial number, so trial ``i`` of every preset and luminosity
-        starts from the same seed, as configuration ``i`` of the recipes does."""
+        """The `ei_keras.config.RunConfig` of a trial. The run seed (initialisation and
+        shift streams) is the trial number, so trial `i` of every preset and luminosity
+        starts from the same seed, as configuration `i` of the recipes does."""
         overrides = {"preset": self.preset, "seed": int(trial_id),
                      "data.luminosity": self.luminosity,
                      "data.validation_size": VALIDATION_SIZE}
@@ -186,7 +186,7 @@ class EIHyperModel(keras_tuner.HyperModel):
         return RunConfig().with_overrides(overrides)
 
     def build(self, hp, seed: int | None = 0):
-        """The preset built and compiled with the trial's values (``zoo.build``)."""
+        """The preset built and compiled with the trial's values (`zoo.build`)."""
         from ei_keras import data, zoo
 
         cfg = self.run_config(self.declare(hp), "0")
@@ -198,23 +198,23 @@ class EIHyperModel(keras_tuner.HyperModel):
     # ---------------------------------------------------------------------------------------
     def fit(self, hp, model, *args, trial_id: str | None = None, tuner_id: str = "tuner0",
             epochs: int | None = None, initial_epoch: int = 0, callbacks=None, **kwargs):
-        """Train one trial. Given data (``x``, ``y``, ``validation_data``, ...: what
-        ``tuner.search`` was called with), :meth:`fit_on_data`. Otherwise train on the shifted
-        Fashion-MNIST and write the trial's run directory; return ``{"val_accuracy":
-        accuracy}`` (chance for a diverged trial).
+        """Train one trial. Given data (`x`, `y`, `validation_data`, ...: what
+        `tuner.search` was called with), `fit_on_data`. Otherwise train on the shifted
+        Fashion-MNIST and write the trial's run directory; return `{"val_accuracy":
+        accuracy}` (chance for a diverged trial).
 
-        Under :class:`ei_keras.tuning.SweepTuner` (``trial_id`` given) ``model`` is not
-        trained: ``run_experiment`` builds its own from the same preset and values, seeded by
+        Under `ei_keras.tuning.SweepTuner` (`trial_id` given) `model` is not
+        trained: `run_experiment` builds its own from the same preset and values, seeded by
         the trial number. A complete run directory of the same trial whose fingerprint matches
         (a trial whose process was killed after writing it, before the tuner recorded it) is
         reused instead of trained again; one with another fingerprint stops the sweep with an
         error naming the keys.
 
-        Under any other KerasTuner tuner (``keras_tuner.Hyperband(EIHyperModel(...))``, ...)
-        the tuner's ``model`` is trained from ``initial_epoch`` to ``epochs`` with the tuner's
-        ``callbacks`` (its checkpoints and per-epoch reports, on the validation split), so
+        Under any other KerasTuner tuner (`keras_tuner.Hyperband(EIHyperModel(...))`, ...)
+        the tuner's `model` is trained from `initial_epoch` to `epochs` with the tuner's
+        `callbacks` (its checkpoints and per-epoch reports, on the validation split), so
         Hyperband can continue a trial from its checkpoint; the run directory is
-        ``trial_<digest of the values and epochs>``.
+        `trial_<digest of the values and epochs>`.
         """
         from ei_keras.data import DataFileError
         from ei_keras.experiment import resolve, run_experiment
@@ -280,10 +280,10 @@ class EIHyperModel(keras_tuner.HyperModel):
 
     def fit_on_data(self, hp, model, *args, epochs=None, initial_epoch: int = 0,
                     callbacks=None, **kwargs):
-        """``model.fit(*args, **kwargs)`` on the user's data with the tuner's ``callbacks``,
-        ``epochs`` (default: the trial's ``epochs``) and ``initial_epoch``; ``batch_size``
+        """`model.fit(*args, **kwargs)` on the user's data with the tuner's `callbacks`,
+        `epochs` (default: the trial's `epochs`) and `initial_epoch`; `batch_size`
         defaults to the trial's for array inputs (datasets and generators batch themselves).
-        Returns the ``History``."""
+        Returns the `History`."""
         values = hp.values
         if epochs is None:
             epochs = int(values.get("epochs", 1))
@@ -297,7 +297,7 @@ class EIHyperModel(keras_tuner.HyperModel):
                          callbacks=callbacks, **kwargs)
 
 
-#: ``fit`` arguments that carry the user's data.
+#: `fit` arguments that carry the user's data.
 _DATA_ARGUMENTS = ("x", "y", "validation_data", "validation_split", "sample_weight")
 
 

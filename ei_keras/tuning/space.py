@@ -1,17 +1,19 @@
-"""Sweep search spaces as KerasTuner ``HyperParameters``: the files in ``tuner_configs/``.
+"""Sweep search spaces as KerasTuner `HyperParameters`: the files in `tuner_configs/`.
 
-A tuner configuration file is a JSON object with three keys::
+A tuner configuration file is a JSON object with three keys:
 
-    {
-      "description": "what the ranges are and why",
-      "presets": ["ei", "ei_ln", "e_ln"],
-      "hyperparameters": <keras_tuner.HyperParameters(...).get_config()>
-    }
+```json
+{
+  "description": "what the ranges are and why",
+  "presets": ["ei", "ei_ln", "e_ln"],
+  "hyperparameters": <keras_tuner.HyperParameters(...).get_config()>
+}
+```
 
-``hyperparameters`` is KerasTuner's own serialization, so a file loads into a
-``keras_tuner.HyperParameters`` and its ``get_config()`` gives the file's object back unchanged.
-The committed files are generated from :mod:`ei_keras.search_space` by
-:func:`tuner_config` (``python -m ei_keras.tuning.space tuner_configs`` rewrites them; a test
+`hyperparameters` is KerasTuner's own serialization, so a file loads into a
+`keras_tuner.HyperParameters` and its `get_config()` gives the file's object back unchanged.
+The committed files are generated from `ei_keras.search_space` by
+`tuner_config` (`python -m ei_keras.tuning.space tuner_configs` rewrites them; a test
 checks that they are up to date).
 
 Example:
@@ -36,7 +38,7 @@ from typing import Any
 from ei_keras.config import DEFAULT_DEPTH, KINDS, SHORT_KEYS, ConfigError, DataConfig
 
 #: Hyperparameter names a tuner configuration may hold: every preset hyperparameter and the
-#: sizes (``ei_keras.config.SHORT_KEYS``), each checked by its configuration key's kind.
+#: sizes (`ei_keras.config.SHORT_KEYS`), each checked by its configuration key's kind.
 ALLOWED_HYPERPARAMETERS: dict[str, str] = dict(SHORT_KEYS)
 #: Names every file must define (a value per trial is needed to train).
 REQUIRED_HYPERPARAMETERS = ("lr_e", "lr_ie", "lr_ei", "width", "depth", "batch_size", "epochs")
@@ -55,12 +57,12 @@ NORM_WEIGHT_GRID = (0.001, 0.01, 0.1)
 PAPER_EPOCHS = 50
 PAPER_BATCH_SIZE = DataConfig().batch_size
 PAPER_DEPTH = DEFAULT_DEPTH
-#: Width range and step of ``--smoke`` sweeps: tiny models for CI, and only two shapes, since
+#: Width range and step of `--smoke` sweeps: tiny models for CI, and only two shapes, since
 #: every new shape costs compilation time (JAX compiles each op per shape when not jitted).
 SMOKE_WIDTH_RANGE = (8, 16)
 SMOKE_WIDTH_STEP = 8
 
-#: The families of presets that share a search space: one ``tuner_configs/<family>.json`` each.
+#: The families of presets that share a search space: one `tuner_configs/<family>.json` each.
 FAMILIES = ("ei", "inorm", "conv_ei", "conv_inorm")
 _FAMILY_TITLES = {"ei": "EI / LayerNorm", "inorm": "I-Norm",
                   "conv_ei": "convolutional EI / LayerNorm", "conv_inorm": "convolutional I-Norm"}
@@ -84,8 +86,8 @@ class TunerConfig:
 
 
 def family(preset: str) -> str:
-    """``"inorm"`` for the I-Norm presets, ``"ei"`` for ``ei``, ``ei_ln`` and ``e_ln``, and
-    ``"conv_inorm"`` / ``"conv_ei"`` for the conv presets."""
+    """`"inorm"` for the I-Norm presets, `"ei"` for `ei`, `ei_ln` and `e_ln`, and
+    `"conv_inorm"` / `"conv_ei"` for the conv presets."""
     from ei_keras.search_space import is_conv
 
     return ("conv_" if is_conv(preset) else "") + (
@@ -93,7 +95,7 @@ def family(preset: str) -> str:
 
 
 def family_presets(name: str) -> list[str]:
-    """The zoo presets of family ``name``."""
+    """The zoo presets of family `name`."""
     from ei_keras import zoo
 
     return [p for p in zoo.all_names() if family(p) == name]
@@ -136,8 +138,8 @@ def _description(name: str) -> str:
 
 
 def tuner_config(name: str) -> dict:
-    """The tuner configuration of family ``name`` (one of :data:`FAMILIES`) as a JSON-ready
-    dict, derived from :mod:`ei_keras.search_space`."""
+    """The tuner configuration of family `name` (one of `FAMILIES`) as a JSON-ready
+    dict, derived from `ei_keras.search_space`."""
     import keras_tuner
 
     hp = declare_search_space(keras_tuner.HyperParameters(), name)
@@ -168,8 +170,8 @@ def declare_search_space(hp, name: str):
 
 
 def write_tuner_configs(directory: str | os.PathLike[str] = "tuner_configs") -> list[Path]:
-    """(Re)write ``<directory>/<family>.json`` for every one of :data:`FAMILIES` from
-    :func:`tuner_config`."""
+    """(Re)write `<directory>/<family>.json` for every one of `FAMILIES` from
+    `tuner_config`."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -181,8 +183,8 @@ def write_tuner_configs(directory: str | os.PathLike[str] = "tuner_configs") -> 
 
 
 def default_config_path(preset: str) -> Path | None:
-    """The search space shipped for ``preset``'s family: ``ei_keras/tuner_configs/<family>.json``
-    inside the installed package (a source checkout's top-level ``tuner_configs/`` links to
+    """The search space shipped for `preset`'s family: `ei_keras/tuner_configs/<family>.json`
+    inside the installed package (a source checkout's top-level `tuner_configs/` links to
     the same files), or None when the file is missing."""
     path = Path(__file__).resolve().parents[1] / "tuner_configs" / f"{family(preset)}.json"
     return path if path.is_file() else None
@@ -206,7 +208,7 @@ def _fail(field: str, expected: str, value: Any) -> ValueError:
 
 
 def _check_value(field: str, name: str, value: Any) -> None:
-    """A single value of hyperparameter ``name``, checked as its configuration key is."""
+    """A single value of hyperparameter `name`, checked as its configuration key is."""
     if value is None or isinstance(value, str):
         raise _fail(field, KINDS[SHORT_KEYS[name]].describe(), value)
     try:
@@ -306,11 +308,11 @@ def _fits(cls: str, cfg: dict, value: Any) -> bool:
 
 
 def validate_tuner_config(config: Any, source: str = "tuner configuration") -> TunerConfig:
-    """Check a tuner configuration object and build its ``HyperParameters``.
+    """Check a tuner configuration object and build its `HyperParameters`.
 
     Raises:
-        ValueError: naming the offending field (``hyperparameters.space[2] (lr_ei).config.
-            min_value``), for an unknown key or hyperparameter name, a bad range or a wrong type.
+        ValueError: naming the offending field (`hyperparameters.space[2] (lr_ei).config.
+            min_value`), for an unknown key or hyperparameter name, a bad range or a wrong type.
     """
     import keras_tuner
 
@@ -402,9 +404,9 @@ def load_tuner_config(path: str | os.PathLike[str]) -> TunerConfig:
 
 
 def load_search_space(path: str | os.PathLike[str]):
-    """The ``keras_tuner.HyperParameters`` of a tuner configuration file, validated.
+    """The `keras_tuner.HyperParameters` of a tuner configuration file, validated.
 
-    ``load_search_space(path).get_config()`` equals the file's ``"hyperparameters"`` object.
+    `load_search_space(path).get_config()` equals the file's `"hyperparameters"` object.
 
     Raises:
         ValueError: for an unknown key or hyperparameter name, a bad range or a wrong type; the
@@ -414,9 +416,9 @@ def load_search_space(path: str | os.PathLike[str]):
 
 
 def resize_space(hp, epochs: int | None = None, smoke: bool = False):
-    """A copy of search space ``hp`` for a shortened run: ``epochs`` fixed to a value, and for
-    ``smoke`` the width range replaced by :data:`SMOKE_WIDTH_RANGE` and 1 epoch (unless
-    ``epochs`` is given)."""
+    """A copy of search space `hp` for a shortened run: `epochs` fixed to a value, and for
+    `smoke` the width range replaced by `SMOKE_WIDTH_RANGE` and 1 epoch (unless
+    `epochs` is given)."""
     import keras_tuner
 
     config = hp.get_config()
@@ -455,7 +457,7 @@ def space_signature(hp) -> dict:
 
 
 def describe_difference(a: dict, b: dict) -> str:
-    """What differs between two :func:`space_signature` results, for error messages."""
+    """What differs between two `space_signature` results, for error messages."""
     parts = []
     for name in sorted(set(a) | set(b)):
         if a.get(name) != b.get(name):

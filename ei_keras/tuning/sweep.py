@@ -1,32 +1,32 @@
 """Random-search sweeps of one preset at one luminosity with KerasTuner, on one machine or many.
 
-:func:`run_sweep` runs a ``keras_tuner.RandomSearch`` (:class:`SweepTuner`) whose trials are
-:class:`~ei_keras.tuning.EIHyperModel` runs. The tuner's state lives in
-``<out>/<preset>_r<lum>/`` (KerasTuner's project directory) and the run directories in
-``<out>/runs/<preset>/r<lum>/trial_<id>/``, where ``ei-keras report <out>`` reads them.
+`run_sweep` runs a `keras_tuner.RandomSearch` (`SweepTuner`) whose trials are
+`ei_keras.tuning.EIHyperModel` runs. The tuner's state lives in
+`<out>/<preset>_r<lum>/` (KerasTuner's project directory) and the run directories in
+`<out>/runs/<preset>/r<lum>/trial_<id>/`, where `ei-keras report <out>` reads them.
 
 **Resuming.** Rerunning the same command resumes: KerasTuner reloads its oracle
-(``overwrite=False``), keeps the finished trials and puts the trial that was running when the
+(`overwrite=False`), keeps the finished trials and puts the trial that was running when the
 process died back in its retry queue, so it runs again under the same id (same values, same
 seed). Run directories are written atomically (complete or absent); a killed attempt's hidden
 staging folders are removed when the trial is redone, and a run directory already complete for
 the same trial and values is reused, so no trial appears twice. A sweep directory started with
-another search space (another ``--config``, ``--smoke`` or ``--epochs``) or another ``--seed``
+another search space (another `--config`, `--smoke` or `--epochs`) or another `--seed`
 is refused.
 
 **Distributed.** The same command runs as chief or worker through KerasTuner's distributed mode,
-chosen by the environment: ``KERASTUNER_TUNER_ID`` (``chief`` for the chief, any other unique
-name for a worker), ``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT`` (where the chief
-listens; gRPC, needs ``grpcio`` and ``protobuf``: ``pip install ei-keras[distributed]``). The
+chosen by the environment: `KERASTUNER_TUNER_ID` (`chief` for the chief, any other unique
+name for a worker), `KERASTUNER_ORACLE_IP` and `KERASTUNER_ORACLE_PORT` (where the chief
+listens; gRPC, needs `grpcio` and `protobuf`: `pip install ei-keras[distributed]`). The
 chief only hands out trials and records results; workers train. Waits are bounded by
-``timeout`` (KerasTuner itself would wait forever for a dead worker, and a worker waits an hour
+`timeout` (KerasTuner itself would wait forever for a dead worker, and a worker waits an hour
 for a lost chief):
 
-- workers send a heartbeat every ``timeout / 6`` s (at most 30 s) while they train; the chief
-  hands a trial whose worker has been silent for ``timeout`` s to another worker, and gives up
+- workers send a heartbeat every `timeout / 6` s (at most 30 s) while they train; the chief
+  hands a trial whose worker has been silent for `timeout` s to another worker, and gives up
   (exit code 4, a message saying how to resume) when no worker has contacted it for
-  ``timeout`` s with trials left;
-- a worker that cannot reach the chief for ``timeout`` s exits (code 5) with a message.
+  `timeout` s with trials left;
+- a worker that cannot reach the chief for `timeout` s exits (code 5) with a message.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class SweepTimeoutError(RuntimeError):
 
 
 def distributed_role() -> str:
-    """``"single"``, ``"chief"`` or ``"worker"``, from KerasTuner's environment variables."""
+    """`"single"`, `"chief"` or `"worker"`, from KerasTuner's environment variables."""
     if "KERASTUNER_ORACLE_IP" not in os.environ:
         return "single"
     missing = [v for v in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID")
@@ -152,8 +152,8 @@ class _SweepOracleMixin:
 
     @keras_tuner.synchronized
     def requeue_silent(self, timeout: float) -> list[tuple[str, str, float]]:
-        """Give back the trials whose workers have been silent for ``timeout`` seconds; return
-        ``[(tuner_id, trial_id, silent seconds)]``."""
+        """Give back the trials whose workers have been silent for `timeout` seconds; return
+        `[(tuner_id, trial_id, silent seconds)]`."""
         now = time.monotonic()
         stale = []
         for tuner_id, trial in list(self.ongoing_trials.items()):
@@ -179,36 +179,36 @@ class HyperbandSweepOracle(_SweepOracleMixin, keras_tuner.oracles.HyperbandOracl
 
 class BayesianSweepOracle(_SweepOracleMixin, keras_tuner.oracles.BayesianOptimizationOracle):
     """KerasTuner's Bayesian-optimization oracle (Gaussian process; needs scikit-learn:
-    ``pip install ei-keras[bayesian]``) with the sweep's progress and watchdog bookkeeping."""
+    `pip install ei-keras[bayesian]`) with the sweep's progress and watchdog bookkeeping."""
 
 
-#: ``--tuner`` name -> oracle class.
+#: `--tuner` name -> oracle class.
 TUNERS = {"random": SweepOracle, "hyperband": HyperbandSweepOracle,
           "bayesian": BayesianSweepOracle}
-#: Hyperband's halving factor and the fewest epochs its largest bracket trains (``--smoke``
+#: Hyperband's halving factor and the fewest epochs its largest bracket trains (`--smoke`
 #: fixes the space's epochs at 1, too few for a bracket).
 HYPERBAND_FACTOR = 3
 HYPERBAND_MIN_MAX_EPOCHS = 3
 
 
 class SweepTuner(keras_tuner.Tuner):
-    """A KerasTuner tuner over an :class:`EIHyperModel`: random search, Hyperband or Bayesian
-    optimization (``kind``), objective ``val_accuracy`` (max, on the held-out validation
-    split). The hypermodel compiles its models; this tuner is given no ``optimizer=`` or
-    ``loss=``. It passes each trial's id to the hypermodel (the run's seed and folder name),
+    """A KerasTuner tuner over an `EIHyperModel`: random search, Hyperband or Bayesian
+    optimization (`kind`), objective `val_accuracy` (max, on the held-out validation
+    split). The hypermodel compiles its models; this tuner is given no `optimizer=` or
+    `loss=`. It passes each trial's id to the hypermodel (the run's seed and folder name),
     and for Hyperband the trial's epoch budget (each Hyperband trial trains from scratch for
     its budget: run directories stay independent, complete runs).
 
     Args:
-        hypermodel: an :class:`EIHyperModel`.
-        hyperparameters: the search space (``keras_tuner.HyperParameters``); entries the
-            hypermodel does not declare are refused (``allow_new_entries=False``).
+        hypermodel: an `EIHyperModel`.
+        hyperparameters: the search space (`keras_tuner.HyperParameters`); entries the
+            hypermodel does not declare are refused (`allow_new_entries=False`).
         max_trials: number of trials (random, bayesian; Hyperband sizes itself from the
-            space's ``epochs``).
+            space's `epochs`).
         seed: the oracle's seed (>= 1; KerasTuner replaces 0 by a random seed).
         directory, project_name: where KerasTuner keeps its state.
         printer: progress output.
-        kind: ``"random"``, ``"hyperband"`` or ``"bayesian"`` (:data:`TUNERS`).
+        kind: `"random"`, `"hyperband"` or `"bayesian"` (`TUNERS`).
     """
 
     def __init__(self, hypermodel: EIHyperModel, hyperparameters, max_trials: int, seed: int,
@@ -252,8 +252,8 @@ class SweepTuner(keras_tuner.Tuner):
             self.current_trial_id = None
 
     def load_model(self, trial):
-        """The trained model of ``trial``, read from its run directory's ``model.keras``
-        (written when the sweep ran with ``save_models=True``)."""
+        """The trained model of `trial`, read from its run directory's `model.keras`
+        (written when the sweep ran with `save_models=True`)."""
         import keras
 
         path = self.hypermodel.run_dir(trial.trial_id) / "model.keras"
@@ -287,7 +287,7 @@ def _port_open(ip: str, port: int, wait: float = 2.0) -> bool:
 
 class _WorkerWatch(threading.Thread):
     """On a worker: heartbeats to the chief while a trial trains, and an exit when the chief
-    has been unreachable for ``timeout`` seconds (KerasTuner's client would wait an hour)."""
+    has been unreachable for `timeout` seconds (KerasTuner's client would wait an hour)."""
 
     def __init__(self, tuner: SweepTuner, timeout: float, printer=_print):
         super().__init__(daemon=True, name="ei-keras-worker-watch")
@@ -335,7 +335,7 @@ class _WorkerWatch(threading.Thread):
 
 def _serve_as_chief(tuner: SweepTuner, timeout: float, printer=_print, poll: float = 0.5):
     """Run KerasTuner's chief (gRPC server) in a thread and watch it: requeue trials of silent
-    workers, stop when every trial is finished, give up after ``timeout`` s without workers."""
+    workers, stop when every trial is finished, give up after `timeout` s without workers."""
     oracle: SweepOracle = tuner.oracle
     failure = []
 
@@ -393,8 +393,8 @@ def _serve_as_chief(tuner: SweepTuner, timeout: float, printer=_print, poll: flo
 
 
 def _project_tuner(project_dir: Path) -> str:
-    """The ``--tuner`` of a sweep's project folder, from its name (``<preset>_r<lum>`` for
-    random search, ``..._<tuner>`` for the others: :func:`run_sweep`)."""
+    """The `--tuner` of a sweep's project folder, from its name (`<preset>_r<lum>` for
+    random search, `..._<tuner>` for the others: `run_sweep`)."""
     suffix = project_dir.name.rsplit("_", 1)[-1]
     return suffix if suffix in TUNERS and suffix != "random" else "random"
 
@@ -453,39 +453,39 @@ def run_sweep(config_path=None, preset: str = "ei_ln", luminosity: float = 0.75,
     """Run (or resume, or join as a distributed chief/worker) a sweep.
 
     Args:
-        config_path: a tuner configuration file (``tuner_configs/ei.json``, ...); None for the
+        config_path: a tuner configuration file (`tuner_configs/ei.json`, ...); None for the
             preset family's own (the committed file, or the same space generated in memory).
         preset: the zoo preset swept.
-        luminosity: the shift half-width ``r`` (training stream and test set).
+        luminosity: the shift half-width `r` (training stream and test set).
         trials: number of random configurations (paper: 30).
-        out_dir: the sweep root; tuner state in ``<out>/<preset>_r<lum>``, run directories in
-            ``<out>/runs/<preset>/r<lum>/trial_<id>``.
+        out_dir: the sweep root; tuner state in `<out>/<preset>_r<lum>`, run directories in
+            `<out>/runs/<preset>/r<lum>/trial_<id>`.
         smoke: tiny trials for CI (width 8 or 16, 1 epoch, 128 train / 128 test samples, no
             moments or alignment measures, no jit compilation).
         epochs: fix the number of epochs (overrides the file's; a different number is a
             different search space, so it cannot resume a sweep started without it).
         seed: the oracle's sampling seed (>= 1). The same seed draws the same configurations,
-            so trial ``i`` of ``ei``, ``ei_ln`` and ``e_ln`` share values and can be paired.
+            so trial `i` of `ei`, `ei_ln` and `e_ln` share values and can be paired.
         timeout: bound on distributed waits in seconds (see the module docstring).
-        data_dir: Fashion-MNIST folder (``data.data_dir``).
-        save_models: keep ``model.keras`` in each run directory (for ``get_best_models``).
+        data_dir: Fashion-MNIST folder (`data.data_dir`).
+        save_models: keep `model.keras` in each run directory (for `get_best_models`).
         printer: progress output.
         freeze_gc: move the objects alive now out of the garbage collector's sight (for a
             process that only sweeps, like the CLI's: KerasTuner collects twice per trial, and
             with TensorFlow, torch and Keras loaded each full collection walks millions of
             import-time objects). Off by default: it changes the whole process.
-        tuner: ``"random"`` (the paper's protocol), ``"hyperband"`` or ``"bayesian"``
-            (:data:`TUNERS`; distributed mode runs random search only).
+        tuner: `"random"` (the paper's protocol), `"hyperband"` or `"bayesian"`
+            (`TUNERS`; distributed mode runs random search only).
 
     Returns:
-        ``{"role", "project_dir", "runs_dir", "finished", "best_trial", "best_value",
-        "seconds"}`` (``finished``/``best_*`` are None on a worker, which does not hold the
+        `{"role", "project_dir", "runs_dir", "finished", "best_trial", "best_value",
+        "seconds"}` (`finished`/`best_*` are None on a worker, which does not hold the
         oracle).
 
     Raises:
         ValueError: an invalid configuration file (the message names the field), a preset
             outside the file's family, or a sweep directory started with another space/seed.
-        SweepTimeoutError: the chief found no worker within ``timeout`` s (state saved).
+        SweepTimeoutError: the chief found no worker within `timeout` s (state saved).
     """
     from ei_keras.tuning.space import (
         default_config_path,

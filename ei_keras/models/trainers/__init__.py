@@ -1,5 +1,5 @@
 """One dual-loss training step per backend, chosen once, at import (as Keras chooses its own
-trainer): ``DualLossTrainer`` is a mixin for ``keras.Model`` subclasses."""
+trainer): `DualLossTrainer` is a mixin for `keras.Model` subclasses."""
 
 from __future__ import annotations
 

@@ -3,13 +3,13 @@
 The paper trains two losses at once (Eyono et al. 2026, Methods): the task loss trains the
 excitatory variables (and every variable of networks without learned normalization); each
 I-Norm layer's normalization loss trains that layer's inhibitory variables only. Layers declare
-which variables their own losses train through a ``normalization_variables`` attribute
-(:class:`ei_keras.layers.INormDense` does); everything here reads that declaration, so the
+which variables their own losses train through a `normalization_variables` attribute
+(`ei_keras.layers.INormDense` does); everything here reads that declaration, so the
 assignment of each gradient to each variable is explicit and inspectable
-(:meth:`DualLossTrainerBase.loss_assignment`), whatever stop-gradients a layer uses.
+(`DualLossTrainerBase.loss_assignment`), whatever stop-gradients a layer uses.
 
-Each backend's file (``jax.py``, ``tensorflow.py``, ``torch.py``) subclasses
-:class:`DualLossTrainerBase` with its own ``train_step`` / ``test_step``; ``__init__.py`` picks
+Each backend's file (`jax.py`, `tensorflow.py`, `torch.py`) subclasses
+`DualLossTrainerBase` with its own `train_step` / `test_step`; `__init__.py` picks
 one once, at import.
 """
 
@@ -26,7 +26,7 @@ from keras import ops
 # backend.
 from keras.src.trainers.compile_utils import MetricsList
 
-#: ``compile`` arguments of the inhibitory plasticity schedules (saved in ``.keras`` files).
+#: `compile` arguments of the inhibitory plasticity schedules (saved in `.keras` files).
 SCHEDULE_ARGUMENTS = ("inhibitory_steps", "inhibitory_every")
 COUNTER_NAME = "inhibitory_schedule_step"
 
@@ -35,9 +35,9 @@ def portable_compile_config(config):
     """A copy of a compile config with backend-specific optimizer classes made public.
 
     Keras records backend-specific optimizer classes (e.g. the torch backend's fused SGD,
-    ``keras.src.backend.torch.optimizers.torch_sgd``); loaded under another backend such an
+    `keras.src.backend.torch.optimizers.torch_sgd`); loaded under another backend such an
     optimizer cannot update that backend's variables. Those entries are mapped back to the
-    public ``keras.optimizers`` class of the same name, which resolves to the running backend's
+    public `keras.optimizers` class of the same name, which resolves to the running backend's
     implementation; learning rates, momenta and clipping are unchanged.
     """
     if isinstance(config, dict):
@@ -60,10 +60,10 @@ def _check_schedule(name: str, value) -> int:
 
 
 def _supports_subset_updates(optimizer) -> bool:
-    """Whether ``optimizer.apply`` accepts a subset of the variables it was built with.
+    """Whether `optimizer.apply` accepts a subset of the variables it was built with.
 
-    Keras' single optimizers do; ``keras.optimizers.MultiOptimizer.apply`` insists on the full
-    list, so only :class:`ei_keras.optimizers.DaleSGD` (which routes subsets) qualifies among
+    Keras' single optimizers do; `keras.optimizers.MultiOptimizer.apply` insists on the full
+    list, so only `ei_keras.optimizers.DaleSGD` (which routes subsets) qualifies among
     multi-optimizers."""
     from ei_keras.optimizers import DaleSGD
 
@@ -86,8 +86,8 @@ class _Assignment:
 
 
 class _LossTrackers(MetricsList):
-    """``task_loss`` and ``norm_loss`` as one group of ``model.metrics`` (see the import of
-    ``MetricsList``); both are losses, so they should go down."""
+    """`task_loss` and `norm_loss` as one group of `model.metrics` (see the import of
+    `MetricsList`); both are losses, so they should go down."""
 
     def __init__(self, trackers):
         super().__init__(list(trackers), name="dual_loss_trackers")
@@ -100,7 +100,39 @@ class _LossTrackers(MetricsList):
 
 class DualLossTrainerBase:
     """What every backend's dual-loss trainer shares: compile arguments, the loss assignment,
-    the two loss values, the ``task_loss`` / ``norm_loss`` trackers, saving."""
+    the two loss values, the `task_loss` / `norm_loss` trackers, saving.
+
+    `ei_keras.models.DualLossTrainer` is this class plus the running backend's `train_step`
+    and `test_step`; mix it into a subclassed `keras.Model`, before `keras.Model` in the bases.
+
+    Example:
+
+    ```python
+    import keras
+    import numpy as np
+    from ei_keras.layers import EIDense, INormDense
+    from ei_keras.models import DualLossTrainer
+    from ei_keras.optimizers import dale_sgd
+
+
+    class Net(DualLossTrainer, keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inorm = INormDense(16, error_normalization="full", seed=0)
+            self.readout = EIDense(3, seed=1)
+
+        def call(self, x):
+            return self.readout(keras.ops.relu(self.inorm(x)))
+
+
+    net = Net()
+    net.compile(optimizer=dale_sgd(0.05, 0.3, 0.1),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).random((32, 20), dtype="float32")
+    history = net.fit(x, np.arange(32) % 3, batch_size=8, epochs=1, verbose=0)
+    sorted(history.history)  # ['loss', 'norm_loss', 'task_loss']
+    ```
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -119,9 +151,9 @@ class DualLossTrainerBase:
 
     @property
     def metrics(self):
-        """Keras' metrics, with ``task_loss`` and ``norm_loss`` listed as one group (so that
-        callbacks in ``mode="auto"`` know both go down); their results are reported as
-        before, ``task_loss`` and ``norm_loss``."""
+        """Keras' metrics, with `task_loss` and `norm_loss` listed as one group (so that
+        callbacks in `mode="auto"` know both go down); their results are reported as
+        before, `task_loss` and `norm_loss`."""
         group = getattr(self, "dual_loss_trackers", None)
         metrics = super().metrics
         if group is None:
@@ -137,18 +169,18 @@ class DualLossTrainerBase:
 
     # -- compile ------------------------------------------------------------------------------
     def compile(self, *args, inhibitory_steps: int = 1, inhibitory_every: int = 1, **kwargs):
-        """``keras.Model.compile`` plus the inhibitory plasticity schedule.
+        """`keras.Model.compile` plus the inhibitory plasticity schedule.
 
         Args:
-            *args: ``keras.Model.compile`` arguments (``optimizer``, ``loss``, ...).
+            *args: `keras.Model.compile` arguments (`optimizer`, `loss`, ...).
             inhibitory_steps: normalization-loss updates per batch: after the joint update of
-                the batch, ``inhibitory_steps - 1`` more updates of the normalization
+                the batch, `inhibitory_steps - 1` more updates of the normalization
                 variables, each from a fresh forward pass on the same batch. Default 1 (the
                 paper's step).
             inhibitory_every: the normalization variables learn on one batch in
-                ``inhibitory_every`` (the first of each block, counted across epochs); on the
+                `inhibitory_every` (the first of each block, counted across epochs); on the
                 other batches only the task loss' variables move. Default 1 (every batch).
-            **kwargs: ``keras.Model.compile`` keyword arguments.
+            **kwargs: `keras.Model.compile` keyword arguments.
         """
         self.inhibitory_steps = _check_schedule("inhibitory_steps", inhibitory_steps)
         self.inhibitory_every = _check_schedule("inhibitory_every", inhibitory_every)
@@ -170,12 +202,12 @@ class DualLossTrainerBase:
         return config
 
     def compile_from_config(self, config):
-        """Compile from a ``.keras`` file saved under any backend.
+        """Compile from a `.keras` file saved under any backend.
 
-        Backend-specific optimizer classes are mapped to their public ``keras.optimizers``
-        names (:func:`portable_compile_config`) and ``jit_compile`` goes back to ``"auto"``:
+        Backend-specific optimizer classes are mapped to their public `keras.optimizers`
+        names (`portable_compile_config`) and `jit_compile` goes back to `"auto"`:
         Keras saves the resolved value (True under JAX, False under TF-on-CPU and torch), which
-        would otherwise make a JAX file ``torch.compile`` under torch.
+        would otherwise make a JAX file `torch.compile` under torch.
         """
         config = keras.saving.deserialize_keras_object(
             {**portable_compile_config(config), "jit_compile": "auto"})
@@ -191,13 +223,13 @@ class DualLossTrainerBase:
 
     # -- the assignment of variables to losses -------------------------------------------------
     def normalization_layers(self) -> list:
-        """The sub-layers that declare ``normalization_variables`` (their own losses are the
+        """The sub-layers that declare `normalization_variables` (their own losses are the
         normalization loss)."""
         return [layer for layer in self._flatten_layers(include_self=False)
                 if hasattr(layer, "normalization_variables")]
 
     def _assignment(self):
-        """``(trainable, is_norm)``: the trainable variables and, for each, whether the
+        """`(trainable, is_norm)`: the trainable variables and, for each, whether the
         normalization loss (True) or the task loss (False) trains it. Cached per compile."""
         trainable = self.trainable_variables
         key = tuple(id(v) for v in trainable)
@@ -211,7 +243,7 @@ class DualLossTrainerBase:
         return list(cache.trainable), cache.is_norm
 
     def loss_assignment(self) -> dict[str, list[str]]:
-        """Which loss trains which variable: ``{"task": [paths], "normalization": [paths]}``.
+        """Which loss trains which variable: `{"task": [paths], "normalization": [paths]}`.
 
         Example:
 
@@ -226,14 +258,14 @@ class DualLossTrainerBase:
 
     # -- the two losses -----------------------------------------------------------------------
     def normalization_terms(self) -> list:
-        """The terms of the normalization loss of the last forward pass: the ``add_loss``
-        terms of the layers that declare ``normalization_variables`` (and of their sub-layers),
+        """The terms of the normalization loss of the last forward pass: the `add_loss`
+        terms of the layers that declare `normalization_variables` (and of their sub-layers),
         plus the regularization penalties of those variables (they train only on this loss).
-        The penalties of every other variable (e.g. a ``kernel_regularizer`` on ``W_EE``) stay
+        The penalties of every other variable (e.g. a `kernel_regularizer` on `W_EE`) stay
         in the task loss.
 
         Call it after the forward pass, where the layers hold their losses (inside the same
-        ``keras.StatelessScope`` on JAX)."""
+        `keras.StatelessScope` on JAX)."""
         layers = (self._assignment_cache.layers if self._assignment_cache is not None
                   else self.normalization_layers())
         terms = []
@@ -246,7 +278,7 @@ class DualLossTrainerBase:
         return terms
 
     def normalization_loss(self):
-        """The sum of :meth:`normalization_terms` (float32)."""
+        """The sum of `normalization_terms` (float32)."""
         norm = None
         for loss in self.normalization_terms():
             loss = ops.cast(loss, "float32")
@@ -254,10 +286,10 @@ class DualLossTrainerBase:
         return ops.zeros((), "float32") if norm is None else norm
 
     def compute_dual_losses(self, x, y, y_pred, sample_weight=None, training=True):
-        """``(loss, task_loss, norm_loss)`` after a forward pass.
+        """`(loss, task_loss, norm_loss)` after a forward pass.
 
-        ``loss`` is Keras' loss (``compute_loss``: the compiled loss plus every ``add_loss``
-        term), ``norm_loss`` the normalization layers' own losses and ``task_loss`` the rest.
+        `loss` is Keras' loss (`compute_loss`: the compiled loss plus every `add_loss`
+        term), `norm_loss` the normalization layers' own losses and `task_loss` the rest.
         """
         total = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                   training=training)
@@ -266,12 +298,12 @@ class DualLossTrainerBase:
         return total, task, norm
 
     def _scale_loss(self, loss):
-        """``loss`` times the optimizer's loss scale, as Keras' trainers scale the loss before
-        differentiating it: under ``mixed_float16`` Keras wraps the optimizer in a
-        ``keras.optimizers.LossScaleOptimizer``, which divides every gradient by its (dynamic)
+        """`loss` times the optimizer's loss scale, as Keras' trainers scale the loss before
+        differentiating it: under `mixed_float16` Keras wraps the optimizer in a
+        `keras.optimizers.LossScaleOptimizer`, which divides every gradient by its (dynamic)
         scale, so each loss that gives gradients (the task loss and the normalization loss)
-        must be scaled by the same factor (also ``loss_scale_factor`` of any optimizer).
-        Reads the scale variable: on JAX call it inside a ``keras.StatelessScope`` that maps
+        must be scaled by the same factor (also `loss_scale_factor` of any optimizer).
+        Reads the scale variable: on JAX call it inside a `keras.StatelessScope` that maps
         the optimizer's variables."""
         optimizer = getattr(self, "optimizer", None)
         return loss if optimizer is None else optimizer.scale_loss(loss)
@@ -284,7 +316,7 @@ class DualLossTrainerBase:
         return ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0]
 
     def _update_loss_trackers(self, x, total, task, norm):
-        """Keras' ``loss`` tracker plus ``task_loss`` and ``norm_loss`` (batch-weighted)."""
+        """Keras' `loss` tracker plus `task_loss` and `norm_loss` (batch-weighted)."""
         n = self._batch_size(x)
         if self._loss_tracker is not None:
             self._loss_tracker.update_state(total, sample_weight=n)
@@ -292,5 +324,5 @@ class DualLossTrainerBase:
         self.norm_loss_tracker.update_state(norm, sample_weight=n)
 
     def _sublayer(self, layer, *args, **kwargs):
-        """Call a built sub-layer (backends may skip ``Layer.__call__`` bookkeeping)."""
+        """Call a built sub-layer (backends may skip `Layer.__call__` bookkeeping)."""
         return layer(*args, **kwargs)

@@ -1,17 +1,17 @@
 """The dual-loss training step as a pure function of the state (any backend with a functional
-``vjp``): the JAX trainer's ``train_step`` and the population trainer's member step
-(:mod:`ei_keras.population`, ``jax.vmap`` / ``torch.func.vmap``) are this one function.
+`vjp`): the JAX trainer's `train_step` and the population trainer's member step
+(`ei_keras.population`, `jax.vmap` / `torch.func.vmap`) are this one function.
 
-One forward pass inside a ``keras.StatelessScope`` gives both losses; the ``vjp`` of
-``(task_loss, norm_loss)`` with respect to ``(task variables, normalization variables)`` is
+One forward pass inside a `keras.StatelessScope` gives both losses; the `vjp` of
+`(task_loss, norm_loss)` with respect to `(task variables, normalization variables)` is
 pulled back twice, once per loss, and each pull-back keeps only the gradient of the variables
-that loss trains. The update is the model's own optimizer (``optimizer.stateless_apply``), so
+that loss trains. The update is the model's own optimizer (`optimizer.stateless_apply`), so
 learning rates (optimizer variables), clipping and constraints are the sequential run's. State
-goes in and out as Keras' JAX trainer threads it: ``(trainable, non_trainable, optimizer,
-metrics)`` values.
+goes in and out as Keras' JAX trainer threads it: `(trainable, non_trainable, optimizer,
+metrics)` values.
 
-``vjp(f, *primals, has_aux=True) -> (out, pullback, aux)`` is ``jax.vjp`` or
-``torch.func.vjp``; ``cond(pred, true_fn, false_fn, *operands)`` is ``jax.lax.cond`` or a
+`vjp(f, *primals, has_aux=True) -> (out, pullback, aux)` is `jax.vjp` or
+`torch.func.vjp`; `cond(pred, true_fn, false_fn, *operands)` is `jax.lax.cond` or a
 select of both branches.
 """
 
@@ -24,19 +24,19 @@ from keras import ops
 
 
 def split(values, is_norm):
-    """``(task values, normalization values)`` of a list aligned with the trainable variables."""
+    """`(task values, normalization values)` of a list aligned with the trainable variables."""
     return ([v for v, n in zip(values, is_norm) if not n],
             [v for v, n in zip(values, is_norm) if n])
 
 
 def merge(task_values, norm_values, is_norm):
-    """The inverse of :func:`split`."""
+    """The inverse of `split`."""
     task_it, norm_it = iter(task_values), iter(norm_values)
     return [next(norm_it) if n else next(task_it) for n in is_norm]
 
 
 def forward(model, trainable_values, non_trainable_values, x, y, sample_weight, training):
-    """``(y_pred, non_trainable values, (loss, task_loss, norm_loss))``, stateless."""
+    """`(y_pred, non_trainable values, (loss, task_loss, norm_loss))`, stateless."""
     mapping = list(zip(model.trainable_variables, trainable_values)) + \
         list(zip(model.non_trainable_variables, non_trainable_values))
     with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
@@ -48,11 +48,11 @@ def forward(model, trainable_values, non_trainable_values, x, y, sample_weight, 
 
 
 def apply(model, optimizer_values, trainable_values, grads, variables):
-    """``optimizer.apply(grads, variables)`` for any subset of the trainable variables (``grads``
-    aligned with ``variables``, in the model's order), through the stateless optimizer API (as
-    Keras' JAX trainer applies gradients): ``(trainable values, optimizer values)``. The
+    """`optimizer.apply(grads, variables)` for any subset of the trainable variables (`grads`
+    aligned with `variables`, in the model's order), through the stateless optimizer API (as
+    Keras' JAX trainer applies gradients): `(trainable values, optimizer values)`. The
     variables outside the subset get no gradient (None), so neither they nor their optimizer
-    slots move; a ``keras.optimizers.LossScaleOptimizer`` (mixed precision) unscales the
+    slots move; a `keras.optimizers.LossScaleOptimizer` (mixed precision) unscales the
     gradients, skips a step with non-finite ones and updates its scale, all statelessly."""
     wanted = {id(v) for v in variables}
     given = iter(grads)
@@ -65,8 +65,8 @@ def apply(model, optimizer_values, trainable_values, grads, variables):
 
 
 def scaled(model, optimizer_values, losses):
-    """Each loss times the optimizer's loss scale (``model._scale_loss``), reading the scale
-    from ``optimizer_values``."""
+    """Each loss times the optimizer's loss scale (`model._scale_loss`), reading the scale
+    from `optimizer_values`."""
     mapping = list(zip(model.optimizer.variables, optimizer_values))
     with keras.StatelessScope(state_mapping=mapping):
         return tuple(model._scale_loss(loss) for loss in losses)
@@ -94,7 +94,7 @@ def dual_gradients(model, vjp, trainable_values, non_trainable_values, optimizer
 
 
 def metrics(model, metrics_values, x, y, y_pred, sample_weight, total, task, norm):
-    """The loss trackers and compiled metrics updated, stateless: ``(logs, metrics values)``."""
+    """The loss trackers and compiled metrics updated, stateless: `(logs, metrics values)`."""
     mapping = list(zip(model.metrics_variables, metrics_values))
     with keras.StatelessScope(state_mapping=mapping) as scope:
         model._update_loss_trackers(x, total, task, norm)
@@ -103,8 +103,8 @@ def metrics(model, metrics_values, x, y, y_pred, sample_weight, total, task, nor
 
 
 def dual_loss_step(model, state, data, vjp, cond):
-    """One dual-loss step of ``model`` (a :class:`DualLossTrainerBase` model) from ``state``:
-    ``(logs, new state)``."""
+    """One dual-loss step of `model` (a `DualLossTrainerBase` model) from `state`:
+    `(logs, new state)`."""
     trainable_values, non_trainable_values, optimizer_values, metrics_values = state
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     trainable, is_norm = model._assignment()
@@ -144,7 +144,7 @@ def dual_loss_step(model, state, data, vjp, cond):
 
 
 def dual_loss_test_step(model, state, data):
-    """One evaluation step from ``(trainable, non_trainable, metrics)`` values."""
+    """One evaluation step from `(trainable, non_trainable, metrics)` values."""
     trainable_values, non_trainable_values, metrics_values = state
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     model._assignment()

@@ -1,8 +1,8 @@
-"""The dual-loss training step on TensorFlow: traced once by Keras' own ``fit``.
+"""The dual-loss training step on TensorFlow: traced once by Keras' own `fit`.
 
-One forward pass on a persistent ``tf.GradientTape``; the task loss is differentiated with
+One forward pass on a persistent `tf.GradientTape`; the task loss is differentiated with
 respect to the task variables only and the normalization loss with respect to the
-normalization variables only. The schedules' condition is a ``tf.cond`` on a counter variable,
+normalization variables only. The schedules' condition is a `tf.cond` on a counter variable,
 so the traced step serves every batch.
 """
 
@@ -15,7 +15,7 @@ from ei_keras.models.trainers._base import DualLossTrainerBase
 
 
 class DualLossTrainer(DualLossTrainerBase):
-    """Dual-loss ``train_step`` / ``test_step`` for the TensorFlow backend."""
+    """Dual-loss `train_step` / `test_step` for the TensorFlow backend."""
 
     def _forward(self, x, y, sample_weight, training):
         kwargs = {"training": training} if self._call_has_training_arg else {}

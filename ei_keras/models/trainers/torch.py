@@ -1,15 +1,15 @@
 """The dual-loss training step on PyTorch, written for eager speed.
 
-Keras runs its torch ``train_step`` eagerly, so every Python operation of the step is paid on
+Keras runs its torch `train_step` eagerly, so every Python operation of the step is paid on
 every batch. This step does what the paper's step needs and nothing more: one forward pass,
-``torch.autograd.grad`` of the task loss for the task variables and of the normalization loss
-for the normalization variables, one ``optimizer.apply``; the loss trackers are updated with
-in-place adds into the ``keras.metrics.Mean`` state (same ``total`` / ``count`` as
-``update_state``), and the task loss is the compiled ``keras.losses.Loss`` called directly when
+`torch.autograd.grad` of the task loss for the task variables and of the normalization loss
+for the normalization variables, one `optimizer.apply`; the loss trackers are updated with
+in-place adds into the `keras.metrics.Mean` state (same `total` / `count` as
+`update_state`), and the task loss is the compiled `keras.losses.Loss` called directly when
 the model was compiled with a single one (the compiled-loss container is skipped). Anything
-else (structured losses, loss weights, overridden ``compute_loss``, a mixed-precision policy)
+else (structured losses, loss weights, overridden `compute_loss`, a mixed-precision policy)
 goes through Keras' own methods. Both losses are scaled by the optimizer's loss scale before
-differentiation (``LossScaleOptimizer`` under ``mixed_float16``), as Keras' own step does.
+differentiation (`LossScaleOptimizer` under `mixed_float16`), as Keras' own step does.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ei_keras.models.trainers._base import DualLossTrainerBase
 
 
 def _direct_loss(model):
-    """The compiled ``keras.losses.Loss`` when ``compute_loss`` would just call it and average
+    """The compiled `keras.losses.Loss` when `compute_loss` would just call it and average
     (one output, no loss weights, mean reduction, float32), else None."""
     loss = model.loss
     overridden = type(model).compute_loss is not keras.Model.compute_loss
@@ -33,14 +33,14 @@ def _direct_loss(model):
 
 
 def _mean_loss(loss, y, y_pred):
-    """``loss(y, y_pred)`` without sample weights or masks: ``Loss.__call__``'s
-    ``sum(values) / count`` without its conversions and dispatch."""
+    """`loss(y, y_pred)` without sample weights or masks: `Loss.__call__`'s
+    `sum(values) / count` without its conversions and dispatch."""
     values = loss.call(y, y_pred)
     return torch.sum(values) / float(values.numel())
 
 
 def _mean_add(tracker, value, n):
-    """``tracker.update_state(value, sample_weight=n)`` for a scalar ``value``, in place."""
+    """`tracker.update_state(value, sample_weight=n)` for a scalar `value`, in place."""
     with torch.no_grad():
         tracker.total.value.add_(value.detach().float(), alpha=n)
         tracker.count.value.add_(n)
@@ -57,7 +57,7 @@ class _StepCache:
 
 
 class DualLossTrainer(DualLossTrainerBase):
-    """Dual-loss ``train_step`` / ``test_step`` for the PyTorch backend."""
+    """Dual-loss `train_step` / `test_step` for the PyTorch backend."""
 
     def _sublayer(self, layer, *args, **kwargs):
         # Eager PyTorch pays Layer.__call__'s bookkeeping (call context, autocast scope, input
@@ -84,7 +84,7 @@ class DualLossTrainer(DualLossTrainerBase):
 
     def _prepare(self):
         """The assignment and what the step reads on every batch, computed on the first
-        (Keras' rule: changing ``trainable`` after ``compile`` needs a new ``compile``)."""
+        (Keras' rule: changing `trainable` after `compile` needs a new `compile`)."""
         cache = getattr(self, "_step_cache", None)
         if cache is None:
             trainable, is_norm = self._assignment()
@@ -104,7 +104,7 @@ class DualLossTrainer(DualLossTrainerBase):
         return cache.items
 
     def _logs(self):
-        """``get_metrics_result()`` with the loss means read as ``total / count``."""
+        """`get_metrics_result()` with the loss means read as `total / count`."""
         _, _, _, _, others, trackers = self._step_cache.items
         logs = {}
         for m in trackers:
