@@ -4,14 +4,12 @@ The paper code (`inhib_norm/utils.py`) defines four ramp shapes from 0 towards 1
 horizon `T` (epochs), behind its `homeostatic_annealing` option (declared there, never
 called). At epoch `t` (0-based):
 
-=================  =================================
-shape              factor ``f(t)``
-=================  =================================
-``linear``         ``t / T``
-``exponential``    ``1 - exp(-t / T)`` (``T`` = tau)
-``logarithmic``    ``log(1 + t) / log(1 + T)``
-``cosine``         ``(1 - cos(pi t / T)) / 2``
-=================  =================================
+| shape | factor `f(t)` |
+|---|---|
+| `linear` | `t / T` |
+| `exponential` | `1 - exp(-t / T)` (`T` = tau) |
+| `logarithmic` | `log(1 + t) / log(1 + T)` |
+| `cosine` | `(1 - cos(pi t / T)) / 2` |
 
 A schedule sets λ to `λ0 · min(f(t), 1)` at the start of epoch `t`
 (`ei_keras.callbacks.NormWeightSchedule`); every shape starts at 0 (no normalization

@@ -2,7 +2,7 @@
 
 A results table in `README.md` sits between two markers:
 
-```python
+```html
 <!-- results:paper30 -->
 ... generated, never edited by hand ...
 <!-- /results -->

@@ -35,8 +35,8 @@ class EIConv2D(DaleConv2D, EIDense):
         activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
             bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as in
             `keras.layers.Conv2D`, in Conv2D's order (`kernel_initializer` is called with
-            Conv2D's kernel shape `(kh, kw, in_channels, filters)` and must draw values
-            >= 0).
+            Conv2D's kernel shape `(kh, kw, in_channels, filters)` and must draw
+            non-negative values).
         inhibitory_units: keyword-only, inhibitory channels `ni`; default
             `max(1, floor(0.1 * filters))`.
         **kwargs: the other keyword-only arguments of `EIDense` (`init_distribution`,
@@ -47,6 +47,17 @@ class EIConv2D(DaleConv2D, EIDense):
         kernel: read-only, the effective kernel `W_EE - W_EI W_IE` in Conv2D's
             `(kh, kw, in_channels, filters)` orientation: `keras.ops.conv` of the input
             with it, plus the bias, is the pre-activation `z`.
+
+    Input shape:
+        4-D tensor with shape `(batch_size, height, width, channels)` (channels last).
+
+    Output shape:
+        4-D tensor with shape `(batch_size, new_height, new_width, filters)`, as
+        `keras.layers.Conv2D` gives for the same `kernel_size`, `strides`, `padding` and
+        `dilation_rate`.
+
+    Call arguments:
+        - `inputs`: the input tensor.
 
     Example: the mean over channels of the pre-activation is 0 at every location.
 

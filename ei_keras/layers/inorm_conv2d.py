@@ -69,6 +69,18 @@ class INormConv2D(DaleConv2D, INormDense):
             Conv2D's `(kh, kw, in_channels, filters)` orientation (`keras.ops.conv` of the
             input with it, plus the bias, is the numerator `e - s`).
 
+    Input shape:
+        4-D tensor with shape `(batch_size, height, width, channels)` (channels last).
+
+    Output shape:
+        4-D tensor with shape `(batch_size, new_height, new_width, filters)`, as
+        `keras.layers.Conv2D` gives for the same `kernel_size`, `strides`, `padding` and
+        `dilation_rate`.
+
+    Call arguments:
+        - `inputs`: the input tensor. Every call adds the layer's normalization loss with
+          `add_loss`, as `INormDense` does.
+
     Example: at initialisation the map has zero mean and unit second moment per sample.
 
     >>> import numpy as np, keras
