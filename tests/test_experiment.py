@@ -334,7 +334,8 @@ DEFINING = {
     "train.inhibitory_every": 3, "opt.lr_e": 0.0123, "opt.lr_ie": 0.0234, "opt.lr_ei": 0.0345,
     "opt.momentum": 0.5, "opt.inhibitory_momentum": 0.25, "opt.inhibitory_clipnorm": 2.5,
     "opt.exponentiated": True, "opt.inhibitory_exponentiated": True, "opt.eg_normalise": True,
-    "opt.split_bias": True,
+    "opt.split_bias": True, "model.gradnorm_on": "z", "loss.norm_weight_schedule": "linear",
+    "loss.norm_weight_horizon": 5,
     "loss.norm_weight": 0.123, "loss.label_smoothing": 0.05, "measures.moments": False,
     "measures.alignment": False, "measures.probe_size": 100,
 }
