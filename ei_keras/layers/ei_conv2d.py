@@ -28,18 +28,27 @@ class EIConv2D(DaleConv2D, EIDense):
 
     Args:
         filters: number of excitatory output channels `ne` (>= 1).
-        kernel_size, strides, padding: as in `keras.layers.Conv2D`.
+        kernel_size: as in `keras.layers.Conv2D`.
+        strides: as `kernel_size` says.
+        padding: as `kernel_size` says.
         data_format: `None` or `"channels_last"` (`"channels_first"` is an error).
         dilation_rate: as in `keras.layers.Conv2D`.
         groups: 1 only (Conv2D's place for it).
-        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
-            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as in
+        activation: as in
             `keras.layers.Conv2D`, in Conv2D's order (`kernel_initializer` is called with
             Conv2D's kernel shape `(kh, kw, in_channels, filters)` and must draw
             non-negative values).
-        inhibitory_units: keyword-only, inhibitory channels `ni`; default
-            `max(1, floor(0.1 * filters))`.
-        **kwargs: the other keyword-only arguments of `EIDense` (`init_distribution`,
+        use_bias: as `activation` says.
+        kernel_initializer: as `activation` says.
+        bias_initializer: as `activation` says.
+        kernel_regularizer: as `activation` says.
+        bias_regularizer: as `activation` says.
+        activity_regularizer: as `activation` says.
+        kernel_constraint: as `activation` says.
+        bias_constraint: as `activation` says.
+        **kwargs: `inhibitory_units` (keyword-only, inhibitory channels `ni`; default
+            `max(1, floor(0.1 * filters))`), the other keyword-only arguments of `EIDense`
+            (`init_distribution`,
             `trainable_ei`, `seed`, `inhibitory_regularizer`, `inhibitory_constraint`)
             and base `keras.layers.Layer` arguments.
 

@@ -25,12 +25,18 @@ class EIDense(DaleDense):
     Args:
         units: number of excitatory output units `ne` (>= 1).
         activation: Keras activation applied to `z` (default: none).
-        use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-            activity_regularizer, kernel_constraint, bias_constraint: as in
+        use_bias: as in
             `keras.layers.Dense`, in Dense's order (`kernel_*` act on `W_EE`;
             `kernel_initializer` is called with Dense's kernel shape `(d, units)` and must
             draw values >= 0; default: the paper's `DaleExcitatory`; `W_IE` and `W_EI`
             follow from it).
+        kernel_initializer: as `use_bias` says.
+        bias_initializer: as `use_bias` says.
+        kernel_regularizer: as `use_bias` says.
+        bias_regularizer: as `use_bias` says.
+        activity_regularizer: as `use_bias` says.
+        kernel_constraint: as `use_bias` says.
+        bias_constraint: as `use_bias` says.
         inhibitory_units: keyword-only, `ni`; default `max(1, floor(0.1 * units))`.
         init_distribution: keyword-only, `"exponential"` (paper) or `"lognormal"`
             (reference code option).
@@ -40,8 +46,8 @@ class EIDense(DaleDense):
         inhibitory_regularizer: keyword-only, regularizer of `W_IE` and `W_EI`.
         inhibitory_constraint: keyword-only, constraint of `W_IE` and `W_EI`, applied
             before Dale's sign.
-        split_bias: keyword-only, the bias as two non-negative parts (for EG training).
-        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+        **kwargs: `split_bias` (keyword-only: the bias as two non-negative parts, for EG
+            training) and base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Attributes:
         kernel: read-only, the effective kernel `(W_EE - W_EI W_IE)^T` in Dense's

@@ -55,8 +55,10 @@ class INormConv2D(DaleConv2D, INormDense):
 
     Args:
         filters: excitatory output channels `ne`.
-        kernel_size, strides, padding, data_format, dilation_rate, groups, activation,
-            use_bias, kernel_initializer, ...: as `EIConv2D`, in Conv2D's order.
+        kernel_size: as in `EIConv2D`.
+        *args: Conv2D's positional arguments after `kernel_size`, in Conv2D's order
+            (`strides`, `padding`, `data_format`, `dilation_rate`, `groups`, `activation`,
+            `use_bias`, the initializers, regularizers and constraints), as in `EIConv2D`.
         statistics: keyword-only, `"map"` or `"location"` (above).
         **kwargs: the keyword-only arguments of `INormDense` (`inhibitory_units`,
             `error_normalization`, `gradnorm_on`, `subtractive_only`, `norm_weight`,

@@ -46,10 +46,15 @@ class INormDense(DaleDense):
     Args:
         units: excitatory units `ne`.
         activation: Keras activation applied after error normalization (default: none).
-        use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-            kernel_constraint, bias_constraint: as in `keras.layers.Dense`, in Dense's order
+        use_bias: as in `keras.layers.Dense`, in Dense's order
             (as `EIDense`). `activity_regularizer` (Dense's place between them) must
             stay `None`.
+        kernel_initializer: as `use_bias` says.
+        bias_initializer: as `use_bias` says.
+        kernel_regularizer: as `use_bias` says.
+        bias_regularizer: as `use_bias` says.
+        kernel_constraint: as `use_bias` says.
+        bias_constraint: as `use_bias` says.
         inhibitory_units: keyword-only, `ni` of the subtractive population; default
             `max(1, units // 10)`.
         error_normalization: keyword-only, `"none"`, `"full"` (GradNorm), `"center"`,

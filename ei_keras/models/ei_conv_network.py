@@ -32,9 +32,13 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         conv_layer: `"ei"` (`EIConv2D`) or `"inorm"` (`INormConv2D`).
         normalization: `None` or `"layer_norm"`: `keras.layers.LayerNormalization` over
             `(H, W, C)` without gain or bias, before the ReLU (not with `"inorm"`).
-        error_normalization, gradnorm_on, subtractive_only, norm_weight, trainable_ei,
-        statistics: the
+        error_normalization: the
             I-Norm layers' arguments (`INormConv2D`).
+        gradnorm_on: as `error_normalization` says.
+        subtractive_only: as `error_normalization` says.
+        norm_weight: as `error_normalization` says.
+        trainable_ei: as `error_normalization` says.
+        statistics: as `error_normalization` says.
         image_shape: `(height, width, channels)` of the flattened input.
         output_units: classes.
         init_distribution: `"exponential"` or `"lognormal"`.
