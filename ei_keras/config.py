@@ -197,10 +197,18 @@ class Kind:
         return "a number " + " and ".join(p for p in (lo, hi) if p)
 
 
-def _key(kind: Kind, default: Any, help: str, *, fingerprint: bool = True):
-    """A dataclass field carrying its kind, help text and whether it determines results."""
+_NO_NEUTRAL = object()
+
+
+def _key(kind: Kind, default: Any, help: str, *, fingerprint: bool = True,
+         neutral: Any = _NO_NEUTRAL):
+    """A dataclass field carrying its kind, help text and whether it determines results.
+
+    `neutral`: for a key added after runs were made, the value under which a run is the run
+    it was before the key existed; at that value the key is left out of the fingerprint
+    (`unused_keys`), so finished results folders stay reusable when the library grows."""
     return dataclasses.field(default=default, metadata={
-        "kind": kind, "help": help, "fingerprint": fingerprint})
+        "kind": kind, "help": help, "fingerprint": fingerprint, "neutral": neutral})
 
 
 _RATE = Kind("float", low=0.0, optional=True)
@@ -273,7 +281,8 @@ class ModelConfig:
     gradnorm_on: str = _key(
         Kind("choice", choices=("y", "z")), "y",
         "what GradNorm (error_normalization full/decorrelate) projects the error out of: y = "
-        "normalized z (LayerNorm's backward) or z itself (the paper code's formula)")
+        "normalized z (LayerNorm's backward) or z itself (the paper code's formula)",
+        neutral="y")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -490,8 +499,9 @@ class RunConfig:
 def unused_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
     """The keys of a flat configuration (`RunConfig.flat`) that cannot change its run:
     the size keys of the shift families not in use, `data.shift` itself when it is the
-    paper's luminosity shift (every run made before the key existed was one), and
-    `model.gradnorm_on` at its default `y` (likewise).
+    paper's luminosity shift (every run made before the key existed was one), and every key
+    at its `neutral` value (`NEUTRAL_VALUES`: keys added later, e.g. `model.gradnorm_on` at
+    `y`; likewise).
 
     Fingerprints leave them out, so a luminosity run keeps the fingerprint it had before the
     other families existed (its results folder stays reusable) and a contrast run does not
@@ -501,8 +511,7 @@ def unused_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
     out = [f.size_key for f in SHIFT_FAMILIES.values() if f.size_key != family.size_key]
     if family.name == "luminosity":
         out.append("data.shift")
-    if flat.get("model.gradnorm_on", "y") == "y":
-        out.append("model.gradnorm_on")  # the default: runs made before the key keep theirs
+    out += [k for k, v in NEUTRAL_VALUES.items() if flat.get(k, v) == v]
     return tuple(dict.fromkeys(out))
 
 
@@ -559,6 +568,12 @@ KINDS: dict[str, Kind] = {k: f.metadata["kind"] for k, f in _FIELDS.items()}
 #: One line of help per key.
 HELP: dict[str, str] = {k: f.metadata["help"] for k, f in _FIELDS.items()}
 #: Keys that do not change a run's result (where files go, labels): left out of fingerprints.
+#: Keys added after runs were made, with the value that leaves a run as it was before the key
+#: existed: at that value a key is left out of the fingerprint (`unused_keys`). A new key
+#: that defines runs declares one (`_key(..., neutral=...)`) so finished folders stay reusable.
+NEUTRAL_VALUES: dict[str, Any] = {
+    k: f.metadata["neutral"] for k, f in _FIELDS.items()
+    if f.metadata["neutral"] is not _NO_NEUTRAL}
 NON_FINGERPRINT_KEYS: tuple[str, ...] = tuple(
     k for k, f in _FIELDS.items() if not f.metadata["fingerprint"])
 #: The presets' training hyperparameters: the bare names of the `opt`/`loss` keys.

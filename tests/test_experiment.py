@@ -370,6 +370,25 @@ def test_every_key_that_defines_a_run_changes_its_fingerprint_and_no_other(monke
     assert fp({}) != base
 
 
+#: Keys added after results folders were committed, at the value that leaves a run as it was
+#: (written here, not read from ei_keras.config): absent from the fingerprint at that value,
+#: so a folder made before the key existed stays reusable.
+NEUTRAL = {"model.gradnorm_on": "y"}
+
+
+def test_keys_added_later_leave_the_fingerprint_alone_at_their_neutral_value():
+    from ei_keras.config import NEUTRAL_VALUES
+
+    assert NEUTRAL_VALUES == NEUTRAL
+    for key, value in NEUTRAL.items():
+        at_neutral = resolve(RunConfig.from_dict({**FINGERPRINT_BASE, key: value}))
+        assert key not in at_neutral["fingerprint"]
+        assert at_neutral["fingerprint"] == resolve(
+            RunConfig.from_dict(FINGERPRINT_BASE))["fingerprint"]
+        other = resolve(RunConfig.from_dict({**FINGERPRINT_BASE, key: DEFINING[key]}))
+        assert other["fingerprint"][key] == DEFINING[key]
+
+
 def test_divergence_monitor_snapshots_every_group_and_counts_every_step():
     """The monitor counts every step whatever the grouping, and keeps a good copy of the
     variables at the start of every compiled call (every SNAPSHOT_EVERY steps on torch)."""
