@@ -32,6 +32,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ei_keras import zoo
 from ei_keras.annealing import SHAPES as ANNEALING_SHAPES
 
 
@@ -218,10 +219,10 @@ _COUNT = Kind("int", low=1)
 # ---------------------------------------------------------------------------------------------
 # The schema. Defaults live here and only here.
 
-#: Hidden width of the MLP presets unless set (the reference code's width; `model.width`
-#: None means the preset's default, `ei_keras.zoo.default_width`) and hidden layers.
-DEFAULT_WIDTH = 234
-DEFAULT_DEPTH = 2
+#: Hidden width of the MLP presets unless set and hidden layers: the preset table's
+#: (`ei_keras.zoo`; `model.width` None means the preset's default, `zoo.default_width`).
+DEFAULT_WIDTH = zoo.DEFAULT_WIDTH
+DEFAULT_DEPTH = zoo.DEFAULT_DEPTH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -525,8 +526,6 @@ def inapplicable_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
     (`RunConfig.with_overrides`), so a value is never recorded (`config.json`, the
     fingerprint) that the run does not use.
     """
-    from ei_keras import zoo  # lazily: the zoo imports Keras
-
     family = SHIFT_FAMILIES[flat.get("data.shift", "luminosity")]
     out = [f.size_key for f in SHIFT_FAMILIES.values() if f.size_key != family.size_key]
     out += [HYPERPARAMETER_KEYS[k] for k in zoo.unused_hyperparameters(flat["preset"])]
@@ -579,6 +578,9 @@ NON_FINGERPRINT_KEYS: tuple[str, ...] = tuple(
 #: The presets' training hyperparameters: the bare names of the `opt`/`loss` keys.
 HYPERPARAMETERS: tuple[str, ...] = tuple(
     k.split(".", 1)[1] for k in KEYS if k.split(".", 1)[0] in HYPERPARAMETER_SECTIONS)
+if HYPERPARAMETERS != zoo.HYPERPARAMETERS:  # the zoo's list of what a preset's training takes
+    raise RuntimeError(f"ei_keras.zoo.HYPERPARAMETERS {zoo.HYPERPARAMETERS} must be the names "
+                       f"of the opt.* and loss.* keys {HYPERPARAMETERS}, in their order.")
 #: Dotted key of each bare hyperparameter name (`"lr_e" -> "opt.lr_e"`).
 HYPERPARAMETER_KEYS: dict[str, str] = {
     k.split(".", 1)[1]: k for k in KEYS if k.split(".", 1)[0] in HYPERPARAMETER_SECTIONS}
@@ -648,8 +650,6 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _check_preset(name: str) -> None:
-    from ei_keras import zoo  # lazily: the zoo imports Keras
-
     try:
         zoo.get(name)
     except ValueError as e:
