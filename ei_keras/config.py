@@ -238,6 +238,9 @@ class ShiftFamily:
         symbol: the size's letter in folder names and report labels (`r0.75`, `s4`).
         axis: how a report names the size axis (`r`, `contrast s`).
         description: one line for help texts.
+        arithmetic: the name of its `ei_keras.data.shifts.Shift` subclass, which draws and
+            applies it (`ei_keras.data.SHIFTS` is built from this table: a new family is
+            that class and one entry here).
     """
 
     name: str
@@ -245,6 +248,7 @@ class ShiftFamily:
     symbol: str
     axis: str
     description: str
+    arithmetic: str
 
     def label(self, size: float | None) -> str:
         """`"r = 0.75"`, `"contrast s = 4"`: the size as a report writes it."""
@@ -254,13 +258,14 @@ class ShiftFamily:
 #: The shift families, by `data.shift` value (the first is the paper's and the default).
 SHIFT_FAMILIES: dict[str, ShiftFamily] = {f.name: f for f in [
     ShiftFamily("luminosity", "data.luminosity", "r", "r",
-                "add c ~ U(-r, r) to every pixel of an image, clip to [0, 1] (the paper's)"),
+                "add c ~ U(-r, r) to every pixel of an image, clip to [0, 1] (the paper's)",
+                "LuminosityShift"),
     ShiftFamily("contrast", "data.contrast", "s", "contrast s",
                 "scale each image's deviation from its own mean by c, log c ~ U(-log s, log s), "
-                "clip to [0, 1]"),
+                "clip to [0, 1]", "ContrastShift"),
     ShiftFamily("contrast_signal", "data.contrast", "s", "contrast-as-signal s",
                 "the contrast shift, and the label also says low (c < 1) or high (c >= 1) "
-                "contrast: 2 x the classes"),
+                "contrast: 2 x the classes", "ContrastSignalShift"),
 ]}
 
 #: Default contrast range `s` (`data.contrast`): `c` spans [1/4, 4], a 16-fold range of

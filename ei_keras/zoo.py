@@ -225,10 +225,12 @@ def has_inorm(name: str) -> bool:
 
 
 def unused_hyperparameters(name: str) -> tuple[str, ...]:
-    """The hyperparameters preset `name` has no use for: `norm_weight` without I-Norm
-    layers. Setting one is refused (`hyperparameters`,
+    """The hyperparameters preset `name` has no use for: without I-Norm layers, the
+    normalization loss's weight `norm_weight` and its annealing (`norm_weight_schedule`,
+    `norm_weight_horizon`). Setting one is refused (`hyperparameters`,
     `ei_keras.config.inapplicable_keys`) rather than recorded and never used."""
-    return () if has_inorm(name) else ("norm_weight",)
+    return () if has_inorm(name) else ("norm_weight", "norm_weight_schedule",
+                                       "norm_weight_horizon")
 
 
 def hyperparameters(name: str, **overrides) -> dict:

@@ -199,3 +199,14 @@ def test_a_preset_names_a_registered_kind_and_family_that_agree_with_it(name):
     # one family, one kind: its width range is one kind's widths
     kinds = {zoo.get(p).network for p in zoo.all_names() if zoo.get(p).family == preset.family}
     assert kinds == {preset.network}
+
+
+def test_one_registry_of_shift_families():
+    from ei_keras import config, data
+
+    # data.SHIFTS is built from config.SHIFT_FAMILIES: same families, in the same order, each
+    # class the one its entry names
+    assert list(data.SHIFTS) == list(config.SHIFT_FAMILIES)
+    for name, family in config.SHIFT_FAMILIES.items():
+        assert data.SHIFTS[name].__name__ == family.arithmetic
+        assert data.SHIFTS[name].name == name
