@@ -87,3 +87,38 @@ def test_measures_refuse_a_layer_that_provides_nothing_with_a_clear_message():
     with pytest.raises(TypeError, match="'plain' \\(Dense\\) cannot be measured.*"
                                         "raw_preactivation"):
         measures.raw_preactivation(layer, np.zeros((1, 3), "float32"))
+
+
+#: The golden files whose optimizer is a `DaleSGD` (the `saved_*` ones hold a plain
+#: `keras.optimizers.MultiOptimizer`, which still routes by Keras' own path patterns).
+DALE_SGD_FILES = [f"{kind}_{b}" for kind in ("conv_saved", "dual_functional")
+                  for b in ("tensorflow", "jax", "torch")]
+
+
+@pytest.mark.parametrize("golden", DALE_SGD_FILES)
+def test_files_written_before_roles_route_each_variable_as_their_path_patterns_did(golden):
+    """The golden `.keras` files hold the optimizer map of before roles (keys: the path
+    patterns of W_IE/B_IE and W_EI/B_EI). Loaded now, every variable goes to the group those
+    patterns chose, checked with the patterns themselves (`re.fullmatch`, as Keras'
+    `OptimizerMap` read them)."""
+    import json
+    import re
+    import zipfile
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / f"{golden}.keras"
+    with zipfile.ZipFile(path) as z:
+        saved = json.loads(z.read("config.json"))["compile_config"]["optimizer"]
+    # the file really holds the path-pattern map
+    assert r".*/(W_IE|B_IE)" in json.dumps(saved)
+    model = keras.models.load_model(path, compile=False)
+    opt = keras.optimizers.deserialize(saved)  # the saved optimizer config, as loading reads it
+    opt.build(model.trainable_variables)
+    groups = group_optimizers(opt)
+    patterns = {r".*/(W_IE|B_IE)": "inhibitory_input", r".*/(W_EI|B_EI)": "inhibitory_output"}
+    seen = set()
+    for v in model.trainable_variables:
+        want = next((g for p, g in patterns.items() if re.fullmatch(p, v.path)), "excitatory")
+        assert opt.optimizer_for(v) is groups[want], v.path
+        seen.add(want)
+    assert seen == {"excitatory", "inhibitory_input", "inhibitory_output"}
