@@ -262,7 +262,7 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out or f"runs/{args.recipe}{'-smoke' if args.smoke else ''}")
     summary = recipes.run_protocol(args.recipe, out, smoke=args.smoke, configs=args.configs,
                                    sizes=sizes, overrides=args.overrides,
-                                   conditions=args.conditions,
+                                   conditions=getattr(args, "conditions", None),
                                    overwrite=args.overwrite, jobs=args.jobs,
                                    shard=args.shard, seed=args.seed,
                                    population=getattr(args, "population", None),
