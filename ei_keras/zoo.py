@@ -39,7 +39,8 @@ class Preset:
         description: what it is, in the paper's words.
         model: `EINetwork` (or `EIConvNetwork`) arguments.
         hyperparameters: default training hyperparameters (see the evidence in the README).
-        network: `"mlp"` (`EINetwork`) or `"conv"` (`EIConvNetwork`).
+        network: `"mlp"` (`EINetwork`), `"conv"` (`EIConvNetwork`) or `"rnn"`
+            (`EIRecurrentNetwork`).
     """
 
     name: str
@@ -123,6 +124,38 @@ CONV_PRESETS: dict[str, Preset] = {p.name: p for p in [
 ]}
 
 
+#: Units of the recurrent presets' cell when `width` is not set.
+RNN_DEFAULT_WIDTH = 128
+#: The recurrent presets (issue 24): `ei_keras.models.EIRecurrentNetwork` on row-sequential
+#: images (28 steps of 28 pixels), one recurrent layer of `width` units, last state ->
+#: `EIDense(classes)`. Defaults measured (README, "Recurrent presets"): 1 epoch on JAX.
+_RNN_EI_HP = dict(_EI_HP)
+_RNN_INORM_HP = dict(_INORM_HP)
+_RNN_INORM_PLAIN_HP = dict(_INORM_PLAIN_HP)
+#: The I-Norm cell's `epsilon`, the floor of its divisive inhibition (`delta_t >=
+#: sqrt(epsilon)`, the semi-saturation constant of divisive normalization): a row of an image
+#: is often all black (and the first state is 0), so `u_t = 0`, `delta_t = sqrt(epsilon)` and
+#: `z_t = b / sqrt(epsilon)`; at the dense layers' 1e-5 that amplifies the bias and its
+#: gradient 316-fold and rnn_inorm diverged at step 2 (measured, README "Recurrent presets").
+_RNN_INORM_EPSILON = 0.01
+_RNN_TRUNK = "28 steps of 28 pixels -> recurrent cell -> last state -> EIDense(10)"
+
+RNN_PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("rnn_ei", "(rnn)", f"EI recurrent network ({_RNN_TRUNK}), no normalization",
+           {"cell": "ei"}, _RNN_EI_HP, "rnn"),
+    Preset("rnn_ei_ln", "(rnn)", "EI recurrent network + LayerNorm of the recurrent "
+           "pre-activation at every step", {"cell": "ei", "normalization": "layer_norm"},
+           _RNN_EI_HP, "rnn"),
+    Preset("rnn_inorm", "(rnn)", "recurrent I-Norm (INormRNNCell: subtractive + divisive "
+           "inhibition of the recurrent pre-activation at every step), no error normalization",
+           {"cell": "inorm", "error_normalization": "none", "epsilon": _RNN_INORM_EPSILON},
+           _RNN_INORM_PLAIN_HP, "rnn"),
+    Preset("rnn_inorm_gradnorm", "(rnn)", "recurrent I-Norm + GradNorm at every step",
+           {"cell": "inorm", "error_normalization": "full", "epsilon": _RNN_INORM_EPSILON},
+           _RNN_INORM_HP, "rnn"),
+]}
+
+
 def names() -> list[str]:
     """The paper's preset names (the MLPs): its figures' conditions in the paper's order, then
     `ei_ln_detached` (an option of the paper's code, in no figure)."""
@@ -134,19 +167,23 @@ def conv_names() -> list[str]:
     return list(CONV_PRESETS)
 
 
+def rnn_names() -> list[str]:
+    """The recurrent preset names (an extension: not conditions of the paper)."""
+    return list(RNN_PRESETS)
+
+
 def all_names() -> list[str]:
-    """Every preset name: the paper's MLPs (`names`), then the conv presets."""
-    return names() + conv_names()
+    """Every preset name: the paper's MLPs (`names`), then the conv and recurrent presets."""
+    return names() + conv_names() + rnn_names()
 
 
 def get(name: str) -> Preset:
     """The `Preset` called `name`; a clear error naming close matches otherwise."""
-    every = {**PRESETS, **CONV_PRESETS}
+    every = {**PRESETS, **CONV_PRESETS, **RNN_PRESETS}
     if name not in every:
         close = difflib.get_close_matches(str(name), every, n=3)
         hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(f"Unknown preset {name!r}.{hint} Known presets: "
-                         f"{names() + conv_names()}")
+        raise ValueError(f"Unknown preset {name!r}.{hint} Known presets: {all_names()}")
     return every[name]
 
 
@@ -154,7 +191,7 @@ def has_inorm(name: str) -> bool:
     """Whether preset `name` has I-Norm layers (and so a normalization loss, weighted by
     `norm_weight`)."""
     model = get(name).model
-    return "inorm" in (model.get("hidden_layer"), model.get("conv_layer"))
+    return "inorm" in (model.get("hidden_layer"), model.get("conv_layer"), model.get("cell"))
 
 
 def unused_hyperparameters(name: str) -> tuple[str, ...]:
@@ -228,7 +265,10 @@ def default_width(name: str) -> int:
     >>> zoo.default_width("inorm_gradnorm"), zoo.default_width("conv_inorm_gradnorm")
     (234, 32)
     """
-    return CONV_DEFAULT_WIDTH if get(name).network == "conv" else DEFAULT_WIDTH
+    network = get(name).network
+    if network == "rnn":
+        return RNN_DEFAULT_WIDTH
+    return CONV_DEFAULT_WIDTH if network == "conv" else DEFAULT_WIDTH
 
 
 def build(
@@ -253,7 +293,8 @@ def build(
             layer, each earlier layer has half as many. None: `default_width`. The
             I-Norm conv presets' SVD initialisation needs `width // 2 <= 25` (the first
             layer's 5x5x1 patch); a wider first layer is a `ValueError` naming the fix.
-        depth: number of hidden (conv) layers (paper: 2).
+        depth: number of hidden (conv) layers (paper: 2); the recurrent presets have one
+            recurrent layer (not used).
         seed: initialisation seed (same weights on every backend).
         input_dim: input width (784 for flattened Fashion-MNIST).
         jit_compile: passed to `compile`.
@@ -273,7 +314,7 @@ def build(
         A compiled `EINetwork` (conv presets: `EIConvNetwork`).
     """
     from ei_keras.data.fashion_mnist import NUM_CLASSES
-    from ei_keras.models import EIConvNetwork, EINetwork
+    from ei_keras.models import EIConvNetwork, EINetwork, EIRecurrentNetwork
 
     num_classes = NUM_CLASSES if num_classes is None else num_classes
     preset = get(name)
@@ -281,7 +322,13 @@ def build(
     width = default_width(name) if width is None else width
     if hp.get("split_bias"):
         model_overrides = {"split_bias": True, **(model_overrides or {})}
-    if preset.network == "conv":
+    if preset.network == "rnn":
+        kwargs = {**preset.model, "units": width, "seed": seed, "output_units": num_classes,
+                  **(model_overrides or {})}
+        if kwargs.get("cell") == "inorm":
+            kwargs["norm_weight"] = hp.get("norm_weight", 0.01)
+        model = EIRecurrentNetwork(name=name, **kwargs)
+    elif preset.network == "conv":
         filters = tuple(max(1, width // 2 ** (depth - 1 - i)) for i in range(depth))
         kwargs = {**preset.model, "filters": filters, "seed": seed,
                   "output_units": num_classes, **(model_overrides or {})}

@@ -119,7 +119,11 @@ class EIDense(DaleDense):
         self.add_inhibitory_weights(w_ee, seed)
 
     def call(self, inputs):
+        return self.activation(self.preactivation(inputs))
+
+    def preactivation(self, inputs):
+        """`z` (before the activation)."""
         x = ops.cast(inputs, self.compute_dtype)
         z = self.project(x, self.W_EE) - dense_t(self.project(x, self.W_IE), self.W_EI)
         b = self.bias_term()
-        return self.activation(z if b is None else z + b)
+        return z if b is None else z + b
