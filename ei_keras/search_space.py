@@ -32,7 +32,15 @@ INORM_SPACE = {
 #: reaches the fragile side as the MLP range does. The conv EI presets keep `EI_SPACE`
 #: (they keep the MLP's settings).
 CONV_INORM_SPACE = {**INORM_SPACE, "lr_e": (1e-3, 0.05, "log")}
+#: The recurrent I-Norm presets (`rnn_inorm*`): the task error of a recurrent weight sums over
+#: the 28 steps, and GradNorm's normalization loss grew at lr_e 0.05 (zoo, "Recurrent presets":
+#: default 0.01). As the conv range: the MLP's scaled by 1/10, bracketing the default and
+#: reaching the fragile side. The recurrent EI presets keep `EI_SPACE` (default lr_e 0.05).
+RNN_INORM_SPACE = {**INORM_SPACE, "lr_e": (1e-3, 0.05, "log")}
 WIDTH_RANGE = (100, 500)
+#: Recurrent presets: units of the cell (default 128; sequence models of row-sequential MNIST
+#: use 64-256).
+RNN_WIDTH_RANGE = (64, 256)
 #: Conv presets: filters of the last conv layer (the first has half; default 32). The conv I-Norm
 #: layers' SVD initialisation needs `width // 2 <= 25` (a 5x5x1 patch has 25 pixels).
 CONV_WIDTH_RANGE = (16, 48)
@@ -45,17 +53,28 @@ def is_conv(preset: str) -> bool:
     return zoo.get(preset).network == "conv"
 
 
+def is_rnn(preset: str) -> bool:
+    """Whether `preset` is a recurrent preset (its zoo entry's `network`)."""
+    from ei_keras import zoo
+
+    return zoo.get(preset).network == "rnn"
+
+
 def space_for(preset: str) -> dict:
     """The search space of a preset's family (`EI_SPACE`, `INORM_SPACE` or, for the
-    conv I-Norm presets, `CONV_INORM_SPACE`)."""
+    conv / recurrent I-Norm presets, `CONV_INORM_SPACE` / `RNN_INORM_SPACE`)."""
     if "inorm" not in preset:
         return EI_SPACE
+    if is_rnn(preset):
+        return RNN_INORM_SPACE
     return CONV_INORM_SPACE if is_conv(preset) else INORM_SPACE
 
 
 def width_range(preset: str) -> tuple[int, int]:
     """The width range of a preset's sweeps (`WIDTH_RANGE`; conv presets:
-    `CONV_WIDTH_RANGE`)."""
+    `CONV_WIDTH_RANGE`; recurrent presets: `RNN_WIDTH_RANGE`)."""
+    if is_rnn(preset):
+        return RNN_WIDTH_RANGE
     return CONV_WIDTH_RANGE if is_conv(preset) else WIDTH_RANGE
 
 

@@ -379,6 +379,8 @@ class INormRNN(keras.layers.RNN):
     def outputs_and_loss(self, sequences, initial_state=None, mask=None, training=False):
         """What `call` returns and the normalization loss it adds (`norm_weight * L_norm`),
         without adding it (the loss as a value, e.g. to differentiate)."""
+        sequences = ops.convert_to_tensor(sequences)
+        mask = None if mask is None else ops.convert_to_tensor(mask)
         batch = ops.shape(sequences)[0]
         if initial_state is not None:
             h0 = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state

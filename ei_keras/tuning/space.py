@@ -87,11 +87,12 @@ class TunerConfig:
 
 def family(preset: str) -> str:
     """`"inorm"` for the I-Norm presets, `"ei"` for `ei`, `ei_ln` and `e_ln`, and
-    `"conv_inorm"` / `"conv_ei"` for the conv presets."""
-    from ei_keras.search_space import is_conv
+    `"conv_inorm"` / `"conv_ei"` for the conv presets (`"rnn_inorm"` / `"rnn_ei"` for the
+    recurrent ones: no tuner configuration yet, not in `FAMILIES`)."""
+    from ei_keras.search_space import is_conv, is_rnn
 
-    return ("conv_" if is_conv(preset) else "") + (
-        "inorm" if "inorm" in preset else "ei")
+    prefix = "conv_" if is_conv(preset) else "rnn_" if is_rnn(preset) else ""
+    return prefix + ("inorm" if "inorm" in preset else "ei")
 
 
 def family_presets(name: str) -> list[str]:
