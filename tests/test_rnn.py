@@ -21,11 +21,12 @@ import numpy as np
 import numpy_reference as ref
 import pytest
 
-from ei_keras import roles, zoo
+from ei_keras import roles, search_space, zoo
 from ei_keras.layers import EIDense, EIRNNCell, INormRNN, INormRNNCell
 from ei_keras.models import DualLossModel, EIRecurrentNetwork
 from ei_keras.models.gradients import gradients
 from ei_keras.ops import ERROR_NORMALIZATION_MODES
+from ei_keras.optimizers import group_optimizers
 
 EPS32 = float(np.finfo(np.float32).eps)
 BATCH, T, D, UNITS, NI = 3, 5, 6, 8, 2
@@ -344,3 +345,23 @@ def test_fit_on_fashion_mnist_rows_lowers_the_loss(preset, tmp_path):
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(to_numpy(loaded(x[:16])), to_numpy(model(x[:16])), rtol=1e-6,
                                atol=1e-6)
+
+
+def test_recurrent_presets_are_zoo_entries_with_their_space():
+    assert zoo.rnn_names() == ["rnn_ei", "rnn_ei_ln", "rnn_inorm", "rnn_inorm_gradnorm"]
+    for name in zoo.rnn_names():
+        preset = zoo.get(name)
+        assert preset.network == "rnn" and zoo.default_width(name) == zoo.RNN_DEFAULT_WIDTH
+        assert zoo.has_inorm(name) == ("inorm" in name) and name in zoo.all_names()
+        low, high, _ = search_space.space_for(name)["lr_e"]  # the default is inside the range
+        assert low <= preset.hyperparameters["lr_e"] <= high
+        low, high = search_space.width_range(name)
+        assert low <= zoo.RNN_DEFAULT_WIDTH <= high
+    # the excitatory clip: rnn_inorm's default, off unless set for every other preset
+    assert zoo.hyperparameters("rnn_inorm")["excitatory_clipnorm"] == 1.0
+    assert zoo.hyperparameters("rnn_inorm", excitatory_clipnorm=0)["excitatory_clipnorm"] == 0
+    assert "excitatory_clipnorm" not in zoo.hyperparameters("inorm")
+    for name, clip in (("rnn_inorm", 1.0), ("rnn_inorm_gradnorm", None)):
+        groups = group_optimizers(zoo.build(name, width=8, seed=0).optimizer)
+        assert groups["excitatory"].clipnorm == clip
+        assert groups["inhibitory_input"].clipnorm == 0.1
