@@ -357,11 +357,12 @@ def test_recurrent_presets_are_zoo_entries_with_their_space():
         assert low <= preset.hyperparameters["lr_e"] <= high
         low, high = search_space.width_range(name)
         assert low <= zoo.RNN_DEFAULT_WIDTH <= high
-    # the excitatory clip: rnn_inorm's default, off unless set for every other preset
+    # the excitatory clip: the recurrent I-Norm presets' default, off unless set elsewhere
     assert zoo.hyperparameters("rnn_inorm")["excitatory_clipnorm"] == 1.0
     assert zoo.hyperparameters("rnn_inorm", excitatory_clipnorm=0)["excitatory_clipnorm"] == 0
     assert "excitatory_clipnorm" not in zoo.hyperparameters("inorm")
-    for name, clip in (("rnn_inorm", 1.0), ("rnn_inorm_gradnorm", None)):
+    assert "excitatory_clipnorm" not in zoo.hyperparameters("rnn_ei")
+    for name, clip in (("rnn_inorm", 1.0), ("rnn_inorm_gradnorm", 1.0), ("rnn_ei_ln", None)):
         groups = group_optimizers(zoo.build(name, width=8, seed=0).optimizer)
         assert groups["excitatory"].clipnorm == clip
-        assert groups["inhibitory_input"].clipnorm == 0.1
+        assert groups["inhibitory_input"].clipnorm == (0.1 if "inorm" in name else None)

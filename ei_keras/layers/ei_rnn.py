@@ -119,6 +119,18 @@ class EIRNNCell(_RecurrentStep, EIDense):
         kernel: read-only, the effective input kernel `(d, units)`.
         recurrent_kernel: read-only, the effective recurrent kernel `(units, units)`.
 
+    Input shape:
+        One step, as a Keras RNN cell: `(batch_size, d)` (`keras.layers.RNN` feeds it
+        `(batch_size, timesteps, d)` sequences).
+
+    Output shape:
+        `(batch_size, units)`, the new state `h_t` (also the one state).
+
+    Call arguments:
+        - `inputs`: the step's input `x_t`.
+        - `states`: `[h_{t-1}]`.
+        - `training`: unused (Keras' cell signature).
+
     Example:
 
     >>> import numpy as np, keras
@@ -232,6 +244,18 @@ class INormRNNCell(_RecurrentStep, INormDense):
         inhibitory_variables: the trainable inhibitory weights (what the normalization loss
             trains; `INormRNN.normalization_variables`).
 
+    Input shape:
+        One step, as a Keras RNN cell: `(batch_size, d)`.
+
+    Output shape:
+        `(batch_size, units)`, the new state `h_t`; the states are `[h_t, acc_t]` with
+        `acc_t` `(batch_size, 2)` the running `(sum of l_t, steps)`.
+
+    Call arguments:
+        - `inputs`: the step's input `x_t`.
+        - `states`: `[h_{t-1}, acc_{t-1}]`.
+        - `training`: unused (Keras' cell signature).
+
     Example:
 
     >>> import numpy as np
@@ -334,6 +358,20 @@ class INormRNN(keras.layers.RNN):
         unroll: as in `keras.layers.RNN`.
         zero_output_for_mask: as in `keras.layers.RNN`.
         **kwargs: base `keras.layers.Layer` arguments.
+
+    Input shape:
+        3-D tensor `(batch_size, timesteps, d)`, as `keras.layers.RNN`.
+
+    Output shape:
+        `(batch_size, timesteps, units)` with `return_sequences`, else
+        `(batch_size, units)`; with `return_state`, also the last state `(batch_size, units)`.
+
+    Call arguments:
+        - `sequences`: the input sequences.
+        - `initial_state`: `h_0` (or `[h_0]`); default zeros (stateful: the carried state).
+        - `mask`: `(batch_size, timesteps)` booleans; masked steps keep the state and add
+          no loss.
+        - `training`: Keras' training flag.
 
     Example:
 
