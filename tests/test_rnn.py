@@ -36,7 +36,8 @@ INHIBITORY = ("W_IE", "W_EI", "B_IE", "B_EI")
 #: one step (sums of d + units = 14 terms, rounded at ~eps32 each, then the normalization); an
 #: unrolled step adds its own rounding to the state it reads, which carries the earlier steps'
 #: (the state is a contraction-or-mild-growth map of it: at this point |dh_t/dh_{t-1}| <= ~1),
-#: so the error grows at most linearly with the steps: T x 1e-5. Measured: ~1e-7..1e-6.
+#: so the error grows at most linearly with the steps: T x 1e-5. Measured (max over every case
+#: here): 9.0e-7 JAX, 9.6e-7 TensorFlow, 7.2e-7 torch.
 TOLERANCE = T * 1e-5
 #: The reference point keeps every pre-activation this far from ReLU's kink, so no float32
 #: rounding (relative ~T x 1e-5 of |z| <= ~10) can flip a unit between the backend and the
@@ -88,6 +89,7 @@ def inorm_args(w):
 def compare(got: dict, expected: dict) -> dict:
     """The errors above TOLERANCE (relative; absolute where the reference is 0)."""
     errors = {k: max_rel_err(got[k], expected[k]) for k in expected}
+    print(f"max relative error {max(errors.values()):.2e} (tolerance {TOLERANCE:.0e})")
     return {k: v for k, v in errors.items() if not v <= TOLERANCE}
 
 
