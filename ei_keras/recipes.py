@@ -109,9 +109,6 @@ def _ablation_variants() -> dict:
 
 
 _ABLATION_VARIANTS = _ablation_variants()
-#: The recurrent recipe records the hidden moments but not the LayerNorm alignment (defined
-#: for the feed-forward layers' LayerNorm twin only).
-_RNN_OVERRIDES = {"measures.alignment": False}
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("fig2", "Fig. 2: LayerNorm vs no normalization across luminosity shifts; "
@@ -175,9 +172,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              "Fashion-MNIST (28 steps of 28 pixels), recurrent I-Norm with and without GradNorm "
              "vs LN of the recurrent pre-activation; paired configurations",
              ("rnn_ei_ln", "rnn_ei", "rnn_inorm", "rnn_inorm_gradnorm"), sizes=(0.0, 0.75),
-             configs=12, epochs=3, overrides=_RNN_OVERRIDES,
-             smoke={**_SMOKE, "overrides": {**_SMOKE["overrides"], **_RNN_OVERRIDES}},
-             reference="rnn_ei_ln",
+             configs=12, epochs=3, smoke=_SMOKE, reference="rnn_ei_ln",
              expected="if finding 5 carries over: recurrent I-Norm + GradNorm ≈ LN at every r, "
              "recurrent I-Norm without GradNorm below it"),
     Protocol("conv", "Finding 5 for a convolutional EI network (beyond the paper): conv I-Norm "

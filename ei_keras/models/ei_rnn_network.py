@@ -59,6 +59,10 @@ class EIRecurrentNetwork(DualLossTrainer, keras.Model):
     (4, 10)
     """
 
+    #: No LayerNorm twin for the alignment measures (`ei_keras.measures`: defined per
+    #: feed-forward layer); the runs record the hidden moments only.
+    layer_norm_twin = False
+
     def __init__(self, units: int = 128, cell: str = "ei", normalization: str | None = None,
                  error_normalization: str = "none", gradnorm_on: str = "y",
                  subtractive_only: bool = False, norm_weight: float = 0.01,
