@@ -13,21 +13,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ei_keras import roles
 from ei_keras.layers.ei_dense import EIDense
 from ei_keras.layers.inorm_dense import INormDense
 
 RNN_NORMALIZATIONS = (None, "layer_norm")
-
-
-def _declare_inhibitory_roles(layer) -> None:
-    """The roles of a recurrent layer's inhibitory weights (the excitatory ones, `W_EE`
-    and the bias, keep the default role)."""
-    for name, role in (("W_IE", roles.INHIBITORY_INPUT), ("B_IE", roles.INHIBITORY_INPUT),
-                       ("W_EI", roles.INHIBITORY_OUTPUT), ("B_EI", roles.INHIBITORY_OUTPUT)):
-        variable = getattr(layer, name, None)
-        if variable is not None:
-            roles.declare(variable, role)
 
 
 class _RecurrentStep:
@@ -174,12 +163,11 @@ class EIRNNCell(_RecurrentStep, EIDense):
         super().build(input_shape)
         if self.layer_norm is not None:
             self.layer_norm.build((input_shape[0], self.units))
-        _declare_inhibitory_roles(self)
 
     def step(self, inputs, h_prev):
         """`z_t`, the input of the activation (after LayerNorm when
         `normalization="layer_norm"`)."""
-        z = self.preactivation(self.step_input(inputs, h_prev, self.compute_dtype))
+        z = self.raw_preactivation(self.step_input(inputs, h_prev, self.compute_dtype))
         return z if self.layer_norm is None else self.layer_norm(z)
 
     def call(self, inputs, states, training=None):
@@ -287,10 +275,6 @@ class INormRNNCell(_RecurrentStep, INormDense):
     @property
     def output_size(self) -> int:
         return self.units
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        _declare_inhibitory_roles(self)
 
     @property
     def inhibitory_variables(self) -> list:
