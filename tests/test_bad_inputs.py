@@ -169,6 +169,7 @@ def test_luminosity_list_is_checked(value, tmp_path, capsys):
     ("loss.norm_weight=-0.1", "loss.norm_weight"), ("seed=1.5", "seed"),
     ("train.steps_per_execution=0", "train.steps_per_execution"),
     ("opt.inhibitory_clipnorm=-0.1", "opt.inhibitory_clipnorm"),  # 0 is "no clip"
+    ("opt.excitatory_clipnorm=-1", "opt.excitatory_clipnorm"),
     ("model.widht=8", "model.width"),  # unknown key: the close match is named
     ("train.validate_each_epoch=yes", "data.validation_size"),  # never on the test set
     ("data.train_subset=999999", "data.train_subset"),  # more images than there are
