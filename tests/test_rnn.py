@@ -442,6 +442,9 @@ def test_recurrent_weight_matrix_is_the_state_part_of_the_preactivation(kind):
         eye = np.eye(UNITS, dtype="float32")
         z = to_numpy(cell.step(x0, eye)) - to_numpy(cell.step(x0, np.zeros_like(eye)))
         assert max_rel_err(z.T, w) <= 1e-5
+    else:  # every unit's delta_t is the same at initialization (the spectrum's docstring)
+        b_ei = to_numpy(cell.B_EI)
+        assert np.ptp(b_ei, axis=0).max() <= EPS32 * np.abs(b_ei).max()
     # routed by the model's declared `recurrent_weights()`; a feed-forward network has none
     net = EIRecurrentNetwork(units=UNITS, cell=kind, seed=0)
     net.build((None, 28 * D))
