@@ -268,8 +268,15 @@ class RunSession:
         self.measure_callbacks = []
         if cfg.measures.moments:
             self.measure_callbacks.append(HiddenMoments(self.probe_x))
-        if cfg.measures.alignment:
+        if self.alignment:
             self.measure_callbacks.append(LayerNormAlignment(self.probe_x, self.probe_y))
+
+    @property
+    def alignment(self) -> bool:
+        """Whether the run records the LayerNorm alignment: `measures.alignment`, for models
+        that have a LayerNorm twin (the feed-forward networks; a model without one, e.g.
+        `EIRecurrentNetwork`, says `layer_norm_twin = False`)."""
+        return bool(self.cfg.measures.alignment) and getattr(self.model, "layer_norm_twin", True)
 
     def fit(self, callbacks=(), initial_epoch: int = 0, progress_bar: bool = False) -> dict:
         """Train with Keras' `fit` (one run), then `finish` (`progress_bar`: as
@@ -358,7 +365,7 @@ class RunSession:
             if cfg.measures.moments:
                 metrics["moments"] = {f"hidden_{k}": {"mean": m, "var": v} for k, (m, v) in
                                       enumerate(moments(model, self.probe_x), start=1)}
-            if cfg.measures.alignment:
+            if self.alignment:
                 metrics["alignment"] = {
                     "output": output_alignment(model, self.probe_x),
                     "gradient": gradient_alignment(model, self.probe_x, self.probe_y),

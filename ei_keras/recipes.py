@@ -168,6 +168,13 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              smoke=_CONTRAST_SMOKE,
              expected="an open question: the variance normalization removes carries the "
              "label; does LN or I-Norm lose to plain EI or subtractive-only I-Norm?"),
+    Protocol("rnn", "Finding 5 for a recurrent EI network (beyond the paper): row-sequential "
+             "Fashion-MNIST (28 steps of 28 pixels), recurrent I-Norm with and without GradNorm "
+             "vs LN of the recurrent pre-activation; paired configurations",
+             ("rnn_ei_ln", "rnn_ei", "rnn_inorm", "rnn_inorm_gradnorm"), sizes=(0.0, 0.75),
+             configs=12, epochs=3, smoke=_SMOKE, reference="rnn_ei_ln",
+             expected="if finding 5 carries over: recurrent I-Norm + GradNorm ≈ LN at every r, "
+             "recurrent I-Norm without GradNorm below it"),
     Protocol("conv", "Finding 5 for a convolutional EI network (beyond the paper): conv I-Norm "
              "with and without GradNorm vs conv LN across luminosity shifts",
              ("conv_ei_ln", "conv_ei", "conv_inorm", "conv_inorm_gradnorm"), smoke=_SMOKE,
@@ -233,6 +240,15 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
     if len(set(sizes)) != len(sizes):
         raise ConfigError(f"Expected each shift size once. Received: "
                           f"{', '.join(f'{x:g}' for x in sizes)}: give each size once.")
+    if conditions is not None:
+        conditions = tuple(conditions)
+        unknown = [c for c in conditions if c not in protocol.conditions]
+        if unknown or not conditions or len(set(conditions)) != len(conditions):
+            what = (f"{unknown[0]!r} is not one of them" if unknown else
+                    "give each condition once" if conditions else "give at least one")
+            raise ConfigError(f"Expected --conditions to be some of recipe {protocol.name}'s "
+                              f"conditions ({', '.join(protocol.conditions)}): {what}. "
+                              f"Received: --conditions {','.join(conditions)}")
     user = dict(_items(overrides or {}))
     for key, value in user.items():  # a bad override fails before any cell
         RunConfig().get(key)  # an unknown key, with close matches

@@ -169,6 +169,7 @@ def test_luminosity_list_is_checked(value, tmp_path, capsys):
     ("loss.norm_weight=-0.1", "loss.norm_weight"), ("seed=1.5", "seed"),
     ("train.steps_per_execution=0", "train.steps_per_execution"),
     ("opt.inhibitory_clipnorm=-0.1", "opt.inhibitory_clipnorm"),  # 0 is "no clip"
+    ("opt.excitatory_clipnorm=-1", "opt.excitatory_clipnorm"),
     ("model.widht=8", "model.width"),  # unknown key: the close match is named
     ("train.validate_each_epoch=yes", "data.validation_size"),  # never on the test set
     ("data.train_subset=999999", "data.train_subset"),  # more images than there are
@@ -781,6 +782,31 @@ def test_duplicate_sizes_are_refused_at_parse_time(argv, option, tmp_path, capsy
         recipes.plan(recipes.get("fig2"), sizes=(0.5, 0.5))
 
 
+@pytest.mark.parametrize("given, what", [
+    ("ei_ln,bogus", "'bogus' is not one of them"),
+    ("ei", "'ei' is not one of them"),  # a preset, but not a condition of fig5
+    ("ei_ln,ei_ln", "give each condition once"),
+    (",", "give at least one"),
+])
+def test_reproduce_conditions_must_be_the_recipes_own(given, what, tmp_path, capsys):
+    out = tmp_path / "never"
+    rc, _, err = call(capsys, ["reproduce", "fig5", "--conditions", given, "--out", str(out)])
+    assert rc == 2 and assert_one_error(err, "--conditions", what, "inorm_gradnorm")
+    assert not out.exists()
+
+
+def test_reproduce_conditions_plans_only_those_conditions():
+    from ei_keras import recipes
+
+    fig5 = recipes.get("fig5")
+    cells = recipes.plan(fig5, configs=2, conditions=["inorm_gradnorm", "ei_ln"])
+    assert sorted({cfg.preset for _, cfg in cells}) == ["ei_ln", "inorm_gradnorm"]
+    assert len(cells) == 2 * len(fig5.sizes) * 2
+    every = recipes.plan(fig5, configs=2)  # the same cells as the whole recipe's
+    kept = {str(path): cfg for path, cfg in every if cfg.preset != "inorm"}
+    assert {str(path): cfg for path, cfg in cells} == kept
+
+
 #: An address-space limit (kB) far above what a tiny run needs (the backends reserve a few
 #: GiB of address space at import) and far below a width-100000 model (a 100000 x 10000
 #: float64 initialisation alone is 7.5 GiB): the allocation is refused at once, whatever the
@@ -858,6 +884,8 @@ def test_report_reference_must_be_a_condition(tmp_path, capsys):
      "data.luminosity"),
     (["--preset", "ei", "loss.norm_weight=0.5"], "loss.norm_weight"),
     (["--preset", "conv_ei_ln", "loss.norm_weight=0.1"], "loss.norm_weight"),
+    (["--preset", "ei_ln", "loss.norm_weight_schedule=linear"], "loss.norm_weight_schedule"),
+    (["--preset", "e_ln", "loss.norm_weight_horizon=3"], "loss.norm_weight_horizon"),
 ])
 def test_keys_that_do_not_apply_are_refused(argv, key, tmp_path, capsys):
     """The one rule: a key the run would not use (another shift family's size, lambda without

@@ -56,8 +56,11 @@ def test_config_file_round_trips_through_hyperparameters(family):
     by_name = {e["config"]["name"]: e for e in config["space"]}
     ranges = {"ei": search_space.EI_SPACE, "inorm": search_space.INORM_SPACE,
               "conv_ei": search_space.EI_SPACE,
-              "conv_inorm": search_space.CONV_INORM_SPACE}[family]
-    widths = search_space.CONV_WIDTH_RANGE if "conv" in family else search_space.WIDTH_RANGE
+              "conv_inorm": search_space.CONV_INORM_SPACE,
+              "rnn_ei": search_space.EI_SPACE,
+              "rnn_inorm": search_space.RNN_INORM_SPACE}[family]
+    widths = (search_space.CONV_WIDTH_RANGE if "conv" in family else
+              search_space.RNN_WIDTH_RANGE if "rnn" in family else search_space.WIDTH_RANGE)
     assert _read(f"{family}.json")["presets"] == space_module.family_presets(family)
     for name, (low, high, sampling) in ranges.items():
         assert by_name[name]["class_name"] == "Float"

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ei_keras import roles
 from ei_keras.initializers import divisive_svd_init
 from ei_keras.layers._dale import DaleDense, dense_t
 from ei_keras.layers.error_normalization import add_lateral_weights
@@ -178,8 +179,10 @@ class INormDense(DaleDense):
         w_ie, w_ei = self.add_inhibitory_weights(w_ee, seed)
         if not self.subtractive_only:
             b_ie, b_ei = divisive_svd_init(w_ee, w_ie, w_ei)
-            self.B_IE = self.add_inhibitory_weight("B_IE", b_ie, non_negative=False)
-            self.B_EI = self.add_inhibitory_weight("B_EI", b_ei, trainable=self.trainable_ei)
+            self.B_IE = self.add_inhibitory_weight("B_IE", b_ie, roles.INHIBITORY_INPUT,
+                                                   non_negative=False)
+            self.B_EI = self.add_inhibitory_weight("B_EI", b_ei, roles.INHIBITORY_OUTPUT,
+                                                   trainable=self.trainable_ei)
         if self.error_normalization == "lateral":
             self.lateral_weights = add_lateral_weights(
                 self, self.error_normalization_width(input_shape), seed + 2)
@@ -191,6 +194,7 @@ class INormDense(DaleDense):
             name="norm_weight", shape=(), dtype="float32", trainable=False,
             initializer=keras.initializers.Constant(self._initial_norm_weight),
         )
+        roles.declare(self.norm_weight_variable, roles.NORMALIZATION)
 
     def add_weight(self, *args, **kwargs):
         """`keras.layers.Layer.add_weight` with `autocast=False` (as Keras' normalization
@@ -214,6 +218,18 @@ class INormDense(DaleDense):
 
     def normalization_loss(self, e, s, delta):
         """`L_norm` from the parts; gradients reach only `s` and `delta`."""
+        per_sample = self.normalization_loss_per_sample(e, s, delta)
+        return self.norm_weight_tensor() * ops.mean(per_sample)
+
+    def norm_weight_tensor(self):
+        """`lambda` as a tensor (the variable once built)."""
+        return (self._initial_norm_weight if self.norm_weight_variable is None
+                else ops.convert_to_tensor(self.norm_weight_variable))
+
+    def normalization_loss_per_sample(self, e, s, delta):
+        """The unweighted per-sample terms of `L_norm`, `(mean_j zh)^2 + (var_j zh - 1)^2`
+        (subtractive-only: the first), reduced over `statistics_axis` only (kept as size-1
+        axes); gradients reach only `s` and `delta`."""
         zh = ops.stop_gradient(e) - s
         if delta is not None:
             zh = zh / delta
@@ -223,9 +239,7 @@ class INormDense(DaleDense):
         if delta is not None:
             var = ops.mean(ops.square(zh - mean), axis=axis, keepdims=True)
             loss = loss + ops.square(var - 1.0)
-        weight = (self._initial_norm_weight if self.norm_weight_variable is None
-                  else ops.convert_to_tensor(self.norm_weight_variable))
-        return weight * ops.mean(loss)
+        return loss
 
     def preactivation(self, inputs):
         """The normalized pre-activation `z` (before error normalization and activation) and
@@ -236,6 +250,12 @@ class INormDense(DaleDense):
         if delta is not None:
             z = z / ops.stop_gradient(delta)
         return z, self.normalization_loss(e, s, delta)
+
+    def raw_preactivation(self, inputs):
+        """The un-normalized pre-activation `e - s = x W_EE^T + b - (x W_IE^T) W_EI^T`
+        (float32): what `ei_keras.measures` compares with LayerNorm."""
+        e, s, _ = self._parts(ops.cast(inputs, "float32"))
+        return e - s
 
     def call(self, inputs):
         z, loss = self.preactivation(inputs)
