@@ -18,8 +18,14 @@ _requested = False
 
 
 def stop_requested(signum=None, frame=None) -> None:
-    """The SIGTERM handler: record the request, then raise `KeyboardInterrupt`."""
+    """The SIGTERM handler: record the request, then raise `KeyboardInterrupt` — once. A
+    second SIGTERM while the first stop is being handled (a parent stopping its workers
+    sends one to each, and a process group may get another) only records it: raised
+    there, it would break the cleanup that removes the partial folder and print a
+    traceback from the worker's `finally` (seen under PyTorch)."""
     global _requested
+    if _requested:
+        return
     _requested = True
     raise KeyboardInterrupt
 

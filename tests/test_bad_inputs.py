@@ -367,6 +367,27 @@ def start_parallel_protocol(tmp_path):
     return proc
 
 
+def test_a_second_sigterm_during_the_stop_does_not_raise_into_its_cleanup():
+    """The race `test_sigterm_stops_jobs_workers` once lost under PyTorch: the parent's
+    SIGTERM arrived while the worker was still handling the first one, and its
+    KeyboardInterrupt broke the worker's cleanup with a traceback."""
+    from ei_keras import interrupt
+
+    interrupt.install_in_worker()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.stop_requested()
+        interrupt.stop_requested()  # the second: recorded, not raised
+        with pytest.raises(KeyboardInterrupt):  # and raised again where the run checks
+            interrupt.raise_if_requested()
+    finally:
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        interrupt._requested = False
+
+
 def test_sigterm_stops_jobs_workers(tmp_path):
     """SIGTERM to the whole process group (a shell's ``kill %1``, a scheduler) stops ``--jobs``
     workers mid-cell: exit 130, one error line, no partial folder, no process left. (Measured
