@@ -157,11 +157,44 @@ def has_inorm(name: str) -> bool:
     return "inorm" in (model.get("hidden_layer"), model.get("conv_layer"))
 
 
+#: The hyperparameters of the normalization loss' weight lambda (its value and schedule).
+NORM_WEIGHT_HYPERPARAMETERS = ("norm_weight", "norm_weight_schedule", "norm_weight_horizon")
+
+
 def unused_hyperparameters(name: str) -> tuple[str, ...]:
-    """The hyperparameters preset `name` has no use for: `norm_weight` without I-Norm
-    layers. Setting one is refused (`hyperparameters`,
-    `ei_keras.config.inapplicable_keys`) rather than recorded and never used."""
-    return () if has_inorm(name) else ("norm_weight",)
+    """The hyperparameters preset `name` has no use for: `norm_weight` and its schedule
+    (`NORM_WEIGHT_HYPERPARAMETERS`) without I-Norm layers. Setting one is refused
+    (`hyperparameters`, `ei_keras.config.inapplicable_keys`) rather than recorded and
+    never used."""
+    return () if has_inorm(name) else NORM_WEIGHT_HYPERPARAMETERS
+
+
+#: The error-normalization modes that `gradnorm_on` changes (`full` and `decorrelate`
+#: project the error out of `y` or `z`; `ei_keras.ops.error_normalization`).
+GRADNORM_ON_MODES = ("full", "decorrelate")
+#: The isolation ablations (`model.*` keys and `INormDense` arguments; off by default).
+ISOLATION_OPTIONS = ("task_trains_inhibitory", "norm_trains_excitatory")
+
+
+def unused_model_options(name: str) -> dict[str, str]:
+    """The `model.*` options preset `name` has no use for, each with the reason:
+    `gradnorm_on` without GradNorm (`error_normalization` not in `GRADNORM_ON_MODES`),
+    the isolation ablations (`ISOLATION_OPTIONS`) without I-Norm layers. Setting one is
+    refused (`ei_keras.config.inapplicable_keys`) rather than recorded and never used.
+
+    >>> from ei_keras import zoo
+    >>> sorted(zoo.unused_model_options("ei"))
+    ['gradnorm_on', 'norm_trains_excitatory', 'task_trains_inhibitory']
+    >>> zoo.unused_model_options("inorm_gradnorm")
+    {}
+    """
+    out = {}
+    if get(name).model.get("error_normalization") not in GRADNORM_ON_MODES:
+        out["gradnorm_on"] = (f"preset {name} has no GradNorm: gradnorm_on acts on "
+                              f"error_normalization {' or '.join(GRADNORM_ON_MODES)} only")
+    if not has_inorm(name):
+        out.update({k: f"preset {name} has no I-Norm layer" for k in ISOLATION_OPTIONS})
+    return out
 
 
 def hyperparameters(name: str, **overrides) -> dict:
