@@ -126,6 +126,11 @@ def _numbers(text: str, ok, expected: str) -> list[float]:
     return out
 
 
+def _names(text: str) -> list[str]:
+    """A comma-separated list of names (`--conditions`), blanks dropped."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _luminosities(text: str) -> list[float]:
     return _numbers(text, lambda v: 0.0 <= v <= 1.0,
                     "comma-separated numbers in [0, 1] (e.g. 0,0.75)")
@@ -257,6 +262,7 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out or f"runs/{args.recipe}{'-smoke' if args.smoke else ''}")
     summary = recipes.run_protocol(args.recipe, out, smoke=args.smoke, configs=args.configs,
                                    sizes=sizes, overrides=args.overrides,
+                                   conditions=args.conditions,
                                    overwrite=args.overwrite, jobs=args.jobs,
                                    shard=args.shard, seed=args.seed,
                                    population=getattr(args, "population", None),
@@ -375,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contrast", type=_contrasts,
                    help="comma-separated s values >= 1, for the contrast recipes (default: "
                    "the recipe's)")
+    p.add_argument("--conditions", type=_names,
+                   help="comma-separated conditions of the recipe to train (default: all of "
+                   "them), e.g. the paper's length for two: fig5 --conditions "
+                   "ei_ln,inorm_gradnorm train.epochs=50")
     p.add_argument("--overwrite", action="store_true",
                    help="train again (and replace) finished cells made with other settings")
     _add_jobs(p)

@@ -237,6 +237,15 @@ def plan(protocol: Protocol, smoke: bool = False, configs: int | None = None,
     if len(set(sizes)) != len(sizes):
         raise ConfigError(f"Expected each shift size once. Received: "
                           f"{', '.join(f'{x:g}' for x in sizes)}: give each size once.")
+    if conditions is not None:
+        conditions = tuple(conditions)
+        unknown = [c for c in conditions if c not in protocol.conditions]
+        if unknown or not conditions or len(set(conditions)) != len(conditions):
+            what = (f"{unknown[0]!r} is not one of them" if unknown else
+                    "give each condition once" if conditions else "give at least one")
+            raise ConfigError(f"Expected --conditions to be some of recipe {protocol.name}'s "
+                              f"conditions ({', '.join(protocol.conditions)}): {what}. "
+                              f"Received: --conditions {','.join(conditions)}")
     user = dict(_items(overrides or {}))
     for key, value in user.items():  # a bad override fails before any cell
         RunConfig().get(key)  # an unknown key, with close matches

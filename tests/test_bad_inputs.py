@@ -778,6 +778,31 @@ def test_duplicate_sizes_are_refused_at_parse_time(argv, option, tmp_path, capsy
         recipes.plan(recipes.get("fig2"), sizes=(0.5, 0.5))
 
 
+@pytest.mark.parametrize("given, what", [
+    ("ei_ln,bogus", "'bogus' is not one of them"),
+    ("ei", "'ei' is not one of them"),  # a preset, but not a condition of fig5
+    ("ei_ln,ei_ln", "give each condition once"),
+    (",", "give at least one"),
+])
+def test_reproduce_conditions_must_be_the_recipes_own(given, what, tmp_path, capsys):
+    out = tmp_path / "never"
+    rc, _, err = call(capsys, ["reproduce", "fig5", "--conditions", given, "--out", str(out)])
+    assert rc == 2 and assert_one_error(err, "--conditions", what, "inorm_gradnorm")
+    assert not out.exists()
+
+
+def test_reproduce_conditions_plans_only_those_conditions():
+    from ei_keras import recipes
+
+    fig5 = recipes.get("fig5")
+    cells = recipes.plan(fig5, configs=2, conditions=["inorm_gradnorm", "ei_ln"])
+    assert sorted({cfg.preset for _, cfg in cells}) == ["ei_ln", "inorm_gradnorm"]
+    assert len(cells) == 2 * len(fig5.sizes) * 2
+    every = recipes.plan(fig5, configs=2)  # the same cells as the whole recipe's
+    kept = {str(path): cfg for path, cfg in every if cfg.preset != "inorm"}
+    assert {str(path): cfg for path, cfg in cells} == kept
+
+
 #: An address-space limit (kB) far above what a tiny run needs (the backends reserve a few
 #: GiB of address space at import) and far below a width-100000 model (a 100000 x 10000
 #: float64 initialisation alone is 7.5 GiB): the allocation is refused at once, whatever the
