@@ -37,8 +37,8 @@ class DualLossModel(DualLossTrainer, keras.Model):
     `task_trains_inhibitory`, `norm_trains_excitatory`) is trained by both losses: its
     gradient is the sum of the task loss' and the normalization loss' gradients, applied in
     the same single update by its group's optimizer at its group's rate. `History`, the
-    progress bar and `CSVLogger` get `loss` (= `task_loss + norm_loss`), `task_loss` and `norm_loss`;
-    `evaluate` reports the same three.
+    progress bar and `CSVLogger` get `loss` (= `task_loss + norm_loss`), `task_loss` and
+    `norm_loss`; `evaluate` reports the same three.
 
     `compile` takes two more keyword arguments, the inhibitory plasticity schedule (both
     saved in `.keras` files):
