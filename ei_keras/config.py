@@ -32,6 +32,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ei_keras import zoo
 from ei_keras.annealing import SHAPES as ANNEALING_SHAPES
 
 
@@ -218,10 +219,10 @@ _COUNT = Kind("int", low=1)
 # ---------------------------------------------------------------------------------------------
 # The schema. Defaults live here and only here.
 
-#: Hidden width of the MLP presets unless set (the reference code's width; `model.width`
-#: None means the preset's default, `ei_keras.zoo.default_width`) and hidden layers.
-DEFAULT_WIDTH = 234
-DEFAULT_DEPTH = 2
+#: Hidden width of the MLP presets unless set and hidden layers: the preset table's
+#: (`ei_keras.zoo`; `model.width` None means the preset's default, `zoo.default_width`).
+DEFAULT_WIDTH = zoo.DEFAULT_WIDTH
+DEFAULT_DEPTH = zoo.DEFAULT_DEPTH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,6 +238,9 @@ class ShiftFamily:
         symbol: the size's letter in folder names and report labels (`r0.75`, `s4`).
         axis: how a report names the size axis (`r`, `contrast s`).
         description: one line for help texts.
+        arithmetic: the name of its `ei_keras.data.shifts.Shift` subclass, which draws and
+            applies it (`ei_keras.data.SHIFTS` is built from this table: a new family is
+            that class and one entry here).
     """
 
     name: str
@@ -244,6 +248,7 @@ class ShiftFamily:
     symbol: str
     axis: str
     description: str
+    arithmetic: str
 
     def label(self, size: float | None) -> str:
         """`"r = 0.75"`, `"contrast s = 4"`: the size as a report writes it."""
@@ -253,13 +258,14 @@ class ShiftFamily:
 #: The shift families, by `data.shift` value (the first is the paper's and the default).
 SHIFT_FAMILIES: dict[str, ShiftFamily] = {f.name: f for f in [
     ShiftFamily("luminosity", "data.luminosity", "r", "r",
-                "add c ~ U(-r, r) to every pixel of an image, clip to [0, 1] (the paper's)"),
+                "add c ~ U(-r, r) to every pixel of an image, clip to [0, 1] (the paper's)",
+                "LuminosityShift"),
     ShiftFamily("contrast", "data.contrast", "s", "contrast s",
                 "scale each image's deviation from its own mean by c, log c ~ U(-log s, log s), "
-                "clip to [0, 1]"),
+                "clip to [0, 1]", "ContrastShift"),
     ShiftFamily("contrast_signal", "data.contrast", "s", "contrast-as-signal s",
                 "the contrast shift, and the label also says low (c < 1) or high (c >= 1) "
-                "contrast: 2 x the classes"),
+                "contrast: 2 x the classes", "ContrastSignalShift"),
 ]}
 
 #: Default contrast range `s` (`data.contrast`): `c` spans [1/4, 4], a 16-fold range of
@@ -537,8 +543,6 @@ def inapplicable_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
     (`RunConfig.with_overrides`), so a value is never recorded (`config.json`, the
     fingerprint) that the run does not use.
     """
-    from ei_keras import zoo  # lazily: the zoo imports Keras
-
     family = SHIFT_FAMILIES[flat.get("data.shift", "luminosity")]
     out = [f.size_key for f in SHIFT_FAMILIES.values() if f.size_key != family.size_key]
     out += [HYPERPARAMETER_KEYS[k] for k in zoo.unused_hyperparameters(flat["preset"])]
@@ -553,8 +557,6 @@ def _check_applicable(flat: Mapping[str, Any], given: Iterable[str]) -> None:
                 why = (f"data.shift={flat['data.shift']} sizes its shift with "
                        f"{SHIFT_FAMILIES[flat['data.shift']].size_key}")
             elif key.startswith("model."):
-                from ei_keras import zoo
-
                 why = zoo.unused_model_options(flat["preset"])[key.split(".", 1)[1]]
             else:
                 why = f"preset {flat['preset']} has no I-Norm layer"
@@ -596,6 +598,9 @@ NON_FINGERPRINT_KEYS: tuple[str, ...] = tuple(
 #: The presets' training hyperparameters: the bare names of the `opt`/`loss` keys.
 HYPERPARAMETERS: tuple[str, ...] = tuple(
     k.split(".", 1)[1] for k in KEYS if k.split(".", 1)[0] in HYPERPARAMETER_SECTIONS)
+if HYPERPARAMETERS != zoo.HYPERPARAMETERS:  # the zoo's list of what a preset's training takes
+    raise RuntimeError(f"ei_keras.zoo.HYPERPARAMETERS {zoo.HYPERPARAMETERS} must be the names "
+                       f"of the opt.* and loss.* keys {HYPERPARAMETERS}, in their order.")
 #: Dotted key of each bare hyperparameter name (`"lr_e" -> "opt.lr_e"`).
 HYPERPARAMETER_KEYS: dict[str, str] = {
     k.split(".", 1)[1]: k for k in KEYS if k.split(".", 1)[0] in HYPERPARAMETER_SECTIONS}
@@ -665,8 +670,6 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _check_preset(name: str) -> None:
-    from ei_keras import zoo  # lazily: the zoo imports Keras
-
     try:
         zoo.get(name)
     except ValueError as e:

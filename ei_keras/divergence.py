@@ -32,7 +32,7 @@ import math
 import keras
 import numpy as np
 
-from ei_keras.optimizers import variable_group
+from ei_keras.roles import group_of
 from ei_keras.scoring import MAX_ABS_WEIGHT, MAX_LOSS, must_stop, out_of_bounds
 
 __all__ = ["MAX_ABS_WEIGHT", "MAX_LOSS", "RATE_OF_GROUP", "SNAPSHOT_EVERY", "DivergenceMonitor"]
@@ -269,7 +269,7 @@ class DivergenceMonitor(keras.callbacks.Callback):
             change = (float(np.max(np.abs(after - before))) if np.all(np.isfinite(after))
                       else math.inf)
             ratio = change / max(float(np.max(np.abs(before))), 1.0)
-            group = variable_group(v)
+            group = group_of(v)
             growth[group] = max(growth.get(group, 0.0), ratio)
         return max(growth, key=growth.get)
 

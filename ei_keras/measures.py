@@ -19,11 +19,12 @@ per epoch, outside the compiled training step.
 
 from __future__ import annotations
 
+import typing
+
 import keras
 import numpy as np
 from keras import ops
 
-from ei_keras.layers import EDense, EIDense, INormDense
 from ei_keras.models.gradients import gradients
 
 
@@ -49,13 +50,34 @@ def _layer_norm(z, epsilon=1e-5):
 
 
 def raw_preactivation(layer, x):
-    """The un-normalized Dale pre-activation `x W_EE^T + b - (x W_IE^T) W_EI^T`."""
-    if isinstance(layer, INormDense):
-        e, s, _ = layer._parts(ops.cast(x, "float32"))
-        return e - s
-    if isinstance(layer, (EIDense, EDense)):
-        return layer(x)
-    raise TypeError(f"Unsupported hidden layer type {type(layer).__name__}")
+    """The un-normalized Dale pre-activation `x W_EE^T + b - (x W_IE^T) W_EI^T`: the
+    layer's own `raw_preactivation(x)` (`MeasuredLayer`)."""
+    return _measured(layer).raw_preactivation(x)
+
+
+@typing.runtime_checkable
+class MeasuredLayer(typing.Protocol):
+    """What a hidden layer provides to be measured (the E-I layers of `ei_keras.layers` do):
+
+    - `raw_preactivation(x)`: its pre-activation before any normalization and activation
+      (the Dale pre-activation `x W_EE^T + b - (x W_IE^T) W_EI^T`), which the LayerNorm
+      twin normalizes;
+    - `W_EE`: the excitatory weight whose task gradient `gradient_alignment` compares.
+    """
+
+    W_EE: typing.Any
+
+    def raw_preactivation(self, x): ...
+
+
+def _measured(layer) -> MeasuredLayer:
+    if not isinstance(layer, MeasuredLayer):
+        raise TypeError(
+            f"Hidden layer {layer.name!r} ({type(layer).__name__}) cannot be measured: the "
+            "LayerNorm-alignment measures need a layer with a `raw_preactivation(x)` method "
+            "and a `W_EE` weight (ei_keras.measures.MeasuredLayer). Give the layer those, or "
+            "leave the alignment measures off for this model.")
+    return layer
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -92,7 +114,7 @@ def gradient_alignment(model, x, y) -> list[float]:
     """Per hidden layer: cosine between the task-loss gradients w.r.t. `W_EE` of the network
     and of its LayerNorm twin (same weights)."""
     loss_fn = model.loss
-    variables = [layer.W_EE for layer in model.hidden]
+    variables = [_measured(layer).W_EE for layer in model.hidden]
     _, own = gradients(lambda: loss_fn(y, model(x)), variables)
     _, twin = gradients(lambda: loss_fn(y, _twin_logits(model, x)), variables)
     return [_cosine(a, b) for a, b in zip(own, twin)]

@@ -22,21 +22,47 @@ import keras
 import numpy as np
 from keras import ops
 
+from ei_keras import roles
 from ei_keras.backend import DaleSGDUpdate
 
-INHIBITORY_INPUT_PATTERN = r".*/(W_IE|B_IE)"
-INHIBITORY_OUTPUT_PATTERN = r".*/(W_EI|B_EI)"
-GROUPS = ("excitatory", "inhibitory_input", "inhibitory_output")
+#: The variable groups, one optimizer (and learning rate) each (`ei_keras.roles.GROUPS`).
+GROUPS = roles.GROUPS
+#: The optimizer-map keys of the two inhibitory groups in `.keras` files written before the
+#: groups were routed by role (`RoleOptimizerMap` reads them).
+_LEGACY_PATTERNS = {r".*/(W_IE|B_IE)": "inhibitory_input", r".*/(W_EI|B_EI)": "inhibitory_output"}
 
 
 def variable_group(variable) -> str:
-    """`"excitatory"`, `"inhibitory_input"` or `"inhibitory_output"` for a variable."""
-    name = variable.path.rsplit("/", 1)[-1]
-    if name in ("W_IE", "B_IE"):
-        return "inhibitory_input"
-    if name in ("W_EI", "B_EI"):
-        return "inhibitory_output"
-    return "excitatory"
+    """`"excitatory"`, `"inhibitory_input"` or `"inhibitory_output"` for a variable: the
+    group of the role its layer declared (`ei_keras.roles.group_of`)."""
+    return roles.group_of(variable)
+
+
+@keras.saving.register_keras_serializable(package="ei_keras")
+class RoleOptimizerMap(keras.optimizers.OptimizerMap):
+    """A `keras.optimizers.OptimizerMap` keyed by variable group, not by variable path.
+
+    A variable goes to the optimizer of its group (`ei_keras.roles.group_of`: the role its
+    layer declared), the `default_optimizer` when no optimizer is mapped to that group: a
+    user layer whose variable is declared `roles.INHIBITORY_INPUT` trains at `lr_ie` whatever
+    it is called. Keys are group names (`GROUPS`, not regexes). A map of an older file (keys
+    the path patterns of `W_IE`/`B_IE` and `W_EI`/`B_EI`) is read as the same two groups,
+    in the same order (so the optimizer state of the file lines up).
+    """
+
+    def __init__(self, default_optimizer, optimizer_map=None):
+        optimizer_map = {_LEGACY_PATTERNS.get(k, k): o for k, o in (optimizer_map or {}).items()}
+        unknown = sorted(set(optimizer_map) - set(GROUPS))
+        if unknown:
+            raise ValueError(f"Expected optimizer-map keys among the groups {GROUPS}. "
+                             f"Received: {unknown}")
+        super().__init__(default_optimizer, optimizer_map)
+
+    def __getitem__(self, group):
+        return self._optimizer_map.get(group, self.default_optimizer)
+
+    def __call__(self, variable):
+        return self[roles.group_of(variable)]
 
 
 def _check_rate(name: str, value):
@@ -74,6 +100,9 @@ class DaleSGD(DaleSGDUpdate, keras.optimizers.MultiOptimizer):
     """
 
     def __init__(self, optimizer_map, loss_scale_factor=None, name=None):
+        if type(optimizer_map) is keras.optimizers.OptimizerMap:  # a file written before roles
+            optimizer_map = RoleOptimizerMap(optimizer_map.default_optimizer,
+                                             dict(optimizer_map.items()))
         super().__init__(optimizer_map, loss_scale_factor=loss_scale_factor, name=name)
         self.group_map = optimizer_map
         self._group_index = {}
@@ -188,10 +217,10 @@ def dale_optimizer(excitatory="sgd", inhibitory_input=None, inhibitory_output=No
         raise ValueError("Expected one optimizer instance per group; the same instance was "
                          "passed for two groups. Pass separate instances (or leave the "
                          "inhibitory ones out to copy the excitatory one's settings).")
-    optimizer_map = keras.optimizers.OptimizerMap(
+    optimizer_map = RoleOptimizerMap(
         default_optimizer=groups["excitatory"],
-        optimizer_map={INHIBITORY_INPUT_PATTERN: groups["inhibitory_input"],
-                       INHIBITORY_OUTPUT_PATTERN: groups["inhibitory_output"]})
+        optimizer_map={"inhibitory_input": groups["inhibitory_input"],
+                       "inhibitory_output": groups["inhibitory_output"]})
     return DaleSGD(optimizer_map, name=name)
 
 
@@ -205,9 +234,7 @@ def group_optimizers(optimizer) -> dict[str, keras.optimizers.Optimizer]:
     groups = getattr(optimizer, "group_map", None)
     if groups is None:  # a MultiOptimizer of files written before DaleSGD: named by group
         return {o.name.removeprefix("sgd_"): o for o in optimizer.optimizers}
-    return {"excitatory": groups.default_optimizer,
-            "inhibitory_input": groups[INHIBITORY_INPUT_PATTERN],
-            "inhibitory_output": groups[INHIBITORY_OUTPUT_PATTERN]}
+    return {group: groups[group] for group in GROUPS}
 
 
 def dale_sgd(

@@ -31,7 +31,10 @@ INHIBITORY_OUTPUT = "inhibitory_output"
 NORMALIZATION = "normalization"
 ROLES = (EXCITATORY, INHIBITORY_INPUT, INHIBITORY_OUTPUT, NORMALIZATION)
 
-#: The optimizer group (`ei_keras.optimizers.GROUPS`) that trains each role.
+#: The optimizer groups, one learning rate each (`lr_e`, `lr_ie`, `lr_ei`), in the order
+#: a population's step and saved files number them.
+GROUPS = ("excitatory", "inhibitory_input", "inhibitory_output")
+#: The optimizer group (`GROUPS`) that trains each role.
 GROUP_OF_ROLE = {EXCITATORY: "excitatory", INHIBITORY_INPUT: "inhibitory_input",
                  INHIBITORY_OUTPUT: "inhibitory_output", NORMALIZATION: "excitatory"}
 

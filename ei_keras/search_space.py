@@ -10,9 +10,12 @@ sweep also samples the configurations where a family is fragile — as the paper
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
+
+from ei_keras import zoo
 
 # name: (low, high, sampling)
 EI_SPACE = {
@@ -38,25 +41,63 @@ WIDTH_RANGE = (100, 500)
 CONV_WIDTH_RANGE = (16, 48)
 
 
-def is_conv(preset: str) -> bool:
-    """Whether `preset` is a convolutional preset (its zoo entry's `network`)."""
-    from ei_keras import zoo
+@dataclasses.dataclass(frozen=True)
+class SearchFamily:
+    """A family of presets that share a search space (and a `tuner_configs/<name>.json`).
+    A preset names its family (`ei_keras.zoo.Preset.family`).
 
-    return zoo.get(preset).network == "conv"
+    Attributes:
+        name: the family's name.
+        title: what its presets are, in words.
+        space: `{hyperparameter: (low, high, sampling)}` of the learning rates.
+        width_range: the range of `width` in its sweeps.
+        width: what `width` means for its presets, in words.
+        norm_weight: whether its presets have a normalization loss, whose weight lambda
+            (`norm_weight`) a tuner searches.
+        beyond_paper: not conditions of the paper.
+        note: a sentence for its tuner configuration's description (why its ranges differ).
+    """
+
+    name: str
+    title: str
+    space: dict
+    width_range: tuple[int, int]
+    width: str = "hidden width"
+    norm_weight: bool = False
+    beyond_paper: bool = False
+    note: str = ""
+
+
+_CONV_WIDTH = "filters of the last conv layer (the first has half)"
+_CONV_NOTE = ("A conv weight is shared by every location, so the conv I-Norm presets train "
+              "at a tenth of the MLP's lr_e (README, 'Convolutional presets').")
+
+#: The search-space families by name.
+FAMILIES: dict[str, SearchFamily] = {f.name: f for f in [
+    SearchFamily("ei", "EI / LayerNorm", EI_SPACE, WIDTH_RANGE),
+    SearchFamily("inorm", "I-Norm", INORM_SPACE, WIDTH_RANGE, norm_weight=True),
+    SearchFamily("conv_ei", "convolutional EI / LayerNorm", EI_SPACE, CONV_WIDTH_RANGE,
+                 _CONV_WIDTH, beyond_paper=True, note=_CONV_NOTE),
+    SearchFamily("conv_inorm", "convolutional I-Norm", CONV_INORM_SPACE, CONV_WIDTH_RANGE,
+                 _CONV_WIDTH, norm_weight=True, beyond_paper=True, note=_CONV_NOTE),
+]}
+
+
+def family_of(preset: str) -> SearchFamily:
+    """The search family of `preset` (its zoo entry's `family`)."""
+    return FAMILIES[zoo.get(preset).family]
 
 
 def space_for(preset: str) -> dict:
     """The search space of a preset's family (`EI_SPACE`, `INORM_SPACE` or, for the
     conv I-Norm presets, `CONV_INORM_SPACE`)."""
-    if "inorm" not in preset:
-        return EI_SPACE
-    return CONV_INORM_SPACE if is_conv(preset) else INORM_SPACE
+    return family_of(preset).space
 
 
 def width_range(preset: str) -> tuple[int, int]:
     """The width range of a preset's sweeps (`WIDTH_RANGE`; conv presets:
     `CONV_WIDTH_RANGE`)."""
-    return CONV_WIDTH_RANGE if is_conv(preset) else WIDTH_RANGE
+    return family_of(preset).width_range
 
 
 def sample(preset: str, index: int, base_seed: int = 0, sample_width: bool = False) -> dict:

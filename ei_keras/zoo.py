@@ -19,14 +19,67 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ei_keras.config import DEFAULT_DEPTH, DEFAULT_WIDTH, HYPERPARAMETERS
-
-# The preset table imports no Keras (`ei-keras presets` lists it without a backend); the
-# functions that build and compile models import what they need.
+# The preset table imports no Keras (`ei-keras presets` lists it without a backend) and no
+# other ei_keras module at import (`ei_keras.config` and `ei_keras.search_space` import this
+# one); the functions that build and compile models import what they need.
 if TYPE_CHECKING:
     from ei_keras.models import EINetwork
+
+#: Hidden width of the MLP presets unless set (the reference code's width; `model.width`
+#: None means the preset's default, `default_width`) and hidden layers of every preset.
+DEFAULT_WIDTH = 234
+DEFAULT_DEPTH = 2
+#: Filters of the conv presets' last layer when `width` is not set (the first has half).
+CONV_DEFAULT_WIDTH = 32
+
+#: The presets' training hyperparameters, the bare names of the `opt.*` / `loss.*` keys of
+#: `ei_keras.config` (which checks at import that its schema has exactly these).
+HYPERPARAMETERS: tuple[str, ...] = (
+    "lr_e", "lr_ie", "lr_ei", "momentum", "inhibitory_momentum", "inhibitory_clipnorm",
+    "exponentiated", "inhibitory_exponentiated", "eg_normalise", "split_bias", "norm_weight",
+    "norm_weight_schedule", "norm_weight_horizon", "label_smoothing")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkKind:
+    """A kind of network the presets build (an MLP, a convolutional network, ...): what
+    `build` needs to know of it. A new kind is one model class in `ei_keras.models` and one
+    entry in `NETWORK_KINDS`; its presets name it (`Preset.network`).
+
+    Attributes:
+        name: the kind's name (`Preset.network`).
+        model: the model class's name in `ei_keras.models` (imported when a model is built,
+            so that this table imports no Keras).
+        default_width: the `width` a preset of this kind builds when none is given.
+        sizes: `(width, depth) -> {model argument: value}`: the model's size arguments.
+        width: what `width` means for this kind, in words.
+    """
+
+    name: str
+    model: str
+    default_width: int
+    sizes: Callable[[int, int], dict]
+    width: str
+
+
+def _mlp_sizes(width: int, depth: int) -> dict:
+    return {"hidden_units": (width,) * depth}
+
+
+def _conv_sizes(width: int, depth: int) -> dict:
+    return {"filters": tuple(max(1, width // 2 ** (depth - 1 - i)) for i in range(depth))}
+
+
+#: The network kinds by name.
+NETWORK_KINDS: dict[str, NetworkKind] = {k.name: k for k in [
+    NetworkKind("mlp", "EINetwork", DEFAULT_WIDTH, _mlp_sizes, "hidden units per layer"),
+    NetworkKind("conv", "EIConvNetwork", CONV_DEFAULT_WIDTH, _conv_sizes,
+                "filters of the last conv layer (each earlier layer has half as many)"),
+]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,9 +90,14 @@ class Preset:
         name: the preset's name.
         figure: where it appears in the paper.
         description: what it is, in the paper's words.
-        model: `EINetwork` (or `EIConvNetwork`) arguments.
-        hyperparameters: default training hyperparameters (see the evidence in the README).
-        network: `"mlp"` (`EINetwork`) or `"conv"` (`EIConvNetwork`).
+        model: arguments of its kind's model class (`EINetwork`, `EIConvNetwork`, ...)
+            beyond the sizes.
+        hyperparameters: default training hyperparameters (see the evidence in the README);
+            those of a preset with a normalization loss include its weight `norm_weight`.
+        network: its kind, a key of `NETWORK_KINDS` (`"mlp"`: `EINetwork`, `"conv"`:
+            `EIConvNetwork`).
+        family: its search-space family, a key of `ei_keras.search_space.FAMILIES` (the
+            presets of one family share a search space and a `tuner_configs/<family>.json`).
     """
 
     name: str
@@ -48,6 +106,12 @@ class Preset:
     model: dict
     hyperparameters: dict
     network: str = "mlp"
+    family: str = "ei"
+
+    def __post_init__(self):
+        if self.network not in NETWORK_KINDS:
+            raise ValueError(f"Preset {self.name!r}: unknown network kind {self.network!r}; "
+                             f"expected one of {sorted(NETWORK_KINDS)}.")
 
 
 # Default hyperparameters were chosen by measurement (README "I-Norm presets on their
@@ -77,25 +141,25 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            {"hidden_layer": "e", "normalization": "layer_norm"}, _EI_HP),
     Preset("inorm_sub", "Fig. 3b", "I-Norm with the subtractive population only (no divisive "
            "inhibition), no error normalization", _inorm("none", subtractive_only=True),
-           _INORM_PLAIN_HP),
+           _INORM_PLAIN_HP, family="inorm"),
     Preset("inorm", "Fig. 3-4", "learned inhibitory normalization (subtractive + divisive), "
-           "no error normalization", _inorm("none"), _INORM_PLAIN_HP),
+           "no error normalization", _inorm("none"), _INORM_PLAIN_HP, family="inorm"),
     Preset("inorm_gradnorm", "Fig. 5", "I-Norm + GradNorm (error normalized exactly as "
-           "LayerNorm's backward)", _inorm("full"), _INORM_HP),
+           "LayerNorm's backward)", _inorm("full"), _INORM_HP, family="inorm"),
     Preset("inorm_center", "Fig. 6", "I-Norm + error centering only", _inorm("center"),
-           _INORM_HP),
-    Preset("inorm_scale", "Fig. 6", "I-Norm + error scaling only", _inorm("scale"), _INORM_HP),
+           _INORM_HP, family="inorm"),
+    Preset("inorm_scale", "Fig. 6", "I-Norm + error scaling only", _inorm("scale"), _INORM_HP,
+           family="inorm"),
     Preset("inorm_decorrelate", "Fig. 6", "I-Norm + error decorrelation (orthogonalization) only",
-           _inorm("decorrelate"), _INORM_HP),
+           _inorm("decorrelate"), _INORM_HP, family="inorm"),
     Preset("inorm_lateral", "Fig. 7", "I-Norm + lateral inhibition of the error with fixed "
-           "random positive weights (Theorem 1)", _inorm("lateral"), _INORM_HP),
+           "random positive weights (Theorem 1)", _inorm("lateral"), _INORM_HP,
+           family="inorm"),
     Preset("ei_ln_detached", "(code)", "EI network + LayerNorm forward with the identity "
            "backward: activity normalized, error not (the paper code's normtype_detach)",
            {"hidden_layer": "ei", "normalization": "layer_norm_detached"}, _EI_HP),
 ]}
 
-#: Filters of the conv presets' last layer when `width` is not set (the first has half).
-CONV_DEFAULT_WIDTH = 32
 # Conv presets (README, "Convolutional presets"; 4096 images, 2 epochs, lr_e in {0.005, 0.01,
 # 0.02, 0.05}, then 3 seeds): EI and EI + LN keep the MLP settings. A conv weight is shared by
 # every location, so its task gradient sums over the map and I-Norm needs a smaller lr_e than
@@ -110,17 +174,23 @@ _CONV_TRUNK = "conv 5x5 s2 (width/2 filters) -> conv 5x5 s2 (width) -> EIDense(1
 
 CONV_PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("conv_ei", "(conv)", f"EI convolutional network ({_CONV_TRUNK}), no normalization",
-           {"conv_layer": "ei"}, _CONV_EI_HP, "conv"),
+           {"conv_layer": "ei"}, _CONV_EI_HP, "conv", "conv_ei"),
     Preset("conv_ei_ln", "(conv)", "EI convolutional network + LayerNorm over (H, W, C) before "
            "each ReLU", {"conv_layer": "ei", "normalization": "layer_norm"}, _CONV_EI_HP,
-           "conv"),
+           "conv", "conv_ei"),
     Preset("conv_inorm", "(conv)", "convolutional I-Norm (INormConv2D, statistics over "
            "(H, W, C)), no error normalization", {"conv_layer": "inorm",
                                                   "error_normalization": "none"},
-           _CONV_INORM_PLAIN_HP, "conv"),
+           _CONV_INORM_PLAIN_HP, "conv", "conv_inorm"),
     Preset("conv_inorm_gradnorm", "(conv)", "convolutional I-Norm + GradNorm over (H, W, C)",
-           {"conv_layer": "inorm", "error_normalization": "full"}, _CONV_INORM_HP, "conv"),
+           {"conv_layer": "inorm", "error_normalization": "full"}, _CONV_INORM_HP, "conv",
+           "conv_inorm"),
 ]}
+
+
+#: Every preset by name: the paper's MLPs (`PRESETS`), then the conv presets. A preset of a
+#: new kind is one entry here (its `Preset` names its `network` kind and `family`).
+REGISTRY: dict[str, Preset] = {**PRESETS, **CONV_PRESETS}
 
 
 def names() -> list[str]:
@@ -135,38 +205,32 @@ def conv_names() -> list[str]:
 
 
 def all_names() -> list[str]:
-    """Every preset name: the paper's MLPs (`names`), then the conv presets."""
-    return names() + conv_names()
+    """Every preset name (`REGISTRY`): the paper's MLPs (`names`), then the conv presets."""
+    return list(REGISTRY)
 
 
 def get(name: str) -> Preset:
     """The `Preset` called `name`; a clear error naming close matches otherwise."""
-    every = {**PRESETS, **CONV_PRESETS}
-    if name not in every:
-        close = difflib.get_close_matches(str(name), every, n=3)
+    if name not in REGISTRY:
+        close = difflib.get_close_matches(str(name), REGISTRY, n=3)
         hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(f"Unknown preset {name!r}.{hint} Known presets: "
-                         f"{names() + conv_names()}")
-    return every[name]
+        raise ValueError(f"Unknown preset {name!r}.{hint} Known presets: {all_names()}")
+    return REGISTRY[name]
 
 
 def has_inorm(name: str) -> bool:
-    """Whether preset `name` has I-Norm layers (and so a normalization loss, weighted by
-    `norm_weight`)."""
-    model = get(name).model
-    return "inorm" in (model.get("hidden_layer"), model.get("conv_layer"))
-
-
-#: The hyperparameters of the normalization loss' weight lambda (its value and schedule).
-NORM_WEIGHT_HYPERPARAMETERS = ("norm_weight", "norm_weight_schedule", "norm_weight_horizon")
+    """Whether preset `name` has I-Norm layers, and so a normalization loss weighted by
+    `norm_weight` (its defaults set one)."""
+    return "norm_weight" in get(name).hyperparameters
 
 
 def unused_hyperparameters(name: str) -> tuple[str, ...]:
-    """The hyperparameters preset `name` has no use for: `norm_weight` and its schedule
-    (`NORM_WEIGHT_HYPERPARAMETERS`) without I-Norm layers. Setting one is refused
-    (`hyperparameters`, `ei_keras.config.inapplicable_keys`) rather than recorded and
-    never used."""
-    return () if has_inorm(name) else NORM_WEIGHT_HYPERPARAMETERS
+    """The hyperparameters preset `name` has no use for: without I-Norm layers, the
+    normalization loss's weight `norm_weight` and its annealing (`norm_weight_schedule`,
+    `norm_weight_horizon`). Setting one is refused (`hyperparameters`,
+    `ei_keras.config.inapplicable_keys`) rather than recorded and never used."""
+    return () if has_inorm(name) else ("norm_weight", "norm_weight_schedule",
+                                       "norm_weight_horizon")
 
 
 #: The error-normalization modes that `gradnorm_on` changes (`full` and `decorrelate`
@@ -253,15 +317,15 @@ def compile_model(model, hp: dict, jit_compile="auto",
 
 
 def default_width(name: str) -> int:
-    """The width a preset builds when `model.width` is not set: the reference code's
-    `ei_keras.config.DEFAULT_WIDTH` hidden units for the MLPs,
+    """The width a preset builds when `model.width` is not set: its kind's (`NETWORK_KINDS`):
+    the reference code's `DEFAULT_WIDTH` hidden units for the MLPs,
     `CONV_DEFAULT_WIDTH` last-layer filters for the conv presets.
 
     >>> from ei_keras import zoo
     >>> zoo.default_width("inorm_gradnorm"), zoo.default_width("conv_inorm_gradnorm")
     (234, 32)
     """
-    return CONV_DEFAULT_WIDTH if get(name).network == "conv" else DEFAULT_WIDTH
+    return NETWORK_KINDS[get(name).network].default_width
 
 
 def build(
@@ -306,27 +370,20 @@ def build(
         A compiled `EINetwork` (conv presets: `EIConvNetwork`).
     """
     from ei_keras.data.fashion_mnist import NUM_CLASSES
-    from ei_keras.models import EIConvNetwork, EINetwork
 
     num_classes = NUM_CLASSES if num_classes is None else num_classes
     preset = get(name)
+    kind = NETWORK_KINDS[preset.network]
     hp = hyperparameters(name, **hyperparameter_overrides)
-    width = default_width(name) if width is None else width
+    width = kind.default_width if width is None else width
     if hp.get("split_bias"):
         model_overrides = {"split_bias": True, **(model_overrides or {})}
-    if preset.network == "conv":
-        filters = tuple(max(1, width // 2 ** (depth - 1 - i)) for i in range(depth))
-        kwargs = {**preset.model, "filters": filters, "seed": seed,
-                  "output_units": num_classes, **(model_overrides or {})}
-        if kwargs.get("conv_layer") == "inorm":
-            kwargs["norm_weight"] = hp.get("norm_weight", 0.01)
-        model = EIConvNetwork(name=name, **kwargs)
-    else:
-        kwargs = {**preset.model, "hidden_units": (width,) * depth, "seed": seed,
-                  "output_units": num_classes, **(model_overrides or {})}
-        if kwargs.get("hidden_layer") == "inorm":
-            kwargs["norm_weight"] = hp.get("norm_weight", 0.01)
-        model = EINetwork(name=name, **kwargs)
+    kwargs = {**preset.model, **kind.sizes(width, depth), "seed": seed,
+              "output_units": num_classes, **(model_overrides or {})}
+    if has_inorm(name):
+        kwargs["norm_weight"] = hp.get("norm_weight", 0.01)
+    model_class = getattr(importlib.import_module("ei_keras.models"), kind.model)
+    model = model_class(name=name, **kwargs)
     model.build((None, input_dim))
     return compile_model(model, hp, jit_compile, steps_per_execution,
                          inhibitory_steps=inhibitory_steps, inhibitory_every=inhibitory_every)

@@ -878,6 +878,8 @@ def test_report_reference_must_be_a_condition(tmp_path, capsys):
      "data.luminosity"),
     (["--preset", "ei", "loss.norm_weight=0.5"], "loss.norm_weight"),
     (["--preset", "conv_ei_ln", "loss.norm_weight=0.1"], "loss.norm_weight"),
+    (["--preset", "ei_ln", "loss.norm_weight_schedule=linear"], "loss.norm_weight_schedule"),
+    (["--preset", "e_ln", "loss.norm_weight_horizon=3"], "loss.norm_weight_horizon"),
 ])
 def test_keys_that_do_not_apply_are_refused(argv, key, tmp_path, capsys):
     """The one rule: a key the run would not use (another shift family's size, lambda without

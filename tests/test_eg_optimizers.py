@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from ei_keras import cli, zoo
+from ei_keras import cli, roles, zoo
 from ei_keras.config import ConfigError, RunConfig
 from ei_keras.experiment import resolve
 from ei_keras.layers import EIDense, INormDense
@@ -149,8 +149,11 @@ def test_plain_sgd_in_the_same_setting_flips_signs():
 def _paths(scope="hidden"):
     rng = np.random.default_rng(3)
     with keras.name_scope(scope):
-        return [keras.Variable(rng.uniform(0.5, 1.5, (3, 4)).astype("float32"), name=n)
-                for n in ("W_EE", "W_IE", "W_EI")]
+        # declared as the Dale layers declare them: the groups follow the roles
+        return [roles.declare(keras.Variable(rng.uniform(0.5, 1.5, (3, 4)).astype("float32"),
+                                             name=n), role)
+                for n, role in (("W_EE", roles.EXCITATORY), ("W_IE", roles.INHIBITORY_INPUT),
+                                ("W_EI", roles.INHIBITORY_OUTPUT))]
 
 
 def test_dale_optimizer_takes_eg_for_one_group_and_sgd_for_the_others():

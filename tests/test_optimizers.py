@@ -11,9 +11,13 @@ import keras
 import numpy as np
 import pytest
 
+from ei_keras import roles
 from ei_keras.optimizers import dale_sgd
 
 RATES = {"W_EE": 0.05, "W_IE": 0.2, "W_EI": 0.03}
+#: The roles the Dale layers declare for these weights (the groups follow the roles).
+ROLES = {"W_EE": roles.EXCITATORY, "W_IE": roles.INHIBITORY_INPUT,
+         "W_EI": roles.INHIBITORY_OUTPUT}
 SHAPE = (5, 4)
 
 
@@ -39,7 +43,8 @@ def test_each_group_follows_its_own_sgd_with_momentum(momentum, inhibitory_momen
     grads = [{name: rng.normal(size=SHAPE).astype("float32") for name in RATES}
              for _ in range(2)]
     with keras.name_scope("hidden"):  # paths "hidden/W_IE" ..., as in a layer
-        variables = [keras.Variable(start[name], name=name) for name in RATES]
+        variables = [roles.declare(keras.Variable(start[name], name=name), ROLES[name])
+                     for name in RATES]
     assert variables[1].path == "hidden/W_IE"
     opt = dale_sgd(RATES["W_EE"], RATES["W_IE"], RATES["W_EI"], momentum=momentum,
                    inhibitory_momentum=inhibitory_momentum, clipnorm=clip)
@@ -69,7 +74,8 @@ def _variables_and_grads(steps=2):
     grads = [{name: rng.normal(size=SHAPE).astype("float32") for name in RATES}
              for _ in range(steps)]
     with keras.name_scope("hidden"):
-        variables = [keras.Variable(start[name], name=name) for name in RATES]
+        variables = [roles.declare(keras.Variable(start[name], name=name), ROLES[name])
+                     for name in RATES]
     return start, grads, variables
 
 

@@ -17,7 +17,6 @@ from ei_keras.extras import require
 require("research", "ei_keras.analysis", ("scipy", "matplotlib"))
 
 from .figures import (
-    pair_runs,
     plot_accuracy_by_luminosity,
     plot_accuracy_by_shift,
     plot_alignment,
@@ -45,6 +44,7 @@ from .runs import (
     group_runs,
     load_run,
     load_runs,
+    pair_runs,
     scan_runs,
 )
 from .stats import (

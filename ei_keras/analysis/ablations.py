@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ei_keras.run_directory import RunRecord
 
-from .figures import pair_runs
+from .runs import pair_runs
 from .stats import ALPHA, format_p, holm, paired_hodges_lehmann, wilcoxon_paired
 
 __all__ = ["QUESTIONS", "Question", "format_ablations", "question_rows"]

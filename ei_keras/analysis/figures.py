@@ -30,14 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from ei_keras.run_directory import write_atomic
 
-from .runs import CHANCE_ACCURACY, RunRecord, group_runs
+from .runs import CHANCE_ACCURACY, RunRecord, group_runs, pair_runs
 from .stats import chance_text, compare_to_reference, format_p, format_u, shift_axis, shift_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 __all__ = [
-    "pair_runs",
     "plot_accuracy_by_luminosity",
     "plot_accuracy_by_shift",
     "plot_alignment",
@@ -750,40 +749,6 @@ def plot_alignment(
     fig = _alignment_figure(runs, reference=reference, shift_size=shift_size, labels=labels,
                             conditions=conditions, title=title)
     return None if fig is None else save_figure(fig, path, vector=vector)
-
-
-def pair_runs(
-    runs: Sequence[RunRecord], condition: str, reference: str
-) -> list[tuple[RunRecord, RunRecord]]:
-    """Pair runs of `condition` with runs of `reference` at the same shift and seed/trial.
-
-    Runs are matched on `RunRecord.pair_key` (shift family and size, and trial id, or
-    seed when there is no trial id); several runs with one key are paired in their
-    deterministic order.
-
-    Args:
-        runs: The runs.
-        condition: The condition (y axis in the scatter).
-        reference: The reference condition (x axis).
-
-    Returns:
-        `[(condition_run, reference_run), ...]` ordered by key.
-    """
-    by_key: dict[str, dict[tuple[str, float | None, str], list[RunRecord]]] = {
-        condition: {},
-        reference: {},
-    }
-    for run in sorted(runs, key=lambda r: r.sort_key):
-        if run.condition in by_key:
-            by_key[run.condition].setdefault(run.pair_key, []).append(run)
-    pairs: list[tuple[RunRecord, RunRecord]] = []
-    keys = sorted(
-        set(by_key[condition]) & set(by_key[reference]),
-        key=lambda k: (k[0], k[1] is None, k[1] or 0.0, k[2]),
-    )
-    for k in keys:
-        pairs.extend(zip(by_key[condition][k], by_key[reference][k], strict=False))
-    return pairs
 
 
 def plot_scatter_vs_reference(

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +41,7 @@ __all__ = [
     "group_runs",
     "load_run",
     "load_runs",
+    "pair_runs",
     "scan_runs",
     "sweep_tuner",
 ]
@@ -222,3 +223,37 @@ def group_runs(
         c: dict(sorted(by_r.items(), key=lambda kv: (kv[0] is None, kv[0] or 0.0)))
         for c, by_r in sorted(out.items())
     }
+
+
+def pair_runs(
+    runs: Sequence[RunRecord], condition: str, reference: str
+) -> list[tuple[RunRecord, RunRecord]]:
+    """Pair runs of `condition` with runs of `reference` at the same shift and seed/trial.
+
+    Runs are matched on `RunRecord.pair_key` (shift family and size, and trial id, or
+    seed when there is no trial id); several runs with one key are paired in their
+    deterministic order.
+
+    Args:
+        runs: The runs.
+        condition: The condition (y axis in the scatter).
+        reference: The reference condition (x axis).
+
+    Returns:
+        `[(condition_run, reference_run), ...]` ordered by key.
+    """
+    by_key: dict[str, dict[tuple[str, float | None, str], list[RunRecord]]] = {
+        condition: {},
+        reference: {},
+    }
+    for run in sorted(runs, key=lambda r: r.sort_key):
+        if run.condition in by_key:
+            by_key[run.condition].setdefault(run.pair_key, []).append(run)
+    pairs: list[tuple[RunRecord, RunRecord]] = []
+    keys = sorted(
+        set(by_key[condition]) & set(by_key[reference]),
+        key=lambda k: (k[0], k[1] is None, k[1] or 0.0, k[2]),
+    )
+    for k in keys:
+        pairs.extend(zip(by_key[condition][k], by_key[reference][k], strict=False))
+    return pairs

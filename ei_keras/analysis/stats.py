@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ei_keras.config import SHIFT_FAMILIES
 
-from .runs import CHANCE_ACCURACY, RunRecord, group_runs
+from .runs import CHANCE_ACCURACY, RunRecord, group_runs, pair_runs
 
 __all__ = [
     "AccuracySummary",
@@ -552,8 +552,6 @@ def compare_paired(
     configurations (paired by shift, size and seed or trial id), per size. Pairing removes the
     spread that shared seeds, data streams and (within a family) learning rates cause, so it
     separates conditions with fewer runs than an unpaired test."""
-    from .figures import pair_runs
-
     runs = list(runs)
     grouped = group_runs(runs)
     if conditions is None:

@@ -32,6 +32,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ei_keras.config import SHIFT_FAMILIES
 from ei_keras.data.fashion_mnist import NUM_CLASSES
 
 __all__ = [
@@ -285,9 +286,14 @@ class ContrastSignalShift(ContrastShift):
         return 2 * classes
 
 
-#: The shift families by `data.shift` name.
+#: The shift families by `data.shift` name: the class of each family of the one registry,
+#: `ei_keras.config.SHIFT_FAMILIES` (its `arithmetic`).
 SHIFTS: dict[str, type[Shift]] = {
-    cls.name: cls for cls in (LuminosityShift, ContrastShift, ContrastSignalShift)}
+    name: globals()[family.arithmetic] for name, family in SHIFT_FAMILIES.items()}
+for _name, _cls in SHIFTS.items():
+    if _cls.name != _name:
+        raise RuntimeError(f"{_cls.__name__}.name is {_cls.name!r}, but it is the arithmetic "
+                           f"of the shift family {_name!r} (ei_keras.config.SHIFT_FAMILIES).")
 
 
 def get_shift(name: str, size: float) -> Shift:

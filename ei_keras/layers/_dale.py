@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from ei_keras import backend as _backend
+from ei_keras import roles
 from ei_keras.constraints import dale_constraint
 from ei_keras.initializers import (
     DISTRIBUTIONS,
@@ -153,6 +154,7 @@ class DaleDense(keras.layers.Layer):
             name="W_EE", shape=(self.units, d), initializer=_constant(w_ee),
             regularizer=self.kernel_regularizer,
             constraint=dale_constraint(self.kernel_constraint))
+        roles.declare(self.W_EE, roles.EXCITATORY)
         self.bias = self.bias_positive = self.bias_negative = None
         if self.use_bias and self.split_bias:
             b0 = np.asarray(keras.ops.convert_to_numpy(
@@ -163,10 +165,12 @@ class DaleDense(keras.layers.Layer):
                     initializer=_constant(1.0 + np.maximum(part, 0.0)),
                     regularizer=self.bias_regularizer,
                     constraint=dale_constraint(self.bias_constraint)))
+                roles.declare(getattr(self, name), roles.EXCITATORY)
         elif self.use_bias:
             self.bias = self.add_weight(
                 name="bias", shape=(self.units,), initializer=self.bias_initializer,
                 regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+            roles.declare(self.bias, roles.EXCITATORY)
         return w_ee
 
     def bias_term(self):
@@ -175,14 +179,17 @@ class DaleDense(keras.layers.Layer):
             return self.bias_positive - self.bias_negative
         return self.bias
 
-    def add_inhibitory_weight(self, name: str, value: np.ndarray, non_negative: bool = True,
-                              trainable: bool = True):
-        """One inhibitory weight with the layer's inhibitory regularizer and constraint."""
+    def add_inhibitory_weight(self, name: str, value: np.ndarray, role: str,
+                              non_negative: bool = True, trainable: bool = True):
+        """One inhibitory weight with the layer's inhibitory regularizer and constraint,
+        declared as `role` (`roles.INHIBITORY_INPUT`: onto the inhibitory population;
+        `roles.INHIBITORY_OUTPUT`: from it), which routes its learning rate."""
         constraint = (dale_constraint(self.inhibitory_constraint) if non_negative
                       else self.inhibitory_constraint)
-        return self.add_weight(name=name, shape=value.shape, initializer=_constant(value),
-                               regularizer=self.inhibitory_regularizer, constraint=constraint,
-                               trainable=trainable)
+        return roles.declare(
+            self.add_weight(name=name, shape=value.shape, initializer=_constant(value),
+                            regularizer=self.inhibitory_regularizer, constraint=constraint,
+                            trainable=trainable), role)
 
     def add_inhibitory_weights(self, w_ee: np.ndarray, seed: int):
         """`W_IE` (ni, d) = mean row of `W_EE`, `W_EI` (ne, ni) row-stochastic, both
@@ -190,8 +197,9 @@ class DaleDense(keras.layers.Layer):
         w_ie = balanced_inhibition(w_ee, self.inhibitory_units)
         w_ei = RowStochastic(distribution=self.init_distribution, seed=seed + 1).sample(
             (self.units, self.inhibitory_units))
-        self.W_IE = self.add_inhibitory_weight("W_IE", w_ie)
-        self.W_EI = self.add_inhibitory_weight("W_EI", w_ei, trainable=self.trainable_ei)
+        self.W_IE = self.add_inhibitory_weight("W_IE", w_ie, roles.INHIBITORY_INPUT)
+        self.W_EI = self.add_inhibitory_weight("W_EI", w_ei, roles.INHIBITORY_OUTPUT,
+                                               trainable=self.trainable_ei)
         return w_ie, w_ei
 
     # -- call ------------------------------------------------------------------------------

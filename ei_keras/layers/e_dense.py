@@ -57,5 +57,10 @@ class EDense(DaleDense):
     def build(self, input_shape):
         self.add_excitatory_weights(self.input_width(input_shape), self.build_seed())
 
+    def raw_preactivation(self, inputs):
+        """The pre-activation `x W_EE^T + b` (before `activation`): what
+        `ei_keras.measures` compares with LayerNorm."""
+        return self.excitatory_drive(ops.cast(inputs, self.compute_dtype))
+
     def call(self, inputs):
-        return self.activation(self.excitatory_drive(ops.cast(inputs, self.compute_dtype)))
+        return self.activation(self.raw_preactivation(inputs))

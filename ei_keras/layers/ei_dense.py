@@ -118,8 +118,13 @@ class EIDense(DaleDense):
         w_ee = self.add_excitatory_weights(self.input_width(input_shape), seed)
         self.add_inhibitory_weights(w_ee, seed)
 
-    def call(self, inputs):
+    def raw_preactivation(self, inputs):
+        """The pre-activation `x W_EE^T - (x W_IE^T) W_EI^T + b` (before `activation`):
+        what `ei_keras.measures` compares with LayerNorm."""
         x = ops.cast(inputs, self.compute_dtype)
         z = self.project(x, self.W_EE) - dense_t(self.project(x, self.W_IE), self.W_EI)
         b = self.bias_term()
-        return self.activation(z if b is None else z + b)
+        return z if b is None else z + b
+
+    def call(self, inputs):
+        return self.activation(self.raw_preactivation(inputs))

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import keras
 
+from ei_keras import roles
 from ei_keras.ops import error_normalization as _errnorm
 
 
 def add_lateral_weights(layer, units: int, seed: int):
     """Fixed lateral-inhibition pooling weights: a non-trainable variable, saved with the model."""
     w0 = _errnorm.lateral_pooling_weights(units, seed)
-    return layer.add_weight(
+    return roles.declare(layer.add_weight(
         name="lateral_weights",
         shape=(units,),
         initializer=lambda shape, dtype=None: keras.ops.cast(w0, dtype or "float32"),
         trainable=False,
-    )
+    ), roles.NORMALIZATION)
 
 
 @keras.saving.register_keras_serializable(package="ei_keras")

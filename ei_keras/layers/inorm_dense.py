@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ei_keras import roles
 from ei_keras.initializers import divisive_svd_init
 from ei_keras.layers._dale import DaleDense, dense_t
 from ei_keras.layers.error_normalization import add_lateral_weights
@@ -209,8 +210,10 @@ class INormDense(DaleDense):
         w_ie, w_ei = self.add_inhibitory_weights(w_ee, seed)
         if not self.subtractive_only:
             b_ie, b_ei = divisive_svd_init(w_ee, w_ie, w_ei)
-            self.B_IE = self.add_inhibitory_weight("B_IE", b_ie, non_negative=False)
-            self.B_EI = self.add_inhibitory_weight("B_EI", b_ei, trainable=self.trainable_ei)
+            self.B_IE = self.add_inhibitory_weight("B_IE", b_ie, roles.INHIBITORY_INPUT,
+                                                   non_negative=False)
+            self.B_EI = self.add_inhibitory_weight("B_EI", b_ei, roles.INHIBITORY_OUTPUT,
+                                                   trainable=self.trainable_ei)
         if self.error_normalization == "lateral":
             self.lateral_weights = add_lateral_weights(
                 self, self.error_normalization_width(input_shape), seed + 2)
@@ -222,6 +225,7 @@ class INormDense(DaleDense):
             name="norm_weight", shape=(), dtype="float32", trainable=False,
             initializer=keras.initializers.Constant(self._initial_norm_weight),
         )
+        roles.declare(self.norm_weight_variable, roles.NORMALIZATION)
 
     def add_weight(self, *args, **kwargs):
         """`keras.layers.Layer.add_weight` with `autocast=False` (as Keras' normalization
@@ -275,6 +279,12 @@ class INormDense(DaleDense):
         e_norm = (self.excitatory_drive(ops.stop_gradient(x)) if self.norm_trains_excitatory
                   else e)
         return z, self.normalization_loss(e_norm, s, delta)
+
+    def raw_preactivation(self, inputs):
+        """The un-normalized pre-activation `e - s = x W_EE^T + b - (x W_IE^T) W_EI^T`
+        (float32): what `ei_keras.measures` compares with LayerNorm."""
+        e, s, _ = self._parts(ops.cast(inputs, "float32"))
+        return e - s
 
     def call(self, inputs):
         z, loss = self.preactivation(inputs)

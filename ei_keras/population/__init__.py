@@ -37,6 +37,7 @@ import sys
 import time
 
 from ei_keras.config import ConfigError
+from ei_keras.roles import GROUPS, group_of
 
 __all__ = ["BACKENDS", "Population", "check_backend", "group_cells", "initial_carry",
            "member_chunk", "member_health", "population_key", "train_populations"]
@@ -215,9 +216,7 @@ def member_chunk(template):
     """The compiled `chunk(carry, xs, ys) -> carry` of the running backend: `len(xs)`
     steps of every member (`xs`: `(steps, members, batch, ...)`), the template's step
     vectorized over the members, with `member_health` after each step."""
-    from ei_keras.optimizers import GROUPS, variable_group
-
-    groups = [GROUPS.index(variable_group(v)) for v in template.trainable_variables]
+    groups = [GROUPS.index(group_of(v)) for v in template.trainable_variables]
     return _engine().make_chunk(template, groups, member_health)
 
 

@@ -35,6 +35,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ei_keras import search_space, zoo
 from ei_keras.annealing import SHAPES as ANNEALING_SHAPES
 from ei_keras.config import DEFAULT_DEPTH, KINDS, SHORT_KEYS, ConfigError, DataConfig
 
@@ -63,8 +64,9 @@ PAPER_DEPTH = DEFAULT_DEPTH
 SMOKE_WIDTH_RANGE = (8, 16)
 SMOKE_WIDTH_STEP = 8
 
-#: The families of presets that share a search space: one `tuner_configs/<family>.json` each.
-FAMILIES = ("ei", "inorm", "conv_ei", "conv_inorm")
+#: The families of presets that share a search space: one `tuner_configs/<family>.json` each
+#: (`ei_keras.search_space.FAMILIES`).
+FAMILIES = tuple(search_space.FAMILIES)
 #: Options searched as choices on top of a family's space (issue 23): GradNorm on `y` or
 #: `z` and the lambda schedule ("none": constant lambda). Each is a configuration key
 #: (`ei_keras.config.SHORT_KEYS`) and applies where `ei_keras.config.inapplicable_keys`
@@ -74,8 +76,6 @@ OPTION_CHOICES: dict[str, tuple[str, ...]] = {
 #: The option spaces: `tuner_configs/<name>.json` = the family's space plus every one of
 #: `OPTION_CHOICES`, for the family's presets where they all apply.
 OPTION_SPACES: dict[str, str] = {"inorm_options": "inorm", "conv_inorm_options": "conv_inorm"}
-_FAMILY_TITLES = {"ei": "EI / LayerNorm", "inorm": "I-Norm",
-                  "conv_ei": "convolutional EI / LayerNorm", "conv_inorm": "convolutional I-Norm"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,42 +96,33 @@ class TunerConfig:
 
 
 def family(preset: str) -> str:
-    """`"inorm"` for the I-Norm presets, `"ei"` for `ei`, `ei_ln` and `e_ln`, and
-    `"conv_inorm"` / `"conv_ei"` for the conv presets."""
-    from ei_keras.search_space import is_conv
-
-    return ("conv_" if is_conv(preset) else "") + (
-        "inorm" if "inorm" in preset else "ei")
+    """The name of `preset`'s search family (its zoo entry's `family`: `"ei"` for `ei`,
+    `ei_ln` and `e_ln`, `"inorm"` for the I-Norm presets, `"conv_ei"` / `"conv_inorm"`
+    for the conv presets)."""
+    return zoo.get(preset).family
 
 
 def family_presets(name: str) -> list[str]:
     """The zoo presets of family `name`."""
-    from ei_keras import zoo
-
     return [p for p in zoo.all_names() if family(p) == name]
 
 
 def _description(name: str) -> str:
-    from ei_keras import search_space
-
-    example = family_presets(name)[0]
-    space = search_space.space_for(example)
-    lo_w, hi_w = search_space.width_range(example)
-    conv = name.startswith("conv_")
+    fam = search_space.FAMILIES[name]
+    lo_w, hi_w = fam.width_range
     rates = "; ".join(f"{k} ({sym}) {s}-uniform in [{lo:g}, {hi:g}]" for (k, (lo, hi, s)), sym in
-                      zip(space.items(), ("eta_E", "eta_IE", "eta_EI")))
+                      zip(fam.space.items(), ("eta_E", "eta_IE", "eta_EI")))
     text = (
         f"Search space of the paper's Table 1 sweeps (SPEC section 3) for the "
-        f"{_FAMILY_TITLES[name]} presets{' (beyond the paper)' if conv else ''}: {rates}; "
-        + ("filters of the last conv layer (the first has half)" if conv else "hidden width")
+        f"{fam.title} presets{' (beyond the paper)' if fam.beyond_paper else ''}: {rates}; "
+        + fam.width
         + f" uniform integer in [{lo_w}, {hi_w}]; fixed: depth {PAPER_DEPTH} hidden layers, "
         f"batch {PAPER_BATCH_SIZE}, plain SGD (momentum 0, the presets' per-group learning "
         f"rates), {PAPER_EPOCHS} epochs."
     )
-    if conv:
-        text += (" A conv weight is shared by every location, so the conv I-Norm presets train "
-                 "at a tenth of the MLP's lr_e (README, 'Convolutional presets').")
-    if "inorm" in name:
+    if fam.note:
+        text += " " + fam.note
+    if fam.norm_weight:
         text += (f" The I-Norm loss weight lambda (norm_weight) is a choice on the grid "
                  f"{list(NORM_WEIGHT_GRID)}, default 0.01 (the paper's stated default).")
     text += (
@@ -184,15 +175,13 @@ def declare_search_space(hp, name: str):
     (`hp.Float(...)`, `hp.Int(...)`, ...), and return `hp`. Names `hp` holds already keep their
     definition and value. What `tuner_config` writes to `tuner_configs/<name>.json`, and what
     `EIHyperModel.build` declares when a tuner gives it no search space."""
-    from ei_keras import search_space
-
     if name not in FAMILIES:
         raise ValueError(f"Expected a family in {FAMILIES}. Received: name={name!r}")
-    example = family_presets(name)[0]
-    for key, (low, high, sampling) in search_space.space_for(example).items():
+    fam = search_space.FAMILIES[name]
+    for key, (low, high, sampling) in fam.space.items():
         hp.Float(key, float(low), float(high), sampling=sampling)
-    hp.Int("width", *search_space.width_range(example))
-    if "inorm" in name:
+    hp.Int("width", *fam.width_range)
+    if fam.norm_weight:
         hp.Choice("norm_weight", list(NORM_WEIGHT_GRID), default=0.01)
     hp.Fixed("depth", PAPER_DEPTH)
     hp.Fixed("batch_size", PAPER_BATCH_SIZE)
@@ -348,8 +337,6 @@ def validate_tuner_config(config: Any, source: str = "tuner configuration") -> T
             min_value`), for an unknown key or hyperparameter name, a bad range or a wrong type.
     """
     import keras_tuner
-
-    from ei_keras import zoo
 
     if not isinstance(config, dict):
         raise ValueError(f"{source}: expected a JSON object with keys {list(TOP_LEVEL_KEYS)}. "
