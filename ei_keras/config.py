@@ -356,6 +356,10 @@ class OptConfig:
         Kind("float", low=0.0, optional=True), None,
         "clip each inhibitory variable's gradient norm at this value (0: no clip; None: the "
         "preset's, 0.1 for the I-Norm presets)")
+    excitatory_clipnorm: float | None = _key(
+        Kind("float", low=0.0, optional=True), None,
+        "clip each excitatory variable's gradient norm at this value (0: no clip; None: the "
+        "preset's: 1 for the recurrent I-Norm presets, none for the others)")
     exponentiated: bool | None = _key(
         Kind("bool", optional=True), None,
         "exponentiated-gradient step for the excitatory group, w <- w exp(-lr_e sign(w) u) "

@@ -68,11 +68,12 @@ def as_config(config: RunConfig | Mapping | None) -> RunConfig:
 
 def model_overrides(cfg: RunConfig) -> dict:
     """The `model.*` options a run passes to its network (`zoo.build`'s `model_overrides`):
-    `trainable_ei`, `gradnorm_on` and the isolation ablations."""
+    `trainable_ei`, `gradnorm_on` and the isolation ablations (only when on: the network
+    kinds without them, `ei_keras.zoo.ISOLATION_KINDS`, take no such argument)."""
     from ei_keras.zoo import ISOLATION_OPTIONS
 
     return {"trainable_ei": cfg.model.trainable_ei, "gradnorm_on": cfg.model.gradnorm_on,
-            **{k: getattr(cfg.model, k) for k in ISOLATION_OPTIONS}}
+            **{k: True for k in ISOLATION_OPTIONS if getattr(cfg.model, k)}}
 
 
 def resolve(config: RunConfig | Mapping) -> dict:
@@ -121,6 +122,19 @@ def _finite_or_none(x):
     except (TypeError, ValueError):
         return None
     return x if math.isfinite(x) else None
+
+
+def spectrum_record(init: list[dict], end: list[dict]) -> dict:
+    """`metrics.json`'s `spectrum`: `svd_entropy_init`, `svd_entropy_end`,
+    `spectral_radius_init`, `spectral_radius_end` of the recurrent layer
+    (`ei_keras.measures.recurrent_spectrum`; a second recurrent layer's keys end in `_2`)."""
+    out = {}
+    for k, (a, b) in enumerate(zip(init, end), start=1):
+        tail = "" if k == 1 else f"_{k}"
+        for name in ("svd_entropy", "spectral_radius"):
+            out[f"{name}_init{tail}"] = _finite_or_none(a[name])
+            out[f"{name}_end{tail}"] = _finite_or_none(b[name])
+    return out
 
 
 #: What the one-line-per-epoch progress shows, when the logs have it.
@@ -233,7 +247,7 @@ class RunSession:
         import keras
 
         from ei_keras import data, zoo
-        from ei_keras.measures import HiddenMoments, LayerNormAlignment
+        from ei_keras.measures import HiddenMoments, LayerNormAlignment, recurrent_spectrum
 
         cfg, hp, printer = self.cfg, self.hp, self.printer
         for path in remove_stale_partials(self.run_dir.parent, self.run_dir.name):
@@ -270,14 +284,24 @@ class RunSession:
                                    inhibitory_steps=cfg.train.inhibitory_steps,
                                    inhibitory_every=cfg.train.inhibitory_every,
                                    num_classes=self.train.num_classes, **hp)
+        #: The recurrent spectrum of the weights the run starts from (None: no recurrent
+        #: layer), before any training step.
+        self.spectrum_init = recurrent_spectrum(self.model)
         n_probe = min(cfg.measures.probe_size, len(self.x_test))
         self.probe_x, self.probe_y = self.x_test[:n_probe], self.y_test[:n_probe]
         #: The per-epoch measures (callbacks that add to an epoch's logs).
         self.measure_callbacks = []
         if cfg.measures.moments:
             self.measure_callbacks.append(HiddenMoments(self.probe_x))
-        if cfg.measures.alignment:
+        if self.alignment:
             self.measure_callbacks.append(LayerNormAlignment(self.probe_x, self.probe_y))
+
+    @property
+    def alignment(self) -> bool:
+        """Whether the run records the LayerNorm alignment: `measures.alignment`, for models
+        that have a LayerNorm twin (the feed-forward networks; a model without one, e.g.
+        `EIRecurrentNetwork`, says `layer_norm_twin = False`)."""
+        return bool(self.cfg.measures.alignment) and getattr(self.model, "layer_norm_twin", True)
 
     def fit(self, callbacks=(), initial_epoch: int = 0, progress_bar: bool = False) -> dict:
         """Train with Keras' `fit` (one run), then `finish` (`progress_bar`: as
@@ -327,7 +351,12 @@ class RunSession:
         """
         import keras
 
-        from ei_keras.measures import gradient_alignment, moments, output_alignment
+        from ei_keras.measures import (
+            gradient_alignment,
+            moments,
+            output_alignment,
+            recurrent_spectrum,
+        )
         from ei_keras.scoring import PAPER_SCORING
 
         cfg, hp, model, tmp = self.cfg, self.hp, self.model, self.tmp
@@ -366,11 +395,13 @@ class RunSession:
             if cfg.measures.moments:
                 metrics["moments"] = {f"hidden_{k}": {"mean": m, "var": v} for k, (m, v) in
                                       enumerate(moments(model, self.probe_x), start=1)}
-            if cfg.measures.alignment:
+            if self.alignment:
                 metrics["alignment"] = {
                     "output": output_alignment(model, self.probe_x),
                     "gradient": gradient_alignment(model, self.probe_x, self.probe_y),
                 }
+        if self.spectrum_init is not None:  # the recurrent weights, even of a diverged run
+            metrics["spectrum"] = spectrum_record(self.spectrum_init, recurrent_spectrum(model))
         metrics["wall_time_s"] = round(time.time() - self.start, 2)
         write_json_atomic(tmp / METRICS_FILE, metrics)
         if cfg.output.save_model and not diverged:

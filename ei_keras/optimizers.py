@@ -247,6 +247,7 @@ def dale_sgd(
     exponentiated: bool = False,
     inhibitory_exponentiated: bool = False,
     eg_normalise: bool = False,
+    excitatory_clipnorm: float | None = None,
     **kwargs,
 ) -> keras.optimizers.MultiOptimizer:
     """Plain SGD with one learning rate per variable group (paper: momentum 0, no decay).
@@ -265,6 +266,8 @@ def dale_sgd(
         inhibitory_exponentiated: the two inhibitory groups take the EG step.
         eg_normalise: the EG groups hold each variable's L1 norm at its first-update value
             (the paper code's `opt.eg_normalise`; `ExponentiatedSGD`'s `normalise`).
+        excitatory_clipnorm: optional per-variable gradient-norm clip for the excitatory group
+            (the recurrent I-Norm preset's guard against exploding errors through time).
         **kwargs: other arguments of `keras.optimizers.SGD` for every group
             (`nesterov`, `weight_decay`, `clipvalue`, `global_clipnorm`, `use_ema`,
             `gradient_accumulation_steps`, ...).
@@ -306,7 +309,8 @@ def dale_sgd(
         return keras.optimizers.SGD(lr, momentum=mom, name=f"sgd_{name}", **more, **kwargs)
 
     return dale_optimizer(
-        group(exponentiated, lr_e, momentum, "excitatory"),
+        group(exponentiated, lr_e, momentum, "excitatory",
+              **({"clipnorm": excitatory_clipnorm} if excitatory_clipnorm else {})),
         group(inhibitory_exponentiated, lr_ie, i_mom, "inhibitory_input", **kw),
         group(inhibitory_exponentiated, lr_ei, i_mom, "inhibitory_output", **kw),
         name="dale_sgd")

@@ -172,6 +172,13 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              smoke=_CONTRAST_SMOKE,
              expected="an open question: the variance normalization removes carries the "
              "label; does LN or I-Norm lose to plain EI or subtractive-only I-Norm?"),
+    Protocol("rnn", "Finding 5 for a recurrent EI network (beyond the paper): row-sequential "
+             "Fashion-MNIST (28 steps of 28 pixels), recurrent I-Norm with and without GradNorm "
+             "vs LN of the recurrent pre-activation; paired configurations",
+             ("rnn_ei_ln", "rnn_ei", "rnn_inorm", "rnn_inorm_gradnorm"), sizes=(0.0, 0.75),
+             configs=12, epochs=3, smoke=_SMOKE, reference="rnn_ei_ln",
+             expected="if finding 5 carries over: recurrent I-Norm + GradNorm ≈ LN at every r, "
+             "recurrent I-Norm without GradNorm below it"),
     Protocol("conv", "Finding 5 for a convolutional EI network (beyond the paper): conv I-Norm "
              "with and without GradNorm vs conv LN across luminosity shifts",
              ("conv_ei_ln", "conv_ei", "conv_inorm", "conv_inorm_gradnorm"), smoke=_SMOKE,

@@ -39,6 +39,14 @@ WIDTH_RANGE = (100, 500)
 #: Conv presets: filters of the last conv layer (the first has half; default 32). The conv I-Norm
 #: layers' SVD initialisation needs `width // 2 <= 25` (a 5x5x1 patch has 25 pixels).
 CONV_WIDTH_RANGE = (16, 48)
+#: The recurrent I-Norm presets (`rnn_inorm*`): the task error of a recurrent weight sums over
+#: the 28 steps, and GradNorm's normalization loss grew at lr_e 0.05 (zoo, "Recurrent presets":
+#: default 0.01). As the conv range: the MLP's scaled by 1/10, bracketing the default and
+#: reaching the fragile side. The recurrent EI presets keep `EI_SPACE` (defaults 0.02, 0.05).
+RNN_INORM_SPACE = {**INORM_SPACE, "lr_e": (1e-3, 0.05, "log")}
+#: Recurrent presets: units of the cell (default 128; sequence models of row-sequential MNIST
+#: use 64-256).
+RNN_WIDTH_RANGE = (64, 256)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +80,10 @@ _CONV_WIDTH = "filters of the last conv layer (the first has half)"
 _CONV_NOTE = ("A conv weight is shared by every location, so the conv I-Norm presets train "
               "at a tenth of the MLP's lr_e (README, 'Convolutional presets').")
 
+_RNN_WIDTH = "units of the recurrent cell (one recurrent layer)"
+_RNN_NOTE = ("A recurrent weight's task error sums over the 28 steps, so the recurrent I-Norm "
+             "presets train at a tenth of the MLP's lr_e (README, 'Recurrent presets').")
+
 #: The search-space families by name.
 FAMILIES: dict[str, SearchFamily] = {f.name: f for f in [
     SearchFamily("ei", "EI / LayerNorm", EI_SPACE, WIDTH_RANGE),
@@ -80,6 +92,10 @@ FAMILIES: dict[str, SearchFamily] = {f.name: f for f in [
                  _CONV_WIDTH, beyond_paper=True, note=_CONV_NOTE),
     SearchFamily("conv_inorm", "convolutional I-Norm", CONV_INORM_SPACE, CONV_WIDTH_RANGE,
                  _CONV_WIDTH, norm_weight=True, beyond_paper=True, note=_CONV_NOTE),
+    SearchFamily("rnn_ei", "recurrent EI / LayerNorm", EI_SPACE, RNN_WIDTH_RANGE, _RNN_WIDTH,
+                 beyond_paper=True),
+    SearchFamily("rnn_inorm", "recurrent I-Norm", RNN_INORM_SPACE, RNN_WIDTH_RANGE,
+                 _RNN_WIDTH, norm_weight=True, beyond_paper=True, note=_RNN_NOTE),
 ]}
 
 

@@ -35,11 +35,14 @@ DEFAULT_WIDTH = 234
 DEFAULT_DEPTH = 2
 #: Filters of the conv presets' last layer when `width` is not set (the first has half).
 CONV_DEFAULT_WIDTH = 32
+#: Units of the recurrent presets' cell when `width` is not set.
+RNN_DEFAULT_WIDTH = 128
 
 #: The presets' training hyperparameters, the bare names of the `opt.*` / `loss.*` keys of
 #: `ei_keras.config` (which checks at import that its schema has exactly these).
 HYPERPARAMETERS: tuple[str, ...] = (
     "lr_e", "lr_ie", "lr_ei", "momentum", "inhibitory_momentum", "inhibitory_clipnorm",
+    "excitatory_clipnorm",
     "exponentiated", "inhibitory_exponentiated", "eg_normalise", "split_bias", "norm_weight",
     "norm_weight_schedule", "norm_weight_horizon", "label_smoothing")
 
@@ -74,11 +77,17 @@ def _conv_sizes(width: int, depth: int) -> dict:
     return {"filters": tuple(max(1, width // 2 ** (depth - 1 - i)) for i in range(depth))}
 
 
+def _rnn_sizes(width: int, depth: int) -> dict:
+    return {"units": width}  # one recurrent layer: `depth` is not used
+
+
 #: The network kinds by name.
 NETWORK_KINDS: dict[str, NetworkKind] = {k.name: k for k in [
     NetworkKind("mlp", "EINetwork", DEFAULT_WIDTH, _mlp_sizes, "hidden units per layer"),
     NetworkKind("conv", "EIConvNetwork", CONV_DEFAULT_WIDTH, _conv_sizes,
                 "filters of the last conv layer (each earlier layer has half as many)"),
+    NetworkKind("rnn", "EIRecurrentNetwork", RNN_DEFAULT_WIDTH, _rnn_sizes,
+                "units of the recurrent cell (one recurrent layer; depth not used)"),
 ]}
 
 
@@ -188,9 +197,50 @@ CONV_PRESETS: dict[str, Preset] = {p.name: p for p in [
 ]}
 
 
-#: Every preset by name: the paper's MLPs (`PRESETS`), then the conv presets. A preset of a
-#: new kind is one entry here (its `Preset` names its `network` kind and `family`).
-REGISTRY: dict[str, Preset] = {**PRESETS, **CONV_PRESETS}
+#: The recurrent presets (issue 24): `ei_keras.models.EIRecurrentNetwork` on row-sequential
+#: images (28 steps of 28 pixels), one recurrent layer of `width` units, last state ->
+#: `EIDense(classes)`. Defaults measured (README, "Recurrent presets"): 1 epoch on JAX, r = 0.75,
+#: seeds 0-2. rnn_ei at the MLP's lr_e 0.05 diverged at step 806 of 1875 (seed 1; seeds 0, 2
+#: trained: 56.7, 48.5 %): 0.02. LayerNorm bounds the state: rnn_ei_ln keeps 0.05.
+_RNN_EI_HP = {**_EI_HP, "lr_e": 0.02}
+_RNN_EI_LN_HP = dict(_EI_HP)
+# Without error normalization the task error of a step flows back to the previous state through
+# W_EE^h / delta only (the inhibitory path is stopped, as in INormDense): a positive matrix whose
+# Perron root (~ units x mean W_EE ~ 14 at 128 units) over delta grows the error at every step,
+# and rnn_inorm diverged at step 2 at lr_e 0.01 (bias 1.6e21 after one step: the growth is in
+# the error, not the step size); GradNorm's centring removes that mode. GradNorm at lr_e 0.05
+# let lambda L_norm grow to ~400 within the epoch (10 %); at 0.01 seed 2's still grew to 65
+# (12.8 %). Clipping each excitatory gradient at norm 1 (Pascanu et al. 2013) keeps both finite
+# and lambda L_norm near 1e-4 (GradNorm) / 6e-4 (rnn_inorm).
+_RNN_INORM_HP = {**_INORM_HP, "lr_e": 0.01, "excitatory_clipnorm": 1.0}
+_RNN_INORM_PLAIN_HP = {**_INORM_PLAIN_HP, "excitatory_clipnorm": 1.0}
+#: The I-Norm cell's `epsilon`, the floor of its divisive inhibition (`delta_t >=
+#: sqrt(epsilon)`, the semi-saturation constant of divisive normalization): a row of an image
+#: is often all black (and the first state is 0), so `u_t = 0`, `delta_t = sqrt(epsilon)` and
+#: `z_t = b / sqrt(epsilon)`: at the dense layers' 1e-5 that amplifies the bias and its error
+#: 316-fold.
+_RNN_INORM_EPSILON = 0.01
+_RNN_TRUNK = "28 steps of 28 pixels -> recurrent cell -> last state -> EIDense(10)"
+
+RNN_PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("rnn_ei", "(rnn)", f"EI recurrent network ({_RNN_TRUNK}), no normalization",
+           {"cell": "ei"}, _RNN_EI_HP, "rnn", "rnn_ei"),
+    Preset("rnn_ei_ln", "(rnn)", "EI recurrent network + LayerNorm of the recurrent "
+           "pre-activation at every step", {"cell": "ei", "normalization": "layer_norm"},
+           _RNN_EI_LN_HP, "rnn", "rnn_ei"),
+    Preset("rnn_inorm", "(rnn)", "recurrent I-Norm (INormRNNCell: subtractive + divisive "
+           "inhibition of the recurrent pre-activation at every step), no error normalization",
+           {"cell": "inorm", "error_normalization": "none", "epsilon": _RNN_INORM_EPSILON},
+           _RNN_INORM_PLAIN_HP, "rnn", "rnn_inorm"),
+    Preset("rnn_inorm_gradnorm", "(rnn)", "recurrent I-Norm + GradNorm at every step",
+           {"cell": "inorm", "error_normalization": "full", "epsilon": _RNN_INORM_EPSILON},
+           _RNN_INORM_HP, "rnn", "rnn_inorm"),
+]}
+
+
+#: Every preset by name: the paper's MLPs (`PRESETS`), then the conv and recurrent presets. A
+#: preset of a new kind is one entry here (its `Preset` names its `network` kind and `family`).
+REGISTRY: dict[str, Preset] = {**PRESETS, **CONV_PRESETS, **RNN_PRESETS}
 
 
 def names() -> list[str]:
@@ -202,6 +252,11 @@ def names() -> list[str]:
 def conv_names() -> list[str]:
     """The convolutional preset names (an extension: not conditions of the paper)."""
     return list(CONV_PRESETS)
+
+
+def rnn_names() -> list[str]:
+    """The recurrent preset names (an extension: not conditions of the paper)."""
+    return list(RNN_PRESETS)
 
 
 def all_names() -> list[str]:
@@ -236,15 +291,18 @@ def unused_hyperparameters(name: str) -> tuple[str, ...]:
 #: The error-normalization modes that `gradnorm_on` changes (`full` and `decorrelate`
 #: project the error out of `y` or `z`; `ei_keras.ops.error_normalization`).
 GRADNORM_ON_MODES = ("full", "decorrelate")
-#: The isolation ablations (`model.*` keys and `INormDense` arguments; off by default).
+#: The isolation ablations (`model.*` keys and `INormDense` arguments; off by default), and
+#: the network kinds whose I-Norm layers have them (the recurrent cell does not).
 ISOLATION_OPTIONS = ("task_trains_inhibitory", "norm_trains_excitatory")
+ISOLATION_KINDS = ("mlp", "conv")
 
 
 def unused_model_options(name: str) -> dict[str, str]:
     """The `model.*` options preset `name` has no use for, each with the reason:
     `gradnorm_on` without GradNorm (`error_normalization` not in `GRADNORM_ON_MODES`),
-    the isolation ablations (`ISOLATION_OPTIONS`) without I-Norm layers. Setting one is
-    refused (`ei_keras.config.inapplicable_keys`) rather than recorded and never used.
+    the isolation ablations (`ISOLATION_OPTIONS`) without I-Norm layers of a kind that has
+    them (`ISOLATION_KINDS`). Setting one is refused (`ei_keras.config.inapplicable_keys`)
+    rather than recorded and never used.
 
     >>> from ei_keras import zoo
     >>> sorted(zoo.unused_model_options("ei"))
@@ -258,6 +316,10 @@ def unused_model_options(name: str) -> dict[str, str]:
                               f"error_normalization {' or '.join(GRADNORM_ON_MODES)} only")
     if not has_inorm(name):
         out.update({k: f"preset {name} has no I-Norm layer" for k in ISOLATION_OPTIONS})
+    elif get(name).network not in ISOLATION_KINDS:
+        out.update({k: f"preset {name}'s {get(name).network} I-Norm layers have no isolation "
+                    f"ablation (the {' and '.join(ISOLATION_KINDS)} presets have it)"
+                    for k in ISOLATION_OPTIONS})
     return out
 
 
@@ -303,6 +365,7 @@ def compile_model(model, hp: dict, jit_compile="auto",
         optimizer=dale_sgd(hp["lr_e"], hp["lr_ie"], hp["lr_ei"], momentum=hp["momentum"],
                            inhibitory_momentum=hp.get("inhibitory_momentum"),
                            clipnorm=hp.get("inhibitory_clipnorm"),
+                           excitatory_clipnorm=hp.get("excitatory_clipnorm"),
                            exponentiated=hp.get("exponentiated", False),
                            inhibitory_exponentiated=hp.get("inhibitory_exponentiated", False),
                            eg_normalise=hp.get("eg_normalise", False)),
@@ -350,7 +413,8 @@ def build(
             layer, each earlier layer has half as many. None: `default_width`. The
             I-Norm conv presets' SVD initialisation needs `width // 2 <= 25` (the first
             layer's 5x5x1 patch); a wider first layer is a `ValueError` naming the fix.
-        depth: number of hidden (conv) layers (paper: 2).
+        depth: number of hidden (conv) layers (paper: 2); the recurrent presets have one
+            recurrent layer (not used).
         seed: initialisation seed (same weights on every backend).
         input_dim: input width (784 for flattened Fashion-MNIST).
         jit_compile: passed to `compile`.

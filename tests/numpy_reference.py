@@ -219,6 +219,117 @@ def inorm_norm_loss_gradients(x, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, norm
 
 
 # --------------------------------------------------------------------------------------------
+# Recurrent cells, unrolled: every step is the dense layer above on u_t = [x_t, h_{t-1}]; the
+# task gradients by backpropagation through time (the error reaching u_t splits into the error
+# of x_t and the error of h_{t-1}, added to the upstream error of step t - 1).
+
+
+def _unroll(step, xs, units):
+    """Run ``step(u_t) -> h_t`` over ``xs`` (batch, T, d) from ``h_0 = 0``; returns the step
+    inputs ``u`` (T of them) and the states ``h`` (batch, T, units)."""
+    (xs,) = _f64(xs)
+    h = np.zeros((xs.shape[0], units))
+    us, hs = [], []
+    for t in range(xs.shape[1]):
+        u = np.concatenate([xs[:, t], h], axis=-1)
+        h = step(u)
+        us.append(u)
+        hs.append(h)
+    return us, np.stack(hs, axis=1)
+
+
+def _bptt(us, c, d, step_gradients):
+    """Sum over steps of ``step_gradients(u_t, upstream_t)`` (a dict with ``"x"`` the
+    gradient w.r.t. ``u_t``), with ``upstream_t = c_t + (error of h_t from step t + 1)``;
+    returns the summed weight gradients and ``"x"`` (batch, T, d)."""
+    (c,) = _f64(c)
+    total, gx = {}, np.zeros((c.shape[0], len(us), d))
+    g_next = np.zeros_like(c[:, 0])
+    for t in reversed(range(len(us))):
+        grads = step_gradients(us[t], c[:, t] + g_next)
+        g_u = grads.pop("x")
+        gx[:, t], g_next = g_u[:, :d], g_u[:, d:]
+        for k, v in grads.items():
+            total[k] = total.get(k, 0.0) + v
+    return {**total, "x": gx}
+
+
+def _ei_rnn_step(W_EE, W_IE, W_EI, b, activation, layer_norm_z):
+    def step(u):
+        z = ei_dense_forward(u, W_EE, W_IE, W_EI, b)
+        return _activation(layer_norm(z) if layer_norm_z else z, activation)[0]
+
+    return step
+
+
+def ei_rnn_forward(xs, W_EE, W_IE, W_EI, b, activation="relu", layer_norm_z=False):
+    """States ``h_t = act(z_t)`` (``act(LN(z_t))``) of the EI cell, ``z_t`` EIDense's on
+    ``u_t``: (batch, T, units)."""
+    step = _ei_rnn_step(W_EE, W_IE, W_EI, b, activation, layer_norm_z)
+    return _unroll(step, xs, np.shape(W_EE)[0])[1]
+
+
+def ei_rnn_task_gradients(xs, W_EE, W_IE, W_EI, b, c, activation="relu", layer_norm_z=False):
+    """Gradients of ``sum(c * states)`` (c: (batch, T, units)) w.r.t. the EI cell's weights and
+    the input sequence (``"x"``). LayerNorm's backward is ``normalized_error(., z, "full")``."""
+    step = _ei_rnn_step(W_EE, W_IE, W_EI, b, activation, layer_norm_z)
+    us, _ = _unroll(step, xs, np.shape(W_EE)[0])
+
+    def step_gradients(u, g):
+        if not layer_norm_z:
+            return ei_dense_task_gradients(u, W_EE, W_IE, W_EI, b, g, activation)
+        z = ei_dense_forward(u, W_EE, W_IE, W_EI, b)
+        g_y = g * _activation(layer_norm(z), activation)[1]
+        return ei_dense_task_gradients(u, W_EE, W_IE, W_EI, b, normalized_error(g_y, z, "full"))
+
+    return _bptt(us, c, np.shape(xs)[-1], step_gradients)
+
+
+def inorm_rnn_forward(xs, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, activation="relu",
+                      epsilon=EPSILON):
+    """States of the I-Norm cell (error normalization is the identity forward)."""
+    units = np.shape(W_EE)[0]
+    return _unroll(lambda u: inorm_forward(u, W_EE, b, W_IE, W_EI, B_IE, B_EI, activation,
+                                           epsilon), xs, units)[1]
+
+
+def _inorm_rnn_inputs(xs, W_EE, b, W_IE, W_EI, B_IE, B_EI, activation, epsilon):
+    units = np.shape(W_EE)[0]
+    return _unroll(lambda u: inorm_forward(u, W_EE, b, W_IE, W_EI, B_IE, B_EI, activation,
+                                           epsilon), xs, units)[0]
+
+
+def inorm_rnn_norm_loss(xs, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, norm_weight=0.01,
+                        activation="relu", epsilon=EPSILON):
+    """``lambda mean_batch[(1/T) sum_t l_t]``: the mean over steps of the dense loss."""
+    us = _inorm_rnn_inputs(xs, W_EE, b, W_IE, W_EI, B_IE, B_EI, activation, epsilon)
+    return float(np.mean([inorm_norm_loss(u, W_EE, b, W_IE, W_EI, B_IE, B_EI, norm_weight,
+                                          epsilon) for u in us]))
+
+
+def inorm_rnn_task_gradients(xs, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, c=None,
+                             mode="none", lateral_weights=None, activation="relu",
+                             epsilon=EPSILON):
+    """Gradients of ``sum(c * states)`` w.r.t. every variable and the input sequence: the
+    error of each step normalized at its own ``z_t``, flowing back through ``e_t`` only."""
+    d = np.shape(xs)[-1]
+    us = _inorm_rnn_inputs(xs, W_EE, b, W_IE, W_EI, B_IE, B_EI, activation, epsilon)
+    return _bptt(us, c, d, lambda u, g: inorm_task_gradients(
+        u, W_EE, b, W_IE, W_EI, B_IE, B_EI, g, mode, lateral_weights, activation, epsilon))
+
+
+def inorm_rnn_norm_loss_gradients(xs, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None,
+                                  norm_weight=0.01, activation="relu", epsilon=EPSILON):
+    """Gradients of ``inorm_rnn_norm_loss``: the mean over steps of each step's (its inputs
+    are stopped, so no error flows through time); ``"x"`` is zero."""
+    us = _inorm_rnn_inputs(xs, W_EE, b, W_IE, W_EI, B_IE, B_EI, activation, epsilon)
+    steps = [inorm_norm_loss_gradients(u, W_EE, b, W_IE, W_EI, B_IE, B_EI, norm_weight, epsilon)
+             for u in us]
+    out = {k: sum(g[k] for g in steps) / len(us) for k in steps[0] if k != "x"}
+    return {**out, "x": np.zeros(np.shape(xs))}
+
+
+# --------------------------------------------------------------------------------------------
 # A check of the manual gradients
 
 

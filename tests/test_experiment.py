@@ -333,6 +333,7 @@ DEFINING = {
     "train.jit_compile": False, "train.steps_per_execution": 1, "train.inhibitory_steps": 2,
     "train.inhibitory_every": 3, "opt.lr_e": 0.0123, "opt.lr_ie": 0.0234, "opt.lr_ei": 0.0345,
     "opt.momentum": 0.5, "opt.inhibitory_momentum": 0.25, "opt.inhibitory_clipnorm": 2.5,
+    "opt.excitatory_clipnorm": 2.5,
     "opt.exponentiated": True, "opt.inhibitory_exponentiated": True, "opt.eg_normalise": True,
     "opt.split_bias": True, "model.gradnorm_on": "z", "loss.norm_weight_schedule": "linear",
     "loss.norm_weight_horizon": 5, "model.task_trains_inhibitory": True,

@@ -338,6 +338,8 @@ def test_config_keys_reach_the_network_and_are_neutral_off():
     (["--preset", "ei", "model.gradnorm_on=z"], "model.gradnorm_on"),
     (["--preset", "inorm_sub", "model.gradnorm_on=z"], "model.gradnorm_on"),
     (["--preset", "inorm_center", "model.gradnorm_on=z"], "model.gradnorm_on"),
+    (["--preset", "rnn_inorm_gradnorm", "model.task_trains_inhibitory=true"],
+     "model.task_trains_inhibitory"),
 ])
 def test_model_keys_that_do_not_apply_are_refused(argv, key, tmp_path, capsys):
     """The one rule (as `loss.norm_weight` on `ei`): one `error:` line, exit code 2,
@@ -361,7 +363,7 @@ def test_the_keys_apply_where_they_should():
         cfg = {"preset": name}
         if gradnorm:
             RunConfig().with_overrides({**cfg, "model.gradnorm_on": "z"})
-        if zoo.has_inorm(name):
+        if zoo.has_inorm(name) and zoo.get(name).network in zoo.ISOLATION_KINDS:
             RunConfig().with_overrides({**cfg, "model.task_trains_inhibitory": True,
                                         "model.norm_trains_excitatory": True})
         # the default values are never refused

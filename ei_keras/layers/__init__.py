@@ -6,9 +6,10 @@ from ei_keras.layers.detached_layer_normalization import DetachedLayerNormalizat
 from ei_keras.layers.e_dense import EDense
 from ei_keras.layers.ei_conv2d import EIConv2D
 from ei_keras.layers.ei_dense import EIDense
+from ei_keras.layers.ei_rnn import EIRNNCell, INormRNN, INormRNNCell
 from ei_keras.layers.error_normalization import ErrorNormalization
 from ei_keras.layers.inorm_conv2d import INormConv2D
 from ei_keras.layers.inorm_dense import INormDense
 
-__all__ = ["DetachedLayerNormalization", "EDense", "EIConv2D", "EIDense", "ErrorNormalization",
-           "INormConv2D", "INormDense"]
+__all__ = ["DetachedLayerNormalization", "EDense", "EIConv2D", "EIDense", "EIRNNCell",
+           "ErrorNormalization", "INormConv2D", "INormDense", "INormRNN", "INormRNNCell"]

@@ -250,6 +250,19 @@ class INormDense(DaleDense):
     def normalization_loss(self, e, s, delta):
         """`L_norm` from the parts; gradients reach only `s` and `delta` (and `e` with
         `norm_trains_excitatory`: pass `e` computed from the stopped input then)."""
+        per_sample = self.normalization_loss_per_sample(e, s, delta)
+        return self.norm_weight_tensor() * ops.mean(per_sample)
+
+    def norm_weight_tensor(self):
+        """`lambda` as a tensor (the variable once built)."""
+        return (self._initial_norm_weight if self.norm_weight_variable is None
+                else ops.convert_to_tensor(self.norm_weight_variable))
+
+    def normalization_loss_per_sample(self, e, s, delta):
+        """The unweighted per-sample terms of `L_norm`, `(mean_j zh)^2 + (var_j zh - 1)^2`
+        (subtractive-only: the first), reduced over `statistics_axis` only (kept as size-1
+        axes); gradients reach only `s` and `delta` (and `e` with
+        `norm_trains_excitatory`)."""
         zh = (e if self.norm_trains_excitatory else ops.stop_gradient(e)) - s
         if delta is not None:
             zh = zh / delta
@@ -259,9 +272,7 @@ class INormDense(DaleDense):
         if delta is not None:
             var = ops.mean(ops.square(zh - mean), axis=axis, keepdims=True)
             loss = loss + ops.square(var - 1.0)
-        weight = (self._initial_norm_weight if self.norm_weight_variable is None
-                  else ops.convert_to_tensor(self.norm_weight_variable))
-        return weight * ops.mean(loss)
+        return loss
 
     def preactivation(self, inputs):
         """The normalized pre-activation `z` (before error normalization and activation) and
