@@ -337,6 +337,7 @@ def cmd_demo(args) -> int:
     args.configs = None
     args.luminosity = args.contrast = None
     args.shard = None
+    args.conditions = None  # every condition of the demo (reproduce's --conditions)
     args.overrides = args.overrides or []
     args.out = args.out or ("runs/demo-smoke" if args.smoke else "runs/demo")
     start = time.time()

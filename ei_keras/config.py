@@ -18,7 +18,7 @@ from ei_keras.config import RunConfig
 
 cfg = RunConfig().with_overrides(["opt.lr_e=0.1", "model.trainable_ei=no"])
 cfg.opt.lr_e, cfg.model.trainable_ei  # (0.1, False)
-cfg.to_dict()["model"]  # {'width': None, 'depth': 2, 'trainable_ei': False, 'gradnorm_on': 'y'}
+cfg.to_dict()["model"]["trainable_ei"]  # False
 ```
 
 This module imports neither Keras nor an array backend.
@@ -289,6 +289,16 @@ class ModelConfig:
         "what GradNorm (error_normalization full/decorrelate) projects the error out of: y = "
         "normalized z (LayerNorm's backward) or z itself (the paper code's formula)",
         neutral="y")
+    task_trains_inhibitory: bool = _key(
+        Kind("bool"), False,
+        "isolation ablation: the task loss also trains the I-Norm layers' inhibitory weights "
+        "(W_IE, W_EI, B_IE, B_EI; each gets the sum of both losses' gradients); the paper "
+        "code's task_opt_inhib, declared there and never read", neutral=False)
+    norm_trains_excitatory: bool = _key(
+        Kind("bool"), False,
+        "isolation ablation: each I-Norm layer's normalization loss also trains its W_EE and "
+        "bias (the sum of both losses' gradients); the paper code's homeo_opt_exc, declared "
+        "there and never read", neutral=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -527,9 +537,11 @@ def unused_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
 
 def inapplicable_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
     """The keys that do not apply to a flat configuration's run: the size keys of the shift
-    families not in use (`data.luminosity` under `data.shift=contrast` and vice versa) and
+    families not in use (`data.luminosity` under `data.shift=contrast` and vice versa),
     the hyperparameters its preset has no use for (`loss.norm_weight` without I-Norm layers:
-    `ei_keras.zoo.unused_hyperparameters`).
+    `ei_keras.zoo.unused_hyperparameters`) and the model options it has no use for
+    (`model.gradnorm_on` without GradNorm, the isolation ablations without I-Norm layers:
+    `ei_keras.zoo.unused_model_options`).
 
     The one rule: setting one of them to anything but its default is refused
     (`RunConfig.with_overrides`), so a value is never recorded (`config.json`, the
@@ -538,6 +550,7 @@ def inapplicable_keys(flat: Mapping[str, Any]) -> tuple[str, ...]:
     family = SHIFT_FAMILIES[flat.get("data.shift", "luminosity")]
     out = [f.size_key for f in SHIFT_FAMILIES.values() if f.size_key != family.size_key]
     out += [HYPERPARAMETER_KEYS[k] for k in zoo.unused_hyperparameters(flat["preset"])]
+    out += [f"model.{k}" for k in zoo.unused_model_options(flat["preset"])]
     return tuple(dict.fromkeys(out))
 
 
@@ -547,6 +560,8 @@ def _check_applicable(flat: Mapping[str, Any], given: Iterable[str]) -> None:
             if key.startswith("data."):
                 why = (f"data.shift={flat['data.shift']} sizes its shift with "
                        f"{SHIFT_FAMILIES[flat['data.shift']].size_key}")
+            elif key.startswith("model."):
+                why = zoo.unused_model_options(flat["preset"])[key.split(".", 1)[1]]
             else:
                 why = f"preset {flat['preset']} has no I-Norm layer"
             raise ConfigError(f"`{key}` does not apply here ({why}), so it would be "
@@ -598,7 +613,7 @@ HYPERPARAMETER_KEYS: dict[str, str] = {
 #: network and training sizes), and the dotted key each stands for.
 SHORT_KEYS: dict[str, str] = {**HYPERPARAMETER_KEYS, "width": "model.width",
                               "depth": "model.depth", "batch_size": "data.batch_size",
-                              "epochs": "train.epochs"}
+                              "epochs": "train.epochs", "gradnorm_on": "model.gradnorm_on"}
 
 #: The tiny size of every `--smoke` run (CLI `train`, recipes, sweeps): CI-sized, real data.
 SMOKE_OVERRIDES: dict[str, Any] = {

@@ -66,6 +66,16 @@ def as_config(config: RunConfig | Mapping | None) -> RunConfig:
     return config if isinstance(config, RunConfig) else RunConfig.from_dict(config or {})
 
 
+def model_overrides(cfg: RunConfig) -> dict:
+    """The `model.*` options a run passes to its network (`zoo.build`'s `model_overrides`):
+    `trainable_ei`, `gradnorm_on` and the isolation ablations (only when on: the network
+    kinds without them, `ei_keras.zoo.ISOLATION_KINDS`, take no such argument)."""
+    from ei_keras.zoo import ISOLATION_OPTIONS
+
+    return {"trainable_ei": cfg.model.trainable_ei, "gradnorm_on": cfg.model.gradnorm_on,
+            **{k: True for k in ISOLATION_OPTIONS if getattr(cfg.model, k)}}
+
+
 def resolve(config: RunConfig | Mapping) -> dict:
     """What a configuration resolves to before training, with no data or model:
     `{"config", "hyperparameters", "steps_per_execution", "fingerprint"}`.
@@ -270,8 +280,7 @@ class RunSession:
             self.model = zoo.build(cfg.preset, width=cfg.model.width, depth=cfg.model.depth,
                                    seed=cfg.seed, jit_compile=cfg.train.jit_compile,
                                    steps_per_execution=self.spe,
-                                   model_overrides={"trainable_ei": cfg.model.trainable_ei,
-                                                    "gradnorm_on": cfg.model.gradnorm_on},
+                                   model_overrides=model_overrides(cfg),
                                    inhibitory_steps=cfg.train.inhibitory_steps,
                                    inhibitory_every=cfg.train.inhibitory_every,
                                    num_classes=self.train.num_classes, **hp)

@@ -105,6 +105,9 @@ def _ablation_variants() -> dict:
         for lam in ABLATION_LAMBDAS:
             if lam != 1e-2:  # the preset itself
                 variants[f"{preset}_lambda{lam:g}"] = (preset, {"loss.norm_weight": lam})
+    for preset in ("inorm", "inorm_gradnorm"):  # the isolation ablations
+        variants[f"{preset}_task_inhib"] = (preset, {"model.task_trains_inhibitory": True})
+        variants[f"{preset}_norm_exc"] = (preset, {"model.norm_trains_excitatory": True})
     return variants
 
 
@@ -139,7 +142,8 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              expected="an open question: does faster inhibition close the gap of "
              "I-Norm without GradNorm to LN?"),
     Protocol("ablations", "Ablations of our explanations (issue 23): detached LN, GradNorm on "
-             "y vs z, the inhibitory clip, EG vs GD, the λ grid; paired configurations",
+             "y vs z, the inhibitory clip, EG vs GD, the λ grid, the isolation of the two "
+             "losses; paired configurations",
              ("ei_ln", "ei_ln_detached", "inorm", "inorm_gradnorm", "ei",
               *_ABLATION_VARIANTS), sizes=(0.0, 0.75), configs=12, epochs=3,
              variants=_ABLATION_VARIANTS, smoke=_SMOKE,

@@ -288,6 +288,41 @@ def unused_hyperparameters(name: str) -> tuple[str, ...]:
                                        "norm_weight_horizon")
 
 
+#: The error-normalization modes that `gradnorm_on` changes (`full` and `decorrelate`
+#: project the error out of `y` or `z`; `ei_keras.ops.error_normalization`).
+GRADNORM_ON_MODES = ("full", "decorrelate")
+#: The isolation ablations (`model.*` keys and `INormDense` arguments; off by default), and
+#: the network kinds whose I-Norm layers have them (the recurrent cell does not).
+ISOLATION_OPTIONS = ("task_trains_inhibitory", "norm_trains_excitatory")
+ISOLATION_KINDS = ("mlp", "conv")
+
+
+def unused_model_options(name: str) -> dict[str, str]:
+    """The `model.*` options preset `name` has no use for, each with the reason:
+    `gradnorm_on` without GradNorm (`error_normalization` not in `GRADNORM_ON_MODES`),
+    the isolation ablations (`ISOLATION_OPTIONS`) without I-Norm layers of a kind that has
+    them (`ISOLATION_KINDS`). Setting one is refused (`ei_keras.config.inapplicable_keys`)
+    rather than recorded and never used.
+
+    >>> from ei_keras import zoo
+    >>> sorted(zoo.unused_model_options("ei"))
+    ['gradnorm_on', 'norm_trains_excitatory', 'task_trains_inhibitory']
+    >>> zoo.unused_model_options("inorm_gradnorm")
+    {}
+    """
+    out = {}
+    if get(name).model.get("error_normalization") not in GRADNORM_ON_MODES:
+        out["gradnorm_on"] = (f"preset {name} has no GradNorm: gradnorm_on acts on "
+                              f"error_normalization {' or '.join(GRADNORM_ON_MODES)} only")
+    if not has_inorm(name):
+        out.update({k: f"preset {name} has no I-Norm layer" for k in ISOLATION_OPTIONS})
+    elif get(name).network not in ISOLATION_KINDS:
+        out.update({k: f"preset {name}'s {get(name).network} I-Norm layers have no isolation "
+                    f"ablation (the {' and '.join(ISOLATION_KINDS)} presets have it)"
+                    for k in ISOLATION_OPTIONS})
+    return out
+
+
 def hyperparameters(name: str, **overrides) -> dict:
     """The preset's default hyperparameters with `overrides` applied (unknown keys and
     `unused_hyperparameters` rejected)."""

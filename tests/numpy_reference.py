@@ -141,12 +141,33 @@ def inorm_norm_loss(x, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, norm_weight=0.
     return norm_weight * per_sample.mean()
 
 
+def _through_inhibition(x, W_IE, W_EI, B_IE, B_EI, g_out, e, s, delta):
+    """The gradients of the inhibitory weights from ``g_out``, the gradient w.r.t.
+    ``(e - s) / delta`` (``e - s`` subtractive-only), with ``s`` and ``delta`` read from
+    ``sg(x)`` (manual backprop, float64)."""
+    x, W_IE, W_EI = _f64(x, W_IE, W_EI)
+    g_s = -g_out if delta is None else -g_out / delta
+    u = x @ W_IE.T
+    grads = {"W_EI": g_s.T @ u, "W_IE": (g_s @ W_EI).T @ x}
+    if delta is not None:
+        B_IE, B_EI = _f64(B_IE, B_EI)
+        g_delta = -g_out * (e - s) / delta**2
+        g_p = g_delta / (2.0 * delta)  # delta = sqrt(p + eps)
+        r = x @ B_IE.T
+        grads["B_EI"] = g_p.T @ r**2
+        grads["B_IE"] = ((g_p @ B_EI) * 2.0 * r).T @ x
+    return grads
+
+
 def inorm_task_gradients(x, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, c=None, mode="none",
-                         lateral_weights=None, activation=None, epsilon=EPSILON):
+                         lateral_weights=None, activation=None, epsilon=EPSILON,
+                         task_trains_inhibitory=False):
     """Gradients of ``sum(c * INormDense(x))`` w.r.t. every variable and ``x`` (a dict).
 
     ``z = (e - sg(s)) / sg(delta)`` with ``s`` and ``delta`` computed from ``sg(x)``: the task
     error reaches only ``W_EE``, ``b`` and ``x`` (through ``e``); the inhibitory weights get 0.
+    ``task_trains_inhibitory``: ``z = (e - s) / delta`` (``s``, ``delta`` still from
+    ``sg(x)``): the inhibitory weights get the error through ``s`` and ``delta``.
     """
     e, s, delta = inorm_parts(x, W_EE, b, W_IE, W_EI, B_IE, B_EI, epsilon)
     x, W_EE, c = _f64(x, W_EE, c)
@@ -164,14 +185,18 @@ def inorm_task_gradients(x, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, c=None, m
     if B_IE is not None:
         grads["B_IE"] = np.zeros_like(np.asarray(B_IE, np.float64))
         grads["B_EI"] = np.zeros_like(np.asarray(B_EI, np.float64))
+    if task_trains_inhibitory:
+        grads.update(_through_inhibition(x, W_IE, W_EI, B_IE, B_EI, gz, e, s, delta))
     return grads
 
 
 def inorm_norm_loss_gradients(x, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, norm_weight=0.01,
-                              epsilon=EPSILON):
+                              epsilon=EPSILON, norm_trains_excitatory=False):
     """Gradients of ``L_norm`` w.r.t. every variable and ``x`` (a dict), by manual backprop.
 
     ``e`` is stopped and ``s``, ``delta`` read ``sg(x)``: ``W_EE``, ``b`` and ``x`` get 0.
+    ``norm_trains_excitatory``: ``e = sg(x) W_EE^T + b`` is not stopped: ``W_EE`` and ``b``
+    get their gradient, ``x`` still 0.
     """
     x, W_EE, b, W_IE, W_EI = _f64(x, W_EE, b, W_IE, W_EI)
     batch = x.shape[0]
@@ -185,27 +210,11 @@ def inorm_norm_loss_gradients(x, W_EE, b, W_IE, W_EI, B_IE=None, B_EI=None, norm
         v = ((zh - m) ** 2).mean(axis=-1, keepdims=True)
         g_zh = g_zh + 2.0 * (v - 1.0) * 2.0 * (zh - m) / n
     g_zh = g_zh * norm_weight / batch
-    if delta is None:
-        g_s = -g_zh
-    else:
-        g_s = -g_zh / delta
-    u = x @ W_IE.T
-    grads = {
-        "W_EE": np.zeros_like(W_EE),
-        "bias": np.zeros_like(b),
-        "x": np.zeros_like(x),
-        "W_EI": g_s.T @ u,
-        "W_IE": (g_s @ W_EI).T @ x,
-    }
-    if delta is not None:
-        B_IE, B_EI = _f64(B_IE, B_EI)
-        g_delta = -g_zh * (e - s) / delta**2
-        g_p = g_delta / (2.0 * delta)  # delta = sqrt(p + eps)
-        r = x @ B_IE.T
-        q = r**2
-        grads["B_EI"] = g_p.T @ q
-        g_r = (g_p @ B_EI) * 2.0 * r
-        grads["B_IE"] = g_r.T @ x
+    grads = {"W_EE": np.zeros_like(W_EE), "bias": np.zeros_like(b), "x": np.zeros_like(x),
+             **_through_inhibition(x, W_IE, W_EI, B_IE, B_EI, g_zh, e, s, delta)}
+    if norm_trains_excitatory:
+        g_e = g_zh if delta is None else g_zh / delta
+        grads["W_EE"], grads["bias"] = g_e.T @ x, g_e.sum(axis=0)
     return grads
 
 

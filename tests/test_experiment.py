@@ -324,9 +324,9 @@ def test_a_finite_loss_or_weight_past_the_bound_is_caught_at_its_step():
 #: Every key that defines a run, with a value unlike the base configuration's (and unlike the
 #: preset's defaults): changing any one must change the fingerprint, or a finished run of
 #: another experiment would be reused. Written here, not read from ei_keras.config.
-FINGERPRINT_BASE = {"preset": "inorm", "data.validation_size": 100}
+FINGERPRINT_BASE = {"preset": "inorm_gradnorm", "data.validation_size": 100}
 DEFINING = {
-    "preset": "inorm_gradnorm", "seed": 1, "model.width": 17, "model.depth": 3,
+    "preset": "inorm", "seed": 1, "model.width": 17, "model.depth": 3,
     "model.trainable_ei": False, "data.shift": "contrast", "data.luminosity": 0.25,
     "data.batch_size": 16, "data.train_subset": 1000, "data.test_subset": 900,
     "data.validation_size": 200, "train.epochs": 7, "train.validate_each_epoch": True,
@@ -336,7 +336,8 @@ DEFINING = {
     "opt.excitatory_clipnorm": 2.5,
     "opt.exponentiated": True, "opt.inhibitory_exponentiated": True, "opt.eg_normalise": True,
     "opt.split_bias": True, "model.gradnorm_on": "z", "loss.norm_weight_schedule": "linear",
-    "loss.norm_weight_horizon": 5,
+    "loss.norm_weight_horizon": 5, "model.task_trains_inhibitory": True,
+    "model.norm_trains_excitatory": True,
     "loss.norm_weight": 0.123, "loss.label_smoothing": 0.05, "measures.moments": False,
     "measures.alignment": False, "measures.probe_size": 100,
 }
@@ -374,7 +375,8 @@ def test_every_key_that_defines_a_run_changes_its_fingerprint_and_no_other(monke
 #: Keys added after results folders were committed, at the value that leaves a run as it was
 #: (written here, not read from ei_keras.config): absent from the fingerprint at that value,
 #: so a folder made before the key existed stays reusable.
-NEUTRAL = {"model.gradnorm_on": "y"}
+NEUTRAL = {"model.gradnorm_on": "y", "model.task_trains_inhibitory": False,
+           "model.norm_trains_excitatory": False}
 
 
 def test_keys_added_later_leave_the_fingerprint_alone_at_their_neutral_value():

@@ -185,13 +185,15 @@ def test_cells_are_grouped_by_architecture():
         {"seed": 2, "model.width": 24}, {"seed": 3, "preset": "ei_ln"},
         {"seed": 4, "loss.norm_weight": 0.1},
         # constants of the compiled step: the clip and the label smoothing
-        {"seed": 5, "opt.inhibitory_clipnorm": 0.5}, {"seed": 6, "loss.label_smoothing": 0.0})]
+        {"seed": 5, "opt.inhibitory_clipnorm": 0.5}, {"seed": 6, "loss.label_smoothing": 0.0},
+        # and the isolation ablations (which variables each loss trains)
+        {"seed": 7, "model.task_trains_inhibitory": True})]
     todo = [(f"d{i}", c) for i, c in enumerate(cfgs)]
     groups = population.group_cells(todo)
     assert [[d for d, _ in g] for g in groups] == [["d0", "d1", "d4"], ["d2"], ["d3"], ["d5"],
-                                                   ["d6"]]
+                                                   ["d6"], ["d7"]]
     assert [[d for d, _ in g] for g in population.group_cells(todo, size=2)] == \
-        [["d0", "d1"], ["d4"], ["d2"], ["d3"], ["d5"], ["d6"]]
+        [["d0", "d1"], ["d4"], ["d2"], ["d3"], ["d5"], ["d6"], ["d7"]]
 
 
 def _layout(folder):

@@ -75,6 +75,17 @@ def _paper_comparison(root: Path, folder: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ablations(root: Path, folder: str) -> str:
+    """The answers to issue 23's questions (`ei_keras.analysis.ablations`) from the runs
+    in `folder`; a line saying how to make them while the folder holds none."""
+    from .ablations import COMMAND, format_ablations
+
+    if not (root / folder).is_dir():
+        return (f"_No runs committed in `{folder}` yet: `{COMMAND}`, then `make results` "
+                "(generated; do not edit by hand)._\n")
+    return format_ablations(load_runs(root / folder, history=False), folder)
+
+
 def protocol_results(root: Path, folder: str, reference: str, command: str) -> str:
     """The results of a protocol beyond the paper (e.g. `ei-keras reproduce rnn`) in
     `folder`, against `reference`: accuracy, Mann-Whitney U with the Hodges-Lehmann shift,
@@ -126,6 +137,7 @@ def protocol_results(root: Path, folder: str, reference: str, command: str) -> s
 #: Block name → how to render it from the repository root.
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "paper30": lambda root: _paper_comparison(root, "docs/results/paper30"),
+    "ablations": lambda root: _ablations(root, "docs/results/ablations"),
 }
 
 

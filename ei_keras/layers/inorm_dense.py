@@ -44,6 +44,22 @@ class INormDense(DaleDense):
     not accepted (the output is normalized by construction, and no inhibitory weight could
     act on its penalty: put it on the next layer).
 
+    Isolation ablations (off by default: the paper's isolation above). The paper code
+    declares `task_opt_inhib` and `homeo_opt_exc` and never reads them; these are those
+    ablations as ours:
+
+    - `task_trains_inhibitory=True`: the forward pass uses `z = (e - s) / delta`
+      without the stop-gradients on `s` and `delta`, so the task loss also reaches `W_IE`,
+      `W_EI`, `B_IE`, `B_EI` (through `s` and `delta`; their input stays `xs`, so the error
+      sent back to `x` is unchanged).
+    - `norm_trains_excitatory=True`: `L_norm` reads `e = xs W_EE^T + b` without the
+      stop-gradient, so this layer's normalization loss also reaches its `W_EE` and bias
+      (not `x`: the loss stays local to the layer).
+
+    A variable both losses reach is listed in `normalization_variables` and in
+    `shared_variables`; `ei_keras.models.DualLossModel` then trains it on the sum of the
+    two losses' gradients (see there).
+
     Args:
         units: excitatory units `ne`.
         activation: Keras activation applied after error normalization (default: none).
@@ -68,6 +84,12 @@ class INormDense(DaleDense):
             0.01).
         trainable_ei: keyword-only, whether `W_EI` and `B_EI` learn (the reference code
             freezes them).
+        task_trains_inhibitory: keyword-only, the task loss also trains the inhibitory
+            weights (isolation ablation; the paper code's `task_opt_inhib`, never wired
+            there). Default False.
+        norm_trains_excitatory: keyword-only, the normalization loss also trains `W_EE` and
+            the bias (isolation ablation; the paper code's `homeo_opt_exc`, never wired
+            there). Default False.
         epsilon: keyword-only, added under the square root of `delta` and in error
             normalization.
         init_distribution: keyword-only, `"exponential"` or `"lognormal"`.
@@ -135,6 +157,8 @@ class INormDense(DaleDense):
         inhibitory_regularizer=None,
         inhibitory_constraint=None,
         gradnorm_on: str = "y",
+        task_trains_inhibitory: bool = False,
+        norm_trains_excitatory: bool = False,
         **kwargs,
     ):
         if activity_regularizer is not None:
@@ -159,6 +183,13 @@ class INormDense(DaleDense):
             error_normalization, "error_normalization")
         self.gradnorm_on = _errnorm.validate_gradnorm_on(gradnorm_on)
         self.subtractive_only = bool(subtractive_only)
+        for name, value in (("task_trains_inhibitory", task_trains_inhibitory),
+                            ("norm_trains_excitatory", norm_trains_excitatory)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"Expected `{name}` to be a boolean. Received: "
+                                 f"{name}={value!r}")
+        self.task_trains_inhibitory = bool(task_trains_inhibitory)
+        self.norm_trains_excitatory = bool(norm_trains_excitatory)
         self.norm_weight_variable = None
         self.norm_weight = norm_weight
         if not epsilon > 0:
@@ -217,7 +248,8 @@ class INormDense(DaleDense):
         return e, s, delta
 
     def normalization_loss(self, e, s, delta):
-        """`L_norm` from the parts; gradients reach only `s` and `delta`."""
+        """`L_norm` from the parts; gradients reach only `s` and `delta` (and `e` with
+        `norm_trains_excitatory`: pass `e` computed from the stopped input then)."""
         per_sample = self.normalization_loss_per_sample(e, s, delta)
         return self.norm_weight_tensor() * ops.mean(per_sample)
 
@@ -229,8 +261,9 @@ class INormDense(DaleDense):
     def normalization_loss_per_sample(self, e, s, delta):
         """The unweighted per-sample terms of `L_norm`, `(mean_j zh)^2 + (var_j zh - 1)^2`
         (subtractive-only: the first), reduced over `statistics_axis` only (kept as size-1
-        axes); gradients reach only `s` and `delta`."""
-        zh = ops.stop_gradient(e) - s
+        axes); gradients reach only `s` and `delta` (and `e` with
+        `norm_trains_excitatory`)."""
+        zh = (e if self.norm_trains_excitatory else ops.stop_gradient(e)) - s
         if delta is not None:
             zh = zh / delta
         axis = self.statistics_axis
@@ -246,10 +279,17 @@ class INormDense(DaleDense):
         the normalization loss, in float32."""
         x = ops.cast(inputs, "float32")
         e, s, delta = self._parts(x)
-        z = e - ops.stop_gradient(s)
+        # The paper's isolation: the task loss does not see the inhibition's dependence on
+        # its weights (unless `task_trains_inhibitory`) ...
+        inhibition = (lambda t: t) if self.task_trains_inhibitory else ops.stop_gradient
+        z = e - inhibition(s)
         if delta is not None:
-            z = z / ops.stop_gradient(delta)
-        return z, self.normalization_loss(e, s, delta)
+            z = z / inhibition(delta)
+        # ... and L_norm does not see e's (unless `norm_trains_excitatory`: then e is
+        # recomputed from the stopped input, so L_norm reaches W_EE and b but not x).
+        e_norm = (self.excitatory_drive(ops.stop_gradient(x)) if self.norm_trains_excitatory
+                  else e)
+        return z, self.normalization_loss(e_norm, s, delta)
 
     def raw_preactivation(self, inputs):
         """The un-normalized pre-activation `e - s = x W_EE^T + b - (x W_IE^T) W_EI^T`
@@ -300,14 +340,33 @@ class INormDense(DaleDense):
         else:
             self.norm_weight_variable.assign(float(value))
 
-    @property
-    def normalization_variables(self) -> list:
-        """The variables trained by this layer's normalization loss only (Eyono et al. 2026,
-        Methods): the trainable inhibitory weights `W_IE`, `W_EI`, `B_IE`, `B_EI`.
-        `ei_keras.models.DualLossModel` applies the normalization-loss gradient to
-        exactly these and the task-loss gradient to every other trainable variable."""
+    def _inhibitory_variables(self) -> list:
         candidates = [getattr(self, n, None) for n in ("W_IE", "W_EI", "B_IE", "B_EI")]
         return [v for v in candidates if v is not None and v.trainable]
+
+    def _excitatory_variables(self) -> list:
+        candidates = [getattr(self, n, None)
+                      for n in ("W_EE", "bias", "bias_positive", "bias_negative")]
+        return [v for v in candidates if v is not None and v.trainable]
+
+    @property
+    def normalization_variables(self) -> list:
+        """The variables this layer's normalization loss trains (Eyono et al. 2026,
+        Methods): the trainable inhibitory weights `W_IE`, `W_EI`, `B_IE`, `B_EI`, and
+        with `norm_trains_excitatory` also `W_EE` and the bias.
+        `ei_keras.models.DualLossModel` applies the normalization-loss gradient to
+        exactly these and the task-loss gradient to every other trainable variable and to
+        `shared_variables`."""
+        return self._inhibitory_variables() + (
+            self._excitatory_variables() if self.norm_trains_excitatory else [])
+
+    @property
+    def shared_variables(self) -> list:
+        """The variables both losses train (the isolation ablations; empty by default): the
+        inhibitory weights with `task_trains_inhibitory`, `W_EE` and the bias with
+        `norm_trains_excitatory`."""
+        return ((self._inhibitory_variables() if self.task_trains_inhibitory else []) +
+                (self._excitatory_variables() if self.norm_trains_excitatory else []))
 
     def load_own_variables(self, store):
         """Loads files written before `norm_weight` became a variable (lambda then comes
@@ -328,6 +387,8 @@ class INormDense(DaleDense):
             "error_normalization": self.error_normalization,
             "gradnorm_on": self.gradnorm_on,
             "subtractive_only": self.subtractive_only,
+            "task_trains_inhibitory": self.task_trains_inhibitory,
+            "norm_trains_excitatory": self.norm_trains_excitatory,
             "norm_weight": self.norm_weight,
             "epsilon": self.epsilon,
         }

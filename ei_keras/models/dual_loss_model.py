@@ -32,9 +32,13 @@ class DualLossModel(DualLossTrainer, keras.Model):
     the gradient of `task_loss` to every other trainable variable, in one
     `optimizer.apply` (with `ei_keras.optimizers.dale_sgd`, each variable at its
     group's learning rate). The assignment is read from the layers' declarations, not inferred
-    from stop-gradients; `loss_assignment` lists it. `History`, the progress bar and
-    `CSVLogger` get `loss` (= `task_loss + norm_loss`), `task_loss` and `norm_loss`;
-    `evaluate` reports the same three.
+    from stop-gradients; `loss_assignment` lists it. A variable a layer also lists in
+    `shared_variables` (the isolation ablations of `ei_keras.layers.INormDense`:
+    `task_trains_inhibitory`, `norm_trains_excitatory`) is trained by both losses: its
+    gradient is the sum of the task loss' and the normalization loss' gradients, applied in
+    the same single update by its group's optimizer at its group's rate. `History`, the
+    progress bar and `CSVLogger` get `loss` (= `task_loss + norm_loss`), `task_loss` and
+    `norm_loss`; `evaluate` reports the same three.
 
     `compile` takes two more keyword arguments, the inhibitory plasticity schedule (both
     saved in `.keras` files):

@@ -35,6 +35,8 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         error_normalization: the
             I-Norm layers' arguments (`INormConv2D`).
         gradnorm_on: as `error_normalization` says.
+        task_trains_inhibitory: as `error_normalization` says (isolation ablation).
+        norm_trains_excitatory: as `error_normalization` says (isolation ablation).
         subtractive_only: as `error_normalization` says.
         norm_weight: as `error_normalization` says.
         trainable_ei: as `error_normalization` says.
@@ -76,7 +78,8 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
                  trainable_ei: bool = True, statistics: str = "map", image_shape=(28, 28, 1),
                  output_units: int = 10, init_distribution: str = "exponential",
                  epsilon: float = 1e-5, seed: int | None = None, split_bias: bool = False,
-                 gradnorm_on: str = "y", **kwargs):
+                 gradnorm_on: str = "y", task_trains_inhibitory: bool = False,
+                 norm_trains_excitatory: bool = False, **kwargs):
         super().__init__(**kwargs)
         if conv_layer not in CONV_LAYERS:
             raise ValueError(f"Expected `conv_layer` to be one of {CONV_LAYERS}. "
@@ -96,6 +99,13 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         self.error_normalization = _errnorm.validate_mode(
             error_normalization, "error_normalization")
         self.gradnorm_on = _errnorm.validate_gradnorm_on(gradnorm_on)
+        self.task_trains_inhibitory = bool(task_trains_inhibitory)
+        self.norm_trains_excitatory = bool(norm_trains_excitatory)
+        if conv_layer != "inorm" and (self.task_trains_inhibitory or
+                                     self.norm_trains_excitatory):
+            raise ValueError("`task_trains_inhibitory` and `norm_trains_excitatory` apply to "
+                             "conv_layer='inorm' only (there is no normalization loss "
+                             f"otherwise). Received: conv_layer={conv_layer!r}.")
         self.subtractive_only, self.trainable_ei = bool(subtractive_only), bool(trainable_ei)
         self.statistics = statistics
         self.image_shape = tuple(int(s) for s in image_shape)
@@ -115,6 +125,8 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
             else:
                 layer = INormConv2D(f, error_normalization=self.error_normalization,
                                     gradnorm_on=self.gradnorm_on,
+                                    task_trains_inhibitory=self.task_trains_inhibitory,
+                                    norm_trains_excitatory=self.norm_trains_excitatory,
                                     subtractive_only=subtractive_only, norm_weight=norm_weight,
                                     trainable_ei=trainable_ei, statistics=statistics,
                                     epsilon=epsilon, seed=layer_seed, name=name, **common)
@@ -165,4 +177,6 @@ class EIConvNetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
                 "image_shape": list(self.image_shape), "output_units": self.output_units,
                 "init_distribution": self.init_distribution, "epsilon": self.epsilon,
                 "seed": self.seed, "split_bias": self.split_bias,
-                "gradnorm_on": self.gradnorm_on}
+                "gradnorm_on": self.gradnorm_on,
+                "task_trains_inhibitory": self.task_trains_inhibitory,
+                "norm_trains_excitatory": self.norm_trains_excitatory}

@@ -70,6 +70,10 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         error_normalization: I-Norm layers' error-normalization mode.
         gradnorm_on: `"y"` (default, LayerNorm's backward) or `"z"` (the paper code's
             formula) for the `full`/`decorrelate` modes (`INormDense`).
+        task_trains_inhibitory: the I-Norm layers' isolation ablation: the task loss also
+            trains their inhibitory weights (`INormDense`; default False).
+        norm_trains_excitatory: the I-Norm layers' isolation ablation: their normalization
+            loss also trains their `W_EE` and bias (`INormDense`; default False).
         subtractive_only: I-Norm layers without the divisive population.
         norm_weight: `lambda` of the I-Norm normalization loss.
         trainable_ei: whether the hidden I-Norm layers' `W_EI`/`B_EI` learn.
@@ -119,6 +123,8 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         seed: int | None = None,
         split_bias: bool = False,
         gradnorm_on: str = "y",
+        task_trains_inhibitory: bool = False,
+        norm_trains_excitatory: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -147,6 +153,13 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
         self.error_normalization = _errnorm.validate_mode(
             error_normalization, "error_normalization")
         self.gradnorm_on = _errnorm.validate_gradnorm_on(gradnorm_on)
+        self.task_trains_inhibitory = bool(task_trains_inhibitory)
+        self.norm_trains_excitatory = bool(norm_trains_excitatory)
+        if hidden_layer != "inorm" and (self.task_trains_inhibitory or
+                                     self.norm_trains_excitatory):
+            raise ValueError("`task_trains_inhibitory` and `norm_trains_excitatory` apply to "
+                             "hidden_layer='inorm' only (there is no normalization loss "
+                             f"otherwise). Received: hidden_layer={hidden_layer!r}.")
         self.subtractive_only = bool(subtractive_only)
         self._norm_weight = float(norm_weight)
         self.trainable_ei = bool(trainable_ei)
@@ -173,6 +186,8 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
                 layer = INormDense(
                     units, error_normalization=self.error_normalization,
                     gradnorm_on=self.gradnorm_on,
+                    task_trains_inhibitory=self.task_trains_inhibitory,
+                    norm_trains_excitatory=self.norm_trains_excitatory,
                     subtractive_only=subtractive_only, norm_weight=norm_weight,
                     trainable_ei=trainable_ei, epsilon=epsilon,
                     init_distribution=init_distribution, seed=layer_seed, name=name, **bias,
@@ -232,4 +247,6 @@ class EINetwork(HiddenNormWeight, DualLossTrainer, keras.Model):
             "seed": self.seed,
             "split_bias": self.split_bias,
             "gradnorm_on": self.gradnorm_on,
+            "task_trains_inhibitory": self.task_trains_inhibitory,
+            "norm_trains_excitatory": self.norm_trains_excitatory,
         }

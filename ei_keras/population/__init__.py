@@ -101,7 +101,8 @@ PER_MEMBER_HYPERPARAMETERS = ("lr_e", "lr_ie", "lr_ei", "norm_weight")
 def population_key(cfg) -> tuple:
     """What members of one population share (everything that fixes the compiled program and
     the number of steps): preset, width, depth, batch size, training subset, validation size,
-    epochs, the inhibitory schedule, `trainable_ei`, the shift family, per-epoch validation
+    epochs, the inhibitory schedule, `trainable_ei`, `gradnorm_on`, the isolation ablations,
+    the shift family, per-epoch validation
     and measures, and every hyperparameter but `PER_MEMBER_HYPERPARAMETERS` (momentum,
     clipping, label smoothing, the optimizer kind are constants of the step). Seeds, learning
     rates, `lambda` and the shift size may differ."""
@@ -116,7 +117,8 @@ def population_key(cfg) -> tuple:
     fixed = tuple(sorted((k, repr(v)) for k, v in hp.items()
                          if k not in PER_MEMBER_HYPERPARAMETERS))
     return (cfg.preset, cfg.model.width, cfg.model.depth, cfg.model.trainable_ei,
-            cfg.model.gradnorm_on,
+            cfg.model.gradnorm_on, cfg.model.task_trains_inhibitory,
+            cfg.model.norm_trains_excitatory,
             cfg.data.batch_size, cfg.data.train_subset, cfg.data.validation_size,
             cfg.data.shift, cfg.train.epochs, cfg.train.inhibitory_steps,
             cfg.train.inhibitory_every, cfg.train.validate_each_epoch,

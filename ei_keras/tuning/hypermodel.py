@@ -143,7 +143,9 @@ class EIHyperModel(keras_tuner.HyperModel):
         from ei_keras import zoo
 
         out = {k: _plain(v) for k, v in hp.values.items() if k in SHORT_KEYS}
-        for name in zoo.unused_hyperparameters(self.preset):  # lambda without I-Norm
+        # lambda without I-Norm, GradNorm's y/z without GradNorm
+        for name in (*zoo.unused_hyperparameters(self.preset),
+                     *zoo.unused_model_options(self.preset)):
             out.pop(name, None)
         return out
 
@@ -188,12 +190,14 @@ class EIHyperModel(keras_tuner.HyperModel):
     def build(self, hp, seed: int | None = 0):
         """The preset built and compiled with the trial's values (`zoo.build`)."""
         from ei_keras import data, zoo
+        from ei_keras.experiment import model_overrides
 
         cfg = self.run_config(self.declare(hp), "0")
         num_classes = self.num_classes or data.shift_from_config(cfg).num_classes()
         sizes = {} if self.input_dim is None else {"input_dim": self.input_dim}
         return zoo.build(self.preset, width=cfg.model.width, depth=cfg.model.depth, seed=seed,
-                         num_classes=num_classes, **sizes, **cfg.hyperparameter_overrides())
+                         num_classes=num_classes, model_overrides=model_overrides(cfg),
+                         **sizes, **cfg.hyperparameter_overrides())
 
     # ---------------------------------------------------------------------------------------
     def fit(self, hp, model, *args, trial_id: str | None = None, tuner_id: str = "tuner0",

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ei_keras import search_space, zoo
+from ei_keras.annealing import SHAPES as ANNEALING_SHAPES
 from ei_keras.config import DEFAULT_DEPTH, KINDS, SHORT_KEYS, ConfigError, DataConfig
 
 #: Hyperparameter names a tuner configuration may hold: every preset hyperparameter and the
@@ -66,6 +67,15 @@ SMOKE_WIDTH_STEP = 8
 #: The families of presets that share a search space: one `tuner_configs/<family>.json` each
 #: (`ei_keras.search_space.FAMILIES`).
 FAMILIES = tuple(search_space.FAMILIES)
+#: Options searched as choices on top of a family's space (issue 23): GradNorm on `y` or
+#: `z` and the lambda schedule ("none": constant lambda). Each is a configuration key
+#: (`ei_keras.config.SHORT_KEYS`) and applies where `ei_keras.config.inapplicable_keys`
+#: does not refuse it.
+OPTION_CHOICES: dict[str, tuple[str, ...]] = {
+    "gradnorm_on": ("y", "z"), "norm_weight_schedule": ("none", *ANNEALING_SHAPES)}
+#: The option spaces: `tuner_configs/<name>.json` = the family's space plus every one of
+#: `OPTION_CHOICES`, for the family's presets where they all apply.
+OPTION_SPACES: dict[str, str] = {"inorm_options": "inorm", "conv_inorm_options": "conv_inorm"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,11 +138,33 @@ def _description(name: str) -> str:
     return text
 
 
+def option_applies(option: str, preset: str) -> bool:
+    """Whether option `option` (one of `OPTION_CHOICES`) changes a run of `preset`."""
+    from ei_keras.config import inapplicable_keys
+
+    return SHORT_KEYS[option] not in inapplicable_keys({"preset": preset})
+
+
 def tuner_config(name: str) -> dict:
-    """The tuner configuration of family `name` (one of `FAMILIES`) as a JSON-ready
-    dict, derived from `ei_keras.search_space`."""
+    """The tuner configuration of family `name` (one of `FAMILIES`) or option space
+    `name` (one of `OPTION_SPACES`) as a JSON-ready dict, derived from
+    `ei_keras.search_space` (and `OPTION_CHOICES`)."""
     import keras_tuner
 
+    if name in OPTION_SPACES:
+        base = OPTION_SPACES[name]
+        hp = declare_search_space(keras_tuner.HyperParameters(), base)
+        for option, values in OPTION_CHOICES.items():
+            hp.Choice(option, list(values), default=values[0])
+        presets = [p for p in family_presets(base)
+                   if all(option_applies(o, p) for o in OPTION_CHOICES)]
+        description = (_description(base) + " Options searched on top (issue 23): " +
+                       "; ".join(f"{o} in {list(v)} (default {v[0]})"
+                                 for o, v in OPTION_CHOICES.items()) +
+                       "; for the presets where each applies (GradNorm on y or z needs "
+                       "error_normalization full or decorrelate).")
+        return {"description": description, "presets": presets,
+                "hyperparameters": json.loads(json.dumps(hp.get_config()))}
     hp = declare_search_space(keras_tuner.HyperParameters(), name)
     return {"description": _description(name), "presets": family_presets(name),
             "hyperparameters": json.loads(json.dumps(hp.get_config()))}
@@ -159,12 +191,12 @@ def declare_search_space(hp, name: str):
 
 
 def write_tuner_configs(directory: str | os.PathLike[str] = "tuner_configs") -> list[Path]:
-    """(Re)write `<directory>/<family>.json` for every one of `FAMILIES` from
-    `tuner_config`."""
+    """(Re)write `<directory>/<name>.json` for every one of `FAMILIES` and
+    `OPTION_SPACES` from `tuner_config`."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in FAMILIES:
+    for name in (*FAMILIES, *OPTION_SPACES):
         path = out / f"{name}.json"
         path.write_text(json.dumps(tuner_config(name), indent=2) + "\n", encoding="utf-8")
         paths.append(path)
@@ -197,8 +229,9 @@ def _fail(field: str, expected: str, value: Any) -> ValueError:
 
 
 def _check_value(field: str, name: str, value: Any) -> None:
-    """A single value of hyperparameter `name`, checked as its configuration key is."""
-    if value is None or isinstance(value, str):
+    """A single value of hyperparameter `name`, checked as its configuration key is (text
+    only for the keys whose values are names: `gradnorm_on`, `norm_weight_schedule`)."""
+    if value is None or (isinstance(value, str) and KINDS[SHORT_KEYS[name]].name != "choice"):
         raise _fail(field, KINDS[SHORT_KEYS[name]].describe(), value)
     try:
         KINDS[SHORT_KEYS[name]].parse(field, value)

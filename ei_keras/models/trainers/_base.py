@@ -8,6 +8,12 @@ which variables their own losses train through a `normalization_variables` attri
 assignment of each gradient to each variable is explicit and inspectable
 (`DualLossTrainerBase.loss_assignment`), whatever stop-gradients a layer uses.
 
+A layer may also declare `shared_variables` (the isolation ablations of `INormDense`:
+`task_trains_inhibitory`, `norm_trains_excitatory`): variables that both losses train. Such
+a variable's gradient is the sum of the task loss' and the normalization loss' gradients, and
+it gets one update per step, by its group's optimizer at its group's rate (clipping, momentum
+and constraints act on the sum).
+
 Each backend's file (`jax.py`, `tensorflow.py`, `torch.py`) subclasses
 `DualLossTrainerBase` with its own `train_step` / `test_step`; `__init__.py` picks
 one once, at import.
@@ -79,10 +85,30 @@ class _Assignment:
     """The cached assignment (a plain object: Keras would track a list of layers or variables
     assigned to a built model as new state)."""
 
-    __slots__ = ("key", "trainable", "is_norm", "layers")
+    __slots__ = ("key", "trainable", "by_task", "by_norm", "layers", "penalized")
 
-    def __init__(self, key, trainable, is_norm, layers):
-        self.key, self.trainable, self.is_norm, self.layers = key, trainable, is_norm, layers
+    def __init__(self, key, trainable, by_task, by_norm, layers, penalized):
+        self.key, self.trainable, self.layers = key, trainable, layers
+        self.by_task, self.by_norm, self.penalized = by_task, by_norm, penalized
+
+
+def select(values, flags):
+    """The entries of `values` (aligned with the trainable variables) whose flag is set."""
+    return [v for v, f in zip(values, flags) if f]
+
+
+def combine(task_grads, norm_grads, by_task, by_norm):
+    """One gradient per trainable variable from the task-loss gradients (aligned with
+    `select(trainable, by_task)`) and the normalization-loss gradients (aligned with
+    `select(trainable, by_norm)`): a variable both losses train gets their sum."""
+    task_it, norm_it = iter(task_grads), iter(norm_grads)
+    out = []
+    for t, n in zip(by_task, by_norm):
+        if t and n:
+            out.append(next(task_it) + next(norm_it))
+        else:
+            out.append(next(task_it) if t else next(norm_it))
+    return out
 
 
 class _LossTrackers(MetricsList):
@@ -229,21 +255,31 @@ class DualLossTrainerBase:
                 if hasattr(layer, "normalization_variables")]
 
     def _assignment(self):
-        """`(trainable, is_norm)`: the trainable variables and, for each, whether the
-        normalization loss (True) or the task loss (False) trains it. Cached per compile."""
+        """`(trainable, by_task, by_norm)`: the trainable variables and, for each, whether
+        the task loss trains it and whether the normalization loss does (both for a layer's
+        `shared_variables`; by default exactly one). Cached per compile."""
         trainable = self.trainable_variables
         key = tuple(id(v) for v in trainable)
         cache = self._assignment_cache
         if cache is None or cache.key != key:
             layers = self.normalization_layers()
             norm_ids = {id(v) for layer in layers for v in layer.normalization_variables}
-            is_norm = tuple(id(v) in norm_ids for v in trainable)
-            cache = self._assignment_cache = _Assignment(key, tuple(trainable), is_norm,
-                                                         tuple(layers))
-        return list(cache.trainable), cache.is_norm
+            shared_ids = {id(v) for layer in layers
+                          for v in getattr(layer, "shared_variables", ())}
+            by_norm = tuple(id(v) in norm_ids for v in trainable)
+            by_task = tuple(id(v) not in norm_ids or id(v) in shared_ids for v in trainable)
+            # The penalties that join the normalization loss: those of the variables it
+            # alone trains (a shared variable's penalty stays in the task loss: its
+            # gradient is the sum of both losses' either way).
+            penalized = tuple(tuple(v for v in layer.normalization_variables
+                                    if id(v) not in shared_ids) for layer in layers)
+            cache = self._assignment_cache = _Assignment(key, tuple(trainable), by_task,
+                                                         by_norm, tuple(layers), penalized)
+        return list(cache.trainable), cache.by_task, cache.by_norm
 
     def loss_assignment(self) -> dict[str, list[str]]:
-        """Which loss trains which variable: `{"task": [paths], "normalization": [paths]}`.
+        """Which loss trains which variable: `{"task": [paths], "normalization": [paths]}`
+        (a variable of a layer's `shared_variables` is in both lists).
 
         Example:
 
@@ -252,28 +288,30 @@ class DualLossTrainerBase:
         >>> sorted(p.rsplit("/", 1)[-1] for p in net.loss_assignment()["normalization"])
         ['B_EI', 'B_EI', 'B_IE', 'B_IE', 'W_EI', 'W_EI', 'W_IE', 'W_IE']
         """
-        trainable, is_norm = self._assignment()
-        return {"task": [v.path for v, n in zip(trainable, is_norm) if not n],
-                "normalization": [v.path for v, n in zip(trainable, is_norm) if n]}
+        trainable, by_task, by_norm = self._assignment()
+        return {"task": [v.path for v in select(trainable, by_task)],
+                "normalization": [v.path for v in select(trainable, by_norm)]}
 
     # -- the two losses -----------------------------------------------------------------------
     def normalization_terms(self) -> list:
         """The terms of the normalization loss of the last forward pass: the `add_loss`
         terms of the layers that declare `normalization_variables` (and of their sub-layers),
-        plus the regularization penalties of those variables (they train only on this loss).
-        The penalties of every other variable (e.g. a `kernel_regularizer` on `W_EE`) stay
+        plus the regularization penalties of the variables this loss alone trains. The
+        penalties of every other variable (e.g. a `kernel_regularizer` on `W_EE`) stay
         in the task loss.
 
         Call it after the forward pass, where the layers hold their losses (inside the same
         `keras.StatelessScope` on JAX)."""
-        layers = (self._assignment_cache.layers if self._assignment_cache is not None
-                  else self.normalization_layers())
+        cache = self._assignment_cache
+        if cache is None:
+            self._assignment()
+            cache = self._assignment_cache
         terms = []
-        for layer in layers:
+        for layer, penalized in zip(cache.layers, cache.penalized):
             # Layer.losses without its weight-regularization part (Keras' own split).
             terms += [loss for sub in layer._flatten_layers(include_self=True)
                       for loss in sub._get_own_losses()]
-            terms += [v.regularizer(v.value) for v in layer.normalization_variables
+            terms += [v.regularizer(v.value) for v in penalized
                       if getattr(v, "regularizer", None) is not None]
         return terms
 

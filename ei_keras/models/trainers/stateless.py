@@ -3,12 +3,13 @@
 (`ei_keras.population`, `jax.vmap` / `torch.func.vmap`) are this one function.
 
 One forward pass inside a `keras.StatelessScope` gives both losses; the `vjp` of
-`(task_loss, norm_loss)` with respect to `(task variables, normalization variables)` is
-pulled back twice, once per loss, and each pull-back keeps only the gradient of the variables
-that loss trains. The update is the model's own optimizer (`optimizer.stateless_apply`), so
-learning rates (optimizer variables), clipping and constraints are the sequential run's. State
-goes in and out as Keras' JAX trainer threads it: `(trainable, non_trainable, optimizer,
-metrics)` values.
+`(task_loss, norm_loss)` with respect to `(task-only, normalization-only, shared variables)`
+is pulled back twice, once per loss, and each pull-back keeps only the gradient of the
+variables that loss trains; a shared variable (both losses train it: the isolation
+ablations) gets the sum of the two. The update is the model's own optimizer
+(`optimizer.stateless_apply`), so learning rates (optimizer variables), clipping and
+constraints are the sequential run's. State goes in and out as Keras' JAX trainer threads it:
+`(trainable, non_trainable, optimizer, metrics)` values.
 
 `vjp(f, *primals, has_aux=True) -> (out, pullback, aux)` is `jax.vjp` or
 `torch.func.vjp`; `cond(pred, true_fn, false_fn, *operands)` is `jax.lax.cond` or a
@@ -22,17 +23,22 @@ import warnings
 import keras
 from keras import ops
 
-
-def split(values, is_norm):
-    """`(task values, normalization values)` of a list aligned with the trainable variables."""
-    return ([v for v, n in zip(values, is_norm) if not n],
-            [v for v, n in zip(values, is_norm) if n])
+from ei_keras.models.trainers._base import combine, select
 
 
-def merge(task_values, norm_values, is_norm):
+def split(values, by_task, by_norm):
+    """`(task-only, normalization-only, shared)` entries of a list aligned with the trainable
+    variables (`model._assignment()`'s flags; shared: trained by both losses)."""
+    return ([v for v, t, n in zip(values, by_task, by_norm) if t and not n],
+            [v for v, t, n in zip(values, by_task, by_norm) if n and not t],
+            [v for v, t, n in zip(values, by_task, by_norm) if t and n])
+
+
+def merge(task_only, norm_only, shared, by_task, by_norm):
     """The inverse of `split`."""
-    task_it, norm_it = iter(task_values), iter(norm_values)
-    return [next(norm_it) if n else next(task_it) for n in is_norm]
+    its = (iter(task_only), iter(norm_only), iter(shared))
+    return [next(its[2] if t and n else its[0] if t else its[1])
+            for t, n in zip(by_task, by_norm)]
 
 
 def forward(model, trainable_values, non_trainable_values, x, y, sample_weight, training):
@@ -73,23 +79,29 @@ def scaled(model, optimizer_values, losses):
 
 
 def dual_gradients(model, vjp, trainable_values, non_trainable_values, optimizer_values, x, y,
-                   sample_weight, is_norm, with_task=True):
-    """Task-loss gradients of the task variables and normalization-loss gradients of the
-    normalization variables (of the losses scaled by the optimizer's loss scale: mixed
-    precision), plus the forward pass' outputs (unscaled losses)."""
-    task_values, norm_values = split(trainable_values, is_norm)
+                   sample_weight, by_task, by_norm, with_task=True):
+    """Task-loss gradients of the task variables (aligned with `select(trainable,
+    by_task)`) and normalization-loss gradients of the normalization variables (aligned
+    with `select(trainable, by_norm)`), of the losses scaled by the optimizer's loss scale
+    (mixed precision), plus the forward pass' outputs (unscaled losses)."""
+    groups = split(trainable_values, by_task, by_norm)
 
-    def losses(task_vals, norm_vals):
+    def losses(task_vals, norm_vals, shared_vals):
         y_pred, ntv, (total, task, norm) = forward(
-            model, merge(task_vals, norm_vals, is_norm), non_trainable_values, x, y,
-            sample_weight, training=True)
+            model, merge(task_vals, norm_vals, shared_vals, by_task, by_norm),
+            non_trainable_values, x, y, sample_weight, training=True)
         return scaled(model, optimizer_values, (task, norm)), (y_pred, ntv, total, task, norm)
 
     (s_task, s_norm), pullback, (y_pred, ntv, total, task, norm) = vjp(
-        losses, task_values, norm_values, has_aux=True)
-    task_grads = (pullback((ops.ones_like(s_task), ops.zeros_like(s_norm)))[0] if with_task
-                  else None)
-    norm_grads = pullback((ops.zeros_like(s_task), ops.ones_like(s_norm)))[1]
+        losses, *groups, has_aux=True)
+    task_grads = None
+    if with_task:
+        g_task, _, g_shared = pullback((ops.ones_like(s_task), ops.zeros_like(s_norm)))
+        task_grads = select(merge(g_task, [None] * len(groups[1]), g_shared, by_task, by_norm),
+                            by_task)
+    _, g_norm, g_shared = pullback((ops.zeros_like(s_task), ops.ones_like(s_norm)))
+    norm_grads = select(merge([None] * len(groups[0]), g_norm, g_shared, by_task, by_norm),
+                        by_norm)
     return task_grads, norm_grads, (y_pred, ntv, total, task, norm)
 
 
@@ -107,18 +119,20 @@ def dual_loss_step(model, state, data, vjp, cond):
     `(logs, new state)`."""
     trainable_values, non_trainable_values, optimizer_values, metrics_values = state
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    trainable, is_norm = model._assignment()
+    trainable, by_task, by_norm = model._assignment()
     task_grads, norm_grads, (y_pred, ntv, total, task, norm) = dual_gradients(
         model, vjp, trainable_values, non_trainable_values, optimizer_values, x, y,
-        sample_weight, is_norm)
-    task_vars, norm_vars = split(trainable, is_norm)
+        sample_weight, by_task, by_norm)
+    task_vars, norm_vars = select(trainable, by_task), select(trainable, by_norm)
 
     def inhibitory_update(tv, ov):
-        # The paper's step: every variable moves once, by its own loss' gradient.
-        tv, ov = apply(model, ov, tv, merge(task_grads, norm_grads, is_norm), trainable)
+        # The paper's step: every variable moves once, by its own loss' gradient (a shared
+        # variable by the sum of both).
+        tv, ov = apply(model, ov, tv, combine(task_grads, norm_grads, by_task, by_norm),
+                       trainable)
         for _ in range(model.inhibitory_steps - 1):
             _, extra, _ = dual_gradients(model, vjp, tv, ntv, ov, x, y, sample_weight,
-                                         is_norm, with_task=False)
+                                         by_task, by_norm, with_task=False)
             tv, ov = apply(model, ov, tv, extra, norm_vars)
         return tv, ov
 

@@ -2,8 +2,9 @@
 
 One forward pass on a persistent `tf.GradientTape`; the task loss is differentiated with
 respect to the task variables only and the normalization loss with respect to the
-normalization variables only. The schedules' condition is a `tf.cond` on a counter variable,
-so the traced step serves every batch.
+normalization variables only (a variable both train gets the sum: `_base.combine`). The
+schedules' condition is a `tf.cond` on a counter variable, so the traced step serves every
+batch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ei_keras.models.trainers._base import DualLossTrainerBase
+from ei_keras.models.trainers._base import DualLossTrainerBase, combine, select
 
 
 class DualLossTrainer(DualLossTrainerBase):
@@ -41,17 +42,14 @@ class DualLossTrainer(DualLossTrainerBase):
             scaled_task, scaled_norm = self._scale_loss(task), self._scale_loss(norm)
         # Read the variables after the forward pass (the first trace creates nothing, but a
         # model built lazily by its first call would have none before it).
-        trainable, is_norm = self._assignment()
-        task_vars = [v for v, n in zip(trainable, is_norm) if not n]
-        norm_vars = [v for v, n in zip(trainable, is_norm) if n]
+        trainable, by_task, by_norm = self._assignment()
+        task_vars, norm_vars = select(trainable, by_task), select(trainable, by_norm)
         task_grads = self._gradients(tape, scaled_task, task_vars)
         norm_grads = self._gradients(tape, scaled_norm, norm_vars) if norm_vars else []
         del tape
 
         def inhibitory_update():
-            task_it, norm_it = iter(task_grads), iter(norm_grads)
-            grads = [next(norm_it) if n else next(task_it) for n in is_norm]
-            self.optimizer.apply(grads, trainable)
+            self.optimizer.apply(combine(task_grads, norm_grads, by_task, by_norm), trainable)
             for _ in range(self.inhibitory_steps - 1):
                 self._inhibitory_only_step(x, y, sample_weight, norm_vars)
             return tf.constant(True)

@@ -3,13 +3,14 @@
 Keras runs its torch `train_step` eagerly, so every Python operation of the step is paid on
 every batch. This step does what the paper's step needs and nothing more: one forward pass,
 `torch.autograd.grad` of the task loss for the task variables and of the normalization loss
-for the normalization variables, one `optimizer.apply`; the loss trackers are updated with
-in-place adds into the `keras.metrics.Mean` state (same `total` / `count` as
-`update_state`), and the task loss is the compiled `keras.losses.Loss` called directly when
-the model was compiled with a single one (the compiled-loss container is skipped). Anything
-else (structured losses, loss weights, overridden `compute_loss`, a mixed-precision policy)
-goes through Keras' own methods. Both losses are scaled by the optimizer's loss scale before
-differentiation (`LossScaleOptimizer` under `mixed_float16`), as Keras' own step does.
+for the normalization variables (summed for a variable both train), one `optimizer.apply`;
+the loss trackers are updated with in-place adds into the `keras.metrics.Mean` state (same
+`total` / `count` as `update_state`), and the task loss is the compiled `keras.losses.Loss`
+called directly when the model was compiled with a single one (the compiled-loss container is
+skipped). Anything else (structured losses, loss weights, overridden `compute_loss`, a
+mixed-precision policy) goes through Keras' own methods. Both losses are scaled by the
+optimizer's loss scale before differentiation (`LossScaleOptimizer` under `mixed_float16`),
+as Keras' own step does.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import keras
 import torch
 
-from ei_keras.models.trainers._base import DualLossTrainerBase
+from ei_keras.models.trainers._base import DualLossTrainerBase, combine, select
 
 
 def _direct_loss(model):
@@ -87,7 +88,7 @@ class DualLossTrainer(DualLossTrainerBase):
         (Keras' rule: changing `trainable` after `compile` needs a new `compile`)."""
         cache = getattr(self, "_step_cache", None)
         if cache is None:
-            trainable, is_norm = self._assignment()
+            trainable, by_task, by_norm = self._assignment()
             n_norm = len(self.normalization_terms())
             # Any other loss term (regularizers, activity losses) joins the task loss through
             # Keras' compute_loss.
@@ -96,9 +97,8 @@ class DualLossTrainer(DualLossTrainerBase):
             if self._loss_tracker is not None:
                 trackers = (self._loss_tracker, *trackers)
             cache = self._step_cache = _StepCache(
-                trainable, is_norm,
-                [v for v, n in zip(trainable, is_norm) if not n],
-                [v for v, n in zip(trainable, is_norm) if n],
+                trainable, (by_task, by_norm), select(trainable, by_task),
+                select(trainable, by_norm),
                 [m for m in self.metrics
                  if all(m is not t for t in (*trackers, self.dual_loss_trackers))], trackers)
         return cache.items
@@ -121,7 +121,7 @@ class DualLossTrainer(DualLossTrainerBase):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         kwargs = {"training": True} if self._call_has_training_arg else {}
         y_pred = self(x, **kwargs)
-        trainable, is_norm, task_vars, norm_vars, _, _ = self._prepare()
+        trainable, (by_task, by_norm), task_vars, norm_vars, _, _ = self._prepare()
         total, task, norm = self._dual_losses(x, y, y_pred, sample_weight, training=True)
         update_inhibition = True
         if self.inhibitory_every > 1 and norm_vars:
@@ -136,9 +136,8 @@ class DualLossTrainer(DualLossTrainerBase):
                       for g, v in zip(task_grads, task_vars)]
         if update_inhibition and norm_vars:
             norm_grads = self._norm_gradients(self._scale_loss(norm), norm_vars)
-            task_it, norm_it = iter(task_grads), iter(norm_grads)
             with torch.no_grad():
-                self.optimizer.apply([next(norm_it) if n else next(task_it) for n in is_norm],
+                self.optimizer.apply(combine(task_grads, norm_grads, by_task, by_norm),
                                      trainable)
             for _ in range(self.inhibitory_steps - 1):
                 self(x, **kwargs)
