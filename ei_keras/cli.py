@@ -271,8 +271,10 @@ def cmd_reproduce(args) -> int:
         from ei_keras.analysis import compare_to_reference, headline_lines, load_runs, summarize
 
         runs = load_runs(out)
-        print(summarize(compare_to_reference(runs)))
-        print("\n".join(["Paired and unpaired, per condition:", *headline_lines(runs)]))
+        reference = recipes.get(args.recipe).reference  # the report's (rnn: rnn_ei_ln)
+        print(summarize(compare_to_reference(runs, reference=reference)))
+        print("\n".join(["Paired and unpaired, per condition:",
+                          *headline_lines(runs, reference=reference)]))
     return 0
 
 

@@ -114,6 +114,19 @@ def _finite_or_none(x):
     return x if math.isfinite(x) else None
 
 
+def spectrum_record(init: list[dict], end: list[dict]) -> dict:
+    """`metrics.json`'s `spectrum`: `svd_entropy_init`, `svd_entropy_end`,
+    `spectral_radius_init`, `spectral_radius_end` of the recurrent layer
+    (`ei_keras.measures.recurrent_spectrum`; a second recurrent layer's keys end in `_2`)."""
+    out = {}
+    for k, (a, b) in enumerate(zip(init, end), start=1):
+        tail = "" if k == 1 else f"_{k}"
+        for name in ("svd_entropy", "spectral_radius"):
+            out[f"{name}_init{tail}"] = _finite_or_none(a[name])
+            out[f"{name}_end{tail}"] = _finite_or_none(b[name])
+    return out
+
+
 #: What the one-line-per-epoch progress shows, when the logs have it.
 EPOCH_LINE_KEYS = ("loss", "task_loss", "norm_loss", "accuracy", "val_accuracy")
 
@@ -224,7 +237,7 @@ class RunSession:
         import keras
 
         from ei_keras import data, zoo
-        from ei_keras.measures import HiddenMoments, LayerNormAlignment
+        from ei_keras.measures import HiddenMoments, LayerNormAlignment, recurrent_spectrum
 
         cfg, hp, printer = self.cfg, self.hp, self.printer
         for path in remove_stale_partials(self.run_dir.parent, self.run_dir.name):
@@ -262,6 +275,9 @@ class RunSession:
                                    inhibitory_steps=cfg.train.inhibitory_steps,
                                    inhibitory_every=cfg.train.inhibitory_every,
                                    num_classes=self.train.num_classes, **hp)
+        #: The recurrent spectrum of the weights the run starts from (None: no recurrent
+        #: layer), before any training step.
+        self.spectrum_init = recurrent_spectrum(self.model)
         n_probe = min(cfg.measures.probe_size, len(self.x_test))
         self.probe_x, self.probe_y = self.x_test[:n_probe], self.y_test[:n_probe]
         #: The per-epoch measures (callbacks that add to an epoch's logs).
@@ -326,7 +342,12 @@ class RunSession:
         """
         import keras
 
-        from ei_keras.measures import gradient_alignment, moments, output_alignment
+        from ei_keras.measures import (
+            gradient_alignment,
+            moments,
+            output_alignment,
+            recurrent_spectrum,
+        )
         from ei_keras.scoring import PAPER_SCORING
 
         cfg, hp, model, tmp = self.cfg, self.hp, self.model, self.tmp
@@ -370,6 +391,8 @@ class RunSession:
                     "output": output_alignment(model, self.probe_x),
                     "gradient": gradient_alignment(model, self.probe_x, self.probe_y),
                 }
+        if self.spectrum_init is not None:  # the recurrent weights, even of a diverged run
+            metrics["spectrum"] = spectrum_record(self.spectrum_init, recurrent_spectrum(model))
         metrics["wall_time_s"] = round(time.time() - self.start, 2)
         write_json_atomic(tmp / METRICS_FILE, metrics)
         if cfg.output.save_model and not diverged:

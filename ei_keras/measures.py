@@ -11,6 +11,11 @@
   `W_EE` under the network's own backward and under a "LayerNorm twin" with the same weights
   in which every hidden layer computes `relu(LN(z_raw))`.
 
+- recurrent spectrum: per recurrent layer, the normalized SVD entropy (and the spectral
+  radius) of its effective recurrent weight matrix (`recurrent_spectrum`), for models that
+  declare `recurrent_weights()` (`RecurrentModel`); a run records it at initialization and
+  at the end of training.
+
 The callbacks write their values into the epoch's `logs` (so `History`, `CSVLogger` and
 `history.csv` get them) as `hidden_<k>_mean`, `hidden_<k>_var`,
 `output_alignment_<k>`, `gradient_alignment_<k>`. They evaluate a fixed probe batch once
@@ -160,3 +165,78 @@ class LayerNormAlignment(keras.callbacks.Callback):
         grads = gradient_alignment(self.model, self.probe_x, self.probe_y)
         for k, c in enumerate(grads, start=1):
             logs[f"gradient_alignment_{k}"] = c
+
+
+def svd_entropy(matrix) -> float:
+    """The normalized SVD entropy of a matrix, in float64: with `s_1..s_n` its singular
+    values (`n = min` of its shape), `p_i = s_i / sum_j s_j` and
+    `H = -sum_i p_i log p_i / log n` (`0 log 0 = 0`).
+
+    `H` lies in `[0, 1]`: 1 when every singular value is the same (an orthogonal matrix up
+    to scale: a clustered, unimodal spectrum), towards 0 when one singular value dominates
+    (a dispersed spectrum, near rank one). It is scale-free: `H(c W) = H(W)` for `c != 0`.
+    This is the "normalised SVD entropy" of Li et al. (2023), "Learning better with
+    Dale's Law: a spectral perspective" (NeurIPS), which they found to predict how well
+    a recurrent E-I network learns from its spectrum at initialization; like them, the
+    distribution is of the singular values `s_i` themselves, not of `s_i^2`.
+
+    Raises:
+        ValueError: the matrix is not 2-D, is empty or all zero, or is not finite.
+    """
+    w = np.asarray(matrix, dtype=np.float64)
+    if w.ndim != 2 or min(w.shape) < 1 or not np.isfinite(w).all():
+        raise ValueError(f"svd_entropy needs a finite, non-empty 2-D matrix; got shape "
+                         f"{w.shape}" + ("" if np.isfinite(w).all() else " with non-finite values"))
+    s = np.linalg.svd(w, compute_uv=False)
+    total = s.sum()
+    if total <= 0:
+        raise ValueError("svd_entropy of an all-zero matrix is undefined (no spectrum)")
+    if len(s) == 1:
+        return 1.0  # one singular value: evenly spread over the one it has
+    p = s[s > 0] / total
+    return float(-(p * np.log(p)).sum() / np.log(len(s)))
+
+
+def spectral_radius(matrix) -> float:
+    """The largest eigenvalue modulus of a square matrix, in float64."""
+    w = np.asarray(matrix, dtype=np.float64)
+    return float(np.abs(np.linalg.eigvals(w)).max())
+
+
+@typing.runtime_checkable
+class RecurrentModel(typing.Protocol):
+    """What a model provides to have its recurrent spectrum measured
+    (`ei_keras.models.EIRecurrentNetwork` does): `recurrent_weights()`, the effective
+    recurrent weight matrix of each recurrent layer, `(units, units)`, as float64 NumPy."""
+
+    def recurrent_weights(self) -> list: ...
+
+
+def recurrent_spectrum(model) -> list[dict] | None:
+    """Per recurrent layer: `{"svd_entropy": H, "spectral_radius": rho}` of its effective
+    recurrent weight matrix (`svd_entropy`, `spectral_radius`), or None for a model without
+    recurrent layers (no `recurrent_weights()`: `RecurrentModel`). A layer whose weights
+    are not finite (a diverged run) gives None values.
+
+    The matrix is `W_rec = W_EE^h - W_EI W_IE^h`, the part of the pre-activation `z_t`
+    that reads the previous state: `z_t = W_rec h_{t-1} + (input and bias terms)` for
+    `EIRNNCell` (with `normalization="layer_norm"`, before the LayerNorm: the measure is of
+    the cell's weights, the same matrix for every preset). For `INormRNNCell`,
+    `z_t = (e_t - s_t) / delta_t` and `W_rec` is the recurrent part of the numerator
+    `e_t - s_t`: the state's map is `diag(1 / delta_t) W_rec`. At initialization every
+    unit's `delta_t` is the same (the divisive population's SVD initialization: `delta_t^2 =
+    mean_j (W u_t)_j^2 + eps`), so that map is `W_rec` times a scalar and has `W_rec`'s
+    entropy exactly; once `B_EI` has learned, `delta_t` differs by unit and by sample, and
+    `W_rec` is the part of the map shared by every sample and step (what the task loss
+    trains). Its spectral radius is the numerator's, before the division.
+    """
+    if not isinstance(model, RecurrentModel):
+        return None
+    out = []
+    for w in model.recurrent_weights():
+        w = np.asarray(w, dtype=np.float64)
+        if not np.isfinite(w).all() or not w.any():
+            out.append({"svd_entropy": None, "spectral_radius": None})
+            continue
+        out.append({"svd_entropy": svd_entropy(w), "spectral_radius": spectral_radius(w)})
+    return out

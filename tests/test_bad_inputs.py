@@ -268,8 +268,9 @@ def test_report_on_an_empty_or_missing_folder(tmp_path, capsys):
     assert rc == 2 and assert_one_error(err, "not a folder")
 
 
-def test_read_only_out_and_report_out(shared_tmp):
-    """As a user who cannot write there (root drops to ``nobody`` for this test)."""
+def test_read_only_out_and_report_out(shared_tmp, capsys):
+    """As a user who cannot write there (root drops to ``nobody`` for the two refused
+    commands)."""
     ro = shared_tmp / "read-only"
     ro.mkdir()
     ro.chmod(0o555)
@@ -281,9 +282,10 @@ def test_read_only_out_and_report_out(shared_tmp):
     runs = shared_tmp / "runs"
     runs.mkdir()
     runs.chmod(0o777)
-    proc = cli_process(["train", "--preset", "ei_ln", "--smoke", "--out", str(runs / "one"),
-                        *TINY], as_user=True)
-    assert proc.returncode == 0, proc.stderr
+    # The finished run the report reads (in this process: its files are readable by all).
+    rc, _, err = call(capsys, ["train", "--preset", "ei_ln", "--smoke", "--out",
+                               str(runs / "one"), *TINY])
+    assert rc == 0, err
     proc = cli_process(["report", str(runs), "--out", str(ro / "report")], as_user=True)
     assert proc.returncode == 2, proc.stderr
     assert_one_error(proc.stderr, str(ro), "not writable")
@@ -676,6 +678,7 @@ def test_sweep_checks_its_data_before_the_tuner_starts(kind, words, tmp_path, ca
     assert "finished: 1/1 trials" in text and len(list(out.rglob("metrics.json"))) == 1
 
 
+@pytest.mark.usefixtures("frozen_gc")
 def test_a_trial_that_fails_is_not_recorded_as_finished(tmp_path):
     """A trial whose run raises (bad data met mid-sweep here) stops the sweep without being
     recorded as finished: the next search runs it."""
@@ -840,15 +843,17 @@ def test_backend_out_of_memory_errors_are_recognised():
         MemoryError())
 
 
-def test_jobs_workers_stop_quietly_on_an_error(tmp_path):
+def test_jobs_workers_stop_quietly_on_an_error(tmp_path, capfd):
     """--jobs 2: bad data is refused before any worker starts; an error inside a worker (out
-    of memory here) is one line, with no traceback from the worker that was stopped."""
+    of memory here) is one line, with no traceback from the worker that was stopped. (The
+    bad-data case runs in this process: ``capfd`` reads file descriptors 1 and 2, which a
+    worker process would inherit, so a worker's traceback would be seen here too.)"""
     swapped = bad_data_dir(tmp_path, "swapped")
     out = tmp_path / "fig2"
-    proc = cli_process(["reproduce", "fig2", "--smoke", "--jobs", "2", "--out", str(out),
-                        f"data.data_dir={swapped}"], timeout=300)
-    assert proc.returncode == 2, proc.stderr
-    assert_one_error(proc.stderr, "swapped")
+    rc, _, err = call(capfd, ["reproduce", "fig2", "--smoke", "--jobs", "2", "--out", str(out),
+                              f"data.data_dir={swapped}"])
+    assert rc == 2, err
+    assert_one_error(err, "swapped")
     assert not list(out.rglob("metrics.json")) and leftovers(tmp_path) == []
     proc = cli_process(["reproduce", "fig2", "--smoke", "--jobs", "2", "--out", str(out),
                         "model.width=100000"], memory_kb=MEMORY_LIMIT_KB, wait=False)

@@ -169,7 +169,10 @@ def test_examples_were_found() -> None:
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.where for e in EXAMPLES])
-def test_example(example: Example, example_folder: Path) -> None:
+def test_example(example: Example, example_folder: Path, request) -> None:
+    if any("keras_tuner" in text or "run_sweep" in text
+           for text in (*example.blocks, example.doctest_source or "")):
+        request.getfixturevalue("frozen_gc")  # a KerasTuner search in this process
     if example.doctest_source is not None:
         # Every example runs: a `+SKIP` directive is dropped, not obeyed.
         source = re.sub(r"#\s*doctest:\s*\+SKIP", "", example.doctest_source)

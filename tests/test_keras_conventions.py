@@ -288,6 +288,7 @@ def samples_seen():
                                                 on_test_batch_end=count("validation"))
 
 
+@pytest.mark.usefixtures("frozen_gc")
 def test_hypermodel_trains_on_the_data_given_to_search(tmp_path):
     """``keras_tuner.RandomSearch(EIHyperModel(...))`` given only a narrower width (the SVD
     initialisation needs width <= the 12 input features): the hypermodel declares the rest of

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ei_keras import recipes, search_space
+from ei_keras import recipes, search_space, zoo
 from ei_keras.run_directory import shift_dir
 
 TINY = {"model.width": 8, "data.train_subset": 64, "data.test_subset": 64,
@@ -106,6 +106,7 @@ def test_smoke_run_writes_what_a_full_run_writes(name, results, capsys):
     report = (out / "report.md").read_text()
     assert f"Reference condition: **{protocol.reference}**." in report  # conv: conv_ei_ln
     classes = 20 if protocol.shift == "contrast_signal" else 10  # class x {low, high}
+    recurrent_runs = 0
     for condition in protocol.conditions:
         cell = out / condition / shift_dir(protocol.shift, size) / "cfg00"
         assert {p.name for p in cell.iterdir()} == RUN_FILES, cell
@@ -114,6 +115,25 @@ def test_smoke_run_writes_what_a_full_run_writes(name, results, capsys):
         assert (metrics["shift"], metrics["shift_size"]) == (protocol.shift, size)
         assert metrics["num_classes"] == classes
         assert condition in report
+        # the recurrent weights' spectrum, at the start and the end, for recurrent runs only
+        recurrent = zoo.get(metrics["preset"]).network == "rnn"
+        assert ("spectrum" in metrics) == recurrent, condition
+        if recurrent:
+            assert 0.0 <= metrics["spectrum"]["svd_entropy_init"] <= 1.0
+            recurrent_runs += 1
+    if recurrent_runs:  # the report's spectrum table, and the README block rendered from it
+        from ei_keras.analysis import load_runs
+        from ei_keras.analysis.readme import protocol_results
+        from ei_keras.analysis.report import SPECTRUM_CAPTION, format_spectrum_table
+
+        table = format_spectrum_table(load_runs(out), reference=protocol.reference)
+        assert f"## Recurrent spectrum\n\n{SPECTRUM_CAPTION}\n\n{table}\n" in report
+        assert table.count("(n=1)") == recurrent_runs
+        block = protocol_results(out.parent, out.name, protocol.reference,
+                                 f"ei-keras reproduce {name}")
+        assert block.endswith(f"{SPECTRUM_CAPTION}\n\n{table}\n")
+        assert f"Mann-Whitney U against {protocol.reference}" in block
+        assert all(condition in block for condition in protocol.conditions)
     assert protocol.family.label(size) in report  # "r = 0.75", "contrast s = 4"
     figure = f"accuracy_by_{protocol.family.size_key.split('.')[1]}.png"
     assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -387,3 +387,93 @@ def test_cli_trains_a_recurrent_preset_with_its_measures(tmp_path, capsys):
     assert metrics["status"] == "ok" and "alignment" not in metrics
     assert set(metrics["moments"]) == {"hidden_1"}
     assert metrics["hyperparameters"]["excitatory_clipnorm"] == 1.0
+
+
+def test_svd_entropy_of_known_spectra():
+    """`ei_keras.measures.svd_entropy` against the definition applied to singular values
+    chosen in advance (`W = U diag(s) V^T` with random orthogonal `U`, `V`: no SVD in the
+    expected value). Tolerance: float64 singular values are exact to ~n eps64 |s_max|
+    (~1e-15 here), and `dH/dp_i = -(log p_i + 1) / log n` is O(10) at these `p`, so the
+    computed H is exact to ~1e-13; 1e-12 leaves room."""
+    from ei_keras.measures import spectral_radius, svd_entropy
+
+    rng = np.random.default_rng(0)
+    n = 6
+    u, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    v, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    s = np.array([3.0, 2.0, 1.0, 0.5, 0.25, 0.0])  # a zero singular value: 0 log 0 = 0
+    w = u @ np.diag(s) @ v.T
+    p = s[:5] / s.sum()
+    expected = -(p * np.log(p)).sum() / np.log(n)
+    assert abs(svd_entropy(w) - expected) <= 1e-12
+    assert abs(svd_entropy(-7.0 * w) - expected) <= 1e-12  # scale-free
+    assert abs(svd_entropy(u) - 1.0) <= 1e-12  # orthogonal: every s_i equal
+    assert svd_entropy(np.outer(rng.normal(size=n), rng.normal(size=n))) <= 1e-12  # rank one
+    u4 = np.linalg.qr(rng.normal(size=(4, 4)))[0]
+    rect = u4 @ np.diag([4.0, 3.0, 2.0, 1.0]) @ np.linalg.qr(rng.normal(size=(9, 4)))[0].T
+    q = np.array([4.0, 3.0, 2.0, 1.0]) / 10.0  # a (4, 9) matrix: n = 4 singular values
+    assert abs(svd_entropy(rect) - (-(q * np.log(q)).sum() / np.log(4))) <= 1e-12
+    # spectral radius: the eigenvalues of a rotation by 0.3 rad scaled by 2 are 2 e^{+-0.3i}
+    rot = 2.0 * np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]])
+    assert abs(spectral_radius(rot) - 2.0) <= 1e-12
+    for bad in (np.zeros((3, 3)), np.full((2, 2), np.nan), np.ones(3)):
+        with pytest.raises(ValueError):
+            svd_entropy(bad)
+
+
+@pytest.mark.parametrize("kind", ["ei", "inorm"])
+def test_recurrent_weight_matrix_is_the_state_part_of_the_preactivation(kind):
+    """`recurrent_weight_matrix()` (float64, what the spectrum measures) is the cell's
+    `recurrent_kernel` transposed, and for `EIRNNCell` what the step computes from the
+    state: `z(x=0, h=I) - z(x=0, h=0) = W_rec^T`. Float32 tolerance: each entry of the
+    backend's matrix is a sum of `ni` products (W_EI W_IE) and the step's of `d + units`
+    terms, each rounded at ~eps32 of the largest term, so `1e-5` of the matrix's scale."""
+    from ei_keras.measures import recurrent_spectrum, svd_entropy
+
+    cell = (EIRNNCell(UNITS, inhibitory_units=NI, seed=3) if kind == "ei" else
+            INormRNNCell(UNITS, inhibitory_units=NI, seed=3))
+    layer = keras.layers.RNN(cell) if kind == "ei" else INormRNN(cell)
+    layer.build((None, T, D))
+    w = cell.recurrent_weight_matrix()
+    assert w.dtype == np.float64 and w.shape == (UNITS, UNITS)
+    assert max_rel_err(to_numpy(cell.recurrent_kernel).T, w) <= 1e-5
+    if kind == "ei":
+        x0 = np.zeros((UNITS, D), "float32")
+        eye = np.eye(UNITS, dtype="float32")
+        z = to_numpy(cell.step(x0, eye)) - to_numpy(cell.step(x0, np.zeros_like(eye)))
+        assert max_rel_err(z.T, w) <= 1e-5
+    else:  # every unit's delta_t is the same at initialization (the spectrum's docstring)
+        b_ei = to_numpy(cell.B_EI)
+        assert np.ptp(b_ei, axis=0).max() <= EPS32 * np.abs(b_ei).max()
+    # routed by the model's declared `recurrent_weights()`; a feed-forward network has none
+    net = EIRecurrentNetwork(units=UNITS, cell=kind, seed=0)
+    net.build((None, 28 * D))
+    (spectrum,) = recurrent_spectrum(net)
+    assert spectrum["svd_entropy"] == svd_entropy(net.recurrent_weights()[0])
+    assert 0.0 <= spectrum["svd_entropy"] <= 1.0 and spectrum["spectral_radius"] > 0
+    assert recurrent_spectrum(zoo.build("ei", width=8, seed=0)) is None
+
+
+def test_cli_train_records_the_recurrent_spectrum(tmp_path, capsys):
+    """`ei-keras train --preset rnn_ei --smoke` records the normalized SVD entropy of the
+    recurrent weights at initialization and at the end, both in [0, 1], and the spectral
+    radius; the init value is the one `recurrent_spectrum` gives for the preset built at the run's
+    seed (the initialization depends on the seed and width only)."""
+    from ei_keras import cli
+    from ei_keras.measures import recurrent_spectrum
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--preset", "rnn_ei", "--smoke", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    spectrum = metrics["spectrum"]
+    assert set(spectrum) == {"svd_entropy_init", "svd_entropy_end", "spectral_radius_init",
+                             "spectral_radius_end"}
+    for key in ("svd_entropy_init", "svd_entropy_end"):
+        assert 0.0 <= spectrum[key] <= 1.0, key
+    config = json.loads((out / "config.json").read_text())
+    built = zoo.build("rnn_ei", width=config["model"]["width"], seed=config["seed"],
+                      num_classes=metrics["num_classes"])
+    (init,) = recurrent_spectrum(built)
+    # the same float32 weights drawn from the same NumPy seed: the same matrix up to the
+    # backend's float32 rounding of the initializer (1e-6 relative; H moves by far less)
+    assert abs(init["svd_entropy"] - spectrum["svd_entropy_init"]) <= 1e-6

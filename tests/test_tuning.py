@@ -183,6 +183,7 @@ def test_silent_worker_trial_is_requeued_and_a_late_result_counted_once(tmp_path
 # ------------------------------------------------------------------------------- in-process
 
 
+@pytest.mark.usefixtures("frozen_gc")
 def test_three_trial_sweep_gives_distinct_configurations_and_readable_runs(tmp_path):
     from ei_keras.analysis import load_runs
     from ei_keras.tuning import run_sweep
@@ -422,6 +423,7 @@ def test_chief_without_workers_and_worker_without_chief_give_up(tmp_path):
     assert "unreachable for 3 s" in outputs["worker0"]
 
 
+@pytest.mark.usefixtures("frozen_gc")
 @pytest.mark.parametrize("kind", ["hyperband", "bayesian"])
 def test_other_tuners_write_runs_the_report_reads(kind, tmp_path):
     from ei_keras.analysis import scan_runs, write_report
@@ -448,6 +450,7 @@ def test_other_tuners_write_runs_the_report_reads(kind, tmp_path):
     assert "ei_ln" in write_report(tmp_path, figures=False).read_text()
 
 
+@pytest.mark.usefixtures("frozen_gc")
 def test_stock_keras_tuner_hyperband_drives_the_hypermodel(tmp_path):
     """``keras_tuner.Hyperband(EIHyperModel(...))``, as a KerasTuner user writes it: the tuner's
     own models are trained (Hyperband continues trials from its checkpoints) and every trial
@@ -478,6 +481,7 @@ def test_stock_keras_tuner_hyperband_drives_the_hypermodel(tmp_path):
                                            if r.status == "ok"))
 
 
+@pytest.mark.usefixtures("frozen_gc")
 def test_conv_presets_sweep_over_their_own_shipped_space(tmp_path):
     """A conv preset's sweep reads ``tuner_configs/conv_inorm.json`` by default (its lr_e range
     is a tenth of the MLP's) and trains conv networks; the MLP file names the right one."""

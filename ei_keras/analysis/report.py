@@ -65,6 +65,7 @@ __all__ = [
     "format_inventory",
     "format_run_times",
     "format_scoring",
+    "format_spectrum_table",
     "format_stability_table",
     "headline_lines",
     "summarize",
@@ -511,6 +512,52 @@ def format_stability_table(runs: Sequence[RunRecord], labels: Mapping[str, str] 
     return _table(header, body, align="l" + "r" * len(lums))
 
 
+def format_spectrum_table(runs: Sequence[RunRecord], labels: Mapping[str, str] | None = None,
+                          reference: str | None = None) -> str:
+    """Markdown table condition × shift size of the recurrent weights' normalized SVD entropy
+    (`metrics.json` `spectrum`, `ei_keras.measures.svd_entropy`): the median over runs at
+    initialization → at the end of training, and the number of runs; empty when no run
+    recorded a spectrum (feed-forward runs). Runs whose end weights were not finite (diverged)
+    count in the initial median only."""
+    import statistics
+
+    def values(c, lum, key):
+        out = []
+        for r in runs:
+            v = (r.metrics.get("spectrum") or {}).get(key)
+            if (r.condition, r.shift_size) == (c, lum) and isinstance(v, (int, float)):
+                out.append(float(v))
+        return out
+
+    measured = [r for r in runs if isinstance(r.metrics.get("spectrum"), Mapping)]
+    if not measured:
+        return ""
+    lums = _lum_sorted({r.shift_size for r in measured})
+    conds = sorted({r.condition for r in measured}, key=lambda c: (c != reference, c))
+    body = []
+    for c in conds:
+        cells = []
+        for lum in lums:
+            init, end = values(c, lum, "svd_entropy_init"), values(c, lum, "svd_entropy_end")
+            if not init:
+                cells.append(NO_TEST)
+                continue
+            tail = f"{statistics.median(end):.3f}" if end else "—"
+            cells.append(f"{statistics.median(init):.3f} → {tail} (n={len(init)})")
+        body.append([_label(c, labels), *cells])
+    axis = shift_axis(shift_of(measured))
+    header = ["condition", *[f"{axis} = {_fmt_r(lum)}" for lum in lums]]
+    return _table(header, body, align="l" + "r" * len(lums))
+
+
+#: What the report and the README say the spectrum table is.
+SPECTRUM_CAPTION = (
+    "Normalized SVD entropy of the effective recurrent weight matrix `W_EE^h - W_EI W_IE^h` "
+    "(`ei_keras.measures.svd_entropy`: the entropy of the singular values normalized to sum "
+    "to 1, divided by log n; 1 = all singular values equal, near 0 = one dominates; Li et "
+    "al. 2023), median over runs at initialization → at the end of training (n runs).")
+
+
 def format_run_times(runs: Sequence[RunRecord]) -> str:
     """Time per run and in all, from the runs' `metrics.json` (`wall_time_s`: the whole
     run, data loading and measures included; `train_time_s`: training), as Markdown; empty
@@ -694,6 +741,9 @@ def write_report(
         "",
         format_accuracy_table(runs, labels, reference),
         "",
+        *(["## Recurrent spectrum", "", SPECTRUM_CAPTION, "",
+            format_spectrum_table(runs, labels, reference), ""]
+          if format_spectrum_table(runs) else []),
         f"## Mann-Whitney U vs {ref_label}",
         "",
         "Two-sided `scipy.stats.mannwhitneyu(condition, reference)`; U is the condition's "

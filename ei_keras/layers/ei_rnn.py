@@ -48,6 +48,23 @@ class _RecurrentStep:
         recurrent_kernel` is the state's part of the (numerator of the) pre-activation."""
         return super().kernel[self.input_dim:]
 
+    def recurrent_weight_matrix(self):
+        """The effective recurrent weight `W_EE^h - W_EI W_IE^h`, `(units, units)` (rows:
+        the units receiving, columns: the state read), in float64 NumPy from the weights'
+        current values, for measures outside the compiled step (`recurrent_kernel` is its
+        transpose, as a float32 tensor).
+
+        For `INormRNNCell` it is the recurrent part of the normalization's numerator
+        `e_t - s_t`; the pre-activation is that divided by `delta_t` unit by unit (see
+        `ei_keras.measures.recurrent_spectrum` for what that means for its spectrum)."""
+        import numpy as np
+
+        def part(name):
+            return np.asarray(ops.convert_to_numpy(getattr(self, name)), np.float64)
+
+        w_ee, w_ie, w_ei = part("W_EE"), part("W_IE"), part("W_EI")
+        return w_ee[:, self.input_dim:] - w_ei @ w_ie[:, self.input_dim:]
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.units)
 

@@ -147,6 +147,13 @@ class EIRecurrentNetwork(DualLossTrainer, keras.Model):
         """The recurrent cell (`EIRNNCell` or `INormRNNCell`)."""
         return self.recurrent.cell
 
+    def recurrent_weights(self) -> list:
+        """The effective recurrent weight matrix of each recurrent layer (one here), float64
+        NumPy `(units, units)` (`EIRNNCell.recurrent_weight_matrix`): what
+        `ei_keras.measures.recurrent_spectrum` measures (a model that declares this method
+        is measured; the feed-forward networks do not)."""
+        return [self.cell.recurrent_weight_matrix()]
+
     def hidden_preactivations(self, inputs, training: bool = False) -> list:
         """The input of the state's activation at every step, `(batch * timesteps, units)`
         (one entry: the recurrent layer), for the per-layer measures (moments)."""
