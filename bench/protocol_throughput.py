@@ -7,8 +7,8 @@ worker processes), once with `--population [P]` (one process, populations of up 
 no P: every cell of an architecture in one population). Reports wall time and runs per hour of
 each, their ratio (the goal: `--population` >= 1.5x `--jobs 2`), and the projection of the
 full protocol (1 200 runs) at 3 and at 50 epochs from each measured rate (the 50-epoch figure
-scales the per-run training time by 50 / epochs; the fixed cost per run - data, compile,
-evaluation, report - is counted at its 3-epoch share, so it is an estimate).
+scales the whole per-run time by 50 / epochs, the fixed cost per run - data, compilation,
+evaluation, report - included: an upper estimate).
 
 Checks that both folders hold the same cells (every run's fingerprint, from its
 `config.json`), that each run has the same status, and that each cell's test accuracies
