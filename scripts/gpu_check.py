@@ -102,7 +102,7 @@ def _population(x, y) -> dict:
                    for k in range(STEPS)])
     ys = np.stack([np.stack([y[o[k * BATCH:(k + 1) * BATCH]] for o in orders])
                    for k in range(STEPS)]).astype("int32")
-    carry = population.member_chunk(template)(carry, xs, ys)
+    carry = population.member_chunk(template, steps=STEPS, spe=1)(carry, xs, ys)
     trainable = carry[0][0]
     out = {}
     for i, v in enumerate(template.trainable_variables):

@@ -165,6 +165,118 @@ def test_a_non_finite_member_is_frozen_and_the_others_go_on(tmp_path):
                                        keras.ops.convert_to_numpy(b), rtol=0, atol=1e-5)
 
 
+#: The stability test's cells: BASE's preset (clipped inhibitory gradients: lr_ie = 1e6 drives
+#: W_IE past 1e3 but keeps it finite, as tests/test_experiment.py's `inorm` test does), 20 steps,
+#: the default steps_per_execution (JAX: the loss checked every 32 steps and at the epoch's end,
+#: the weights at each call's start; torch: the loss every step, the weights every 16 steps).
+EVENT_STEPS = 20
+EVENT_BASE = {"data.train_subset": 32 * EVENT_STEPS,
+              "train.steps_per_execution": "auto", "measures.moments": False}
+
+
+@pytest.mark.skipif(not HAS_ENGINE, reason="backends without an engine: test_error_line")
+def test_a_stability_event_and_a_stop_record_what_the_sequential_run_records(tmp_path):
+    """Member 1 (lr_ie = 1e6) passes the bounds while finite, member 2 (lr_e = 1e30) turns
+    non-finite; member 0 is healthy.
+
+    What the algorithm guarantees, asserted exactly: the stop's step, epoch and cause (a
+    float32 overflow, orders of magnitude past any rounding: the first step after which the
+    weights are infinite is the same in both engines), and member 0 is still its own
+    sequential run (the equality test's bound). The stability event: the same fields, the
+    same group to blame (only lr_ie was raised, by 7 orders of magnitude), the same first
+    epoch and last step (the check at training's end sees W_IE far past 1e3), peaks past the
+    bound, and a first step at which the sequential run checks (`check_schedule`, tested
+    exactly below). Its first step and peaks are not compared between engines: at lr_ie =
+    1e6 a float32 rounding difference of the clipped gradient (~1e-8) moves W_IE by ~1e-2 in
+    one step, and the non-negativity clamp and the normalization amplify it (measured: the
+    two engines' W_IE differ by 1e-2 after one step and by 1e3 after five), so the two
+    trajectories are equal only up to that chaos."""
+    members = [{"seed": 1, "data.luminosity": 0.25}, {"seed": 2, "opt.lr_ie": 1e6},
+               {"seed": 3, "data.luminosity": 0.75, "opt.lr_e": 1e30}]
+    configs = [RunConfig().with_overrides({**BASE, **EVENT_BASE, **m}) for m in members]
+    with contextlib.ExitStack() as stack:
+        runs = open_runs(configs, tmp_path, "mixed", stack)
+        pop = population.Population(runs, printer=silent)
+        metrics = pop.finish(pop.train())
+    _, seq_metrics, _ = sequential(configs[1], tmp_path, "sequential1")
+    ours, theirs = metrics[1]["stability"], seq_metrics["stability"]
+    assert metrics[1]["status"] == seq_metrics["status"] == "ok"
+    assert ours is not None and theirs is not None, (ours, theirs)
+    assert sorted(ours) == sorted(theirs)
+    for key in ("first_epoch", "last_step", "cause"):
+        assert ours[key] == theirs[key], key
+    assert ours["cause"] == "inhibitory_input" and ours["last_step"] == EVENT_STEPS
+    assert "opt.lr_ie (now 1e+06)" in ours["message"]
+    assert max(ours["peak_abs_weight"] or 0, ours["peak_loss"] or 0) > 1e3
+    by_loss = ours["what"].startswith("the loss is")
+    checks = population.check_schedule(ours["first_step"], EVENT_STEPS, runs[1].spe)
+    assert bool(checks[0 if by_loss else 1]), ours
+    print(f"stability: population {ours}\nsequential {theirs}")
+
+    _, seq_stop, _ = sequential(configs[2], tmp_path, "sequential2")
+    stop = metrics[2]
+    assert stop["status"] == seq_stop["status"] == "diverged"
+    for key in ("diverged_step", "diverged_epoch", "diverged_cause"):
+        assert stop[key] == seq_stop[key], (key, stop[key], seq_stop[key])
+    assert stop["diverged_cause"] == "excitatory"
+    assert stop["message"].startswith(seq_stop["message"]) and "frozen" in stop["message"]
+
+    # Member 0 is unaffected: it is still its own sequential run (the equality test's bound).
+    healthy, healthy_metrics, healthy_sizes = sequential(configs[0], tmp_path, "sequential0")
+    assert metrics[0]["status"] == healthy_metrics["status"] == "ok"
+    assert metrics[0]["stability"] is None and healthy_metrics["stability"] is None
+    for i, (a, b) in enumerate(zip(healthy.model.trainable_variables,
+                                   runs[0].model.trainable_variables)):
+        diff = float(np.max(np.abs(keras.ops.convert_to_numpy(a) -
+                                   keras.ops.convert_to_numpy(b))))
+        assert diff <= float32_bound(a, healthy_sizes, i, 32), a.path
+
+
+@pytest.mark.skipif(not HAS_ENGINE, reason="backends without an engine: test_error_line")
+@pytest.mark.parametrize("spe", ["auto", 1])
+def test_the_population_checks_the_bounds_when_the_sequential_run_does(tmp_path, spe):
+    """`check_schedule` is exactly the steps at which a sequential `fit`'s
+    `DivergenceMonitor` checks the loss and the weights (2 epochs of 37 steps: partial
+    compiled calls and snapshot windows at the epochs' ends), so a population member's
+    stability event is seen at the step its sequential run would see it on the same values.
+    The sequential run's first snapshot (step 0, the initial weights) has no population
+    counterpart: no preset starts past the bounds."""
+    from ei_keras.divergence import DivergenceMonitor
+
+    class Recorder(DivergenceMonitor):
+        """The monitor itself, noting where it checks (a second one beside the run's)."""
+
+        def on_train_begin(self, logs=None):
+            self.loss_steps, self.weight_steps = [], []
+
+        def _snapshot(self, batch):
+            self.weight_steps.append(self._global_step)
+            super()._snapshot(batch)
+
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch, logs)
+            self.loss_steps.append(self._global_step)
+
+        def on_train_end(self, logs=None):
+            self.weight_steps.append(self._global_step)
+            super().on_train_end(logs)
+
+    steps = 37
+    cfg = RunConfig().with_overrides({**BASE, "data.train_subset": 32 * steps,
+                                      "train.epochs": 2, "train.steps_per_execution": spe,
+                                      "measures.moments": False})
+    recorder = Recorder()
+    with contextlib.ExitStack() as stack:
+        run = RunSession(cfg, tmp_path / "seq", printer=silent)
+        run.open(stack)
+        run.fit(callbacks=[recorder])
+    total = 2 * steps
+    schedule = [population.check_schedule(s, steps, run.spe) for s in range(1, total + 1)]
+    assert recorder.loss_steps == [s for s, c in enumerate(schedule, 1) if bool(c[0])]
+    seen = sorted(set(recorder.weight_steps) - {0})
+    assert seen == [s for s, c in enumerate(schedule, 1) if bool(c[1])]
+
+
 def test_error_line_names_the_backends(tmp_path):
     """On a backend without an engine, one ConfigError (the CLI's `error:` line)."""
     if HAS_ENGINE:

@@ -19,12 +19,17 @@ each epoch's end the states are written back into the members' models, whose mea
 callbacks, evaluation and run directory are the sequential run's
 (`ei_keras.experiment.RunSession.finish`); `engine` says `"population"`.
 
-Divergence (`member_health`): a member whose loss or a weight turns non-finite is
+Divergence (`member_step`): a member whose loss or a weight turns non-finite is
 *frozen* (its state stops changing; the others go on) and scored as a diverged sequential run
-(`status: diverged`, the step and the group whose weights turned non-finite first). A finite
-excursion past `ei_keras.scoring.MAX_LOSS` / `MAX_ABS_WEIGHT` is recorded as a
-stability event (`stability` in `metrics.json`, as a sequential run's), not a stop
-(`ei_keras.scoring`: the paper's rule).
+(`status: diverged`, the step, and the cause named by the sequential run's rule: the input,
+or the group whose weights grew most since the last finite weight check). A finite
+excursion past `ei_keras.scoring.MAX_LOSS` / `MAX_ABS_WEIGHT` is a stability event, not a
+stop (`ei_keras.scoring`: the paper's rule), recorded in `metrics.json` under `stability`
+with the sequential run's fields and meaning (`ei_keras.divergence.DivergenceMonitor`: first
+and last step, first epoch, what, peak loss and weight, group to blame, message): the
+compiled step applies the bounds on the sequential run's check schedule (`check_schedule`),
+keeps the peaks, and keeps each member's trainable values at its last finite weight check to
+name the group (`most_grown`, the monitor's rule).
 
 Backends: JAX and PyTorch (`BACKENDS`). TensorFlow stops with a
 `ei_keras.config.ConfigError` naming them.
@@ -39,7 +44,8 @@ import time
 from ei_keras.config import ConfigError
 from ei_keras.roles import GROUPS, group_of
 
-__all__ = ["BACKENDS", "Population", "check_backend", "group_cells", "initial_carry",
+__all__ = ["BACKENDS", "HEALTH", "INPUT_CAUSE", "Population", "check_backend", "check_schedule",
+           "group_cells", "initial_carry", "member_step", "most_grown",
            "member_chunk", "member_health", "population_key", "train_populations"]
 
 #: The Keras backends with a population engine.
@@ -63,34 +69,120 @@ def check_backend(backend: str | None = None) -> str:
     return backend
 
 
-def member_health(loss, trainable, groups):
-    """The population's divergence rule for one member after one step (traced, `keras.ops`).
+#: `bad_cause` of a member frozen by a non-finite input batch (not a learning rate); group
+#: causes are indices in `ei_keras.optimizers.GROUPS`, -1 none.
+INPUT_CAUSE = len(GROUPS)
+#: The per-member record the compiled step keeps (`initial_carry`, `member_step`): int32
+#: steps (1-based, -1 none) and group indices (-1 none), float32 values (-1: none).
+HEALTH = {"alive": bool, "bad_step": "int32", "bad_cause": "int32", "bad_var": "int32",
+          "bad_loss": "float32", "first_step": "int32", "first_kind": "int32",
+          "first_value": "float32", "first_var": "int32", "last_step": "int32",
+          "peak_loss": "float32", "peak_weight": "float32", "event_cause": "int32"}
+#: `first_kind`: the stability event was first seen by the loss check or the weight check.
+LOSS_CHECK, WEIGHT_CHECK = 1, 2
 
-    Returns `(finite, in_bounds, cause)`: whether the logged loss and every trainable value
-    are finite (else the member is frozen), whether the loss is at most
-    `ei_keras.scoring.MAX_LOSS` and every weight at most `MAX_ABS_WEIGHT` in
-    magnitude (else a stability event), and the index in
-    `ei_keras.optimizers.GROUPS` of the first group holding a non-finite value (-1: none,
-    the loss alone).
+
+def member_health(loss, trainable, x):
+    """One member's state after one step (traced, `keras.ops`): `(finite, weights_finite,
+    peak, largest, first_bad, input_ok)`: whether the logged loss and every trainable value
+    are finite (else the member is frozen), whether the weights alone are, the largest
+    magnitude of a weight and the index of the variable holding it, the index of the first
+    variable holding a non-finite value, and whether the input batch is finite."""
+    from keras import ops
+
+    each = ops.stack([ops.all(ops.isfinite(v)) for v in trainable])
+    peaks = ops.stack([ops.max(ops.abs(v)) for v in trainable])
+    weights_finite = ops.all(each)
+    return (ops.logical_and(weights_finite, ops.isfinite(loss)), weights_finite,
+            ops.max(peaks), ops.cast(ops.argmax(peaks), "int32"),
+            ops.cast(ops.argmin(ops.cast(each, "int32")), "int32"),
+            ops.all(ops.isfinite(x)))
+
+
+def most_grown(before, after, groups):
+    """The index (in `ei_keras.optimizers.GROUPS`) of the group whose weights changed most
+    from `before` to `after`, relative to their size: `DivergenceMonitor._most_grown`'s
+    rule (`max |w - w_before| / max(max |w_before|, 1)`, ties to the group met first in the
+    variables' order), traced, for one member."""
+    from keras import ops
+
+    order = list(dict.fromkeys(groups))
+    growth = {g: None for g in order}
+    for b, a, g in zip(before, after, groups):
+        ratio = ops.max(ops.abs(a - b)) / ops.maximum(ops.max(ops.abs(b)), 1.0)
+        growth[g] = ratio if growth[g] is None else ops.maximum(growth[g], ratio)
+    index = ops.argmax(ops.stack([growth[g] for g in order]))
+    return ops.cast(ops.take(ops.convert_to_tensor(order, "int32"), index), "int32")
+
+
+def check_schedule(step, steps: int, spe: int):
+    """Whether the sequential run (`ei_keras.divergence.DivergenceMonitor` in a `fit` of
+    `steps` steps per epoch at `steps_per_execution` `spe`) checks the loss, and the
+    weights, after global step `step` (1-based): the loss at the end of every compiled call
+    (every `spe` steps and the epoch's last), the weights at the start of every call (`spe`
+    > 1) or every `SNAPSHOT_EVERY` steps (`spe` = 1), at each epoch's start and at the end
+    of training. The population applies the bounds on the same schedule, so its stability
+    events are the sequential run's."""
+    from keras import ops
+
+    from ei_keras.divergence import SNAPSHOT_EVERY
+
+    every = spe if spe > 1 else SNAPSHOT_EVERY
+    b = step - ((step - 1) // steps) * steps  # the step within its epoch, 1..steps
+    end = b == steps
+    return ops.logical_or(b % spe == 0, end), ops.logical_or(b % every == 0, end)
+
+
+def member_step(train_step, where, state, buffer, health, step, schedule, x, y, groups):
+    """One step of one member (traced; the engines vectorize it over the members): the
+    model's step, the freeze of a non-finite member and the stability checks on the
+    sequential run's schedule (`check_schedule`; `schedule = (steps, spe)`).
+
+    `buffer` holds the member's trainable values at the last weight check at which they were
+    finite (within the bounds until the first event): the reference from which
+    `most_grown` names the group to blame, as `DivergenceMonitor` does from its snapshots.
+    `where(pred, a, b)` selects between two trees. Returns `(state, buffer, health)`.
     """
     from keras import ops
 
-    from ei_keras.optimizers import GROUPS
     from ei_keras.scoring import MAX_ABS_WEIGHT, MAX_LOSS
 
-    finite_group = [ops.convert_to_tensor(True) for _ in GROUPS]
-    peak = ops.zeros((), "float32")
-    for value, group in zip(trainable, groups):
-        finite_group[group] = ops.logical_and(finite_group[group],
-                                              ops.all(ops.isfinite(value)))
-        peak = ops.maximum(peak, ops.max(ops.abs(value)))
-    finite = ops.isfinite(loss)
-    cause = ops.convert_to_tensor(-1, "int32")
-    for i in reversed(range(len(GROUPS))):
-        finite = ops.logical_and(finite, finite_group[i])
-        cause = ops.where(finite_group[i], cause, ops.convert_to_tensor(i, "int32"))
-    in_bounds = ops.logical_and(loss <= MAX_LOSS, peak <= MAX_ABS_WEIGHT)
-    return finite, in_bounds, cause
+    logs, new = train_step(state, (x, y))
+    loss = ops.cast(logs["loss"], "float32")
+    finite, weights_finite, peak, largest, first_bad, input_ok = member_health(loss, new[0], x)
+    h = dict(health)
+    alive = h["alive"]
+    ok = ops.logical_and(alive, finite)
+    newly_bad = ops.logical_and(alive, ops.logical_not(finite))
+    loss_check, weight_check = check_schedule(step, *schedule)
+    loss_out = ops.logical_and(ok, ops.logical_and(loss_check, loss > MAX_LOSS))
+    weight_out = ops.logical_and(ok, ops.logical_and(weight_check, peak > MAX_ABS_WEIGHT))
+    event = ops.logical_or(loss_out, weight_out)
+    newly_event = ops.logical_and(event, h["first_step"] < 0)
+    # The group to blame: from the last finite weight check to the state after this step
+    # (before it, when this step's weights are non-finite), as the sequential replay does.
+    reference = where(weights_finite, new[0], state[0])
+    grown = most_grown(buffer, reference, groups)
+    new = where(ok, new, state)
+    step = ops.cast(step, "int32")
+    h["alive"] = ok
+    h["bad_step"] = ops.where(newly_bad, step, h["bad_step"])
+    h["bad_cause"] = ops.where(newly_bad, ops.where(input_ok, grown, INPUT_CAUSE),
+                               h["bad_cause"])
+    h["bad_var"] = ops.where(newly_bad, ops.where(weights_finite, -1, first_bad), h["bad_var"])
+    h["bad_loss"] = ops.where(newly_bad, loss, h["bad_loss"])
+    h["first_step"] = ops.where(newly_event, step, h["first_step"])
+    h["first_kind"] = ops.where(newly_event, ops.where(loss_out, LOSS_CHECK, WEIGHT_CHECK),
+                                h["first_kind"])
+    h["first_value"] = ops.where(newly_event, ops.where(loss_out, loss, peak), h["first_value"])
+    h["first_var"] = ops.where(newly_event, largest, h["first_var"])
+    h["event_cause"] = ops.where(newly_event, grown, h["event_cause"])
+    h["last_step"] = ops.where(event, step, h["last_step"])
+    h["peak_loss"] = ops.where(loss_out, ops.maximum(h["peak_loss"], loss), h["peak_loss"])
+    h["peak_weight"] = ops.where(weight_out, ops.maximum(h["peak_weight"], peak),
+                                 h["peak_weight"])
+    buffer = where(ops.logical_and(ok, weight_check), new[0], buffer)
+    return new, buffer, h
 
 
 #: The hyperparameters that are state (optimizer or layer variables), so members may differ in
@@ -102,8 +194,9 @@ def population_key(cfg) -> tuple:
     """What members of one population share (everything that fixes the compiled program and
     the number of steps): preset, width, depth, batch size, training subset, validation size,
     epochs, the inhibitory schedule, `trainable_ei`, `gradnorm_on`, the isolation ablations,
-    the shift family, per-epoch validation
-    and measures, and every hyperparameter but `PER_MEMBER_HYPERPARAMETERS` (momentum,
+    the shift family, per-epoch validation and measures, the `steps_per_execution` of the
+    sequential run (it fixes the divergence checks' schedule, `check_schedule`), and every
+    hyperparameter but `PER_MEMBER_HYPERPARAMETERS` (momentum,
     clipping, label smoothing, the optimizer kind are constants of the step). Seeds, learning
     rates, `lambda` and the shift size may differ."""
     from ei_keras.experiment import resolve
@@ -116,8 +209,8 @@ def population_key(cfg) -> tuple:
                           "without --population")
     fixed = tuple(sorted((k, repr(v)) for k, v in hp.items()
                          if k not in PER_MEMBER_HYPERPARAMETERS))
-    return (cfg.preset, cfg.model.width, cfg.model.depth, cfg.model.trainable_ei,
-            cfg.model.gradnorm_on, cfg.model.task_trains_inhibitory,
+    return (cfg.preset, resolved["steps_per_execution"], cfg.model.width, cfg.model.depth,
+            cfg.model.trainable_ei, cfg.model.gradnorm_on, cfg.model.task_trains_inhibitory,
             cfg.model.norm_trains_excitatory,
             cfg.data.batch_size, cfg.data.train_subset, cfg.data.validation_size,
             cfg.data.shift, cfg.train.epochs, cfg.train.inhibitory_steps,
@@ -151,43 +244,75 @@ def _engine():
     return engine
 
 
-class _Divergence:
-    """A member's divergence record, read by `RunSession.finish` as it reads a
-    `ei_keras.divergence.DivergenceMonitor`."""
+def _divergence(rates):
+    """A member's divergence record: an `ei_keras.divergence.DivergenceMonitor` (its fields,
+    messages and `check_final_loss`, as `RunSession.finish` reads them) filled from the
+    population's per-member record instead of watching a `fit`."""
+    from ei_keras.divergence import DivergenceMonitor
 
-    def __init__(self, rates):
-        self.rates = rates
-        self.diverged = False
-        self.step = self.epoch = self.cause = self.message = self.excursion = None
+    class _Divergence(DivergenceMonitor):
+        def record(self, health, p: int, model, steps: int, total: int) -> None:
+            """Set the stop and the stability event of member `p` from the compiled step's
+            `health` (host arrays, `HEALTH`; at any epoch's end) of a training of `total`
+            steps, `steps` per epoch; `model` holds the member's state."""
+            from ei_keras.optimizers import GROUPS
+            from ei_keras.scoring import MAX_ABS_WEIGHT
 
-    def stability_event(self, step: int, epoch: int) -> None:
-        """The first step at which the loss or a weight passed the bounds while finite (the
-        population checks every step; it does not track the last step, peaks or the group)."""
-        what = "the loss or a weight passed the stability bounds"
-        self.excursion = {
-            "first_step": step, "first_epoch": epoch + 1, "last_step": None, "what": what,
-            "peak_loss": None, "peak_abs_weight": None, "cause": None,
-            "message": (f"Training passed the stability bounds at step {step} (epoch "
+            def group(index):
+                return None if index < 0 else GROUPS[index]
+
+            paths = [v.path for v in model.trainable_variables]
+            first = int(health["first_step"][p])
+            if first >= 0 and self.excursion is None:
+                by_loss = int(health["first_kind"][p]) == LOSS_CHECK
+                value = float(health["first_value"][p])
+                what = (f"the loss is {value:.3g}" if by_loss else
+                        f"weight {paths[int(health['first_var'][p])]} exceeds "
+                        f"{MAX_ABS_WEIGHT:g} in magnitude")
+                # The loss is checked at a step's end, the weights at the next step's start
+                # (an epoch's last step: at the next epoch's start; training's: at its end).
+                epoch = ((first - 1) // steps if by_loss or first % steps or first == total
+                         else first // steps)
+                cause = group(int(health["event_cause"][p]))
+                head = (f"Training passed the stability bounds by step {first} (epoch "
                         f"{epoch + 1}): {what}; it trained on and is scored by its final "
-                        "accuracy. Lower the learning rates (opt.lr_e, opt.lr_ie, opt.lr_ei).")}
+                        "accuracy")
+                self.excursion = {"first_step": first, "first_epoch": epoch + 1,
+                                  "what": what, "cause": cause,
+                                  "message": self._compose(cause, what, exact=False,
+                                                           head=head)}
+            if self.excursion is not None:
+                peaks = (float(health["peak_loss"][p]), float(health["peak_weight"][p]))
+                self.excursion.update({
+                    "last_step": int(health["last_step"][p]),
+                    "peak_loss": peaks[0] if peaks[0] >= 0 else None,
+                    "peak_abs_weight": peaks[1] if peaks[1] >= 0 else None})
+                self.excursion = {k: self.excursion[k] for k in (
+                    "first_step", "first_epoch", "last_step", "what", "peak_loss",
+                    "peak_abs_weight", "cause", "message")}
+            if not health["alive"][p] and not self.diverged:
+                self.diverged = True
+                self.step = int(health["bad_step"][p])
+                self.epoch = (self.step - 1) // steps
+                cause = int(health["bad_cause"][p])
+                var = int(health["bad_var"][p])
+                if cause == INPUT_CAUSE:
+                    self.cause, what = "input", ("the training batch holds NaN or infinite "
+                                                 "values")
+                else:
+                    self.cause = group(cause)
+                    what = (f"weight {paths[var]} is non-finite" if var >= 0 else
+                            f"the loss is {float(health['bad_loss'][p]):.3g}")
+                self.message = (self._compose(self.cause, what, exact=True)
+                                + " The member was frozen there.")
+            # What `check_final_loss` reads: the end of training, the model, the last
+            # weight check within the bounds (training's end, when no event came before).
+            self._global_step, self._epoch = total, (total - 1) // steps
+            self.set_model(model)
+            if self.excursion is None:
+                self._bounded = self._trainable_arrays()
 
-    def freeze(self, step: int, epoch: int, cause: str | None) -> None:
-        from ei_keras.divergence import RATE_OF_GROUP
-
-        self.diverged, self.step, self.epoch, self.cause = True, step, epoch, cause
-        what = (f"a weight of the {cause.replace('_', ' ')} group turned non-finite"
-                if cause else "the loss turned non-finite")
-        fix = (f"Lower opt.{RATE_OF_GROUP[cause]} (now {self.rates[RATE_OF_GROUP[cause]]:g})"
-               if cause else "Lower the learning rates (opt.lr_e, opt.lr_ie, opt.lr_ei)")
-        self.message = (f"Training diverged at step {step} (epoch {epoch + 1}): {what}; the "
-                        f"member was frozen there. {fix}.")
-
-    def check_final_loss(self, loss, what: str = "test loss") -> None:
-        from ei_keras.scoring import must_stop
-
-        if not self.diverged and must_stop(loss):
-            self.diverged, self.epoch, self.step = True, 0, 0
-            self.message = f"Training diverged: the final {what} is {float(loss):.3g}."
+    return _Divergence(rates=rates)
 
 
 def _state(model, metrics_variables):
@@ -202,22 +327,28 @@ def _state(model, metrics_variables):
 
 
 def initial_carry(models, metrics_variables):
-    """The population's starting state: the members' stacked states (metrics zeroed, in the
-    order of `metrics_variables`), all alive, no divergence or stability event, step 0."""
+    """The population's starting state `(states, buffer, health, step)`: the members'
+    stacked states (metrics zeroed, in the order of `metrics_variables`), their trainable
+    values as the first weight check (`member_step`), all alive, no divergence or stability
+    event (`HEALTH`), step 0."""
     import numpy as np
 
     n = len(models)
-    states = _engine().stack([_state(m, metrics_variables) for m in models])
-    return (states, np.ones(n, bool), np.zeros(n, np.int32), np.full(n, -1, np.int32),
-            np.zeros(n, np.int32), np.int32(0))
+    engine = _engine()
+    states = engine.stack([_state(m, metrics_variables) for m in models])
+    buffer = engine.stack([_state(m, metrics_variables)[0] for m in models])
+    health = {k: (np.ones(n, bool) if k == "alive" else
+                  np.full(n, -1, np.dtype(dtype))) for k, dtype in HEALTH.items()}
+    return states, buffer, health, np.int32(0)
 
 
-def member_chunk(template):
+def member_chunk(template, steps: int, spe: int):
     """The compiled `chunk(carry, xs, ys) -> carry` of the running backend: `len(xs)`
-    steps of every member (`xs`: `(steps, members, batch, ...)`), the template's step
-    vectorized over the members, with `member_health` after each step."""
+    steps of every member (`xs`: `(steps, members, batch, ...)`), `member_step`
+    vectorized over the members; `steps` per epoch and the sequential run's
+    `steps_per_execution` `spe` fix the check schedule (`check_schedule`)."""
     groups = [GROUPS.index(group_of(v)) for v in template.trainable_variables]
-    return _engine().make_chunk(template, groups, member_health)
+    return _engine().make_chunk(template, groups, (steps, spe))
 
 
 def _assign(model, state) -> None:
@@ -259,7 +390,7 @@ class Population:
         # Keras builds the compiled metrics (accuracy) on a model's first use: evaluate one
         # batch so that the template's metrics variables exist (their values are reset).
         self.template.evaluate(x, y, batch_size=len(x), verbose=0)
-        self.divergence = [_Divergence(r.hp) for r in self.runs]
+        self.divergence = [_divergence(r.hp) for r in self.runs]
 
     def _batches(self, index: int, count: int):
         import numpy as np
@@ -290,16 +421,15 @@ class Population:
         """Train every member for the configured epochs; returns each member's history
         (`{column: [value per epoch]}`). Members' models hold their final states."""
         from ei_keras import interrupt
-        from ei_keras.optimizers import GROUPS
         engine = _engine()
 
         runs, template = self.runs, self.template
         metrics_variables = template.metrics_variables
-        chunk = member_chunk(template)
         n = len(runs)
-        carry = initial_carry([r.model for r in runs], metrics_variables)
         epochs = runs[0].cfg.train.epochs
         steps = len(runs[0].train)
+        chunk = member_chunk(template, steps, runs[0].spe)
+        carry = initial_carry([r.model for r in runs], metrics_variables)
         histories = [{} for _ in runs]
         chunks = self._chunks(steps)
         start = time.time()
@@ -314,7 +444,7 @@ class Population:
                 i += count
                 interrupt.raise_if_requested()
             host = engine.to_host(carry)
-            self._epoch_end(epoch, host, histories, metrics_variables, GROUPS)
+            self._epoch_end(epoch, host, histories, metrics_variables, steps)
             done = (epoch + 1) * steps
             rate = done * n / max(time.time() - start, 1e-9)
             eta = (epochs * steps - done) * n / rate
@@ -325,19 +455,15 @@ class Population:
         self.carry = carry
         return histories
 
-    def _epoch_end(self, epoch, host, histories, metrics_variables, groups) -> None:
-        states, alive, bad_step, bad_cause, event_step, _ = host
+    def _epoch_end(self, epoch, host, histories, metrics_variables, steps) -> None:
+        states, _, health, _ = host
         for p, r in enumerate(self.runs):
             div = self.divergence[p]
             if div.diverged:  # frozen in an earlier epoch: its history stopped there
                 continue
-            if not alive[p]:
-                cause = groups[bad_cause[p]] if bad_cause[p] >= 0 else None
-                div.freeze(int(bad_step[p]), epoch, cause)
-            if event_step[p] and div.excursion is None:
-                div.stability_event(int(event_step[p]), epoch)
             member = [[a[p] for a in part] for part in states]
             _assign(r.model, member)
+            div.record(health, p, r.model, steps, r.cfg.train.epochs * steps)
             for v, a in zip(metrics_variables, member[3]):
                 v.assign(a)
             logs = {k: float(v) for k, v in self.template.get_metrics_result().items()}

@@ -28,33 +28,30 @@ def to_host(tree):
     return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
-def make_chunk(model, groups, check):
+def _where(pred, a, b):
+    return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
+
+
+def make_chunk(model, groups, schedule):
     """A jitted `chunk(carry, xs, ys) -> carry`: `len(xs)` steps of every member.
 
-    `carry` is `(states, alive, bad_step, bad_cause, event_step, step)` (see
-    `ei_keras.population`); `groups` gives each trainable variable's group index;
-    `check(loss, trainable) -> (finite, in_bounds, nonfinite_group_or_-1)` is the
-    population's divergence rule.
+    `carry` is `(states, buffer, health, step)` (`ei_keras.population.initial_carry`);
+    each step is `ei_keras.population.member_step` (the model's own stateless
+    `train_step`, the freeze and the stability checks) under `jax.vmap`; `groups` gives
+    each trainable variable's group index, `schedule` the check schedule.
     """
+    from ei_keras.population import member_step
 
-    def member(state, alive, bad_step, bad_cause, event_step, step, x, y):
-        logs, new = model.train_step(state, (x, y))
-        finite, in_bounds, cause = check(logs["loss"], new[0], groups)
-        ok = alive & finite
-        new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state)
-        newly_bad = alive & ~finite
-        bad_step = jnp.where(newly_bad, step, bad_step)
-        bad_cause = jnp.where(newly_bad, cause, bad_cause)
-        event_step = jnp.where(ok & ~in_bounds & (event_step == 0), step, event_step)
-        return new, ok, bad_step, bad_cause, event_step
+    def member(state, buffer, health, step, x, y):
+        return member_step(model.train_step, _where, state, buffer, health, step, schedule,
+                           x, y, groups)
 
-    batched = jax.vmap(member, in_axes=(0, 0, 0, 0, 0, None, 0, 0))
+    batched = jax.vmap(member, in_axes=(0, 0, 0, None, 0, 0))
 
     def body(carry, xy):
-        states, alive, bad_step, bad_cause, event_step, step = carry
+        states, buffer, health, step = carry
         step = step + 1
-        out = batched(states, alive, bad_step, bad_cause, event_step, step, *xy)
-        return (*out, step), None
+        return (*batched(states, buffer, health, step, *xy), step), None
 
     @jax.jit
     def chunk(carry, xs, ys):

@@ -31,6 +31,8 @@ def zeros_like(x):
 
 
 def to_host(tree):
+    if isinstance(tree, dict):
+        return {k: to_host(v) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
         return type(tree)(to_host(t) for t in tree)
     return tree.detach().cpu().numpy() if isinstance(tree, torch.Tensor) else tree
@@ -73,32 +75,29 @@ def functional_updates(model):
             opt.__dict__.pop("fast_update", None)
 
 
-def make_chunk(model, groups, check):
+def make_chunk(model, groups, schedule):
     """`chunk(carry, xs, ys) -> carry`: `len(xs)` steps of every member (see
     `ei_keras.population._jax.make_chunk`)."""
+    from ei_keras.population import member_step
 
-    def member(state, alive, bad_step, bad_cause, event_step, step, x, y):
-        logs, new = stateless.dual_loss_step(model, state, (x, y), torch.func.vjp, _select)
-        finite, in_bounds, cause = check(logs["loss"], new[0], groups)
-        ok = alive & finite
-        new = _tree_where(ok, new, state)
-        newly_bad = alive & ~finite
-        bad_step = torch.where(newly_bad, step, bad_step)
-        bad_cause = torch.where(newly_bad, cause, bad_cause)
-        event_step = torch.where(ok & ~in_bounds & (event_step == 0), step, event_step)
-        return new, ok, bad_step, bad_cause, event_step
+    def train_step(state, data):
+        return stateless.dual_loss_step(model, state, data, torch.func.vjp, _select)
 
-    batched = torch.func.vmap(member, in_dims=(0, 0, 0, 0, 0, None, 0, 0))
+    def member(state, buffer, health, step, x, y):
+        return member_step(train_step, _tree_where, state, buffer, health, step, schedule,
+                           x, y, groups)
+
+    batched = torch.func.vmap(member, in_dims=(0, 0, 0, None, 0, 0))
 
     def chunk(carry, xs, ys):
-        states, alive, bad_step, bad_cause, event_step, step = (
-            carry[0], *(torch.as_tensor(c) for c in carry[1:]))
+        states, buffer, health, step = carry
+        health = {k: torch.as_tensor(v) for k, v in health.items()}
+        step = torch.as_tensor(step)
         xs, ys = torch.as_tensor(xs), torch.as_tensor(ys)
         with torch.no_grad(), functional_updates(model):
             for k in range(len(xs)):
                 step = step + 1
-                states, alive, bad_step, bad_cause, event_step = batched(
-                    states, alive, bad_step, bad_cause, event_step, step, xs[k], ys[k])
-        return states, alive, bad_step, bad_cause, event_step, step
+                states, buffer, health = batched(states, buffer, health, step, xs[k], ys[k])
+        return states, buffer, health, step
 
     return chunk
