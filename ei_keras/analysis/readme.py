@@ -169,6 +169,9 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "defaults": lambda root: protocol_results(
         root, "docs/results/defaults", "ei_ln",
         "ei-keras reproduce defaults --out docs/results/defaults --backend jax"),
+    "demo": lambda root: protocol_results(
+        root, "docs/results/demo", "ei_ln",
+        "ei-keras reproduce demo --out docs/results/demo --backend jax"),
 }
 
 
