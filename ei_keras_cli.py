@@ -19,9 +19,12 @@ def main() -> int:
     """Run `ei-keras` with `sys.argv`; returns the exit status."""
     if "ei_keras" not in sys.modules:
         os.environ["_EI_KERAS_CLI"] = "1"  # read and removed by ei_keras/__init__.py
+    from ei_keras.cli import leave_if_interrupted
     from ei_keras.cli import main as cli_main
 
-    return cli_main()
+    code = cli_main()
+    leave_if_interrupted(code)  # an interrupted run ends without the teardown (see there)
+    return code
 
 
 if __name__ == "__main__":

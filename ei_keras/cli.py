@@ -524,5 +524,20 @@ def _version() -> str:
         return "unknown"
 
 
+def leave_if_interrupted(code: int) -> None:
+    """End the process at once with `code` when it is `EXIT_INTERRUPTED` (after flushing the
+    output): the interpreter's teardown is skipped, because a backend stopped in the middle
+    of a computation can crash there (JAX: SIGSEGV at exit in about one SIGTERM'd run in
+    three on a loaded machine), turning the documented 130 into -11. The run's cleanup has
+    already happened. For the process's own entry points only, never inside a caller's
+    Python (`main` returns the code there)."""
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _code = main()
+    leave_if_interrupted(_code)
+    sys.exit(_code)

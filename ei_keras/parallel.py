@@ -178,7 +178,10 @@ def _worker(tasks, done, cpu_set: list[int], threads: int) -> None:
     except KeyboardInterrupt:  # stopped; run_experiment left nothing behind
         done.cancel_join_thread()  # the parent may no longer read what is queued
     finally:  # ending (its work done, or stopped): a stop from now on ends it at once, with
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # no traceback from the queue's exit
+        try:  # no traceback from the queue's exit
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except KeyboardInterrupt:  # a first stop that came just as the work ended (a later
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # one only records: interrupt)
 
 
 def _work(tasks, done, cpu_set: list[int], threads: int) -> None:
