@@ -40,7 +40,7 @@ def make_chunk(model, groups, schedule):
     `train_step`, the freeze and the stability checks) under `jax.vmap`; `groups` gives
     each trainable variable's group index, `schedule` the check schedule.
     """
-    from ei_keras.population import member_step
+    from ei_keras.population._step import member_step
 
     def member(state, buffer, health, step, x, y):
         return member_step(model.train_step, _where, state, buffer, health, step, schedule,

@@ -78,7 +78,7 @@ def functional_updates(model):
 def make_chunk(model, groups, schedule):
     """`chunk(carry, xs, ys) -> carry`: `len(xs)` steps of every member (see
     `ei_keras.population._jax.make_chunk`)."""
-    from ei_keras.population import member_step
+    from ei_keras.population._step import member_step
 
     def train_step(state, data):
         return stateless.dual_loss_step(model, state, data, torch.func.vjp, _select)
