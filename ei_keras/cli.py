@@ -70,6 +70,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _CountOrAll(argparse.Action):
+    """An option with an optional count (`--population [P]`): a `key=value` right after it is
+    an override, not the count (`--population train.epochs=3`: all members, then the
+    override), kept in order with the others (`main`)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if isinstance(value, str) and "=" in value:
+            namespace._overrides_after_options = [
+                *getattr(namespace, "_overrides_after_options", []), value]
+            value = self.const
+        elif isinstance(value, str):
+            try:
+                value = _positive_int(value)
+            except argparse.ArgumentTypeError as e:
+                raise argparse.ArgumentError(self, str(e)) from None
+        setattr(namespace, self.dest, value)
+
+
 def _shard(text: str) -> tuple[int, int]:
     from ei_keras.config import ConfigError
     from ei_keras.recipes import parse_shard
@@ -395,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, metavar="i/N",
                    help="run only every N-th cell, from the i-th (1-based): N processes or "
                    "machines sharing one --out split a protocol with no coordination")
-    p.add_argument("--population", type=_positive_int, nargs="?", const=0, metavar="P",
+    p.add_argument("--population", action=_CountOrAll, nargs="?", const=0, metavar="P",
                    help="train cells that share an architecture (preset, width, length) "
                    "together, P at a time (default: all of them), in one compiled program "
                    "(JAX, PyTorch); each writes the same run directory as a sequential run")
@@ -439,6 +457,7 @@ def main(argv=None) -> int:
     # Overrides may come after options (`reproduce fig2 --configs 4 train.epochs=2`), which
     # argparse's positional matching does not allow: collect the leftovers as overrides.
     args, extra = parser.parse_known_args(argv)
+    extra = [*vars(args).pop("_overrides_after_options", []), *extra]
     if extra:
         if not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -397,6 +397,9 @@ class MeasuresConfig:
     alignment: bool = _key(Kind("bool"), True,
                            "record output/gradient alignment with LayerNorm per epoch")
     probe_size: int = _key(_COUNT, 512, "test images the measures are computed on")
+    weights: bool = _key(Kind("bool"), False,
+                         "record the distribution of the sign-constrained excitatory weights "
+                         "at the end (ln-weight moments, log10 histogram)", neutral=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,3 +53,9 @@ def dale_constraint(constraint=None) -> keras.constraints.Constraint:
     if user is None or isinstance(user, keras.constraints.NonNeg):
         return keras.constraints.NonNeg()
     return NonNegAfter(user)
+
+
+def is_dale_constraint(constraint) -> bool:
+    """Whether `constraint` keeps its weight non-negative: `NonNeg` or `NonNegAfter` (what
+    `dale_constraint` returns)."""
+    return isinstance(constraint, (keras.constraints.NonNeg, NonNegAfter))

@@ -356,6 +356,7 @@ class RunSession:
             moments,
             output_alignment,
             recurrent_spectrum,
+            weight_distribution,
         )
         from ei_keras.scoring import PAPER_SCORING
 
@@ -400,6 +401,8 @@ class RunSession:
                     "output": output_alignment(model, self.probe_x),
                     "gradient": gradient_alignment(model, self.probe_x, self.probe_y),
                 }
+            if cfg.measures.weights:
+                metrics["weights"] = weight_distribution(model)
         if self.spectrum_init is not None:  # the recurrent weights, even of a diverged run
             metrics["spectrum"] = spectrum_record(self.spectrum_init, recurrent_spectrum(model))
         metrics["wall_time_s"] = round(time.time() - self.start, 2)

@@ -240,3 +240,75 @@ def recurrent_spectrum(model) -> list[dict] | None:
             continue
         out.append({"svd_entropy": svd_entropy(w), "spectral_radius": spectral_radius(w)})
     return out
+
+
+#: Edges of `weight_distribution`'s histogram of `log10 w`: 10^-7 to 10^1 in quarter decades.
+WEIGHT_LOG10_EDGES: tuple[float, ...] = tuple(np.round(np.arange(-7.0, 1.0001, 0.25), 2))
+#: The quantiles (percent) of `log10 w` that `weight_distribution` records.
+WEIGHT_QUANTILES: tuple[int, ...] = (1, 5, 25, 50, 75, 95, 99)
+
+
+def _is_sign_constrained(variable) -> bool:
+    from ei_keras import roles
+    from ei_keras.constraints import is_dale_constraint
+
+    return (roles.role_of(variable) == roles.EXCITATORY and len(variable.shape) >= 2
+            and is_dale_constraint(getattr(variable, "constraint", None)))
+
+
+def _log_distribution(w: np.ndarray) -> dict:
+    """The distribution of the non-negative weights `w` (see `weight_distribution`)."""
+    from scipy import stats
+
+    w = w.ravel()
+    positive = w[w > 0]
+    out = {"n": int(w.size), "zero_fraction": float(np.mean(w <= 0)) if w.size else None}
+    if positive.size < 3 or not np.isfinite(positive).all():
+        return {**out, "log_mean": None, "log_sd": None, "log_skewness": None,
+                "log_excess_kurtosis": None, "log10_quantiles": None, "log10_histogram": None}
+    ln = np.log(positive)
+    constant = float(ln.std()) == 0.0
+    log10 = np.log10(positive)
+    edges = np.asarray(WEIGHT_LOG10_EDGES)
+    counts, _ = np.histogram(np.clip(log10, edges[0], edges[-1]), bins=edges)
+    return {
+        **out,
+        "log_mean": float(ln.mean()),
+        "log_sd": float(ln.std(ddof=1)),
+        "log_skewness": None if constant else float(stats.skew(ln)),
+        "log_excess_kurtosis": None if constant else float(stats.kurtosis(ln)),
+        "log10_quantiles": {str(q): float(v) for q, v in
+                            zip(WEIGHT_QUANTILES, np.percentile(log10, WEIGHT_QUANTILES))},
+        # The first and last bins also count the weights beyond the edges.
+        "log10_histogram": [int(c) for c in counts],
+    }
+
+
+def weight_distribution(model) -> dict:
+    """The distribution of `model`'s sign-constrained excitatory weights (`W_EE` of every Dale
+    layer: the variables whose role is `ei_keras.roles.EXCITATORY` and whose constraint keeps
+    them non-negative, biases left out), for the question whether a learning rule makes them
+    log-normal (exponentiated gradient: multiplicative updates) or piles them at 0
+    (gradient descent, then the `NonNeg` clip).
+
+    Returns `{"pooled": d, "variables": {path: d}}`, `pooled` over all those variables, each
+    `d` with `n` (weights), `zero_fraction` (exactly 0: clipped), and over the positive ones
+    the moments of `ln w` (`log_mean`, `log_sd` (ddof 1), `log_skewness`,
+    `log_excess_kurtosis`: both 0 for a log-normal), `log10_quantiles` (percent ->
+    `log10 w`, `WEIGHT_QUANTILES`) and `log10_histogram` (counts per bin of
+    `WEIGHT_LOG10_EDGES`, the outer bins counting what lies beyond). Moments are None with
+    fewer than 3 positive weights, or non-finite ones (a diverged run).
+
+    >>> import keras
+    >>> from ei_keras.layers import EIDense
+    >>> from ei_keras.measures import weight_distribution
+    >>> model = keras.Sequential([keras.Input((20,)), EIDense(8, seed=0)])
+    >>> d = weight_distribution(model)
+    >>> list(d["variables"]), d["pooled"]["n"], d["pooled"]["zero_fraction"]
+    (['sequential/ei_dense/W_EE'], 160, 0.0)
+    """
+    chosen = [v for v in model.variables if _is_sign_constrained(v)]
+    values = {v.path: _np(v) for v in chosen}
+    pooled = np.concatenate([w.ravel() for w in values.values()]) if values else np.zeros(0)
+    return {"pooled": _log_distribution(pooled),
+            "variables": {path: _log_distribution(w) for path, w in values.items()}}

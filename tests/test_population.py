@@ -396,3 +396,27 @@ def test_reproduce_population_smoke_writes_what_report_reads(tmp_path, capsys):
     # 8 steps of the same run: the same test accuracy (one image more or less would be
     # 1/256; the states agree to float32 rounding, far below what flips a prediction here).
     assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 1 / 256
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--population", "train.epochs=0"], "train.epochs"),  # an override, not P
+    (["--population", "4", "train.epochs=0"], "train.epochs"),
+    (["--population", "0"], "argument --population: expected an integer >= 1, got '0'"),
+    (["--population", "many"], "argument --population: expected an integer >= 1, got 'many'"),
+])
+def test_a_key_value_after_population_is_an_override_not_its_count(tmp_path, capsys, argv,
+                                                                    says):
+    """`--population [P]` takes an optional count: `--population train.epochs=3` means every
+    member and the override (argparse alone would read the override as P and refuse it)."""
+    from ei_keras import cli
+
+    if not HAS_ENGINE and says == "train.epochs":  # parsed, then refused for the backend
+        says = "--population trains on jax and torch only"
+    out = tmp_path / "runs"
+    try:
+        rc = cli.main(["reproduce", "fig5", "--smoke", "--out", str(out), *argv])
+    except SystemExit as e:  # argparse's refusals leave through the parser's exit
+        rc = e.code
+    err = capsys.readouterr().err.strip()
+    assert rc == cli.EXIT_INVALID and err.startswith("error:") and says in err, err
+    assert not out.exists()

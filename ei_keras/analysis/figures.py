@@ -42,6 +42,7 @@ __all__ = [
     "plot_alignment",
     "plot_moments",
     "plot_scatter_vs_reference",
+    "plot_weight_histograms",
     "save_figure",
 ]
 
@@ -835,4 +836,72 @@ def plot_scatter_vs_reference(
         title or f"{_label(condition, labels)} vs {_label(reference, labels)} (paired runs)",
         fontsize=10,
     )
+    return save_figure(fig, path, vector=vector)
+
+
+def plot_weight_histograms(
+    runs: Sequence[RunRecord],
+    path: str | os.PathLike[str],
+    *,
+    groups: Sequence[Sequence[str]] | None = None,
+    labels: Mapping[str, str] | None = None,
+    vector: str | None = "pdf",
+) -> Path | None:
+    """Histograms of `log10 w` of the sign-constrained excitatory weights at the end of
+    training (`metrics.json` `weights`, `ei_keras.measures.weight_distribution`), summed over
+    the runs of each condition (every shift size): one panel per group of conditions
+    (default: the conditions of one preset together, e.g. `ei` and its variant `ei_eg`),
+    one line per condition, as the fraction of all its weights per quarter-decade bin; the
+    weights at exactly 0 (clipped) are off the log axis, their share is in the legend.
+    Returns None (nothing written) when no run recorded the distribution."""
+    import numpy as np
+
+    from ei_keras.measures import WEIGHT_LOG10_EDGES
+
+    pooled: dict[str, dict] = {}
+    family: dict[str, str] = {}
+    for r in runs:
+        rec = ((r.metrics.get("weights") or {}).get("pooled") or {})
+        counts = rec.get("log10_histogram")
+        if not isinstance(counts, list) or len(counts) != len(WEIGHT_LOG10_EDGES) - 1:
+            continue
+        acc = pooled.setdefault(r.condition, {"counts": np.zeros(len(counts)), "n": 0,
+                                              "zeros": 0.0, "runs": 0})
+        acc["counts"] += np.asarray(counts, dtype=float)
+        acc["n"] += int(rec["n"])
+        acc["zeros"] += float(rec["zero_fraction"]) * int(rec["n"])
+        acc["runs"] += 1
+        family.setdefault(r.condition, r.preset or r.condition)
+    if not pooled:
+        return None
+    if groups is None:
+        by: dict[str, list[str]] = {}
+        for c in sorted(pooled):
+            by.setdefault(family[c], []).append(c)
+        groups = [by[k] for k in sorted(by)]
+    groups = [[c for c in g if c in pooled] for g in groups]
+    groups = [g for g in groups if g]
+    if not groups:
+        return None
+    edges = np.asarray(WEIGHT_LOG10_EDGES)
+    centers = (edges[:-1] + edges[1:]) / 2
+    cols = min(3, len(groups))
+    rows = math.ceil(len(groups) / cols)
+    fig = _new_figure(4.2 * cols, 3.0 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.ravel()[len(groups):]:
+        ax.set_visible(False)
+    for ax, group in zip(axes.ravel(), groups, strict=False):
+        colors = _colors(len(group))
+        for color, c in zip(colors, group, strict=True):
+            acc = pooled[c]
+            frac = acc["counts"] / max(acc["n"], 1)
+            zeros = 100 * acc["zeros"] / max(acc["n"], 1)
+            ax.step(centers, frac, where="mid", color=color,
+                    label=f"{_label(c, labels)} (at 0: {zeros:.0f} %, {acc['runs']} runs)")
+        ax.set_xlabel("log10 w (excitatory weights)")
+        ax.set_ylabel("fraction of weights")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Excitatory weights at the end of training (all runs of each condition)",
+                 fontsize=10)
     return save_figure(fig, path, vector=vector)

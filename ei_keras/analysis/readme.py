@@ -78,12 +78,14 @@ def _paper_comparison(root: Path, folder: str) -> str:
 def _ablations(root: Path, folder: str) -> str:
     """The answers to issue 23's questions (`ei_keras.analysis.ablations`) from the runs
     in `folder`; a line saying how to make them while the folder holds none."""
-    from .ablations import COMMAND, format_ablations
+    from .ablations import COMMAND, WEIGHTS_FOLDER, format_ablations
 
     if not (root / folder).is_dir():
         return (f"_No runs committed in `{folder}` yet: `{COMMAND}`, then `make results` "
                 "(generated; do not edit by hand)._\n")
-    return format_ablations(load_runs(root / folder, history=False), folder)
+    weights = root / WEIGHTS_FOLDER
+    return format_ablations(load_runs(root / folder, history=False), folder,
+                            load_runs(weights, history=False) if weights.is_dir() else ())
 
 
 def protocol_results(root: Path, folder: str, reference: str, command: str) -> str:

@@ -40,6 +40,7 @@ from .figures import (
     plot_alignment,
     plot_moments,
     plot_scatter_vs_reference,
+    plot_weight_histograms,
 )
 from .paper import compare_with_paper, format_paper_table, verdict_counts
 from .runs import RunRecord, RunScan, scan_runs
@@ -558,6 +559,61 @@ SPECTRUM_CAPTION = (
     "al. 2023), median over runs at initialization → at the end of training (n runs).")
 
 
+def format_weight_table(runs: Sequence[RunRecord], labels: Mapping[str, str] | None = None,
+                        reference: str | None = None,
+                        conditions: Sequence[str] | None = None) -> str:
+    """Markdown table condition × shift size of the sign-constrained excitatory weights at
+    the end of training (`metrics.json` `weights` `pooled`,
+    `ei_keras.measures.weight_distribution`): the medians over runs of the share at exactly 0,
+    the standard deviation, skewness and excess kurtosis of `ln w` (`WEIGHTS_CAPTION`), and
+    the number of runs; only `conditions` when given; empty when no run recorded it."""
+    import statistics
+
+    def pooled(r):
+        return (r.metrics.get("weights") or {}).get("pooled") or {}
+
+    measured = [r for r in runs if pooled(r).get("n")
+                and (conditions is None or r.condition in conditions)]
+    if not measured:
+        return ""
+
+    def med(values, fmt):
+        values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        return format(statistics.median(values), fmt) if values else "—"
+
+    lums = _lum_sorted({r.shift_size for r in measured})
+    present = {r.condition for r in measured}
+    conds = ([c for c in conditions if c in present] if conditions is not None else
+             sorted(present, key=lambda c: (c != reference, c)))
+    body = []
+    for c in conds:
+        cells = []
+        for lum in lums:
+            recs = [pooled(r) for r in measured if (r.condition, r.shift_size) == (c, lum)]
+            if not recs:
+                cells.append(NO_TEST)
+                continue
+            zero = med([100 * d["zero_fraction"] for d in recs
+                        if d.get("zero_fraction") is not None], ".0f")
+            cells.append(f"{zero} % · {med([d.get('log_sd') for d in recs], '.2f')} · "
+                         f"{med([d.get('log_skewness') for d in recs], '+.2f')} · "
+                         f"{med([d.get('log_excess_kurtosis') for d in recs], '+.1f')} "
+                         f"(n={len(recs)})")
+        body.append([_label(c, labels), *cells])
+    axis = shift_axis(shift_of(measured))
+    header = ["condition", *[f"{axis} = {_fmt_r(lum)}" for lum in lums]]
+    return _table(header, body, align="l" + "r" * len(lums))
+
+
+#: What the report and the README say the weight table is.
+WEIGHTS_CAPTION = (
+    "Sign-constrained excitatory weights (`W_EE` of every Dale layer) at the end of "
+    "training (`measures.weights`, `ei_keras.measures.weight_distribution`), median over "
+    "runs: share exactly at 0 (clipped by `NonNeg`) · standard deviation · skewness · excess "
+    "kurtosis of `ln w` over the positive weights (a log-normal has skewness 0 and excess "
+    "kurtosis 0) (n runs).")
+
+
 def format_run_times(runs: Sequence[RunRecord]) -> str:
     """Time per run and in all, from the runs' `metrics.json` (`wall_time_s`: the whole
     run, data loading and measures included; `train_time_s`: training), as Markdown; empty
@@ -643,6 +699,12 @@ def _figures_section(
                       f"One column per {axis}: median over runs and interquartile band; "
                       + _left_out(runs, is_alignment, labels),
                       ali))
+    weights = plot_weight_histograms(runs, out / "weights.png", labels=labels)
+    if weights is not None:
+        drawn.append(("Excitatory weights at the end of training",
+                      "One panel per preset (with its variants), summed over runs and shift "
+                      "sizes: the fraction of weights per quarter decade of w; the share at "
+                      "exactly 0 is in the legend", weights))
     if have_ref:
         for cond in dict.fromkeys(row.condition for row in rows):
             name = f"scatter_{_slug(cond)}_vs_{_slug(reference)}.png"
@@ -744,6 +806,9 @@ def write_report(
         *(["## Recurrent spectrum", "", SPECTRUM_CAPTION, "",
             format_spectrum_table(runs, labels, reference), ""]
           if format_spectrum_table(runs) else []),
+        *(["## Excitatory weights", "", WEIGHTS_CAPTION, "",
+           format_weight_table(runs, labels, reference), ""]
+          if format_weight_table(runs) else []),
         f"## Mann-Whitney U vs {ref_label}",
         "",
         "Two-sided `scipy.stats.mannwhitneyu(condition, reference)`; U is the condition's "

@@ -109,6 +109,7 @@ def population_key(cfg) -> tuple:
             cfg.data.shift, cfg.train.epochs, cfg.train.inhibitory_steps,
             cfg.train.inhibitory_every, cfg.train.validate_each_epoch,
             cfg.measures.moments, cfg.measures.alignment, cfg.measures.probe_size,
+            cfg.measures.weights,
             cfg.data.test_subset, fixed)
 
 
