@@ -247,7 +247,12 @@ class RunSession:
         import keras
 
         from ei_keras import data, zoo
-        from ei_keras.measures import HiddenMoments, LayerNormAlignment, recurrent_spectrum
+        from ei_keras.measures import (
+            HiddenMoments,
+            LayerNormAlignment,
+            recurrent_spectrum,
+            weight_distribution,
+        )
 
         cfg, hp, printer = self.cfg, self.hp, self.printer
         for path in remove_stale_partials(self.run_dir.parent, self.run_dir.name):
@@ -287,6 +292,8 @@ class RunSession:
         #: The recurrent spectrum of the weights the run starts from (None: no recurrent
         #: layer), before any training step.
         self.spectrum_init = recurrent_spectrum(self.model)
+        #: The excitatory weights' distribution the run starts from (`measures.weights`).
+        self.weights_init = weight_distribution(self.model) if cfg.measures.weights else None
         n_probe = min(cfg.measures.probe_size, len(self.x_test))
         self.probe_x, self.probe_y = self.x_test[:n_probe], self.y_test[:n_probe]
         #: The per-epoch measures (callbacks that add to an epoch's logs).
@@ -403,6 +410,8 @@ class RunSession:
                 }
             if cfg.measures.weights:
                 metrics["weights"] = weight_distribution(model)
+        if self.weights_init is not None:
+            metrics["weights_init"] = self.weights_init
         if self.spectrum_init is not None:  # the recurrent weights, even of a diverged run
             metrics["spectrum"] = spectrum_record(self.spectrum_init, recurrent_spectrum(model))
         metrics["wall_time_s"] = round(time.time() - self.start, 2)

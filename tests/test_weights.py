@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from ei_keras import cli
+from ei_keras import cli, zoo
 from ei_keras.analysis import load_runs
 from ei_keras.analysis.ablations import WEIGHTS_FOLDER, format_ablations
 from ei_keras.analysis.report import format_weight_table, write_report
@@ -75,7 +75,16 @@ def train(tmp_path, condition, *extra):
     assert cli.main(["train", "--preset", "ei", "--smoke", "--out", str(out),
                      "measures.weights=true", f"condition={condition}", "data.luminosity=0.75",
                      *extra]) == 0
-    return json.loads((out / "metrics.json").read_text())["weights"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    # the distribution the run started from: the preset built at the run's seed and width
+    built = zoo.build("ei", width=config["model"]["width"], seed=config["seed"],
+                      num_classes=metrics["num_classes"])
+    init, want = metrics["weights_init"]["pooled"], weight_distribution(built)["pooled"]
+    assert init["n"] == want["n"] and init["zero_fraction"] == want["zero_fraction"] == 0.0
+    for key in ("log_mean", "log_sd", "log_skewness"):  # the same float32 draw
+        assert init[key] == pytest.approx(want[key], rel=1e-6, abs=1e-6), key
+    return metrics["weights"]
 
 
 def test_runs_record_it_eg_keeps_every_weight_positive_and_the_report_draws_it(tmp_path,
@@ -89,11 +98,11 @@ def test_runs_record_it_eg_keeps_every_weight_positive_and_the_report_draws_it(t
 
     runs = load_runs(tmp_path / "runs", history=False)
     table = format_weight_table(runs)
-    assert "| ei_eg | 0 % · " in table and "(n=1)" in table
+    assert "| ei_eg | 0 → 0 % · " in table and "(n=1)" in table
     report = write_report(tmp_path / "runs").read_text()
     assert "## Excitatory weights" in report and "![Excitatory weights" in report
     assert (tmp_path / "runs" / "weights.png").is_file()
 
     answer = format_ablations([], weight_runs=runs)
-    assert f"from the 2 runs in `{WEIGHTS_FOLDER}`" in answer and "| ei_eg | 0 % · " in answer
+    assert f"from the 2 runs in `{WEIGHTS_FOLDER}`" in answer and "| ei_eg | 0 → 0 % · " in answer
     assert f"no runs in `{WEIGHTS_FOLDER}` yet" in format_ablations([])
