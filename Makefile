@@ -11,7 +11,7 @@ test: setup
 	@bash scripts/test_all_backends.sh
 
 # The README's results tables (<!-- results:NAME --> blocks), regenerated from the committed
-# run directories under docs/results/ (tests/test_readme_results.py checks they are current).
+# run directories under docs/results/ (tests/test_protocol.py checks they are current).
 results: setup
 	@.venv/bin/python -m ei_keras.analysis.readme README.md
 
