@@ -455,9 +455,7 @@ def format_accuracy_table(
             std = f" ± {_pct(s.std)}" if s.std is not None else ""
             cells.append(f"{_pct(s.mean)}{std} (n={s.n}, {s.n_diverged} div)")
         body.append([_label(c, labels), *cells])
-    axis = shift_axis(shift_of(runs))
-    header = ["condition", *[f"{axis} = {_fmt_r(lum)}" for lum in lums]]
-    return _table(header, body, align="l" + "r" * len(lums))
+    return _by_shift_table(body, runs, lums)
 
 
 def format_scoring(runs: Sequence[RunRecord]) -> str:
@@ -480,6 +478,14 @@ def format_scoring(runs: Sequence[RunRecord]) -> str:
     parts = ", ".join(f"{n} under {SCORINGS[rule]}" for rule, n in sorted(by_rule.items()))
     return (f"**Warning: these runs were scored under different rules** ({parts}). The "
             "statistics below mix them; rerun the old ones (a new `--out`) before comparing.")
+
+
+def _by_shift_table(body: Sequence[Sequence[str]], runs: Sequence[RunRecord],
+                    lums: Sequence[float | None]) -> str:
+    """A Markdown table of condition rows with one column per shift size of `runs`."""
+    axis = shift_axis(shift_of(runs))
+    header = ["condition", *[f"{axis} = {_fmt_r(lum)}" for lum in lums]]
+    return _table(header, body, align="l" + "r" * len(lums))
 
 
 def format_stability_table(runs: Sequence[RunRecord], labels: Mapping[str, str] | None = None,
@@ -508,9 +514,7 @@ def format_stability_table(runs: Sequence[RunRecord], labels: Mapping[str, str] 
                 cell += f" / {stops[(c, lum, 'bound')]}"
             cells.append(cell)
         body.append([_label(c, labels), *cells])
-    axis = shift_axis(shift_of(runs))
-    header = ["condition", *[f"{axis} = {_fmt_r(lum)}" for lum in lums]]
-    return _table(header, body, align="l" + "r" * len(lums))
+    return _by_shift_table(body, runs, lums)
 
 
 def format_spectrum_table(runs: Sequence[RunRecord], labels: Mapping[str, str] | None = None,
@@ -546,9 +550,7 @@ def format_spectrum_table(runs: Sequence[RunRecord], labels: Mapping[str, str] |
             tail = f"{statistics.median(end):.3f}" if end else "—"
             cells.append(f"{statistics.median(init):.3f} → {tail} (n={len(init)})")
         body.append([_label(c, labels), *cells])
-    axis = shift_axis(shift_of(measured))
-    header = ["condition", *[f"{axis} = {_fmt_r(lum)}" for lum in lums]]
-    return _table(header, body, align="l" + "r" * len(lums))
+    return _by_shift_table(body, measured, lums)
 
 
 #: What the report and the README say the spectrum table is.
@@ -607,9 +609,7 @@ def format_weight_table(runs: Sequence[RunRecord], labels: Mapping[str, str] | N
                          f"{stat('log_skewness', '+.2f')} · "
                          f"{stat('log_excess_kurtosis', '+.1f')} (n={len(here)})")
         body.append([_label(c, labels), *cells])
-    axis = shift_axis(shift_of(measured))
-    header = ["condition", *[f"{axis} = {_fmt_r(lum)}" for lum in lums]]
-    return _table(header, body, align="l" + "r" * len(lums))
+    return _by_shift_table(body, measured, lums)
 
 
 #: What the report and the README say the weight table is.
