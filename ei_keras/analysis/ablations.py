@@ -33,7 +33,8 @@ COMMAND = "ei-keras reproduce ablations --out docs/results/ablations --jobs 2"
 WEIGHTS_FOLDER = "docs/results/ablations-weights"
 WEIGHTS_CONDITIONS = ("ei", "ei_eg", "ei_ln", "ei_ln_eg", "inorm_gradnorm", "inorm_gradnorm_eg")
 WEIGHTS_COMMAND = (f"ei-keras reproduce ablations --conditions {','.join(WEIGHTS_CONDITIONS)} "
-                   f"--out {WEIGHTS_FOLDER} --jobs 2 measures.weights=true")
+                   f"--luminosity 0.75 --out {WEIGHTS_FOLDER} --backend jax "
+                   "measures.weights=true")
 
 
 @dataclass(frozen=True)

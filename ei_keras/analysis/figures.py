@@ -851,7 +851,8 @@ def plot_weight_histograms(
     training (`metrics.json` `weights`, `ei_keras.measures.weight_distribution`), summed over
     the runs of each condition (every shift size): one panel per group of conditions
     (default: the conditions of one preset together, e.g. `ei` and its variant `ei_eg`),
-    one line per condition, as the fraction of all its weights per quarter-decade bin; the
+    one line per condition, as the fraction of all its weights per quarter-decade bin, and a
+    dashed line for the same runs at initialization (`weights_init`, where recorded); the
     weights at exactly 0 (clipped) are off the log axis, their share is in the legend.
     Returns None (nothing written) when no run recorded the distribution."""
     import numpy as np
@@ -859,19 +860,25 @@ def plot_weight_histograms(
     from ei_keras.measures import WEIGHT_LOG10_EDGES
 
     pooled: dict[str, dict] = {}
+    initial: dict[str, dict] = {}
     family: dict[str, str] = {}
-    for r in runs:
-        rec = ((r.metrics.get("weights") or {}).get("pooled") or {})
+
+    def add(into: dict, condition: str, rec: dict) -> bool:
         counts = rec.get("log10_histogram")
         if not isinstance(counts, list) or len(counts) != len(WEIGHT_LOG10_EDGES) - 1:
-            continue
-        acc = pooled.setdefault(r.condition, {"counts": np.zeros(len(counts)), "n": 0,
-                                              "zeros": 0.0, "runs": 0})
+            return False
+        acc = into.setdefault(condition, {"counts": np.zeros(len(counts)), "n": 0,
+                                          "zeros": 0.0, "runs": 0})
         acc["counts"] += np.asarray(counts, dtype=float)
         acc["n"] += int(rec["n"])
         acc["zeros"] += float(rec["zero_fraction"]) * int(rec["n"])
         acc["runs"] += 1
-        family.setdefault(r.condition, r.preset or r.condition)
+        return True
+
+    for r in runs:
+        if add(pooled, r.condition, (r.metrics.get("weights") or {}).get("pooled") or {}):
+            add(initial, r.condition, (r.metrics.get("weights_init") or {}).get("pooled") or {})
+            family.setdefault(r.condition, r.preset or r.condition)
     if not pooled:
         return None
     if groups is None:
@@ -899,6 +906,11 @@ def plot_weight_histograms(
             zeros = 100 * acc["zeros"] / max(acc["n"], 1)
             ax.step(centers, frac, where="mid", color=color,
                     label=f"{_label(c, labels)} (at 0: {zeros:.0f} %, {acc['runs']} runs)")
+        starts = [initial[c] for c in group if c in initial]
+        if starts:  # the runs' initialization, summed like the ends
+            counts = sum(a["counts"] for a in starts)
+            ax.step(centers, counts / max(sum(a["n"] for a in starts), 1), where="mid",
+                    color="0.5", linestyle="--", label="at initialization")
         ax.set_xlabel("log10 w (excitatory weights)")
         ax.set_ylabel("fraction of weights")
         ax.legend(fontsize=7, loc="upper left")

@@ -712,8 +712,9 @@ def _figures_section(
     if weights is not None:
         drawn.append(("Excitatory weights at the end of training",
                       "One panel per preset (with its variants), summed over runs and shift "
-                      "sizes: the fraction of weights per quarter decade of w; the share at "
-                      "exactly 0 is in the legend", weights))
+                      "sizes: the fraction of weights per quarter decade of w (dashed: the "
+                      "same runs at initialization); the share at exactly 0 is in the legend",
+                      weights))
     if have_ref:
         for cond in dict.fromkeys(row.condition for row in rows):
             name = f"scatter_{_slug(cond)}_vs_{_slug(reference)}.png"
