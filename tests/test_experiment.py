@@ -339,7 +339,7 @@ DEFINING = {
     "loss.norm_weight_horizon": 5, "model.task_trains_inhibitory": True,
     "model.norm_trains_excitatory": True,
     "loss.norm_weight": 0.123, "loss.label_smoothing": 0.05, "measures.moments": False,
-    "measures.alignment": False, "measures.probe_size": 100,
+    "measures.alignment": False, "measures.probe_size": 100, "measures.weights": True,
 }
 #: The contrast range defines a run of the contrast shift (and only of it).
 DEFINING_UNDER_CONTRAST = {"data.contrast": 2.0}
@@ -376,7 +376,7 @@ def test_every_key_that_defines_a_run_changes_its_fingerprint_and_no_other(monke
 #: (written here, not read from ei_keras.config): absent from the fingerprint at that value,
 #: so a folder made before the key existed stays reusable.
 NEUTRAL = {"model.gradnorm_on": "y", "model.task_trains_inhibitory": False,
-           "model.norm_trains_excitatory": False}
+           "model.norm_trains_excitatory": False, "measures.weights": False}
 
 
 def test_keys_added_later_leave_the_fingerprint_alone_at_their_neutral_value():
