@@ -30,6 +30,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from ei_keras import roles
+from ei_keras.constraints import is_dale_constraint
 from ei_keras.models.gradients import gradients
 
 
@@ -249,9 +251,6 @@ WEIGHT_QUANTILES: tuple[int, ...] = (1, 5, 25, 50, 75, 95, 99)
 
 
 def _is_sign_constrained(variable) -> bool:
-    from ei_keras import roles
-    from ei_keras.constraints import is_dale_constraint
-
     return (roles.role_of(variable) == roles.EXCITATORY and len(variable.shape) >= 2
             and is_dale_constraint(getattr(variable, "constraint", None)))
 
