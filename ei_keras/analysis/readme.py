@@ -139,12 +139,47 @@ def protocol_results(root: Path, folder: str, reference: str, command: str) -> s
     return "\n".join(lines) + "\n"
 
 
+#: What makes `docs/results/paper50` (issue 21's headline at the paper's length): the two
+#: conditions of finding 5 at the r where it differs most, 30 configurations, 50 epochs.
+PAPER50_COMMAND = ("ei-keras reproduce fig5 --conditions ei_ln,inorm_gradnorm --luminosity 0,0.75 "
+                   "--configs 30 --out docs/results/paper50 --backend jax --jobs 2 "
+                   "train.epochs=50")
+
+
+def _paper_length(root: Path, folder: str, short: str) -> str:
+    """The comparison with the paper of the runs in `folder` (the paper's length), then the
+    same configurations at `short`'s length beside them (`ei_keras.analysis.length`)."""
+    from .length import compare_lengths, format_length_table
+
+    if not (root / folder).is_dir():
+        return (f"_No runs committed in `{folder}` yet: `{PAPER50_COMMAND}`, then `make "
+                "results` (generated; do not edit by hand)._\n")
+    text = _paper_comparison(root, folder)
+    lines = ["", f"The same configurations (learning rates, width, seed) in `{short}` and "
+             f"here, paired: {LENGTH_CAPTION}", ""]
+    try:
+        lines.append(format_length_table(compare_lengths(
+            load_runs(root / short, history=False), load_runs(root / folder, history=False))))
+    except ValueError as err:
+        lines.append(f"_Not comparable: {err}._")
+    return text + "\n".join(lines) + "\n"
+
+
+#: How to read `ei_keras.analysis.length.format_length_table` under the README's blocks.
+LENGTH_CAPTION = (
+    "shift = the Hodges-Lehmann estimate of (condition − LN) over the configurations, points, "
+    "with its 95 % interval, at each length; change = the median over configurations of how "
+    "much that difference moved from the short to the long run, p its two-sided Wilcoxon "
+    "signed-rank test; the reference's gain = how much LN itself gained from the extra epochs.")
+
+
 #: What made `docs/results/rnn` (issue 24's result): the recipe at its own size.
 RNN_COMMAND = "ei-keras reproduce rnn --out docs/results/rnn --backend jax --jobs 2"
 
 #: Block name → how to render it from the repository root.
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "paper30": lambda root: _paper_comparison(root, "docs/results/paper30"),
+    "paper50": lambda root: _paper_length(root, "docs/results/paper50", "docs/results/paper30"),
     "ablations": lambda root: _ablations(root, "docs/results/ablations"),
     "defaults": lambda root: protocol_results(
         root, "docs/results/defaults", "ei_ln",
