@@ -117,6 +117,15 @@ def test_the_report_has_the_stability_table_and_the_paper_scoring(scored, tmp_pa
     assert "| ei_ln | 0 / 1 |" in stability and "| inorm | 1 / 0 |" in stability
     assert f"{100 * spiked['test_accuracy']:.1f} (n=1, 0 div)" in report
     assert "Run time (2 of 2 runs recorded it)" in report
+    # by the sampled lr_e: the NaN run (lr_e 1e6) in the last band, the spiked one in its own
+    from ei_keras.analysis.report import RATE_EDGES
+    by_rate = stability.split("By the sampled excitatory learning rate")[1]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in by_rate.splitlines() if line.startswith("| ei_ln") or
+            line.startswith("| inorm")}
+    assert rows["inorm"] == ["—"] * len(RATE_EDGES) + ["1 / 0 / 1"]
+    band = sum(spiked["hyperparameters"]["lr_e"] >= e for e in RATE_EDGES)
+    assert rows["ei_ln"][band] == "0 / 1 / 1" and rows["ei_ln"].count("—") == len(RATE_EDGES)
     # an old run beside them: the report says the rules differ instead of mixing them silently
     old = next(r for r in load_runs(PAPER30 / "inorm" / "r0.5", history=False) if r.diverged)
     shutil.copytree(old.path, root / "inorm" / "r0.5" / "cfg99")

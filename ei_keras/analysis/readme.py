@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .paper import compare_with_paper, format_paper_table, verdict_counts
 from .report import (
+    RATE_CAPTION,
     SPECTRUM_CAPTION,
     format_accuracy_table,
     format_comparison_table,
@@ -32,6 +33,7 @@ from .report import (
     format_run_times,
     format_scoring,
     format_spectrum_table,
+    format_stability_by_rate,
     format_stability_table,
 )
 from .runs import load_runs
@@ -72,6 +74,10 @@ def _paper_comparison(root: Path, folder: str) -> str:
         "",
         format_stability_table(runs, reference="ei_ln"),
     ]
+    by_rate = format_stability_by_rate(runs, reference="ei_ln")
+    if by_rate:
+        lines += ["", f"By the sampled excitatory learning rate, r pooled: {RATE_CAPTION}", "",
+                  by_rate]
     return "\n".join(lines) + "\n"
 
 

@@ -68,6 +68,7 @@ __all__ = [
     "format_scoring",
     "format_spectrum_table",
     "format_stability_table",
+    "format_stability_by_rate",
     "headline_lines",
     "summarize",
     "write_report",
@@ -517,6 +518,53 @@ def format_stability_table(runs: Sequence[RunRecord], labels: Mapping[str, str] 
     return _by_shift_table(body, runs, lums)
 
 
+#: How to read `format_stability_by_rate`.
+RATE_CAPTION = ("runs stopped by a non-finite loss or weight / runs with a transient excursion "
+                "that trained on / runs, per band of `lr_e` (configurations share their rates "
+                "across the conditions of a family, so a column holds the same draws for "
+                "each condition of one family).")
+
+#: Edges of the excitatory learning-rate bands of `format_stability_by_rate` (the sampled
+#: `lr_e` is log-uniform in 0.01–0.5, `ei_keras.search_space`).
+RATE_EDGES = (0.03, 0.1, 0.2)
+
+
+def format_stability_by_rate(runs: Sequence[RunRecord], labels: Mapping[str, str] | None = None,
+                             reference: str | None = None,
+                             edges: Sequence[float] = RATE_EDGES) -> str:
+    """Markdown table condition × band of the sampled excitatory learning rate `lr_e`
+    (`metrics.json` `hyperparameters`), pooled over shift sizes: runs stopped by a non-finite
+    value / runs with a transient excursion / runs in the band (old-rule folders: the bound
+    stops are counted with the stops). Where a family is fragile, by rate; "" when no run
+    records its `lr_e`."""
+    def rate(run: RunRecord) -> float | None:
+        value = (run.metrics.get("hyperparameters") or {}).get("lr_e")
+        return float(value) if isinstance(value, int | float) else None
+
+    rated = [r for r in runs if rate(r) is not None]
+    if not rated:
+        return ""
+    bounds = [None, *edges, None]
+    names = [f"< {edges[0]:g}", *[f"{a:g}–{b:g}" for a, b in zip(edges, edges[1:])],
+             f"≥ {edges[-1]:g}"]
+
+    def band(run: RunRecord) -> int:
+        return sum(rate(run) >= e for e in edges)
+
+    conds = sorted({r.condition for r in rated}, key=lambda c: (c != reference, c))
+    total, stops, excursions = Counter(), Counter(), Counter()
+    for r in rated:
+        key = (r.condition, band(r))
+        total[key] += 1
+        stops[key] += r.stop is not None
+        excursions[key] += r.excursion
+    body = [[_label(c, labels), *[
+        f"{stops[(c, i)]} / {excursions[(c, i)]} / {total[(c, i)]}" if total[(c, i)] else NO_TEST
+        for i in range(len(bounds) - 1)]] for c in conds]
+    return _table(["condition", *[f"`lr_e` {n}" for n in names]], body,
+                  align="l" + "r" * len(names))
+
+
 def format_spectrum_table(runs: Sequence[RunRecord], labels: Mapping[str, str] | None = None,
                           reference: str | None = None) -> str:
     """Markdown table condition × shift size of the recurrent weights' normalized SVD entropy
@@ -807,6 +855,9 @@ def write_report(
         "",
         format_stability_table(runs, labels, reference),
         "",
+        *([f"By the sampled excitatory learning rate, all shift sizes pooled: {RATE_CAPTION}",
+           "", format_stability_by_rate(runs, labels, reference), ""]
+          if format_stability_by_rate(runs) else []),
         "## Test accuracy (%)",
         "",
         "Mean ± sample standard deviation over runs, n runs, diverged runs.",
