@@ -557,7 +557,9 @@ def test_curve_figures_show_every_condition_on_whole_epochs(tmp_path: Path) -> N
 def test_report_captions_count_left_out_runs(tmp_path: Path) -> None:
     _moment_runs(tmp_path / "runs")
     text = write_report(tmp_path / "runs", out_dir=tmp_path / "out").read_text()
-    assert text.count("2 diverged runs of 10 left out (c 2)") == 2  # moments and alignment
+    # moments, alignment, learning curves
+    assert text.count("2 diverged runs of 10 left out (c 2)") == 3
+    assert "![Training accuracy per epoch](learning.png)" in text
     assert "![Hidden-layer moments per epoch](moments.png)" in text
     assert "([PDF](moments.pdf))" in text
     _assert_pdf(tmp_path / "out" / "moments.pdf")
@@ -662,3 +664,29 @@ def test_unreadable_history_keeps_run(tmp_path: Path) -> None:
     assert len(scan.runs) == 1 and scan.runs[0].history == {} and len(scan.warnings) == 1
     with pytest.raises(RunLoadError, match="history.csv"):
         scan_runs(tmp_path, strict=True)
+
+
+def test_learning_curves_pair_each_run_with_its_reference_epoch_by_epoch(tmp_path: Path) -> None:
+    from ei_keras.analysis import figures, plot_learning_curves
+
+    def hist(acc: list[float]) -> dict[str, list[float]]:
+        return {"epoch": [1.0, 2.0, 3.0], "accuracy": acc, "loss": [1.0, 0.8, 0.6]}
+
+    write_run(tmp_path, "ref/s0", condition="ref", seed=0, history=hist([0.5, 0.6, 0.7]))
+    write_run(tmp_path, "ref/s1", condition="ref", seed=1, status="diverged", acc=None,
+              history=hist([0.5, 0.1, 0.1]))
+    write_run(tmp_path, "c/s0", condition="c", seed=0, history=hist([0.55, 0.6, 0.68]))
+    write_run(tmp_path, "c/s1", condition="c", seed=1, history=hist([0.5, 0.7, 0.8]))
+    write_run(tmp_path, "c/s2", condition="c", seed=2, history={"epoch": [1.0], "loss": [1.0]})
+    derived = {(r.condition, r.seed): r.history
+               for r in figures.learning_runs(load_runs(tmp_path), "ref")}
+    assert set(derived) == {("ref", 0), ("ref", 1), ("c", 0), ("c", 1)}  # no accuracy: left out
+    assert derived["c", 0]["accuracy"] == pytest.approx([55.0, 60.0, 68.0])
+    assert derived["c", 0][figures.VERSUS_REFERENCE] == pytest.approx([5.0, 0.0, -2.0])
+    assert figures.VERSUS_REFERENCE not in derived["c", 1]  # its reference pair diverged
+    fig = figures._learning_figure(load_runs(tmp_path), reference="ref")
+    assert len(fig.axes) == 2  # accuracy, then the difference from the reference
+    _assert_png(plot_learning_curves(load_runs(tmp_path), tmp_path / "out" / "learning.png",
+                                     reference="ref"))
+    assert plot_learning_curves([r for r in load_runs(tmp_path) if r.condition == "c" and
+                                 r.seed == 2], tmp_path / "none.png") is None

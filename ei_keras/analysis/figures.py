@@ -465,7 +465,7 @@ class _Panel:
     select: Callable[[str], bool]
     layer_of: Callable[[str], str]
     ylabel: str
-    target: float
+    target: float | None
     target_label: str
     log: bool = False
 
@@ -541,7 +541,8 @@ def _curve_figure(
                         epochs, curve.low, curve.high, color=colors[cond], alpha=band_alpha,
                         linewidth=0,
                     )
-            ax.axhline(panel.target, **_TARGET_STYLE)
+            if panel.target is not None:
+                ax.axhline(panel.target, **_TARGET_STYLE)
             if panel.log and _all_positive(grid[(pi, li)]):
                 ax.set_yscale("log")
             ax.grid(alpha=0.3)
@@ -586,7 +587,7 @@ def _curve_figure(
     handles += [Line2D([], [], color="black", linestyle=style[layer], label=layer)
                 for layer in layers]
     handles.append(Patch(facecolor="0.5", alpha=0.25, label="interquartile range"))
-    targets = dict.fromkeys(p.target_label for p in panels)
+    targets = dict.fromkeys(p.target_label for p in panels if p.target is not None)
     handles += [Line2D([], [], label=t, **{k: v for k, v in _TARGET_STYLE.items()
                                           if k != "zorder"}) for t in targets]
     if len(conds) > 1:
@@ -687,6 +688,97 @@ def plot_moments(
     """
     fig = _moments_figure(runs, reference=reference, shift_size=shift_size, labels=labels,
                           conditions=conditions, title=title)
+    return None if fig is None else save_figure(fig, path, vector=vector)
+
+
+#: The history column `learning_runs` adds: a run's training accuracy minus its reference
+#: pair's, epoch by epoch, in points.
+VERSUS_REFERENCE = "accuracy_vs_reference"
+
+
+def learning_runs(runs: Sequence[RunRecord], reference: str | None) -> list[RunRecord]:
+    """The runs with the history of `plot_learning_curves`: training accuracy in percent
+    (`accuracy`), and for each run paired with a `reference` run (same shift size and seed or
+    trial, `pair_runs`) its difference from that run, epoch by epoch, in points
+    (`VERSUS_REFERENCE`; as long as the shorter history). A run without an `accuracy` column
+    is left out."""
+    import dataclasses
+
+    def percent(run: RunRecord) -> list[float]:
+        return [100.0 * v for v in _finite_series(run.history.get("accuracy") or [])]
+
+    diffs: dict[Path, list[float]] = {}
+    if reference is not None:
+        for cond in {r.condition for r in runs} - {reference}:
+            for run, ref in pair_runs(runs, cond, reference):
+                if ref.diverged:
+                    continue  # a stopped reference's curve says nothing about the condition
+                a, b = percent(run), percent(ref)
+                diffs[run.path] = [x - y for x, y in zip(a, b, strict=False)]
+    out = []
+    for run in runs:
+        acc = percent(run)
+        if not acc:
+            continue
+        history = {"epoch": (run.history.get("epoch") or [])[:len(acc)], "accuracy": acc}
+        if run.path in diffs:
+            history[VERSUS_REFERENCE] = diffs[run.path]
+        out.append(dataclasses.replace(run, history=history))
+    return out
+
+
+def _learning_figure(
+    runs: Sequence[RunRecord],
+    *,
+    reference: str | None = "ei_ln",
+    labels: Mapping[str, str] | None = None,
+    conditions: Sequence[str] | None = None,
+) -> Figure | None:
+    """The figure `plot_learning_curves` saves (None when no run has an `accuracy` history)."""
+    runs = learning_runs(runs, reference)
+    if not runs:
+        return None
+    ref = _label(reference, labels) if reference else ""
+    panels = [_Panel(lambda c: c == "accuracy", lambda c: "training", "training accuracy (%)",
+                     None, "")]
+    if any(VERSUS_REFERENCE in r.history for r in runs):
+        panels.append(_Panel(lambda c: c == VERSUS_REFERENCE, lambda c: "training",
+                             f"minus {ref}'s, same configuration (points)", 0.0,
+                             f"equal to {ref}"))
+    return _curve_figure(
+        runs, panels, reference=reference, shift_size=None, labels=labels,
+        conditions=conditions,
+        title="Training accuracy per epoch, and its difference from the reference's in the "
+        "same configuration: median over runs that did not diverge")
+
+
+def plot_learning_curves(
+    runs: Sequence[RunRecord],
+    path: str | os.PathLike[str],
+    *,
+    reference: str | None = "ei_ln",
+    labels: Mapping[str, str] | None = None,
+    conditions: Sequence[str] | None = None,
+    vector: str | None = "pdf",
+) -> Path | None:
+    """Training accuracy per epoch (top row) and each condition's difference from its
+    `reference` pair, same configuration (bottom row: training accuracy minus the reference
+    run's, points; 0 = equal), one column per shift size. Lines are medians over the runs that
+    did not diverge, bands their interquartile range; the bottom row says whether a lead over
+    the reference grows or shrinks with training, which a final accuracy cannot.
+
+    Args:
+        runs: The runs (see `ei_keras.analysis.load_runs`), with `history.csv`.
+        path: Output PNG path; the vector copy goes beside it.
+        reference: The condition the others are paired with (None: the top row only).
+        labels: Optional display names for conditions.
+        conditions: Conditions to draw, in order (default: the reference, then the rest).
+        vector: Format of the vector copy, `"pdf"` or `"svg"`, or None for PNG only.
+
+    Returns:
+        The PNG path, or None (nothing written) when no run has an `accuracy` history.
+    """
+    fig = _learning_figure(runs, reference=reference, labels=labels, conditions=conditions)
     return None if fig is None else save_figure(fig, path, vector=vector)
 
 

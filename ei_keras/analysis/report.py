@@ -38,6 +38,7 @@ from .figures import (
     _curve_runs,
     plot_accuracy_by_shift,
     plot_alignment,
+    plot_learning_curves,
     plot_moments,
     plot_scatter_vs_reference,
     plot_weight_histograms,
@@ -756,6 +757,14 @@ def _figures_section(
                       f"One column per {axis}: median over runs and interquartile band; "
                       + _left_out(runs, is_alignment, labels),
                       ali))
+    learning = plot_learning_curves(runs, out / "learning.png",
+                                    reference=reference if have_ref else None, labels=labels)
+    if learning is not None:
+        drawn.append(("Training accuracy per epoch",
+                      f"One column per {axis}: median over runs and interquartile band; bottom "
+                      f"row: each run's training accuracy minus its {ref_label} pair's (same "
+                      "configuration), points; "
+                      + _left_out(runs, lambda c: c == "accuracy", labels), learning))
     weights = plot_weight_histograms(runs, out / "weights.png", labels=labels)
     if weights is not None:
         drawn.append(("Excitatory weights at the end of training",
