@@ -67,6 +67,12 @@ def _paper_comparison(root: Path, folder: str) -> str:
         "paired test, the median paired difference; p Holm: corrected across the four r of "
         "the condition. Verdicts use the uncorrected p, as the paper's.",
         "",
+        "Paired, every condition against LN over the configurations both ran (same r, seed, "
+        "width and, within a family, rates): median difference, points, pairs lower / higher, "
+        "two-sided Wilcoxon signed-rank p:",
+        "",
+        format_paired_table(compare_paired(runs, reference="ei_ln")),
+        "",
         "Stability (per condition and r: runs stopped by a non-finite loss or weight / runs "
         "with a transient excursion past 1e3 that trained on"
         + (" / runs the old rule stopped at 1e3" if any(r.stop == "bound" for r in runs)
