@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .report import _table
-from .runs import RunRecord, group_runs
+from .runs import RunRecord
 from .stats import format_p, paired_hodges_lehmann, wilcoxon_paired
 
 __all__ = ["LengthRow", "compare_lengths", "format_length_table", "run_epochs"]
@@ -91,7 +91,7 @@ def compare_lengths(short: Iterable[RunRecord], long: Iterable[RunRecord],
                     reference: str = "ei_ln") -> list[LengthRow]:
     """Pair the runs of two protocols that differ only in length (same condition, shift size
     and seed or trial) and compare each condition's paired difference from `reference` at the
-    two lengths. Conditions of `long` other than the reference, in its order; shift sizes in
+    two lengths. Conditions of `long` other than the reference, in name order; shift sizes in
     ascending order; configurations missing from either folder (or one of its conditions) are
     left out of that row.
 
@@ -100,46 +100,44 @@ def compare_lengths(short: Iterable[RunRecord], long: Iterable[RunRecord],
             same configuration: the folders were drawn with different `--seed`s or settings),
             or a reference missing from `long`.
     """
-    short, long = list(short), list(long)
-    index = {(r.condition, r.pair_key): r for r in short}
-    long_groups = {cond: [run for size in by_size.values() for run in size]
-                   for cond, by_size in group_runs(long).items()}
-    if reference not in long_groups:
+    def index(runs: Iterable[RunRecord]) -> dict[tuple, RunRecord]:
+        return {(r.condition, r.pair_key): r for r in runs}
+
+    short_ix, long_ix = index(short), index(long)
+    if not any(cond == reference for cond, _ in long_ix):
+        conds = sorted({cond for cond, _ in long_ix})
         raise ValueError(f"the reference {reference!r} has no runs in the longer protocol; "
-                         f"it has {', '.join(long_groups) or 'none'}")
-    quad: dict[tuple[str, float | None], list[tuple[RunRecord, ...]]] = {}
-    ref_long = {r.pair_key: r for r in long_groups[reference]}
-    for cond, runs in long_groups.items():
+                         f"it has {', '.join(conds) or 'none'}")
+    # (condition, shift size) -> [(condition short, condition long, reference short, long)]
+    quads: dict[tuple[str, float | None], list[tuple[RunRecord, ...]]] = {}
+    for (cond, key), run in long_ix.items():
         if cond == reference:
             continue
-        for run in runs:
-            key = run.pair_key
-            partners = (index.get((cond, key)), ref_long.get(key), index.get((reference, key)))
-            if any(p is None for p in partners):
-                continue
-            for a, b in ((run, partners[0]), (partners[1], partners[2])):
-                if not _same(_configuration(a), _configuration(b)):
-                    raise ValueError(
-                        f"{a.path} and {b.path} share condition, shift and seed but not their "
-                        "learning rates or width, so they are not one configuration at two "
-                        "lengths: compare folders made with the same --seed and settings")
-            quad.setdefault((cond, run.shift_size), []).append((partners[0], run, partners[2],
-                                                                partners[1]))
+        four = (short_ix.get((cond, key)), run, short_ix.get((reference, key)),
+                long_ix.get((reference, key)))
+        if any(p is None for p in four):
+            continue
+        for a, b in ((four[1], four[0]), (four[3], four[2])):
+            if not _same(_configuration(a), _configuration(b)):
+                raise ValueError(
+                    f"{a.path} and {b.path} share condition, shift and seed but not their "
+                    "learning rates or width, so they are not one configuration at two "
+                    "lengths: compare folders made with the same --seed and settings")
+        quads.setdefault((cond, run.shift_size), []).append(four)
     rows = []
-    order = [c for c in long_groups if c != reference]
-    for (cond, size), quads in sorted(quad.items(), key=lambda kv: (
-            order.index(kv[0][0]), kv[0][1] is None, kv[0][1] or 0.0)):
-        d_short = [c.accuracy - r.accuracy for c, _, r, _ in quads]
-        d_long = [c.accuracy - r.accuracy for _, c, _, r in quads]
+    for (cond, size), four in sorted(quads.items(), key=lambda kv: (
+            kv[0][0], kv[0][1] is None, kv[0][1] or 0.0)):
+        d_short = [c.accuracy - r.accuracy for c, _, r, _ in four]
+        d_long = [c.accuracy - r.accuracy for _, c, _, r in four]
         changes = [b - a for a, b in zip(d_short, d_long, strict=True)]
         rows.append(LengthRow(
             cond, reference, size,
-            (_single(run_epochs(q[0]) for q in quads), _single(run_epochs(q[1]) for q in quads)),
-            len(quads), paired_hodges_lehmann(d_short), paired_hodges_lehmann(d_long),
+            (_single(run_epochs(q[0]) for q in four), _single(run_epochs(q[1]) for q in four)),
+            len(four), paired_hodges_lehmann(d_short), paired_hodges_lehmann(d_long),
             (sum(d > 0 for d in d_short), sum(d > 0 for d in d_long)),
             float(statistics.median(changes)), wilcoxon_paired(changes),
             float(statistics.median(r_long.accuracy - r_short.accuracy
-                                    for _, _, r_short, r_long in quads))))
+                                    for _, _, r_short, r_long in four))))
     return rows
 
 
