@@ -269,7 +269,35 @@ def test_readme_results_blocks_equal_what_the_report_computes_today():
         assert f"<!-- results:{name} -->" in text, name
     assert update_readme(ROOT / "README.md", root=ROOT, check=True) == [], (
         "README results blocks are stale: run `make results`")
-    for name in BLOCKS:  # every block made from runs says how they were scored
+    for name in set(BLOCKS) - {"recipe_times"}:  # every accuracy block says its scoring
         block = render_block(name, ROOT)
         assert ("No runs committed" in block or "**Scoring:**" in block
                 or "stopped by a non-finite loss or weight counts at chance" in block), name
+
+
+def test_recipe_times_count_the_planned_cells_and_take_the_median_of_their_wall_times(tmp_path):
+    """The README's run-time table: each recipe's runs are the cells its `plan.json` lists,
+    the reduced run is the configurations 0-7 at r 0 and 0.75 among them, and the time per
+    run is the median of the `wall_time_s` the runs recorded (read here straight from the
+    files); without a 50-epoch folder to scale by, the paper's length is left blank."""
+    import statistics
+
+    from ei_keras.analysis.readme import render_block
+
+    plan = json.loads((PAPER30 / "plan.json").read_text())["recipes"]
+    block = render_block("recipe_times", ROOT)
+    for name, entry in plan.items():
+        cells = entry["cells"]
+        walls = [json.loads((PAPER30 / c / "metrics.json").read_text())["wall_time_s"]
+                 for c in cells]
+        reduced = [c for c in cells if int(c.split("/cfg")[1]) < 8
+                   and c.split("/")[1] in ("r0", "r0.75")]
+        row = next(line for line in block.splitlines() if line.startswith(f"| `{name}` |"))
+        assert row.startswith(f"| `{name}` | {len(cells)} | {statistics.median(walls):.1f} s"
+                              ), row
+        assert row.split(" | ")[4] == str(len(reduced)), row
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    (tmp_path / "docs" / "results" / "paper30").symlink_to(PAPER30)
+    alone = render_block("recipe_times", tmp_path)
+    assert "no cell of `docs/results/paper50` to scale by yet" in alone
+    assert all(line.endswith("| — |") for line in alone.splitlines() if line.startswith("| `"))
