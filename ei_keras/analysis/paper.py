@@ -12,7 +12,8 @@ for a condition against LN, as the paper; for finding 2 (E-only + LN ≈ EI + LN
 tested pooled over r although accuracy differs by several points between r, the Wilcoxon
 signed-rank test within each r over the configurations both conditions ran (paired: same seed,
 rates and width). Beside p: the Hodges-Lehmann shift with its 95 % interval (Mann-Whitney) or
-the median paired difference (Wilcoxon), and p after Holm's correction across the four r.
+the median paired difference (Wilcoxon), and p after Holm's correction across the r the
+condition ran (the paper's four in a full protocol).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class PaperComparison:
             `ei_keras.analysis.stats.PairedRow`), or None when it has no runs of it.
         observed: the library's class (`"worse"`, `"n.s."`, `"better"`) or None.
         verdict: `"agrees"`, `"differs"` or `"no data"`.
-        p_holm: the library's p after Holm's correction across the condition's four r.
+        p_holm: the library's p after Holm's correction across the r the condition ran.
     """
 
     paper: PaperCell
@@ -181,7 +182,7 @@ def format_paper_table(comparisons: Sequence[PaperComparison], only_with_data: b
     """Markdown table: finding, condition, r, the paper's U / p / class, the library's test,
     n, U, p, Holm-corrected p, effect (points), class and the verdict."""
     header = ["finding", "condition", "r", "paper U", "paper p", "paper", "test here",
-              "n / n_LN", "U", "p", "p Holm (4 r)", "shift, points [95 % CI]", "here",
+              "n / n_LN", "U", "p", "p Holm (r)", "shift, points [95 % CI]", "here",
               "verdict"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for c in comparisons:

@@ -61,11 +61,12 @@ def _paper_comparison(root: Path, folder: str) -> str:
         format_paper_table(against),
         "",
         f"{counts['agrees']} cells agree with the paper, {counts['differs']} differ"
-        + (f", {counts['no data']} have no runs" if counts["no data"] else "") + ". U is the "
+        + (f"; the other {counts['no data']} were not run in this folder"
+           if counts["no data"] else "") + ". U is the "
         "condition's statistic (0 = every run below every LN run, n·n_LN = every run above); "
         "shift: the Hodges-Lehmann estimate (points) and its 95 % interval, or, for the "
-        "paired test, the median paired difference; p Holm: corrected across the four r of "
-        "the condition. Verdicts use the uncorrected p, as the paper's.",
+        "paired test, the median paired difference; p Holm: corrected across the r the "
+        "condition ran. Verdicts use the uncorrected p, as the paper's.",
         "",
         "Paired, every condition against LN over the configurations both ran (same r, seed, "
         "width and, within a family, rates): median difference, points, pairs lower / higher, "

@@ -237,7 +237,7 @@ class ComparisonRow:
             `hodges_lehmann`); None when untested.
         shift_low, shift_high: Its 95 % confidence interval (None when untested).
         p_holm: `p` after Holm's correction across the shift sizes of the condition
-            (`holm`: the paper's four r); None when untested.
+            (`holm`: the paper's four r in a full protocol); None when untested.
     """
 
     condition: str
