@@ -17,7 +17,13 @@ from scipy.stats import wilcoxon
 
 from ei_keras import recipes
 from ei_keras.analysis import load_runs
-from ei_keras.analysis.length import compare_lengths, format_length_table, run_epochs
+from ei_keras.analysis.length import (
+    compare_lengths,
+    format_length_table,
+    format_training_gaps,
+    run_epochs,
+    training_gaps,
+)
 
 TINY = {"data.train_subset": 64, "data.test_subset": 64, "measures.probe_size": 32,
         "measures.moments": False, "measures.alignment": False}
@@ -83,3 +89,29 @@ def test_a_longer_protocol_without_the_reference_is_refused(lengths):
     long = [r for r in load_runs(lengths / "e2", history=False) if r.condition != "ei_ln"]
     with pytest.raises(ValueError, match="reference 'ei_ln' has no runs"):
         compare_lengths(load_runs(lengths / "e1", history=False), long)
+
+
+def test_training_gaps_are_the_paired_training_accuracy_differences_of_each_epoch(lengths):
+    """Per epoch, the median over configurations of the condition's training accuracy minus
+    its LN pair's (read here straight from each run's history.csv), and how many are above;
+    epochs the runs never reached get no column."""
+    import csv
+
+    def accuracy(run) -> list[float]:
+        with open(run.path / "history.csv", newline="") as f:
+            return [100 * float(row["accuracy"]) for row in csv.DictReader(f)]
+
+    runs = load_runs(lengths / "e2")
+    by = {(r.condition, r.seed): accuracy(r) for r in runs}
+    seeds = sorted(s for c, s in by if c == "ei_ln")
+    gaps = training_gaps(runs, "ei_ln", epochs=(1, 2, 50))
+    assert list(gaps) == [("inorm_gradnorm", 0.75)]
+    row = gaps["inorm_gradnorm", 0.75]
+    assert sorted(row) == [1, 2]  # epoch 50 was never reached
+    for epoch in (1, 2):
+        d = [by["inorm_gradnorm", s][epoch - 1] - by["ei_ln", s][epoch - 1] for s in seeds]
+        assert row[epoch][0] == len(seeds)
+        assert row[epoch][1] == pytest.approx(statistics.median(d), abs=1e-9)
+        assert row[epoch][2] == sum(v > 0 for v in d)
+    table = format_training_gaps(runs, "ei_ln", epochs=(1, 2, 50))
+    assert "epoch 2" in table and "epoch 50" not in table and "`inorm_gradnorm`" in table

@@ -25,7 +25,8 @@ from .report import _table
 from .runs import RunRecord
 from .stats import format_p, paired_hodges_lehmann, wilcoxon_paired
 
-__all__ = ["LengthRow", "compare_lengths", "format_length_table", "run_epochs"]
+__all__ = ["LengthRow", "compare_lengths", "format_length_table", "format_training_gaps",
+           "run_epochs", "training_gaps"]
 
 #: The settings that make two runs the same configuration apart from their length.
 _SAME_CONFIGURATION = ("lr_e", "lr_ie", "lr_ei", "norm_weight", "batch_size", "momentum")
@@ -168,3 +169,50 @@ def format_length_table(rows: Sequence[LengthRow]) -> str:
                      format_p(row.p),
                      "—" if row.reference_gain is None else f"{100 * row.reference_gain:+.1f}"])
     return _table(header, body, align="l" + "r" * 8)
+
+
+#: The epochs `format_training_gaps` shows (those the runs reached).
+GAP_EPOCHS = (1, 3, 10, 25, 50)
+
+
+def training_gaps(runs: Sequence[RunRecord], reference: str = "ei_ln",
+                  epochs: Sequence[int] = GAP_EPOCHS
+                  ) -> dict[tuple[str, float | None], dict[int, tuple[int, float, int]]]:
+    """Each condition's training accuracy minus its `reference` pair's (same shift size and
+    seed, `ei_keras.analysis.figures.learning_runs`), at each of `epochs` (1-based) that the
+    pairs reached: `{(condition, shift size): {epoch: (pairs, median difference in points,
+    pairs above the reference)}}`. Runs need their `history.csv` (`load_runs(...,
+    history=True)`); pairs with a stopped reference are left out, as in the figure."""
+    from .figures import VERSUS_REFERENCE, learning_runs
+
+    diffs: dict[tuple[str, float | None], list[list[float]]] = {}
+    for run in learning_runs(runs, reference):
+        if VERSUS_REFERENCE in run.history:
+            diffs.setdefault((run.condition, run.shift_size), []).append(
+                run.history[VERSUS_REFERENCE])
+    out = {}
+    for key in sorted(diffs, key=lambda k: (k[0], k[1] is None, k[1] or 0.0)):
+        row = {}
+        for epoch in epochs:
+            at = [d[epoch - 1] for d in diffs[key] if len(d) >= epoch]
+            if at:
+                row[epoch] = (len(at), float(statistics.median(at)), sum(v > 0 for v in at))
+        out[key] = row
+    return out
+
+
+def format_training_gaps(runs: Sequence[RunRecord], reference: str = "ei_ln",
+                         epochs: Sequence[int] = GAP_EPOCHS) -> str:
+    """Markdown table of `training_gaps`: one line per condition and shift size, one column
+    per epoch reached, each cell `median difference (pairs above / pairs)`."""
+    gaps = training_gaps(runs, reference, epochs)
+    shown = [e for e in epochs if any(e in row for row in gaps.values())]
+    if not shown:
+        return "_No run has a training-accuracy history paired with the reference._"
+    body = []
+    for (cond, size), row in gaps.items():
+        body.append([f"`{cond}`", "—" if size is None else f"{size:g}"] + [
+            f"{row[e][1]:+.1f} ({row[e][2]} / {row[e][0]})" if e in row else "—"
+            for e in shown])
+    return _table(["condition", "r"] + [f"epoch {e}" for e in shown], body,
+                  align="lr" + "r" * len(shown))

@@ -162,7 +162,7 @@ PAPER50_COMMAND = ("ei-keras reproduce fig5 --conditions ei_ln,inorm_gradnorm --
 def _paper_length(root: Path, folder: str, short: str) -> str:
     """The comparison with the paper of the runs in `folder` (the paper's length), then the
     same configurations at `short`'s length beside them (`ei_keras.analysis.length`)."""
-    from .length import compare_lengths, format_length_table
+    from .length import compare_lengths, format_length_table, format_training_gaps
 
     if not (root / folder).is_dir():
         return (f"_No runs committed in `{folder}` yet: `{PAPER50_COMMAND}`, then `make "
@@ -175,6 +175,8 @@ def _paper_length(root: Path, folder: str, short: str) -> str:
             load_runs(root / short, history=False), load_runs(root / folder, history=False))))
     except ValueError as err:
         lines.append(f"_Not comparable: {err}._")
+    lines += ["", f"Training accuracy here, each configuration minus its LN pair's, by epoch: "
+              f"{GAPS_CAPTION}", "", format_training_gaps(load_runs(root / folder), "ei_ln")]
     return text + "\n".join(lines) + "\n"
 
 
@@ -184,6 +186,14 @@ LENGTH_CAPTION = (
     "with its 95 % interval, at each length; change = the median over configurations of how "
     "much that difference moved from the short to the long run, p its two-sided Wilcoxon "
     "signed-rank test; the reference's gain = how much LN itself gained from the extra epochs.")
+
+
+#: How to read `ei_keras.analysis.length.format_training_gaps` under the README's blocks.
+GAPS_CAPTION = (
+    "the median over configurations of (condition − LN) in points, and in how many of the "
+    "pairs the condition is above (pairs whose LN run stopped are left out); whether a lead "
+    "over LN grows or shrinks with training, which the final test accuracy alone cannot say "
+    "(the report's learning.png draws every epoch).")
 
 
 #: What made `docs/results/rnn` (issue 24's result): the recipe at its own size.
