@@ -35,6 +35,7 @@ from .report import (
     format_spectrum_table,
     format_stability_by_rate,
     format_stability_table,
+    run_seconds,
 )
 from .runs import load_runs
 from .stats import compare_paired, compare_to_reference
@@ -168,15 +169,16 @@ def _paper_length(root: Path, folder: str, short: str) -> str:
         return (f"_No runs committed in `{folder}` yet: `{PAPER50_COMMAND}`, then `make "
                 "results` (generated; do not edit by hand)._\n")
     text = _paper_comparison(root, folder)
+    long = load_runs(root / folder)  # with history.csv, for the training gaps
     lines = ["", f"The same configurations (learning rates, width, seed) in `{short}` and "
              f"here, paired: {LENGTH_CAPTION}", ""]
     try:
         lines.append(format_length_table(compare_lengths(
-            load_runs(root / short, history=False), load_runs(root / folder, history=False))))
+            load_runs(root / short, history=False), long)))
     except ValueError as err:
         lines.append(f"_Not comparable: {err}._")
     lines += ["", f"Training accuracy here, each configuration minus its LN pair's, by epoch: "
-              f"{GAPS_CAPTION}", "", format_training_gaps(load_runs(root / folder), "ei_ln")]
+              f"{GAPS_CAPTION}", "", format_training_gaps(long, "ei_ln")]
     return text + "\n".join(lines) + "\n"
 
 
@@ -203,22 +205,16 @@ RNN_COMMAND = "ei-keras reproduce rnn --out docs/results/rnn --backend jax --job
 REDUCED_CONFIGS, REDUCED_SIZES = 8, (0.0, 0.75)
 
 
-def _wall_seconds(run) -> float | None:
-    """A run's recorded wall time (`metrics.json` `wall_time_s`), None when absent."""
-    value = run.metrics.get("wall_time_s")
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-    return float(value) if ok else None
-
-
 def _duration(seconds: float) -> str:
     """Seconds as minutes below two hours, else hours."""
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _recipe_times(root: Path, folder: str, long_folder: str) -> str:
-    """Each recipe's run time, summed from the runs in `folder` that its `plan.json` lists:
-    all of them, the reduced run's (`REDUCED_CONFIGS` configurations at `REDUCED_SIZES`), and
-    the paper's length extrapolated by the ratio of the same cells' times in `long_folder`."""
+    """Each recipe's run time from the runs in `folder` that its `plan.json` lists: their
+    count × their median wall time, for all of them and for the reduced run's
+    (`REDUCED_CONFIGS` configurations at `REDUCED_SIZES`), and the paper's length scaled by
+    the median time of `long_folder`'s runs over that of the same cells in `folder`."""
     import statistics
 
     from ei_keras.run_directory import read_plan
@@ -233,25 +229,24 @@ def _recipe_times(root: Path, folder: str, long_folder: str) -> str:
     if (root / long_folder).is_dir():
         for run in load_runs(root / long_folder, history=False):
             short = runs.get(run.path.relative_to(root / long_folder).as_posix())
-            pair = (_wall_seconds(run), _wall_seconds(short) if short else None)
+            pair = (run_seconds(run), run_seconds(short) if short else None)
             if None not in pair:
                 pairs.append(pair)
-    ratio = (statistics.median(p[0] for p in pairs) / statistics.median(p[1] for p in pairs)
-             if pairs and statistics.median(p[1] for p in pairs) > 0 else None)
+    short_median = statistics.median(p[1] for p in pairs) if pairs else 0.0
+    ratio = statistics.median(p[0] for p in pairs) / short_median if short_median > 0 else None
     lines = ["| recipe | runs | median per run | ≈ all runs | reduced run: runs | ≈ reduced "
              "| paper's length (≈) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name in sorted(plan):
         cells = [runs[c] for c in plan[name].get("cells", ()) if c in runs]
-        times = [t for t in map(_wall_seconds, cells) if t is not None]
+        times = [t for t in map(run_seconds, cells) if t is not None]
         reduced = [t for r in cells if r.seed is not None and r.seed < REDUCED_CONFIGS
                    and r.shift_size in REDUCED_SIZES
-                   for t in [_wall_seconds(r)] if t is not None]
+                   for t in [run_seconds(r)] if t is not None]
         if not times:
             continue
         per_run = statistics.median(times)
-        small = f"{_duration(len(reduced) * statistics.median(reduced))}" if reduced else "—"
-        long = (_duration(len(times) * per_run * ratio)
-                if ratio is not None else "—")
+        small = _duration(len(reduced) * statistics.median(reduced)) if reduced else "—"
+        long = _duration(len(times) * per_run * ratio) if ratio is not None else "—"
         lines.append(f"| `{name}` | {len(times)} | {per_run:.1f} s | "
                      f"{_duration(len(times) * per_run)} | {len(reduced)} | {small} | {long} |")
     if ratio is not None:

@@ -672,6 +672,14 @@ WEIGHTS_CAPTION = (
     "+2.40.")
 
 
+def run_seconds(run: RunRecord, key: str = "wall_time_s") -> float | None:
+    """A time a run recorded in its `metrics.json` (`wall_time_s` or `train_time_s`), None
+    when absent or not a finite number."""
+    value = run.metrics.get(key)
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
 def format_run_times(runs: Sequence[RunRecord]) -> str:
     """Time per run and in all, from the runs' `metrics.json` (`wall_time_s`: the whole
     run, data loading and measures included; `train_time_s`: training), as Markdown; empty
@@ -679,9 +687,7 @@ def format_run_times(runs: Sequence[RunRecord]) -> str:
     import statistics
 
     def seconds(key: str) -> list[float]:
-        values = [r.metrics.get(key) for r in runs]
-        return [float(v) for v in values
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+        return [t for t in (run_seconds(r, key) for r in runs) if t is not None]
 
     wall, train = seconds("wall_time_s"), seconds("train_time_s")
     if not wall:
